@@ -1,0 +1,9 @@
+//! The edge side of loragen: a model store for the default GGUF models and a
+//! safe runtime over llama.cpp that the agent loop, the benchmark and the
+//! generator share.
+
+pub mod error;
+pub mod runtime;
+pub mod store;
+
+pub use error::{Error, Result};

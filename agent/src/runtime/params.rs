@@ -1,0 +1,170 @@
+//! Parameters of sessions and generation calls.
+
+use crate::error::{Error, Result};
+
+/// Settings of a session (one llama.cpp context and its KV cache).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionParams {
+    pub n_ctx: u32,
+    /// Largest number of tokens handed to llama.cpp in one decode call.
+    pub n_batch: u32,
+    pub n_threads: usize,
+    /// Keep the KV state of the longest common token prefix between calls,
+    /// so a shared system prompt is computed once.
+    pub reuse_prefix: bool,
+    /// Compute final-layer hidden states (needed by [`super::Session::hidden_states`]).
+    pub embeddings: bool,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        SessionParams {
+            n_ctx: 4096,
+            n_batch: 2048,
+            n_threads: super::default_threads(),
+            reuse_prefix: true,
+            embeddings: false,
+        }
+    }
+}
+
+impl SessionParams {
+    #[must_use]
+    pub fn with_n_ctx(mut self, n_ctx: u32) -> Self {
+        self.n_ctx = n_ctx;
+        self
+    }
+
+    #[must_use]
+    pub fn with_n_batch(mut self, n_batch: u32) -> Self {
+        self.n_batch = n_batch;
+        self
+    }
+
+    #[must_use]
+    pub fn with_threads(mut self, n_threads: usize) -> Self {
+        self.n_threads = n_threads;
+        self
+    }
+
+    #[must_use]
+    pub fn with_prefix_reuse(mut self, reuse: bool) -> Self {
+        self.reuse_prefix = reuse;
+        self
+    }
+
+    #[must_use]
+    pub fn with_embeddings(mut self, embeddings: bool) -> Self {
+        self.embeddings = embeddings;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.n_ctx < 16 {
+            return Err(Error::InvalidParam(format!("n_ctx must be at least 16, got {}", self.n_ctx)));
+        }
+        if self.n_batch == 0 {
+            return Err(Error::InvalidParam("n_batch must be positive".into()));
+        }
+        if self.n_threads == 0 || i32::try_from(self.n_threads).is_err() {
+            return Err(Error::InvalidParam(format!("n_threads must be in 1..=i32::MAX, got {}", self.n_threads)));
+        }
+        Ok(())
+    }
+}
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Always the most likely token: deterministic.
+    Greedy,
+    /// Temperature and nucleus sampling, reproducible through the seed.
+    Random { temperature: f32, top_p: f32, seed: u32 },
+}
+
+/// Settings of one generation call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    /// Generation stops before the first occurrence of any of these.
+    pub stop: Vec<String>,
+    /// A GBNF grammar (root rule `root`) that constrains the output.
+    pub grammar: Option<String>,
+    /// Prepend BOS when the model's vocabulary asks for it.
+    pub add_bos: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { max_tokens: 256, sampling: Sampling::Greedy, stop: Vec::new(), grammar: None, add_bos: true }
+    }
+}
+
+impl GenerateParams {
+    #[must_use]
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    #[must_use]
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    #[must_use]
+    pub fn with_stop<S: Into<String>>(mut self, stop: impl IntoIterator<Item = S>) -> Self {
+        self.stop = stop.into_iter().map(Into::into).collect();
+        self
+    }
+
+    #[must_use]
+    pub fn with_grammar(mut self, grammar: Option<String>) -> Self {
+        self.grammar = grammar;
+        self
+    }
+
+    #[must_use]
+    pub fn with_bos(mut self, add_bos: bool) -> Self {
+        self.add_bos = add_bos;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_tokens == 0 {
+            return Err(Error::InvalidParam("max_tokens must be positive".into()));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(Error::InvalidParam("stop strings must not be empty".into()));
+        }
+        if let Sampling::Random { temperature, top_p, .. } = self.sampling {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return Err(Error::InvalidParam(format!("temperature must be > 0, got {temperature}")));
+            }
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                return Err(Error::InvalidParam(format!("top_p must be in (0, 1], got {top_p}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        assert!(GenerateParams::default().validate().is_ok());
+        assert!(GenerateParams::default().with_max_tokens(0).validate().is_err());
+        assert!(GenerateParams::default().with_stop([""]).validate().is_err());
+        let hot = Sampling::Random { temperature: 0.0, top_p: 0.9, seed: 1 };
+        assert!(GenerateParams::default().with_sampling(hot).validate().is_err());
+        let wide = Sampling::Random { temperature: 0.7, top_p: 1.5, seed: 1 };
+        assert!(GenerateParams::default().with_sampling(wide).validate().is_err());
+        assert!(SessionParams::default().with_threads(0).validate().is_err());
+        assert!(SessionParams::default().with_n_ctx(4).validate().is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! A session: one llama.cpp context, its KV cache and the token history
+//! that cache holds.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::token::LlamaToken;
+
+use super::model::{Adapter, Model};
+use super::params::{GenerateParams, SessionParams};
+use super::stats::Stats;
+use super::{sampler, stop::StopScanner};
+use crate::error::{Error, Result};
+
+/// Why generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model emitted an end-of-generation token.
+    EndOfGeneration,
+    /// A stop string was produced; it is not part of the text.
+    Stop(String),
+    MaxTokens,
+    /// The context window is full.
+    ContextFull,
+    /// The caller's callback asked to stop.
+    Interrupted,
+}
+
+/// The result of one generation call.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub text: String,
+    pub tokens: Vec<LlamaToken>,
+    pub finish: FinishReason,
+    pub stats: Stats,
+}
+
+/// A context with a KV cache. `cached` mirrors the tokens at positions
+/// `0..cached.len()` of sequence 0, which is what makes prefix reuse safe.
+pub struct Session<'m> {
+    model: &'m Model,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    params: SessionParams,
+    cached: Vec<LlamaToken>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("params", &self.params).field("cached", &self.cached.len()).finish()
+    }
+}
+
+/// Hidden states collected during a prefill, one per requested position.
+type Collected = Vec<(usize, Vec<f32>)>;
+
+impl<'m> Session<'m> {
+    pub(crate) fn new(model: &'m Model, params: SessionParams) -> Result<Self> {
+        params.validate()?;
+        let n_ctx = params.n_ctx.min(model.n_ctx_train().max(16));
+        let n_batch = params.n_batch.min(n_ctx);
+        let threads = i32::try_from(params.n_threads).unwrap_or(1);
+        let mut ctx_params = LlamaContextParams::default()
+            .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch.min(512))
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        if params.embeddings {
+            ctx_params = ctx_params.with_embeddings(true).with_pooling_type(LlamaPoolingType::None);
+        }
+        let ctx = model.inner.new_context(super::backend()?, ctx_params).map_err(|e| Error::llama("context creation", e))?;
+        let batch = LlamaBatch::new(n_batch as usize, 1);
+        Ok(Session { model, ctx, batch, params: SessionParams { n_ctx, n_batch, ..params }, cached: Vec::new() })
+    }
+
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// Number of tokens whose KV state is currently cached.
+    pub fn cached_tokens(&self) -> usize {
+        self.cached.len()
+    }
+
+    /// Forgets the KV cache.
+    pub fn clear_cache(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    /// Applies a LoRA adapter with `scale`; the KV cache is cleared because
+    /// states computed without the adapter no longer match.
+    pub fn set_adapter(&mut self, adapter: &mut Adapter, scale: f32) -> Result<()> {
+        self.ctx.lora_adapter_set(&mut adapter.inner, scale).map_err(|e| Error::llama("adapter attach", e))?;
+        self.clear_cache();
+        Ok(())
+    }
+
+    /// Detaches every adapter again.
+    pub fn remove_adapter(&mut self, adapter: &mut Adapter) -> Result<()> {
+        self.ctx.lora_adapter_remove(&mut adapter.inner).map_err(|e| Error::llama("adapter detach", e))?;
+        self.clear_cache();
+        Ok(())
+    }
+
+    /// Generates a completion of `prompt`.
+    pub fn generate(&mut self, prompt: &str, params: &GenerateParams) -> Result<Completion> {
+        self.generate_streaming(prompt, params, |_| ControlFlow::Continue(()))
+    }
+
+    /// Like [`Self::generate`], handing each new piece of text to `on_text`
+    /// as soon as it can no longer turn out to be part of a stop string.
+    pub fn generate_streaming(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_text: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion> {
+        let tokens = self.model.tokenize(prompt, params.add_bos);
+        self.generate_tokens(&tokens, params, on_text)
+    }
+
+    /// Generates from an already tokenized prompt.
+    pub fn generate_tokens(
+        &mut self,
+        prompt: &[LlamaToken],
+        params: &GenerateParams,
+        mut on_text: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion> {
+        params.validate()?;
+        let start = Instant::now();
+        let mut sampler = sampler::build(&self.model.inner, params)?;
+        let (reused, _) = self.prefill(prompt, &[])?;
+        let prefill_ms = ms_since(start);
+
+        let mut stats = Stats { prompt_tokens: prompt.len(), reused_tokens: reused, prefill_ms, ..Stats::default() };
+        let mut scanner = StopScanner::new(&params.stop);
+        let mut tokens = Vec::new();
+        let mut logits_index = self.batch.n_tokens() - 1;
+        let decode_start = Instant::now();
+        let finish = loop {
+            let token = sampler.sample(&self.ctx, logits_index);
+            if tokens.is_empty() {
+                stats.ttft_ms = ms_since(start);
+            }
+            if self.model.is_end_of_generation(token) {
+                break FinishReason::EndOfGeneration;
+            }
+            tokens.push(token);
+            let step = scanner.push(&self.model.token_bytes(token));
+            if !step.emit.is_empty() && on_text(&step.emit).is_break() {
+                break FinishReason::Interrupted;
+            }
+            if let Some(stop) = step.stopped {
+                break FinishReason::Stop(stop);
+            }
+            if tokens.len() >= params.max_tokens {
+                break FinishReason::MaxTokens;
+            }
+            if self.cached.len() >= self.params.n_ctx as usize {
+                break FinishReason::ContextFull;
+            }
+            self.decode_one(token)?;
+            logits_index = 0;
+        };
+        stats.decode_tokens = tokens.len();
+        stats.decode_ms = ms_since(decode_start);
+        let text = scanner.finish(&mut on_text);
+        Ok(Completion { text, tokens, finish, stats })
+    }
+
+    /// Final-layer hidden states (after the output norm) of `tokens` at
+    /// `positions`, in the order given. Needs a session with embeddings on.
+    pub fn hidden_states(&mut self, tokens: &[LlamaToken], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+        if !self.params.embeddings {
+            return Err(Error::InvalidParam("hidden states need a session created with embeddings on".into()));
+        }
+        if let Some(&bad) = positions.iter().find(|&&p| p >= tokens.len()) {
+            return Err(Error::InvalidParam(format!("position {bad} is outside the {} tokens", tokens.len())));
+        }
+        let (_, collected) = self.prefill(tokens, positions)?;
+        positions
+            .iter()
+            .map(|p| {
+                collected
+                    .iter()
+                    .find(|(q, _)| q == p)
+                    .map(|(_, h)| h.clone())
+                    .ok_or_else(|| Error::llama("hidden states", format!("no output for position {p}")))
+            })
+            .collect()
+    }
+
+    /// Brings the KV cache to `tokens`, recomputing only what differs from
+    /// the cached history. Logits are produced for the last token; hidden
+    /// states for `outputs` (whose KV therefore cannot come from the cache).
+    /// Returns how many tokens were reused.
+    fn prefill(&mut self, tokens: &[LlamaToken], outputs: &[usize]) -> Result<(usize, Collected)> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidParam("empty prompt".into()));
+        }
+        if tokens.len() >= self.params.n_ctx as usize {
+            return Err(Error::ContextOverflow { tokens: tokens.len(), n_ctx: self.params.n_ctx });
+        }
+        let mut reuse = if self.params.reuse_prefix { common_prefix(&self.cached, tokens) } else { 0 };
+        // At least one token must run to produce logits.
+        reuse = reuse.min(tokens.len() - 1);
+        if let Some(&first) = outputs.iter().min() {
+            reuse = reuse.min(first);
+        }
+        if reuse < self.cached.len() {
+            let removed = self.ctx.kv_cache_seq_rm(0, u32::try_from(reuse).ok(), None).is_ok();
+            if !removed {
+                // Some caches cannot drop a suffix; start over instead.
+                self.ctx.clear_kv_cache();
+                reuse = 0;
+            }
+            self.cached.truncate(reuse);
+        }
+
+        let mut collected = Vec::with_capacity(outputs.len());
+        let last = tokens.len() - 1;
+        let chunk = self.params.n_batch as usize;
+        for (chunk_index, part) in tokens[reuse..].chunks(chunk).enumerate() {
+            self.batch.clear();
+            let base = reuse + chunk_index * chunk;
+            for (i, &token) in part.iter().enumerate() {
+                let pos = base + i;
+                let wants_output = pos == last || outputs.contains(&pos);
+                self.batch.add(token, pos as i32, &[0], wants_output).map_err(|e| Error::llama("batch", e))?;
+            }
+            self.ctx.decode(&mut self.batch).map_err(|e| Error::llama("prefill decode", e))?;
+            self.cached.extend_from_slice(part);
+            for (i, _) in part.iter().enumerate() {
+                let pos = base + i;
+                if outputs.contains(&pos) {
+                    let h = self.ctx.embeddings_ith(i as i32).map_err(|e| Error::llama("hidden states", e))?;
+                    collected.push((pos, h.to_vec()));
+                }
+            }
+        }
+        Ok((reuse, collected))
+    }
+
+    fn decode_one(&mut self, token: LlamaToken) -> Result<()> {
+        self.batch.clear();
+        self.batch.add(token, self.cached.len() as i32, &[0], true).map_err(|e| Error::llama("batch", e))?;
+        self.ctx.decode(&mut self.batch).map_err(|e| Error::llama("decode", e))?;
+        self.cached.push(token);
+        Ok(())
+    }
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,68 @@
+//! Pulling thoughts, actions, argument lists and answers out of a
+//! GPT4Tools-protocol message, the way the reference evaluator's regexes
+//! do: each line is searched for the first occurrence of a marker, and the
+//! rest of that line, stripped, is the value.
+
+/// The protocol lines of one message, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extracted {
+    /// Answers to "Do I need to use a tool?", e.g. `Yes` or `No`.
+    pub thoughts: Vec<String>,
+    pub actions: Vec<String>,
+    /// Each `Action Input:` split on `,` (fields are not trimmed).
+    pub args: Vec<Vec<String>>,
+    pub answers: Vec<String>,
+}
+
+const THOUGHT: &str = "Thought: Do I need to use a tool? ";
+const ACTION: &str = "Action: ";
+const ACTION_INPUT: &str = "Action Input: ";
+const ANSWER: &str = "AI: ";
+
+impl Extracted {
+    pub fn from_text(text: &str) -> Self {
+        let mut out = Extracted::default();
+        for line in text.split('\n') {
+            if let Some(v) = value_after(line, THOUGHT) {
+                out.thoughts.push(v);
+            }
+            if let Some(v) = value_after(line, ACTION) {
+                out.actions.push(v);
+            }
+            if let Some(v) = value_after(line, ACTION_INPUT) {
+                out.args.push(v.split(',').map(str::to_owned).collect());
+            }
+            if let Some(v) = value_after(line, ANSWER) {
+                out.answers.push(v);
+            }
+        }
+        out
+    }
+}
+
+fn value_after(line: &str, marker: &str) -> Option<String> {
+    line.find(marker).map(|at| line[at + marker.len()..].trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_found_per_line_and_stripped() {
+        let e = Extracted::from_text(
+            "Thought: Do I need to use a tool?   Yes  \nAction:   Segment the Image  \nAction Input:  a.png, cat \nObservation:",
+        );
+        assert_eq!(e.thoughts, ["Yes"]);
+        assert_eq!(e.actions, ["Segment the Image"]);
+        assert_eq!(e.args, [vec!["a.png".to_owned(), " cat".to_owned()]]);
+        assert!(e.answers.is_empty());
+    }
+
+    #[test]
+    fn action_input_is_not_an_action() {
+        let e = Extracted::from_text("Action Input: x");
+        assert!(e.actions.is_empty());
+        assert_eq!(e.args.len(), 1);
+    }
+}

@@ -1,0 +1,139 @@
+//! GPT4Tools success rates (SR_t, SR_act, SR_args, SR) and IoU, following
+//! the reference evaluator's rules exactly (see `FORMAT.md` of the
+//! benchmark notes): position-wise list matching, the `.png` rule, the
+//! argument-count rule, the trailing-"No" rule and the no-action branch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bleu::bleu1;
+use crate::extract::Extracted;
+
+/// Scores of one prediction, each in `[0, 1]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemScores {
+    pub thought_acc: f64,
+    pub action_acc: f64,
+    pub action_args_acc: f64,
+    /// 1 when the whole step is right, else 0.
+    pub acc: f64,
+    pub iou: f64,
+}
+
+/// Means over a set of items, in percent, plus the paper's Average Score.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub items: usize,
+    pub sr_t: f64,
+    pub sr_act: f64,
+    pub sr_args: f64,
+    pub sr: f64,
+    pub iou: f64,
+    pub average: f64,
+}
+
+/// Scores the generated text `prediction` against the reference `truth`.
+pub fn score_item(truth: &str, prediction: &str) -> ItemScores {
+    let gt = Extracted::from_text(truth);
+    let mut pred = Extracted::from_text(prediction);
+    if gt.actions.is_empty() {
+        return score_no_action(&gt, &pred);
+    }
+    // A correct call followed by a premature "No" is still a correct call.
+    if pred.thoughts.len() == pred.actions.len() + 1 && pred.thoughts.last().map(String::as_str) == Some("No") {
+        pred.thoughts.pop();
+    }
+    let thoughts = match_exact(&gt.thoughts, &pred.thoughts);
+    let actions = match_exact(&gt.actions, &pred.actions);
+    let args = match_args(&gt.args, &pred.args);
+    let thought_acc = mean(&thoughts);
+    let action_acc = mean(&actions);
+    let action_args_acc = mean(&args);
+    let success = thought_acc == 1.0 && action_acc == 1.0 && action_args_acc >= 0.5;
+    ItemScores {
+        thought_acc,
+        action_acc,
+        action_args_acc,
+        acc: f64::from(u8::from(success)),
+        iou: iou(&[&thoughts, &actions, &args]),
+    }
+}
+
+fn score_no_action(gt: &Extracted, pred: &Extracted) -> ItemScores {
+    let thoughts = match_exact(&gt.thoughts, &pred.thoughts);
+    let actions = match_exact(&gt.actions, &pred.actions);
+    let args = match_args(&gt.args, &pred.args);
+    let iou = iou(&[&thoughts, &actions, &args]);
+    let said_no = pred.thoughts.first().map(String::as_str) == Some("No");
+    let thought_acc = if said_no && !pred.answers.is_empty() { mean(&thoughts) } else { 0.0 };
+    let right = f64::from(u8::from(thought_acc == 1.0));
+    ItemScores { thought_acc, action_acc: right, action_args_acc: right, acc: right, iou }
+}
+
+/// Position-wise equality over the longer of the two lists.
+fn match_exact(gt: &[String], pred: &[String]) -> Vec<f64> {
+    (0..gt.len().max(pred.len()))
+        .map(|i| match (gt.get(i), pred.get(i)) {
+            (Some(g), Some(p)) if g == p => 1.0,
+            _ => 0.0,
+        })
+        .collect()
+}
+
+/// Per action: 0 on a different argument count, else the mean argument
+/// score. A ground-truth image argument (`.png`) needs a `.png` in the
+/// prediction; missing it fails the arguments of the whole item.
+fn match_args(gt: &[Vec<String>], pred: &[Vec<String>]) -> Vec<f64> {
+    let n = gt.len().max(pred.len());
+    let mut scores = Vec::with_capacity(n);
+    for i in 0..n {
+        let (Some(g), Some(p)) = (gt.get(i), pred.get(i)) else {
+            scores.push(0.0);
+            continue;
+        };
+        if g.len() != p.len() {
+            scores.push(0.0);
+            continue;
+        }
+        let mut per_arg = Vec::with_capacity(g.len());
+        for (ga, pa) in g.iter().zip(p) {
+            if ga.contains(".png") {
+                if !pa.contains(".png") {
+                    return vec![0.0; n];
+                }
+                per_arg.push(1.0);
+            } else {
+                per_arg.push(bleu1(ga, pa));
+            }
+        }
+        scores.push(mean(&per_arg));
+    }
+    scores
+}
+
+/// Soft intersection over union: the summed match scores over the size of
+/// the union of ground-truth and predicted positions.
+fn iou(parts: &[&[f64]]) -> f64 {
+    let union: usize = parts.iter().map(|p| p.len()).sum();
+    if union == 0 {
+        return 0.0;
+    }
+    parts.iter().flat_map(|p| p.iter()).sum::<f64>() / union as f64
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+impl Aggregate {
+    /// Means of the per-item scores in percent.
+    pub fn of(items: &[ItemScores]) -> Self {
+        let pct = |f: fn(&ItemScores) -> f64| 100.0 * mean(&items.iter().map(f).collect::<Vec<_>>());
+        let (sr_t, sr_act, sr_args, sr, iou) =
+            (pct(|s| s.thought_acc), pct(|s| s.action_acc), pct(|s| s.action_args_acc), pct(|s| s.acc), pct(|s| s.iou));
+        Aggregate { items: items.len(), sr_t, sr_act, sr_args, sr, iou, average: (sr_t + sr_act + sr_args + sr + iou) / 5.0 }
+    }
+}

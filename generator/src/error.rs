@@ -1,0 +1,22 @@
+//! The one error type of the `loragen-generator` crate.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    #[error("I/O error on {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// A LoRA pair whose shapes cannot belong together.
+    #[error("LoRA tensors for `{target}` do not fit: A is {a:?}, B is {b:?} (expected A (r, in) and B (out, r))")]
+    LoraShape { target: String, a: Vec<usize>, b: Vec<usize> },
+
+    /// A GGUF file lacks something the caller needs.
+    #[error("{}: {detail}", path.display())]
+    Gguf { path: PathBuf, detail: String },
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the system packages that building llama.cpp needs (cmake, a C++
+# compiler, libclang for bindgen) and pip for fetching the models.
+set -euo pipefail
+
+missing=()
+if command -v dpkg >/dev/null; then
+  for pkg in cmake clang libclang-dev g++; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+else
+  for cmd in cmake clang c++; do
+    command -v "$cmd" >/dev/null || missing+=("$cmd")
+  done
+fi
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if command -v apt-get >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo=(sudo)
+  else
+    echo "missing system packages: ${missing[*]}" >&2
+    echo "run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "missing build tools: ${missing[*]}; install cmake, clang with libclang, a C++ compiler and Python 3 with pip" >&2
+  exit 1
+fi

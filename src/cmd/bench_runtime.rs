@@ -1,0 +1,214 @@
+//! `loragen bench runtime`: prefill and decode speed of the runtime wrapper
+//! against a bare llama-cpp-2 loop over the same model, prompt and
+//! threads, measured side by side, plus the saving of KV prefix reuse.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use loragen_agent::runtime::{self, GenerateParams, Model, SessionParams};
+use loragen_agent::store::{ModelChoice, Role};
+use loragen_tools::gpt4tools::{render_conversation, render_instruction, TOOLS};
+use serde_json::json;
+
+use crate::cli::{BenchRuntimeArgs, ModelArgs};
+
+const N_CTX: u32 = 4096;
+const N_BATCH: u32 = 2048;
+const IMAGE: (&str, &str) = ("image/qhbtwzre.png", "A red bicycle leaning against a brick wall next to a wooden door.");
+
+/// One timed run: prompt length, prefill and decode time.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    prompt_tokens: usize,
+    prefill_ms: f64,
+    decode_tokens: usize,
+    decode_ms: f64,
+}
+
+impl Run {
+    fn prefill_rate(&self) -> f64 {
+        self.prompt_tokens as f64 * 1e3 / self.prefill_ms
+    }
+    fn decode_rate(&self) -> f64 {
+        self.decode_tokens as f64 * 1e3 / self.decode_ms
+    }
+}
+
+pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.repeat > 0 && args.decode_tokens > 0, "--repeat and --decode-tokens must be positive");
+    let threads = args.threads.unwrap_or_else(runtime::default_threads);
+    let choices = if args.model.is_empty() {
+        vec![ModelChoice::Role(Role::Edge), ModelChoice::Role(Role::Cloud)]
+    } else {
+        args.model.clone()
+    };
+    let request = "Detect the bicycle in the picture and tell me where it is.";
+    let prompts = [
+        ("query only", render_conversation(Some(IMAGE), request)),
+        ("5 tools", render_instruction(&TOOLS[..5], Some(IMAGE), request)),
+        ("23 tools", render_instruction(&TOOLS, Some(IMAGE), request)),
+    ];
+    println!("threads {threads}, decode up to {} tokens, median of {} runs", args.decode_tokens, args.repeat);
+    println!(
+        "| model | prompt | tokens | prefill tok/s bare | prefill tok/s loragen | ratio | decode tok/s bare | decode tok/s loragen | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    let mut reuse_rows = Vec::new();
+    for choice in &choices {
+        let path = super::resolve_model(choice, models)?;
+        let label = match choice {
+            ModelChoice::Role(role) => role.to_string(),
+            ModelChoice::Path(p) => p.display().to_string(),
+        };
+        let model = Model::load(&path)?;
+        let bare_model = LlamaModel::load_from_file(runtime::backend()?, &path, &LlamaModelParams::default())
+            .with_context(|| format!("bare llama-cpp-2 load of {}", path.display()))?;
+        for (name, prompt) in &prompts {
+            let mut bare_runs = Vec::new();
+            let mut ours = Vec::new();
+            for _ in 0..args.repeat {
+                bare_runs.push(bare_run(&bare_model, prompt, args.decode_tokens, threads)?);
+                ours.push(wrapper_run(&model, prompt, args.decode_tokens, threads)?);
+            }
+            let (b, w) = (median_run(&bare_runs), median_run(&ours));
+            println!(
+                "| {label} | {name} | {} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.3} |",
+                w.prompt_tokens,
+                b.prefill_rate(),
+                w.prefill_rate(),
+                w.prefill_rate() / b.prefill_rate(),
+                b.decode_rate(),
+                w.decode_rate(),
+                w.decode_rate() / b.decode_rate()
+            );
+            rows.push(json!({
+                "model": label, "prompt": name, "prompt_tokens": w.prompt_tokens,
+                "bare": {"prefill_tok_s": b.prefill_rate(), "decode_tok_s": b.decode_rate(), "decode_tokens": b.decode_tokens},
+                "loragen": {"prefill_tok_s": w.prefill_rate(), "decode_tok_s": w.decode_rate(), "decode_tokens": w.decode_tokens},
+                "prefill_ratio": w.prefill_rate() / b.prefill_rate(),
+                "decode_ratio": w.decode_rate() / b.decode_rate(),
+            }));
+        }
+        reuse_rows.push((label.clone(), prefix_reuse(&model, threads, args.repeat)?));
+    }
+
+    println!("\nKV prefix reuse (23-tool system prompt shared, new query):");
+    println!("| model | prompt tokens | reused | cold prefill ms | warm prefill ms | speed-up |");
+    println!("|---|---|---|---|---|---|");
+    for (label, r) in &reuse_rows {
+        println!(
+            "| {label} | {} | {} | {:.1} | {:.1} | {:.1}x |",
+            r.prompt_tokens,
+            r.reused,
+            r.cold_ms,
+            r.warm_ms,
+            r.cold_ms / r.warm_ms
+        );
+    }
+    if let Some(file) = &args.json {
+        let reuse: Vec<_> = reuse_rows
+            .iter()
+            .map(|(label, r)| json!({"model": label, "prompt_tokens": r.prompt_tokens, "reused": r.reused, "cold_ms": r.cold_ms, "warm_ms": r.warm_ms}))
+            .collect();
+        let doc = json!({"threads": threads, "runs": rows, "prefix_reuse": reuse});
+        std::fs::write(file, serde_json::to_string_pretty(&doc)?).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(())
+}
+
+fn wrapper_run(model: &Model, prompt: &str, decode_tokens: usize, threads: usize) -> anyhow::Result<Run> {
+    let params = SessionParams::default().with_n_ctx(N_CTX).with_n_batch(N_BATCH).with_threads(threads).with_prefix_reuse(false);
+    let mut session = model.session(params)?;
+    let c = session.generate(prompt, &GenerateParams::default().with_max_tokens(decode_tokens))?;
+    Ok(Run {
+        prompt_tokens: c.stats.prompt_tokens,
+        prefill_ms: c.stats.prefill_ms,
+        decode_tokens: c.stats.decode_tokens,
+        decode_ms: c.stats.decode_ms,
+    })
+}
+
+/// The minimal llama-cpp-2 program: one batch for the prompt, then greedy
+/// decoding token by token until end of generation or the token limit.
+fn bare_run(model: &LlamaModel, prompt: &str, decode_tokens: usize, threads: usize) -> anyhow::Result<Run> {
+    let t = i32::try_from(threads)?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(std::num::NonZeroU32::new(N_CTX))
+        .with_n_batch(N_BATCH)
+        .with_n_ubatch(512)
+        .with_n_threads(t)
+        .with_n_threads_batch(t);
+    let mut ctx = model.new_context(runtime::backend()?, params)?;
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+    let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
+    let start = Instant::now();
+    let last = tokens.len() - 1;
+    for (i, &tok) in tokens.iter().enumerate() {
+        batch.add(tok, i32::try_from(i)?, &[0], i == last)?;
+    }
+    ctx.decode(&mut batch)?;
+    let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
+    let decode_start = Instant::now();
+    let mut sampler = LlamaSampler::greedy();
+    let mut token = sampler.sample(&ctx, batch.n_tokens() - 1);
+    let mut produced = 1;
+    let mut pos = tokens.len();
+    while produced < decode_tokens && !model.vocab().is_eog(token) {
+        let _piece = model.vocab().token_to_piece(token, false, None);
+        batch.clear();
+        batch.add(token, i32::try_from(pos)?, &[0], true)?;
+        ctx.decode(&mut batch)?;
+        token = sampler.sample(&ctx, 0);
+        pos += 1;
+        produced += 1;
+    }
+    Ok(Run { prompt_tokens: tokens.len(), prefill_ms, decode_tokens: produced, decode_ms: decode_start.elapsed().as_secs_f64() * 1e3 })
+}
+
+struct Reuse {
+    prompt_tokens: usize,
+    reused: usize,
+    cold_ms: f64,
+    warm_ms: f64,
+}
+
+/// Cold prefill of a 23-tool prompt against the same prompt after another
+/// query with the same system part has warmed the cache.
+fn prefix_reuse(model: &Model, threads: usize, repeat: usize) -> anyhow::Result<Reuse> {
+    let first = render_instruction(&TOOLS, Some(IMAGE), "Remove the bicycle from the photo.");
+    let second = render_instruction(&TOOLS, Some(IMAGE), "What colour is the door in the picture?");
+    let params = SessionParams::default().with_n_ctx(N_CTX).with_n_batch(N_BATCH).with_threads(threads);
+    let mut session = model.session(params)?;
+    let one = GenerateParams::default().with_max_tokens(1);
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..repeat {
+        session.clear_cache();
+        cold.push(session.generate(&second, &one)?.stats.prefill_ms);
+        session.clear_cache();
+        session.generate(&first, &one)?;
+        let stats = session.generate(&second, &one)?.stats;
+        warm.push(stats.prefill_ms);
+        last = Some(stats);
+    }
+    let stats = last.context("no runs")?;
+    Ok(Reuse { prompt_tokens: stats.prompt_tokens, reused: stats.reused_tokens, cold_ms: median(&mut cold), warm_ms: median(&mut warm) })
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The run with the median total time.
+fn median_run(runs: &[Run]) -> Run {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| (a.prefill_ms + a.decode_ms).total_cmp(&(b.prefill_ms + b.decode_ms)));
+    sorted[sorted.len() / 2]
+}

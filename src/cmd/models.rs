@@ -1,0 +1,61 @@
+//! `loragen models fetch | list | verify | path`.
+
+use loragen_agent::store::{FetchOutcome, ModelSpec, ModelStore, Presence};
+
+use crate::cli::{ModelArgs, ModelsCommand};
+
+pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
+    let store = ModelStore::from_env()?;
+    match cmd {
+        ModelsCommand::Fetch { which } => {
+            let specs = ModelSpec::defaults().into_iter().filter(|s| which == "all" || s.role.as_str() == which);
+            for spec in specs {
+                let outcome = store.fetch(&spec)?;
+                let what = match outcome {
+                    FetchOutcome::AlreadyPresent => "already present",
+                    FetchOutcome::Fetched => "fetched and verified",
+                };
+                println!("{} model {}: {what} at {}", spec.role, spec.name, store.path_of(&spec).display());
+            }
+        }
+        ModelsCommand::List => {
+            println!("cache: {}", store.models_dir().display());
+            for spec in ModelSpec::defaults() {
+                let state = match store.presence(&spec) {
+                    Presence::Missing => "missing",
+                    Presence::Verified => "verified",
+                    Presence::Unverified => "present, not verified",
+                };
+                println!(
+                    "{:5}  {:28}  {:>7.1} MB  {:22}  {}  licence: {}",
+                    spec.role.as_str(),
+                    spec.name,
+                    spec.size as f64 / 1e6,
+                    state,
+                    spec.file_name,
+                    spec.licence
+                );
+            }
+            for (role, path) in [("edge", &models.edge_model), ("cloud", &models.cloud_model)] {
+                if let Some(path) = path {
+                    println!("{role} override in effect: {}", path.display());
+                }
+            }
+        }
+        ModelsCommand::Verify => {
+            let mut failed = 0;
+            for spec in ModelSpec::defaults() {
+                match store.verify(&spec) {
+                    Ok(()) => println!("{} model: ok ({})", spec.role, store.path_of(&spec).display()),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{} model: {e}", spec.role);
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} model(s) failed verification");
+        }
+        ModelsCommand::Path { model } => println!("{}", super::resolve_model(&model, models)?.display()),
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The edge runtime on the real default models.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use loragen::agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
+use loragen::generator::gguf_lora::{weight_shapes, write_lora_adapter, LoraPair};
+use loragen::tools::gpt4tools::{render_instruction, TOOLS};
+
+const IMAGE: Option<(&str, &str)> = Some(("image/kdwpqzla.png", "Two dogs playing with a ball on green grass."));
+
+fn prompt(request: &str) -> String {
+    render_instruction(&TOOLS[..4], IMAGE, request)
+}
+
+fn greedy(n: usize) -> GenerateParams {
+    GenerateParams::default().with_max_tokens(n)
+}
+
+fn fresh_completion(model: &Model, text: &str, n: usize) -> Vec<i32> {
+    let mut session = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    session.generate(text, &greedy(n)).unwrap().tokens.iter().map(|t| t.0).collect()
+}
+
+#[test]
+fn both_default_models_generate_deterministically() {
+    for (model, arch) in [(common::edge(), "gemma3"), (common::cloud(), "qwen2")] {
+        assert_eq!(model.arch(), arch);
+        let text = prompt("Find the ball in the picture.");
+        let first = fresh_completion(model, &text, 24);
+        let second = fresh_completion(model, &text, 24);
+        assert!(!first.is_empty(), "{arch}: empty completion");
+        assert_eq!(first, second, "{arch}: greedy decoding differs between runs");
+    }
+}
+
+#[test]
+fn prefix_reuse_matches_a_full_prefill() {
+    let model = common::edge();
+    let warm_up = prompt("Remove the ball from the photo.");
+    let target = prompt("What colour is the grass?");
+
+    let mut reusing = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    reusing.generate(&warm_up, &greedy(8)).unwrap();
+    let reused = reusing.generate(&target, &greedy(24)).unwrap();
+    assert!(
+        reused.stats.reused_tokens > reused.stats.prompt_tokens / 2,
+        "the shared system part should come from the cache: {}",
+        reused.stats
+    );
+
+    let mut cold = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+    let full = cold.generate(&target, &greedy(24)).unwrap();
+    assert_eq!(full.stats.reused_tokens, 0);
+    assert_eq!(reused.tokens, full.tokens, "prefix reuse changed the output");
+}
+
+#[test]
+fn stop_strings_and_token_limits_end_generation() {
+    let model = common::edge();
+    // Without reuse both calls run the same kernels, so greedy output repeats.
+    let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+    let text = prompt("Find the ball in the picture.");
+    let free = session.generate(&text, &greedy(40)).unwrap();
+    assert_eq!(free.finish, FinishReason::MaxTokens, "needs 40 free tokens to cut: {:?}", free.text);
+    // Stop on a piece of text the model is known to produce.
+    let cut_at = free.text.char_indices().nth(free.text.chars().count() / 2).unwrap().0;
+    let stop: String = free.text[cut_at..].chars().take(3).collect();
+    let stopped = session.generate(&text, &greedy(40).with_stop([stop.clone()])).unwrap();
+    assert_eq!(stopped.finish, FinishReason::Stop(stop.clone()));
+    assert!(free.text.starts_with(&stopped.text) && !stopped.text.contains(&stop));
+}
+
+#[test]
+fn zero_delta_adapter_reproduces_the_base_model() {
+    let path = common::model_path(loragen::agent::store::Role::Edge);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_path = dir.path().join("zero.gguf");
+    let ffn = weight_shapes(&path, |n| n.contains(".ffn_")).unwrap();
+    assert_eq!(ffn.len(), 18 * 3, "gate, up and down in each of 18 blocks");
+    let rank = 4;
+    let pairs: Vec<LoraPair> = ffn
+        .iter()
+        .map(|(name, (n_out, n_in))| LoraPair {
+            weight: name.clone(),
+            // A is non-trivial; B is zero, so every delta B·A is exactly zero.
+            a: candle_core::Tensor::ones((rank, *n_in), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+            b: candle_core::Tensor::zeros((*n_out, rank), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+        })
+        .collect();
+    write_lora_adapter(&adapter_path, "gemma3", rank as f32, &pairs).unwrap();
+
+    let text = prompt("Segment the dogs in the image.");
+    // A separate model instance keeps the adapter out of the shared one.
+    let mut model = Model::load(&path).unwrap();
+    let mut adapter = model.load_adapter(&adapter_path).unwrap();
+    let mut session = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    let base = session.generate(&text, &greedy(24)).unwrap();
+    session.set_adapter(&mut adapter, 1.0).unwrap();
+    let adapted = session.generate(&text, &greedy(24)).unwrap();
+    assert_eq!(adapted.stats.reused_tokens, 0, "attaching an adapter must invalidate the cache");
+    assert_eq!(base.tokens, adapted.tokens, "a zero adapter changed the output");
+    session.remove_adapter(&mut adapter).unwrap();
+    assert_eq!(session.generate(&text, &greedy(24)).unwrap().tokens, base.tokens);
+}
+
+#[test]
+fn adapter_for_another_architecture_is_a_clear_error() {
+    let path = common::model_path(loragen::agent::store::Role::Edge);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_path = dir.path().join("qwen.gguf");
+    write_lora_adapter(&adapter_path, "qwen2", 1.0, &[]).unwrap();
+    let mut model = Model::load(&path).unwrap();
+    let err = model.load_adapter(&adapter_path).unwrap_err();
+    assert!(err.to_string().contains("LoRA adapter"), "{err}");
+}
+
+#[test]
+fn hidden_states_have_the_model_width_and_are_finite() {
+    for model in [common::edge(), common::cloud()] {
+        let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_embeddings(true)).unwrap();
+        let tokens = model.tokenize(&prompt("Describe the image."), true);
+        let positions = [0, tokens.len() / 2, tokens.len() - 1];
+        let states = session.hidden_states(&tokens, &positions).unwrap();
+        assert_eq!(states.len(), 3);
+        for h in &states {
+            assert_eq!(h.len(), model.n_embd());
+            assert!(h.iter().all(|x| x.is_finite()));
+            assert!(h.iter().any(|&x| x != 0.0));
+        }
+        assert_ne!(states[1], states[2], "different positions must differ");
+        // Asking again with the cache warm recomputes only the last token.
+        // llama.cpp's one-token kernels round differently from its batched
+        // ones (a fully token-by-token prefill measured cosine 0.9992 on
+        // gemma3 and 0.9997 on qwen2 against the batched one), so compare
+        // by direction.
+        let again = session.hidden_states(&tokens, &positions[2..]).unwrap();
+        let cos = cosine(&again[0], &states[2]);
+        assert!(cos > 0.995, "warm and cold hidden states disagree: cosine {cos}");
+        assert!(cosine(&states[1], &states[2]) < cos);
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}

@@ -1,0 +1,3 @@
+//! Tool definitions for loragen agents.
+
+pub mod gpt4tools;
