@@ -119,8 +119,8 @@ pub struct BenchRuntimeArgs {
     /// Tokens to decode per measurement.
     #[arg(long, default_value_t = 64)]
     pub decode_tokens: usize,
-    /// Repetitions per measurement; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Back-to-back repetitions per measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
     pub repeat: usize,
     /// Only these models (edge, cloud or a GGUF path); default both.
     #[arg(long)]

@@ -146,3 +146,23 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+#[test]
+fn grammar_restricts_output_to_the_allowed_calls() {
+    let model = common::edge();
+    let mut session = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    let grammar = r#"root ::= "Action: " ("Segment the Image" | "Get Photo Description") "\n""#;
+    let params = greedy(32).with_grammar(Some(grammar.to_owned()));
+    for request in ["Segment the picture.", "What is in this photo?", "Tell me a joke."] {
+        let out = session.generate(&prompt(request), &params).unwrap();
+        assert!(
+            ["Action: Segment the Image\n", "Action: Get Photo Description\n"].contains(&out.text.as_str()),
+            "grammar violated: {:?}",
+            out.text
+        );
+        assert_eq!(out.finish, FinishReason::EndOfGeneration);
+    }
+    let broken = greedy(4).with_grammar(Some("root ::= (".to_owned()));
+    let err = session.generate(&prompt("x"), &broken).unwrap_err();
+    assert!(err.to_string().contains("grammar"), "{err}");
+}

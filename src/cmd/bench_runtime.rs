@@ -53,7 +53,7 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         ("5 tools", render_instruction(&TOOLS[..5], Some(IMAGE), request)),
         ("23 tools", render_instruction(&TOOLS, Some(IMAGE), request)),
     ];
-    println!("threads {threads}, decode up to {} tokens, median of {} runs", args.decode_tokens, args.repeat);
+    println!("threads {threads}, decode up to {} tokens, medians of {} back-to-back pairs", args.decode_tokens, args.repeat);
     println!(
         "| model | prompt | tokens | prefill tok/s bare | prefill tok/s loragen | ratio | decode tok/s bare | decode tok/s loragen | ratio |"
     );
@@ -70,29 +70,46 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         let bare_model = LlamaModel::load_from_file(runtime::backend()?, &path, &LlamaModelParams::default())
             .with_context(|| format!("bare llama-cpp-2 load of {}", path.display()))?;
         for (name, prompt) in &prompts {
-            let mut bare_runs = Vec::new();
-            let mut ours = Vec::new();
-            for _ in 0..args.repeat {
-                bare_runs.push(bare_run(&bare_model, prompt, args.decode_tokens, threads)?);
-                ours.push(wrapper_run(&model, prompt, args.decode_tokens, threads)?);
+            let mut pairs = Vec::with_capacity(args.repeat);
+            for rep in 0..args.repeat {
+                // Alternate who goes first so drift in machine speed cancels.
+                let pair = if rep % 2 == 0 {
+                    let b = bare_run(&bare_model, prompt, args.decode_tokens, threads)?;
+                    (b, wrapper_run(&model, prompt, args.decode_tokens, threads)?)
+                } else {
+                    let w = wrapper_run(&model, prompt, args.decode_tokens, threads)?;
+                    (bare_run(&bare_model, prompt, args.decode_tokens, threads)?, w)
+                };
+                pairs.push(pair);
             }
-            let (b, w) = (median_run(&bare_runs), median_run(&ours));
+            let m = |f: &dyn Fn(&(Run, Run)) -> f64| median(&mut pairs.iter().map(f).collect::<Vec<_>>());
+            let row = Row {
+                prompt_tokens: pairs[0].1.prompt_tokens,
+                bare_prefill: m(&|(b, _)| b.prefill_rate()),
+                ours_prefill: m(&|(_, w)| w.prefill_rate()),
+                prefill_ratio: m(&|(b, w)| w.prefill_rate() / b.prefill_rate()),
+                bare_decode: m(&|(b, _)| b.decode_rate()),
+                ours_decode: m(&|(_, w)| w.decode_rate()),
+                decode_ratio: m(&|(b, w)| w.decode_rate() / b.decode_rate()),
+            };
             println!(
                 "| {label} | {name} | {} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.3} |",
-                w.prompt_tokens,
-                b.prefill_rate(),
-                w.prefill_rate(),
-                w.prefill_rate() / b.prefill_rate(),
-                b.decode_rate(),
-                w.decode_rate(),
-                w.decode_rate() / b.decode_rate()
+                row.prompt_tokens,
+                row.bare_prefill,
+                row.ours_prefill,
+                row.prefill_ratio,
+                row.bare_decode,
+                row.ours_decode,
+                row.decode_ratio
             );
             rows.push(json!({
-                "model": label, "prompt": name, "prompt_tokens": w.prompt_tokens,
-                "bare": {"prefill_tok_s": b.prefill_rate(), "decode_tok_s": b.decode_rate(), "decode_tokens": b.decode_tokens},
-                "loragen": {"prefill_tok_s": w.prefill_rate(), "decode_tok_s": w.decode_rate(), "decode_tokens": w.decode_tokens},
-                "prefill_ratio": w.prefill_rate() / b.prefill_rate(),
-                "decode_ratio": w.decode_rate() / b.decode_rate(),
+                "model": label, "prompt": name, "prompt_tokens": row.prompt_tokens,
+                "bare": {"prefill_tok_s": row.bare_prefill, "decode_tok_s": row.bare_decode},
+                "loragen": {"prefill_tok_s": row.ours_prefill, "decode_tok_s": row.ours_decode},
+                "prefill_ratio": row.prefill_ratio,
+                "decode_ratio": row.decode_ratio,
+                "pair_prefill_ratios": pairs.iter().map(|(b, w)| w.prefill_rate() / b.prefill_rate()).collect::<Vec<_>>(),
+                "pair_decode_ratios": pairs.iter().map(|(b, w)| w.decode_rate() / b.decode_rate()).collect::<Vec<_>>(),
             }));
         }
         reuse_rows.push((label.clone(), prefix_reuse(&model, threads, args.repeat)?));
@@ -206,9 +223,14 @@ fn median(xs: &mut [f64]) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// The run with the median total time.
-fn median_run(runs: &[Run]) -> Run {
-    let mut sorted = runs.to_vec();
-    sorted.sort_by(|a, b| (a.prefill_ms + a.decode_ms).total_cmp(&(b.prefill_ms + b.decode_ms)));
-    sorted[sorted.len() / 2]
+/// Medians over the repetitions; ratios are medians of the per-pair
+/// ratios of runs made back to back.
+struct Row {
+    prompt_tokens: usize,
+    bare_prefill: f64,
+    ours_prefill: f64,
+    prefill_ratio: f64,
+    bare_decode: f64,
+    ours_decode: f64,
+    decode_ratio: f64,
 }

@@ -1,0 +1,56 @@
+//! The `loragen` binary's handling of bad input: one clear line on stderr
+//! and a non-zero exit, never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+fn loragen(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loragen"));
+    cmd.args(args).env_remove("LORAGEN_EDGE_MODEL").env_remove("LORAGEN_CLOUD_MODEL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn a_file_that_is_not_gguf_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a model").unwrap();
+    let line = one_line_error(&loragen(&["models", "path", notes.to_str().unwrap()], &[]));
+    assert!(line.contains("notes.txt") && line.contains("not a GGUF"), "{line}");
+    let line = one_line_error(&loragen(&["generate", "--prompt", "hi", "--model", "/nonexistent/m.gguf"], &[]));
+    assert!(line.contains("/nonexistent/m.gguf"), "{line}");
+    let line = one_line_error(&loragen(&["--edge-model", notes.to_str().unwrap(), "generate", "--prompt", "hi"], &[]));
+    assert!(line.contains("not a GGUF"), "{line}");
+}
+
+#[test]
+fn fetch_failures_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_str().unwrap();
+    // No python3 on PATH.
+    let line = one_line_error(&loragen(&["models", "fetch", "edge"], &[("LORAGEN_HOME", home), ("PATH", "/nonexistent")]));
+    assert!(line.contains("python"), "{line}");
+    // A cache dir that cannot be created.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let home = blocker.join("home");
+    let line = one_line_error(&loragen(&["models", "fetch", "edge"], &[("LORAGEN_HOME", home.to_str().unwrap())]));
+    assert!(line.contains("not writable"), "{line}");
+    // Nothing fetched yet.
+    let empty = tempfile::tempdir().unwrap();
+    let line = one_line_error(&loragen(&["models", "path", "edge"], &[("LORAGEN_HOME", empty.path().to_str().unwrap())]));
+    assert!(line.contains("loragen models fetch"), "{line}");
+}
