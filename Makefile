@@ -16,6 +16,7 @@ models: build
 # The main job on the default models.
 demo: models
 	$(CARGO) run --release --quiet --example edge_completion
+	$(CARGO) run --release --quiet --example agent_demo
 
 # Every test, the real-model ones included (they need `make models`).
 test: models

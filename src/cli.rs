@@ -38,6 +38,8 @@ pub enum Command {
     Models(ModelsCommand),
     /// Complete a prompt with a model.
     Generate(GenerateArgs),
+    /// Chat with the agent on the edge model and the GPT4Tools tools.
+    Repl(ReplArgs),
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -128,4 +130,20 @@ pub struct BenchRuntimeArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    /// in-context (tool definitions in the prompt) or compiled (none; use with --adapter).
+    #[arg(long, default_value = "in-context")]
+    pub mode: loragen_agent::agent::Mode,
+    /// edge, cloud, or a path to a GGUF file.
+    #[arg(long, default_value = "edge")]
+    pub model: ModelChoice,
+    /// A GGUF LoRA adapter to apply.
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// Model messages per turn.
+    #[arg(long, default_value_t = 5)]
+    pub max_steps: usize,
 }

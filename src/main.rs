@@ -24,6 +24,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Models(cmd) => cmd::models::run(cmd, &models),
         cli::Command::Generate(args) => cmd::generate::run(args, &models),
+        cli::Command::Repl(args) => cmd::repl::run(args, &models),
         cli::Command::Bench(cli::BenchCommand::Runtime(args)) => cmd::bench_runtime::run(args, &models),
     }
 }

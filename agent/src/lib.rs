@@ -2,7 +2,10 @@
 //! safe runtime over llama.cpp that the agent loop, the benchmark and the
 //! generator share.
 
+pub mod agent;
 pub mod error;
+pub mod grammar;
+pub mod protocol;
 pub mod runtime;
 pub mod store;
 

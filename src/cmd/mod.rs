@@ -3,6 +3,7 @@
 pub mod bench_runtime;
 pub mod generate;
 pub mod models;
+pub mod repl;
 
 use std::path::PathBuf;
 

@@ -1,3 +1,15 @@
-//! Tool definitions for loragen agents.
+//! Tools for loragen agents: the `Tool` trait, a validating registry,
+//! OpenAI-style specs with a canonical fingerprint, and prompt rendering.
 
+pub mod error;
 pub mod gpt4tools;
+pub mod registry;
+pub mod render;
+pub mod spec;
+pub mod tool;
+
+pub use async_trait::async_trait;
+pub use error::{Error, Result, ToolError};
+pub use registry::{PreparedCall, ToolRegistry};
+pub use spec::{InputKind, ToolSpec};
+pub use tool::{TextInput, Tool};

@@ -12,7 +12,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::model::{Adapter, Model};
 use super::params::{GenerateParams, SessionParams};
 use super::stats::Stats;
-use super::{sampler, stop::StopScanner};
+use super::{sampler::Chooser, stop::StopScanner};
 use crate::error::{Error, Result};
 
 /// Why generation ended.
@@ -137,7 +137,7 @@ impl<'m> Session<'m> {
     ) -> Result<Completion> {
         params.validate()?;
         let start = Instant::now();
-        let mut sampler = sampler::build(&self.model.inner, params)?;
+        let mut chooser = Chooser::new(&self.model.inner, params)?;
         let (reused, _) = self.prefill(prompt, &[])?;
         let prefill_ms = ms_since(start);
 
@@ -147,7 +147,7 @@ impl<'m> Session<'m> {
         let mut logits_index = self.batch.n_tokens() - 1;
         let decode_start = Instant::now();
         let finish = loop {
-            let token = sampler.sample(&self.ctx, logits_index);
+            let token = chooser.choose(&self.ctx, logits_index);
             if tokens.is_empty() {
                 stats.ttft_ms = ms_since(start);
             }

@@ -3,6 +3,15 @@
 //!
 //! Names and arities are facts of the benchmark; the wording is ours.
 
+mod images;
+
+pub use images::{output_path, ImageTool, Operation};
+
+use crate::error::Result;
+use crate::registry::ToolRegistry;
+use crate::spec::ToolSpec;
+use crate::tool::text_schema;
+
 /// One GPT4Tools tool: its name, our description and how many
 /// comma-separated fields its input string holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +19,27 @@ pub struct ToolInfo {
     pub name: &'static str,
     pub description: &'static str,
     pub arity: usize,
+}
+
+impl ToolInfo {
+    /// The spec of this tool: a free-text input with `arity` fields.
+    pub fn spec(&self) -> ToolSpec {
+        ToolSpec { name: self.name.into(), description: self.description.into(), parameters: text_schema(self.arity) }
+    }
+}
+
+/// The 23 tools as a registry. Edge, line, sketch and soft-edge detection
+/// run offline; the tools that need a neural network are registered by
+/// spec only and answer that they are not available offline.
+pub fn registry() -> Result<ToolRegistry> {
+    let mut registry = ToolRegistry::new();
+    for info in &TOOLS {
+        match Operation::ALL.into_iter().find(|op| op.tool_name() == info.name) {
+            Some(op) => registry.register(ImageTool(op))?,
+            None => registry.register_spec(info.spec())?,
+        }
+    }
+    Ok(registry)
 }
 
 const fn tool(name: &'static str, arity: usize, description: &'static str) -> ToolInfo {
@@ -43,23 +73,9 @@ pub const TOOLS: [ToolInfo; 23] = [
     tool("Replace Something From The Photo", 3, "Swaps one object in a picture for another while keeping the rest of the scene. Use it when the user wants to replace, exchange or substitute something in the image. Its input is a comma separated string of three fields: the image path, the object to replace, then what to put in its place."),
 ];
 
-const PERSONA: &str = "Visual assistant is a language model built to help with a wide range of text and picture tasks, from answering simple questions to explaining, editing and creating images. It cannot look at pictures directly, so it relies on tools to understand them. Every image it handles has a file name such as \"image/xxxxxxxx.png\", and it calls tools to inspect, analyse or transform those files. It never invents file names or tool results, it passes image paths to tools exactly as given, and it keeps its answers short and faithful to what the tools returned.";
-
-/// Renders the GPT4Tools-style system part (persona, tool list and
-/// protocol rules) for the given tools, in the given order.
+/// Renders the GPT4Tools-style system part for the given tools, in order.
 pub fn render_system_prompt(tools: &[ToolInfo]) -> String {
-    let mut out = String::with_capacity(4096);
-    out.push_str(PERSONA);
-    out.push_str("\n\nTOOLS:\n------\n\nVisual assistant has access to the following tools:\n");
-    for t in tools {
-        out.push_str(&format!("> {}: {}\n", t.name, t.description));
-    }
-    let names: Vec<&str> = tools.iter().map(|t| t.name).collect();
-    out.push_str(&format!(
-        "\nTo use a tool, follow this format exactly:\n\n```\nThought: Do I need to use a tool? Yes\nAction: the tool to use, one of [{}]\nAction Input: the input to the tool\nObservation: the result of the tool\n```\n\nWhen you have an answer for the Human, or no tool is needed, use this format:\n\n```\nThought: Do I need to use a tool? No\nAI: [your answer here]\n```\n\nRemember to copy image file names exactly and never make them up.\n\n",
-        names.join(", ")
-    ));
-    out
+    crate::render::gpt4tools_system_prompt(tools.iter().map(|t| (t.name, t.description)))
 }
 
 /// A full GPT4Tools-style instruction: system part, an image turn and the
@@ -78,9 +94,7 @@ pub fn render_conversation(image: Option<(&str, &str)>, request: &str) -> String
             "Human: Provide an image named {path}. Description: {caption} Understand the image using tools.\nAI: Received.\n"
         ));
     }
-    out.push_str(&format!(
-        "\nNew input: {request}\nVisual assistant must work out the answer step by step, using the format above. Let's think step by step.\n"
-    ));
+    out.push_str(&format!("\nNew input: {request}\n{}\n", crate::render::REMINDER));
     out
 }
 

@@ -1,0 +1,11 @@
+//! The agent loop: the GPT4Tools / ReAct protocol over any
+//! [`LanguageModel`], with validated, time-limited tool calls whose
+//! failures become observations the model sees.
+
+mod config;
+mod model;
+mod run;
+
+pub use config::{AgentConfig, Mode};
+pub use model::LanguageModel;
+pub use run::{conversation_prompt, Agent, AgentFinish, Event, Outcome, StepRecord};

@@ -1,0 +1,136 @@
+//! Parsing the model's next message. One parser per output format, behind
+//! [`OutputParser`]; every parser is total: any bytes give a [`Step`] or a
+//! [`ParseError`], never a panic.
+
+/// What the model decided in one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Call `action` with the raw `input` text.
+    Call { action: String, input: String },
+    /// Reply to the user without a tool.
+    Answer { text: String },
+}
+
+/// Why a message could not be understood; shown to the model so it can
+/// correct itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the reply is empty")]
+    Empty,
+    #[error("the reply follows neither the tool format (Action: / Action Input:) nor the answer format (AI:)")]
+    NoProtocol,
+    #[error("`Action: {action}` has no `Action Input:` line")]
+    MissingInput { action: String },
+    #[error("the `Action:` line names no tool")]
+    EmptyAction,
+    #[error("the thought says a tool is needed but no `Action:` follows")]
+    MissingAction,
+}
+
+/// A parser for one output format.
+pub trait OutputParser: Send + Sync {
+    fn parse(&self, output: &[u8]) -> Result<Step, ParseError>;
+}
+
+/// The GPT4Tools / ReAct text protocol:
+/// `Thought: Do I need to use a tool? Yes|No`, then either
+/// `Action:` + `Action Input:` or `AI:`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReactParser;
+
+const THOUGHT: &str = "Do I need to use a tool?";
+const ACTION: &str = "Action:";
+const INPUT: &str = "Action Input:";
+const ANSWER: &str = "AI:";
+const OBSERVATION: &str = "Observation:";
+
+impl OutputParser for ReactParser {
+    fn parse(&self, output: &[u8]) -> Result<Step, ParseError> {
+        let text = String::from_utf8_lossy(output);
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let wants_tool = lines
+            .iter()
+            .find_map(|l| l.find(THOUGHT).map(|at| l[at + THOUGHT.len()..].trim().to_ascii_lowercase()))
+            .map(|answer| answer.starts_with("yes"));
+        let action_at = lines.iter().position(|l| l.trim_start().starts_with(ACTION));
+        let answer_at = lines.iter().position(|l| l.trim_start().starts_with(ANSWER));
+
+        // An explicit "No" with an answer is an answer; otherwise whichever
+        // of action and answer comes first decides.
+        let is_call = match (action_at, answer_at) {
+            (Some(_), Some(_)) if wants_tool == Some(false) => false,
+            (Some(a), Some(b)) => a < b,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let (true, Some(a)) = (is_call, action_at) {
+            let action = after(lines[a], ACTION).trim().to_owned();
+            if action.is_empty() {
+                return Err(ParseError::EmptyAction);
+            }
+            let Some(i) = lines.iter().skip(a + 1).position(|l| l.trim_start().starts_with(INPUT)).map(|i| i + a + 1) else {
+                return Err(ParseError::MissingInput { action });
+            };
+            // The input runs to the next Observation line (JSON may span lines).
+            let mut input = vec![after(lines[i], INPUT)];
+            input.extend(lines[i + 1..].iter().take_while(|l| !l.trim_start().starts_with(OBSERVATION)).copied());
+            return Ok(Step::Call { action, input: input.join("\n").trim().to_owned() });
+        }
+        if let Some(b) = answer_at {
+            let mut answer = vec![after(lines[b], ANSWER)];
+            answer.extend(lines[b + 1..].iter().copied());
+            return Ok(Step::Answer { text: answer.join("\n").trim().to_owned() });
+        }
+        if wants_tool == Some(true) {
+            return Err(ParseError::MissingAction);
+        }
+        Err(ParseError::NoProtocol)
+    }
+}
+
+/// The rest of `line` after the first `marker` (which the caller has seen
+/// at its start, after whitespace).
+fn after<'a>(line: &'a str, marker: &str) -> &'a str {
+    line.find(marker).map_or("", |at| &line[at + marker.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Step, ParseError> {
+        ReactParser.parse(s.as_bytes())
+    }
+
+    #[test]
+    fn tool_call_and_answer() {
+        assert_eq!(
+            parse("Thought: Do I need to use a tool? Yes\nAction: Segment the Image\nAction Input: a.png\nObservation:"),
+            Ok(Step::Call { action: "Segment the Image".into(), input: "a.png".into() })
+        );
+        assert_eq!(
+            parse("Thought: Do I need to use a tool? No\nAI: Paris.\nIt is in France."),
+            Ok(Step::Answer { text: "Paris.\nIt is in France.".into() })
+        );
+    }
+
+    #[test]
+    fn json_input_may_span_lines() {
+        let step = parse("Action: add\nAction Input: {\"a\": 1,\n \"b\": 2}\nObservation: 3");
+        assert_eq!(step, Ok(Step::Call { action: "add".into(), input: "{\"a\": 1,\n \"b\": 2}".into() }));
+    }
+
+    #[test]
+    fn broken_replies_are_typed_errors() {
+        assert_eq!(parse("  \n"), Err(ParseError::Empty));
+        assert_eq!(parse("hello there"), Err(ParseError::NoProtocol));
+        assert_eq!(parse("Thought: Do I need to use a tool? Yes\n"), Err(ParseError::MissingAction));
+        assert_eq!(parse("Action: x\n"), Err(ParseError::MissingInput { action: "x".into() }));
+        assert_eq!(parse("Action:   \nAction Input: y"), Err(ParseError::EmptyAction));
+        assert_eq!(ReactParser.parse(b"\xff\xfe\nAI: hi \xc3"), Ok(Step::Answer { text: "hi \u{fffd}".into() }));
+    }
+}

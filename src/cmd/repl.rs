@@ -1,0 +1,145 @@
+//! `loragen repl`: an interactive agent on the edge model.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use console::style;
+use loragen_agent::agent::{Agent, AgentConfig, Event, Mode, Outcome};
+use loragen_agent::runtime::{Model, Session, SessionParams};
+use rustyline::error::ReadlineError;
+
+use crate::cli::{ModelArgs, ReplArgs};
+
+/// Longest line the REPL hands to the model.
+const MAX_INPUT_CHARS: usize = 8_000;
+
+const HELP: &str = ":tools  list tools | :mode in-context|compiled | :image PATH  share an image | :stats | :reset | :quit";
+
+pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    let path = super::resolve_model(&args.model, models)?;
+    let mut model = Model::load(&path)?;
+    let mut adapter = args.adapter.as_ref().map(|p| model.load_adapter(p)).transpose()?;
+    let mut session = model.session(SessionParams::default())?;
+    if let Some(adapter) = adapter.as_mut() {
+        session.set_adapter(adapter, 1.0)?;
+    }
+    let tools = Arc::new(loragen_tools::gpt4tools::registry()?);
+    let config = AgentConfig::for_mode(args.mode).with_max_steps(args.max_steps);
+    let mut agent = Agent::new(session, tools, config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    // Ctrl-C during generation stops the turn, not the REPL.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = loragen_agent::store::ModelStore::from_env().ok().map(|s| s.home().join("repl_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!("loragen agent on {} ({:?} mode). {HELP}", path.display(), agent.config().mode);
+    let mut last: Option<Outcome> = None;
+    loop {
+        let line = match editor.readline(&format!("{} ", style("you>").green().bold())) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                eprintln!("input is not valid UTF-8; try again");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(line);
+        if line.chars().count() > MAX_INPUT_CHARS {
+            eprintln!("input of {} characters is too long (limit {MAX_INPUT_CHARS})", line.chars().count());
+            continue;
+        }
+        match line.split_once(' ').map_or((line, ""), |(c, rest)| (c, rest.trim())) {
+            (":quit" | ":q", _) => break,
+            (":help", _) => println!("{HELP}"),
+            (":tools", _) => {
+                for spec in agent.tools().specs() {
+                    println!("  {}", spec.name);
+                }
+            }
+            (":reset", _) => {
+                agent.reset();
+                agent.model_mut().clear_cache();
+                println!("conversation cleared");
+            }
+            (":stats", _) => print_stats(&agent, last.as_ref()),
+            (":mode", mode) => match mode.parse::<Mode>() {
+                Ok(mode) => {
+                    agent.set_mode(mode);
+                    if mode == Mode::Compiled && adapter.is_none() {
+                        println!("note: no --adapter loaded; in compiled mode the model sees no tool definitions");
+                    }
+                    println!("mode {mode:?}, constrained decoding {}", agent.config().constrained);
+                }
+                Err(e) => eprintln!("{e}"),
+            },
+            (":image", path) if !path.is_empty() => {
+                agent.remember(
+                    format!("Provide an image named {path}. Description: an image shared by the user. Understand the image using tools."),
+                    "Received.",
+                );
+                println!("image {path} added to the conversation");
+            }
+            (cmd, _) if cmd.starts_with(':') => eprintln!("unknown command {cmd}; {HELP}"),
+            _ => {
+                interrupted.store(false, Ordering::SeqCst);
+                let outcome = runtime.block_on(agent.run(line, &mut |event| show(event, &interrupted)))?;
+                println!();
+                if outcome.answer.is_none() {
+                    println!("{}", style(format!("(turn ended: {:?})", outcome.finish)).yellow());
+                }
+                last = Some(outcome);
+            }
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(())
+}
+
+/// Prints one event; asks to stop once Ctrl-C was pressed.
+fn show(event: &Event, interrupted: &AtomicBool) -> ControlFlow<()> {
+    use std::io::Write;
+    match event {
+        Event::Text(t) => {
+            print!("{}", style(t).dim());
+            let _ = std::io::stdout().flush();
+        }
+        Event::Action { tool, input } => println!("\n{} {tool} ({input})", style("action:").cyan().bold()),
+        Event::Observation { text, failed } => {
+            let label = if *failed { style("observation (error):").red().bold() } else { style("observation:").magenta().bold() };
+            println!("{label} {text}");
+        }
+        Event::Answer(text) => println!("\n{} {text}", style("AI:").bold()),
+        Event::StepDone { .. } => {}
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
+}
+
+fn print_stats(agent: &Agent<Session<'_>>, last: Option<&Outcome>) {
+    println!("tokens in the KV cache: {}", agent.model().cached_tokens());
+    let Some(outcome) = last else {
+        println!("no turn yet");
+        return;
+    };
+    for (i, step) in outcome.steps.iter().enumerate() {
+        println!("step {}: {} | tool {:.1} ms", i + 1, step.stats, step.tool_ms);
+    }
+}

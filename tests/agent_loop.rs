@@ -1,0 +1,293 @@
+//! The agent loop against a scripted mock model: named conformance
+//! scenarios for calls, answers and every kind of failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, LanguageModel, Mode, Outcome};
+use loragen::agent::runtime::{Completion, FinishReason, GenerateParams, Stats};
+use loragen::tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Replies with a fixed script, honouring stop strings, and records prompts.
+struct Scripted {
+    replies: VecDeque<String>,
+    prompts: Vec<String>,
+}
+
+impl Scripted {
+    fn new(replies: &[&str]) -> Self {
+        Scripted { replies: replies.iter().map(|r| r.to_string()).collect(), prompts: Vec::new() }
+    }
+}
+
+impl LanguageModel for Scripted {
+    fn complete(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> loragen::agent::Result<Completion> {
+        self.prompts.push(prompt.to_owned());
+        let mut text = self.replies.pop_front().expect("script ran out of replies");
+        let mut finish = FinishReason::EndOfGeneration;
+        if let Some((at, stop)) = params.stop.iter().filter_map(|s| text.find(s.as_str()).map(|at| (at, s))).min() {
+            finish = FinishReason::Stop(stop.clone());
+            text.truncate(at);
+        }
+        let _ = on_text(&text);
+        Ok(Completion { text, tokens: Vec::new(), finish, stats: Stats::default() })
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct AddArgs {
+    a: i64,
+    b: i64,
+}
+
+struct Add;
+
+#[async_trait]
+impl Tool for Add {
+    type Args = AddArgs;
+    type Output = i64;
+    fn name(&self) -> String {
+        "Add".into()
+    }
+    fn description(&self) -> String {
+        "Adds two integers a and b.".into()
+    }
+    async fn call(&self, args: AddArgs) -> Result<i64, ToolError> {
+        Ok(args.a + args.b)
+    }
+}
+
+struct EdgeDetection;
+
+#[async_trait]
+impl Tool for EdgeDetection {
+    type Args = TextInput;
+    type Output = String;
+    fn name(&self) -> String {
+        "Edge Detection On Image".into()
+    }
+    fn description(&self) -> String {
+        "Finds edges. Input: the image path.".into()
+    }
+    async fn call(&self, args: TextInput) -> Result<String, ToolError> {
+        let path = args.fields()[0].to_owned();
+        Ok(format!("Result saved as {}", path.replace(".png", "_edge.png")))
+    }
+}
+
+struct CannyToImage;
+
+#[async_trait]
+impl Tool for CannyToImage {
+    type Args = TextInput<2>;
+    type Output = String;
+    fn name(&self) -> String {
+        "Generate Image Condition On Canny Image".into()
+    }
+    fn description(&self) -> String {
+        "Draws from an edge map. Input: the edge map path, then a prompt.".into()
+    }
+    async fn call(&self, args: TextInput<2>) -> Result<String, ToolError> {
+        let f = args.fields();
+        if !f[0].ends_with("_edge.png") {
+            return Err(ToolError::Failed(format!("{} is not an edge map", f[0])));
+        }
+        Ok(format!("image/new_{}.png", f[1].replace(' ', "_")))
+    }
+}
+
+struct Slow;
+
+#[async_trait]
+impl Tool for Slow {
+    type Args = TextInput;
+    type Output = String;
+    fn name(&self) -> String {
+        "Slow".into()
+    }
+    fn description(&self) -> String {
+        "Takes its time.".into()
+    }
+    async fn call(&self, _: TextInput) -> Result<String, ToolError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok("late".into())
+    }
+}
+
+struct Boom;
+
+#[async_trait]
+impl Tool for Boom {
+    type Args = TextInput;
+    type Output = String;
+    fn name(&self) -> String {
+        "Boom".into()
+    }
+    fn description(&self) -> String {
+        "Always crashes.".into()
+    }
+    async fn call(&self, _: TextInput) -> Result<String, ToolError> {
+        panic!("tool bug")
+    }
+}
+
+fn registry() -> Arc<ToolRegistry> {
+    let r = ToolRegistry::new()
+        .with(Add)
+        .and_then(|r| r.with(EdgeDetection))
+        .and_then(|r| r.with(CannyToImage))
+        .and_then(|r| r.with(Slow))
+        .and_then(|r| r.with(Boom))
+        .unwrap();
+    Arc::new(r)
+}
+
+fn call(tool: &str, input: &str) -> String {
+    format!("Thought: Do I need to use a tool? Yes\nAction: {tool}\nAction Input: {input}\nObservation: (made up)")
+}
+
+fn answer(text: &str) -> String {
+    format!("Thought: Do I need to use a tool? No\nAI: {text}")
+}
+
+fn config() -> AgentConfig {
+    AgentConfig::default().with_tool_timeout(Duration::from_millis(200))
+}
+
+async fn run(replies: &[&str], config: AgentConfig) -> (Outcome, Vec<Event>, Scripted) {
+    let mut agent = Agent::new(Scripted::new(replies), registry(), config).unwrap();
+    let mut events = Vec::new();
+    let outcome = agent
+        .run("please help", &mut |e| {
+            events.push(e.clone());
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    let model = std::mem::replace(agent.model_mut(), Scripted::new(&[]));
+    (outcome, events, model)
+}
+
+fn observation(outcome: &Outcome, step: usize) -> &str {
+    outcome.steps[step].observation.as_deref().unwrap()
+}
+
+#[tokio::test]
+async fn correct_call() {
+    let (out, events, model) = run(&[&call("Add", r#"{"a": 2, "b": 3}"#), &answer("5")], config()).await;
+    assert_eq!(out.finish, AgentFinish::Answered);
+    assert_eq!(out.answer.as_deref(), Some("5"));
+    assert_eq!(observation(&out, 0), "5");
+    // The invented observation after the stop string never reaches the prompt.
+    assert!(!model.prompts[1].contains("(made up)"));
+    assert!(model.prompts[1].ends_with("Observation: 5\n"));
+    assert!(events.contains(&Event::Action { tool: "Add".into(), input: r#"{"a": 2, "b": 3}"#.into() }));
+    assert!(events.contains(&Event::Answer("5".into())));
+}
+
+#[tokio::test]
+async fn no_tool_answer() {
+    let (out, _, model) = run(&[&answer("Paris is the capital of France.")], config()).await;
+    assert_eq!(out.answer.as_deref(), Some("Paris is the capital of France."));
+    assert_eq!(out.steps.len(), 1);
+    assert!(model.prompts[0].contains("> Add: Adds two integers"), "in-context mode shows the tools");
+}
+
+#[tokio::test]
+async fn unknown_tool() {
+    let (out, _, _) = run(&[&call("Multiply", "2, 3"), &answer("sorry")], config()).await;
+    assert_eq!(out.finish, AgentFinish::Answered);
+    let obs = observation(&out, 0);
+    assert!(obs.starts_with("unknown tool `Multiply`") && obs.contains("Add"), "{obs}");
+}
+
+#[tokio::test]
+async fn invalid_json_arguments() {
+    let (out, _, _) = run(&[&call("Add", "{a: 2"), &answer("sorry")], config()).await;
+    assert!(observation(&out, 0).contains("not valid JSON"), "{}", observation(&out, 0));
+}
+
+#[tokio::test]
+async fn arguments_that_violate_the_schema() {
+    let (out, _, _) = run(&[&call("Add", r#"{"a": "two", "b": 3}"#), &answer("sorry")], config()).await;
+    let obs = observation(&out, 0);
+    assert!(obs.contains("invalid arguments for `Add`") && obs.contains("/a") && obs.contains("integer"), "{obs}");
+    let (out, _, _) = run(&[&call("Generate Image Condition On Canny Image", "only-one-field"), &answer("x")], config()).await;
+    assert!(observation(&out, 0).contains("expected 2 comma-separated field(s), got 1"), "{}", observation(&out, 0));
+}
+
+#[tokio::test]
+async fn tool_timeout() {
+    let started = std::time::Instant::now();
+    let (out, _, _) = run(&[&call("Slow", "now"), &answer("it was slow")], config()).await;
+    assert!(observation(&out, 0).contains("timed out after 0.2 s"), "{}", observation(&out, 0));
+    assert!(started.elapsed() < Duration::from_secs(10), "the loop must not wait for the tool");
+    assert_eq!(out.finish, AgentFinish::Answered);
+}
+
+#[tokio::test]
+async fn tool_panic() {
+    let (out, _, _) = run(&[&call("Boom", "x"), &answer("it crashed")], config()).await;
+    assert_eq!(observation(&out, 0), "tool `Boom` crashed");
+    assert_eq!(out.finish, AgentFinish::Answered);
+}
+
+#[tokio::test]
+async fn maximum_step_count_reached() {
+    let step = call("Add", r#"{"a": 1, "b": 1}"#);
+    let (out, _, _) = run(&[&step, &step, &step], config().with_max_steps(3)).await;
+    assert_eq!(out.finish, AgentFinish::MaxSteps);
+    assert_eq!(out.steps.len(), 3);
+    assert!(out.answer.is_none());
+}
+
+#[tokio::test]
+async fn retry_budget_is_bounded() {
+    let bad = call("Nope", "x");
+    let (out, _, _) = run(&[&bad, &bad, &bad], config().with_max_retries(2)).await;
+    assert_eq!(out.finish, AgentFinish::RetriesExhausted);
+    assert_eq!(out.steps.len(), 3);
+    let (out, _, _) = run(&["I am not following any format", &answer("ok")], config()).await;
+    assert!(observation(&out, 0).contains("neither the tool format"), "{}", observation(&out, 0));
+}
+
+#[tokio::test]
+async fn multi_step_chain_uses_the_observed_path() {
+    let replies = [
+        call("Edge Detection On Image", "image/abcdefgh.png"),
+        call("Generate Image Condition On Canny Image", "image/abcdefgh_edge.png, a red house"),
+        answer("Here it is: image/new_a_red_house.png"),
+    ];
+    let replies: Vec<&str> = replies.iter().map(String::as_str).collect();
+    let (out, _, model) = run(&replies, config()).await;
+    assert_eq!(out.finish, AgentFinish::Answered);
+    assert_eq!(observation(&out, 0), "Result saved as image/abcdefgh_edge.png");
+    assert_eq!(observation(&out, 1), "image/new_a_red_house.png");
+    assert!(model.prompts[1].contains("Observation: Result saved as image/abcdefgh_edge.png\n"));
+}
+
+#[tokio::test]
+async fn compiled_mode_drops_the_definitions_and_memory_carries_over() {
+    let mut agent = Agent::new(Scripted::new(&[&answer("5"), &answer("again 5")]), registry(), AgentConfig::for_mode(Mode::Compiled)).unwrap();
+    assert!(agent.config().constrained, "compiled mode constrains calls by default");
+    agent.run("what is 2+3?", &mut |_| ControlFlow::Continue(())).await.unwrap();
+    agent.run("and again?", &mut |_| ControlFlow::Continue(())).await.unwrap();
+    let prompts = &agent.model().prompts;
+    assert!(!prompts[0].contains("> Add:"));
+    assert!(prompts[0].starts_with("Previous conversation:\n"));
+    assert!(prompts[1].contains("Human: what is 2+3?\nAI: 5\n"));
+}

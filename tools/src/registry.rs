@@ -1,0 +1,158 @@
+//! `ToolRegistry`: the ordered set of tools an agent may call, with their
+//! argument validators compiled once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result, ToolError};
+use crate::spec::{fingerprint, InputKind, ToolSpec};
+use crate::tool::{DynTool, Erased, Tool};
+
+struct Entry {
+    spec: ToolSpec,
+    validator: jsonschema::Validator,
+    imp: Option<Arc<dyn DynTool>>,
+}
+
+/// Tools in registration order. Names are unique.
+#[derive(Default)]
+pub struct ToolRegistry {
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.entries.iter().map(|e| &e.spec.name)).finish()
+    }
+}
+
+/// A call whose arguments passed validation.
+#[derive(Clone)]
+pub struct PreparedCall {
+    pub tool: String,
+    pub args: Value,
+    imp: Option<Arc<dyn DynTool>>,
+}
+
+impl std::fmt::Debug for PreparedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedCall").field("tool", &self.tool).field("args", &self.args).finish()
+    }
+}
+
+impl PreparedCall {
+    /// Runs the tool. Its output is returned as JSON.
+    pub async fn run(self) -> Result<Value, ToolError> {
+        match self.imp {
+            Some(imp) => imp.call_json(self.args).await,
+            None => Err(ToolError::Unavailable(self.tool)),
+        }
+    }
+}
+
+impl ToolRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool; its schema is derived from `T::Args`.
+    pub fn register<T: Tool>(&mut self, tool: T) -> Result<()> {
+        let schema = serde_json::to_value(schemars::schema_for!(T::Args))?;
+        let spec = ToolSpec { name: tool.name(), description: tool.description(), parameters: clean_schema(schema) };
+        self.insert(spec, Some(Arc::new(Erased(tool))))
+    }
+
+    /// Builder form of [`Self::register`].
+    pub fn with<T: Tool>(mut self, tool: T) -> Result<Self> {
+        self.register(tool)?;
+        Ok(self)
+    }
+
+    /// Adds a tool known only by its spec (e.g. imported from a file);
+    /// calling it yields [`ToolError::Unavailable`].
+    pub fn register_spec(&mut self, spec: ToolSpec) -> Result<()> {
+        self.insert(spec, None)
+    }
+
+    fn insert(&mut self, spec: ToolSpec, imp: Option<Arc<dyn DynTool>>) -> Result<()> {
+        if spec.name.trim().is_empty() || spec.name.contains(['\n', ',']) || spec.name != spec.name.trim() {
+            return Err(Error::BadName(spec.name));
+        }
+        if self.index.contains_key(&spec.name) {
+            return Err(Error::DuplicateName(spec.name));
+        }
+        let validator = jsonschema::validator_for(&spec.parameters)
+            .map_err(|e| Error::BadSchema { tool: spec.name.clone(), detail: e.to_string() })?;
+        self.index.insert(spec.name.clone(), self.entries.len());
+        self.entries.push(Entry { spec, validator, imp });
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &ToolSpec> {
+        self.entries.iter().map(|e| &e.spec)
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&ToolSpec> {
+        self.index.get(name).map(|&i| &self.entries[i].spec)
+    }
+
+    /// Fingerprint of the registry's specs; keys compiled adapters.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.specs().cloned().collect::<Vec<_>>())
+    }
+
+    /// Checks a call the model wrote: the tool must exist and `input` must
+    /// satisfy its schema. Failures are messages the model can act on.
+    pub fn prepare(&self, name: &str, input: &str) -> Result<PreparedCall, ToolError> {
+        let name = name.trim();
+        let Some(entry) = self.index.get(name).map(|&i| &self.entries[i]) else {
+            let available = self.entries.iter().map(|e| e.spec.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ToolError::UnknownTool { name: name.to_owned(), available });
+        };
+        let invalid = |message: String| ToolError::InvalidArgs { tool: name.to_owned(), message };
+        let input = input.trim();
+        let args = match entry.spec.input_kind() {
+            InputKind::Text { fields } => {
+                let got = input.split(',').filter(|f| !f.trim().is_empty()).count();
+                if got < fields {
+                    return Err(invalid(format!("expected {fields} comma-separated field(s), got {got}")));
+                }
+                Value::String(input.to_owned())
+            }
+            InputKind::Json => serde_json::from_str(input).map_err(|e| invalid(format!("input is not valid JSON ({e})")))?,
+        };
+        let problems: Vec<String> = entry
+            .validator
+            .iter_errors(&args)
+            .take(3)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() { e.to_string() } else { format!("at `{at}`: {e}") }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(invalid(problems.join("; ")));
+        }
+        Ok(PreparedCall { tool: name.to_owned(), args, imp: entry.imp.clone() })
+    }
+}
+
+/// Drops the keys schemars adds for a standalone document.
+fn clean_schema(mut schema: Value) -> Value {
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("$schema");
+        map.remove("title");
+    }
+    schema
+}

@@ -1,0 +1,45 @@
+//! Rendering tool definitions into the system prompt.
+
+use crate::spec::ToolSpec;
+
+const PERSONA: &str = "Visual assistant is a language model built to help with a wide range of text and picture tasks, from answering simple questions to explaining, editing and creating images. It cannot look at pictures directly, so it relies on tools to understand them. Every image it handles has a file name such as \"image/xxxxxxxx.png\", and it calls tools to inspect, analyse or transform those files. It never invents file names or tool results, it passes image paths to tools exactly as given, and it keeps its answers short and faithful to what the tools returned.";
+
+/// The sentence after the user's request that asks for the protocol.
+pub const REMINDER: &str =
+    "Visual assistant must work out the answer step by step, using the format above. Let's think step by step.";
+
+/// The GPT4Tools-style system part: persona, `> Name: description` lines
+/// and the protocol rules naming the allowed tools.
+pub fn gpt4tools_system_prompt<'a>(tools: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str(PERSONA);
+    out.push_str("\n\nTOOLS:\n------\n\nVisual assistant has access to the following tools:\n");
+    let mut names = Vec::new();
+    for (name, description) in tools {
+        out.push_str(&format!("> {name}: {description}\n"));
+        names.push(name);
+    }
+    out.push_str(&protocol_rules(&names.join(", "), "the input to the tool"));
+    out
+}
+
+/// The JSON-schema style: one JSON object per tool, arguments as JSON.
+pub fn json_system_prompt(specs: &[ToolSpec]) -> String {
+    let mut out = String::from(
+        "You are a helpful assistant that can call functions. Each function is described by a JSON object with its name, description and JSON Schema parameters:\n\n",
+    );
+    for spec in specs {
+        let line = serde_json::json!({"name": spec.name, "description": spec.description, "parameters": spec.parameters});
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    out.push_str(&protocol_rules(&names.join(", "), "the arguments as one JSON object"));
+    out
+}
+
+fn protocol_rules(names: &str, input: &str) -> String {
+    format!(
+        "\nTo use a tool, follow this format exactly:\n\n```\nThought: Do I need to use a tool? Yes\nAction: the tool to use, one of [{names}]\nAction Input: {input}\nObservation: the result of the tool\n```\n\nWhen you have an answer for the Human, or no tool is needed, use this format:\n\n```\nThought: Do I need to use a tool? No\nAI: [your answer here]\n```\n\nRemember to copy file names exactly and never make them up.\n\n"
+    )
+}

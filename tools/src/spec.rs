@@ -1,0 +1,118 @@
+//! `ToolSpec`: a tool's name, description and argument schema, in the
+//! OpenAI-style JSON tool list format, with a canonical fingerprint.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// What a model needs to know to call a tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+/// How the text after `Action Input:` becomes arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// The raw text is the (string) argument, with this many comma fields.
+    Text { fields: usize },
+    /// The text is a JSON value.
+    Json,
+}
+
+impl ToolSpec {
+    pub fn input_kind(&self) -> InputKind {
+        if self.parameters.get("type") == Some(&json!("string")) {
+            let fields = self.parameters.get("x-fields").and_then(Value::as_u64).unwrap_or(1);
+            InputKind::Text { fields: usize::try_from(fields).unwrap_or(1).max(1) }
+        } else {
+            InputKind::Json
+        }
+    }
+
+    /// The OpenAI-style `{"type": "function", "function": {...}}` form.
+    pub fn to_openai(&self) -> Value {
+        json!({"type": "function", "function": {
+            "name": self.name, "description": self.description, "parameters": self.parameters}})
+    }
+}
+
+/// Writes specs as an OpenAI-style JSON tool list.
+pub fn to_openai_json(specs: &[ToolSpec]) -> Result<String> {
+    Ok(serde_json::to_string_pretty(&specs.iter().map(ToolSpec::to_openai).collect::<Vec<_>>())?)
+}
+
+/// Reads an OpenAI-style tool list: an array of `{"type": "function",
+/// "function": {...}}` objects or of bare `{name, description, parameters}`.
+pub fn from_openai_json(text: &str) -> Result<Vec<ToolSpec>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::Import(e.to_string()))?;
+    let items = value.as_array().ok_or_else(|| Error::Import("expected a JSON array of tools".into()))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let f = item.get("function").unwrap_or(item);
+            let name = f.get("name").and_then(Value::as_str);
+            let Some(name) = name else {
+                return Err(Error::Import(format!("tool {i} has no string `name`")));
+            };
+            Ok(ToolSpec {
+                name: name.to_owned(),
+                description: f.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+        })
+        .collect()
+}
+
+/// A stable hash of the specs, in order. Object keys are sorted before
+/// hashing, so reordering fields inside a schema does not change it; any
+/// change of name, description or schema does.
+pub fn fingerprint(specs: &[ToolSpec]) -> String {
+    let mut hasher = Sha256::new();
+    for spec in specs {
+        let mut text = String::new();
+        canonical(&spec.to_openai(), &mut text);
+        // Each spec is framed by its length so boundaries cannot shift.
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compact JSON with object keys sorted at every level, whatever map
+/// ordering serde_json was built with.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}

@@ -1,0 +1,75 @@
+//! The `Tool` trait and its type-erased form.
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ToolError;
+
+/// A tool the agent can call. The argument schema is derived from `Args`
+/// with schemars; a string-typed `Args` (e.g. [`TextInput`]) takes the raw
+/// `Action Input` text, anything else takes it as JSON.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    type Args: DeserializeOwned + JsonSchema + Send;
+    type Output: Serialize;
+
+    /// Unique name, as the model writes it after `Action:`.
+    fn name(&self) -> String;
+    /// What the tool is for and what its input holds.
+    fn description(&self) -> String;
+    async fn call(&self, args: Self::Args) -> Result<Self::Output, ToolError>;
+}
+
+/// The free-text input of a GPT4Tools-style tool: one string, with
+/// `N` comma-separated fields when `N > 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct TextInput<const N: usize = 1>(pub String);
+
+impl<const N: usize> TextInput<N> {
+    /// The comma-separated fields, trimmed; the last one keeps any further
+    /// commas (free text such as a prompt may contain them).
+    pub fn fields(&self) -> Vec<&str> {
+        self.0.splitn(N.max(1), ',').map(str::trim).collect()
+    }
+}
+
+impl<const N: usize> JsonSchema for TextInput<N> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("TextInput{N}").into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::Schema::try_from(text_schema(N)).unwrap_or_default()
+    }
+}
+
+/// Schema of a free-text input with `fields` comma-separated fields: a
+/// string with at least `fields - 1` commas (the last field may hold more).
+pub fn text_schema(fields: usize) -> Value {
+    let fields = fields.max(1);
+    let pattern = if fields == 1 { "\\S".to_owned() } else { format!("^[^,]+(,[^,]+){{{}}}", fields - 1) };
+    serde_json::json!({"type": "string", "pattern": pattern, "x-fields": fields})
+}
+
+/// A tool with its types erased, so tools of different types share a registry.
+#[async_trait]
+pub(crate) trait DynTool: Send + Sync {
+    async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
+}
+
+pub(crate) struct Erased<T>(pub T);
+
+#[async_trait]
+impl<T: Tool> DynTool for Erased<T> {
+    async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
+        let name = self.0.name();
+        let args: T::Args = serde_json::from_value(args)
+            .map_err(|e| ToolError::InvalidArgs { tool: name.clone(), message: e.to_string() })?;
+        let output = self.0.call(args).await?;
+        serde_json::to_value(output).map_err(|e| ToolError::Failed(format!("tool `{name}` returned unserialisable output: {e}")))
+    }
+}
