@@ -3,6 +3,7 @@
 //! The agent on the default edge model with the 23 GPT4Tools tools in
 //! context (InContext mode): a few requests about a picture drawn here,
 //! each with its thought, action, observation, answer and timings.
+//! Constrained decoding (the call grammar) is on.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -25,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let override_path = std::env::var_os(Role::Edge.env_var()).map(std::path::PathBuf::from);
     let model = Model::load(store.resolve(&ModelChoice::Role(Role::Edge), override_path.as_deref())?)?;
     let session = model.session(SessionParams::default())?;
-    let config = AgentConfig::default().with_max_steps(3).with_max_tokens(64);
+    // The base model rarely follows the protocol on its own; the call grammar
+    // makes every step a well-formed call or answer.
+    let config = AgentConfig::default().with_max_steps(3).with_constrained(true);
     let mut agent = Agent::new(session, Arc::new(registry()?), config)?;
 
     for request in ["Show me the edges of this image.", "Detect the straight lines in the picture.", "What is the capital of France?"] {
@@ -42,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
                     Event::Observation { text, failed } => println!("observation{}: {text}", if *failed { " (error)" } else { "" }),
                     Event::Answer(text) => println!("AI: {text}"),
                     Event::StepDone { stats, tool_ms } => println!("  [{stats} | tool {tool_ms:.1} ms]"),
-                    Event::Text(_) => {}
+                    Event::Thought(t) => println!("thought: {t}"),
+                Event::Text(_) => {}
                 }
                 ControlFlow::Continue(())
             })

@@ -134,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
                 Event::Observation { text, .. } => println!("observation: {text}"),
                 Event::Answer(text) => println!("answer: {text}"),
                 Event::StepDone { stats, tool_ms } => println!("  [{stats} | tool {tool_ms:.1} ms]"),
+                Event::Thought(t) => println!("thought: {t}"),
                 Event::Text(_) => {}
             }
             ControlFlow::Continue(())

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let result = tools.prepare(&spec.name, &input).map_err(anyhow::Error::from)?.run().await;
         match result {
-            Ok(value) => println!("{:<52} -> {}", spec.name, value),
+            Ok(value) => println!("{:<52} -> {}", spec.name, value.as_str().map_or_else(|| value.to_string(), str::to_owned)),
             Err(e) => println!("{:<52} -> {e}", spec.name),
         }
     }

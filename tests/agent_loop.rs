@@ -197,6 +197,7 @@ async fn correct_call() {
     assert!(model.prompts[1].ends_with("Observation: 5\n"));
     assert!(events.contains(&Event::Action { tool: "Add".into(), input: r#"{"a": 2, "b": 3}"#.into() }));
     assert!(events.contains(&Event::Answer("5".into())));
+    assert!(events.contains(&Event::Thought("Do I need to use a tool? Yes".into())));
 }
 
 #[tokio::test]

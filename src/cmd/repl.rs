@@ -29,12 +29,13 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let mut agent = Agent::new(session, tools, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
-    // Ctrl-C during generation stops the turn, not the REPL.
+    let mut editor = rustyline::DefaultEditor::new()?;
+    // Ctrl-C during generation stops the turn, not the REPL. Installed
+    // after the editor, which otherwise keeps SIGINT for itself; while a
+    // line is being read the terminal is raw and Ctrl-C arrives as a key.
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-
-    let mut editor = rustyline::DefaultEditor::new()?;
     let history = loragen_agent::store::ModelStore::from_env().ok().map(|s| s.home().join("repl_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -118,7 +119,8 @@ fn show(event: &Event, interrupted: &AtomicBool) -> ControlFlow<()> {
             print!("{}", style(t).dim());
             let _ = std::io::stdout().flush();
         }
-        Event::Action { tool, input } => println!("\n{} {tool} ({input})", style("action:").cyan().bold()),
+        Event::Thought(t) => println!("\n{} {t}", style("thought:").blue().bold()),
+        Event::Action { tool, input } => println!("{} {tool} ({input})", style("action:").cyan().bold()),
         Event::Observation { text, failed } => {
             let label = if *failed { style("observation (error):").red().bold() } else { style("observation:").magenta().bold() };
             println!("{label} {text}");

@@ -20,6 +20,8 @@ use crate::runtime::{FinishReason, GenerateParams, Stats};
 pub enum Event {
     /// A piece of model output as it streams.
     Text(String),
+    /// The model's `Thought:` line of a step.
+    Thought(String),
     Action { tool: String, input: String },
     Observation { text: String, failed: bool },
     Answer(String),
@@ -149,6 +151,9 @@ impl<M: LanguageModel> Agent<M> {
             if completion.finish == FinishReason::Interrupted {
                 steps.push(record);
                 return Ok(Outcome { answer: None, finish: AgentFinish::Interrupted, steps });
+            }
+            if let Some(thought) = output.lines().find_map(|l| l.trim_start().strip_prefix("Thought:")) {
+                let _ = on_event(&Event::Thought(thought.trim().to_owned()));
             }
             let (observation, failed) = match self.parser.parse(output.as_bytes()) {
                 Ok(Step::Answer { text }) => {
