@@ -42,10 +42,6 @@ impl LanguageModel for Scripted {
         let _ = on_text(&text);
         Ok(Completion { text, tokens: Vec::new(), finish, stats: Stats::default() })
     }
-
-    fn count_tokens(&self, text: &str) -> usize {
-        text.split_whitespace().count()
-    }
 }
 
 #[derive(Deserialize, JsonSchema)]

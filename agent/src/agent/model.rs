@@ -15,9 +15,6 @@ pub trait LanguageModel {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion>;
-
-    /// Tokens in `text`, for reporting context size.
-    fn count_tokens(&self, text: &str) -> usize;
 }
 
 impl LanguageModel for Session<'_> {
@@ -28,9 +25,5 @@ impl LanguageModel for Session<'_> {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion> {
         self.generate_streaming(prompt, params, on_text)
-    }
-
-    fn count_tokens(&self, text: &str) -> usize {
-        self.model().tokenize(text, true).len()
     }
 }
