@@ -11,7 +11,7 @@ use std::sync::Arc;
 use image::{Rgb, RgbImage};
 use loragen::agent::agent::{Agent, AgentConfig, Event};
 use loragen::agent::runtime::{Model, SessionParams};
-use loragen::agent::store::{ModelChoice, ModelStore, Role};
+use loragen::agent::store::{ModelStore, Role};
 use loragen::tools::gpt4tools::registry;
 
 #[tokio::main]
@@ -23,8 +23,7 @@ async fn main() -> anyhow::Result<()> {
         .save(&picture)?;
 
     let store = ModelStore::from_env()?;
-    let override_path = std::env::var_os(Role::Edge.env_var()).map(std::path::PathBuf::from);
-    let model = Model::load(store.resolve(&ModelChoice::Role(Role::Edge), override_path.as_deref())?)?;
+    let model = Model::load(store.resolve_role(Role::Edge)?)?;
     let session = model.session(SessionParams::default())?;
     // The base model rarely follows the protocol on its own; the call grammar
     // makes every step a well-formed call or answer.

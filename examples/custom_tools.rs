@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use loragen::agent::agent::{Agent, AgentConfig, Event};
 use loragen::agent::runtime::{Model, SessionParams};
-use loragen::agent::store::{ModelChoice, ModelStore, Role};
+use loragen::agent::store::{ModelStore, Role};
 use loragen::tools::render::json_system_prompt;
 use loragen::tools::{async_trait, Tool, ToolError, ToolRegistry};
 use schemars::JsonSchema;
@@ -119,8 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let tools = Arc::new(ToolRegistry::new().with(Calculator)?.with(UnitConverter)?.with(Dates)?);
 
     let store = ModelStore::from_env()?;
-    let override_path = std::env::var_os(Role::Edge.env_var()).map(std::path::PathBuf::from);
-    let model = Model::load(store.resolve(&ModelChoice::Role(Role::Edge), override_path.as_deref())?)?;
+    let model = Model::load(store.resolve_role(Role::Edge)?)?;
     let session = model.session(SessionParams::default())?;
     let system = json_system_prompt(&tools.specs().cloned().collect::<Vec<_>>());
     let config = AgentConfig::default().with_constrained(true).with_max_steps(3);

@@ -6,13 +6,12 @@
 //! Needs the models: `loragen models fetch`.
 
 use loragen::agent::runtime::{GenerateParams, Model, SessionParams};
-use loragen::agent::store::{ModelChoice, ModelStore, Role};
+use loragen::agent::store::{ModelStore, Role};
 use loragen::tools::gpt4tools::{render_conversation, render_system_prompt, TOOLS};
 
 fn main() -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
-    let override_path = std::env::var_os(Role::Edge.env_var()).map(std::path::PathBuf::from);
-    let path = store.resolve(&ModelChoice::Role(Role::Edge), override_path.as_deref())?;
+    let path = store.resolve_role(Role::Edge)?;
     let model = Model::load(&path)?;
     let mut session = model.session(SessionParams::default())?;
 

@@ -6,14 +6,13 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use loragen::agent::runtime::Model;
-use loragen::agent::store::{ModelChoice, ModelStore, Role};
+use loragen::agent::store::{ModelStore, Role};
 
 /// Path of a default model, honouring the LORAGEN_*_MODEL overrides.
 pub fn model_path(role: Role) -> PathBuf {
-    let store = ModelStore::from_env().unwrap();
-    let override_path = std::env::var_os(role.env_var()).map(PathBuf::from);
-    store
-        .resolve(&ModelChoice::Role(role), override_path.as_deref())
+    ModelStore::from_env()
+        .unwrap()
+        .resolve_role(role)
         .unwrap_or_else(|e| panic!("real-model tests need the default models: {e}"))
 }
 

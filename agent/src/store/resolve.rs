@@ -47,6 +47,14 @@ impl ModelStore {
     }
 }
 
+impl ModelStore {
+    /// The model for `role`, honouring its `LORAGEN_*_MODEL` override.
+    pub fn resolve_role(&self, role: Role) -> Result<PathBuf> {
+        let override_path = std::env::var_os(role.env_var()).map(PathBuf::from);
+        self.resolve(&ModelChoice::Role(role), override_path.as_deref())
+    }
+}
+
 /// Fails unless `path` is a readable file starting with the GGUF magic.
 pub fn check_gguf(path: &Path) -> Result<()> {
     let unreadable = |source| Error::Unreadable { path: path.to_path_buf(), source };
