@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages that building llama.cpp needs (cmake, a C++
-# compiler, libclang for bindgen) and pip for fetching the models.
+# compiler, libclang for bindgen), pip for fetching the models and a
+# TrueType font for the benchmark charts.
 set -euo pipefail
 
 missing=()
 if command -v dpkg >/dev/null; then
-  for pkg in cmake clang libclang-dev g++; do
+  for pkg in cmake clang libclang-dev g++ fonts-dejavu-core; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
 else
@@ -31,6 +32,6 @@ if command -v apt-get >/dev/null; then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "missing build tools: ${missing[*]}; install cmake, clang with libclang, a C++ compiler and Python 3 with pip" >&2
+  echo "missing build tools: ${missing[*]}; install cmake, clang with libclang, a C++ compiler, Python 3 with pip and the DejaVu fonts" >&2
   exit 1
 fi

@@ -40,9 +40,119 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Chat with the agent on the edge model and the GPT4Tools tools.
     Repl(ReplArgs),
-    /// Print performance figures.
+    /// Print performance figures and run benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Build, check and describe corpora.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Run and score tool-calling queries in loragen's generic format (e.g. converted BFCL).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// JSON array of tool specs (name, description, JSON Schema parameters, optional id).
+    #[arg(long, value_name = "FILE")]
+    pub tools: PathBuf,
+    /// JSON lines of queries (id, messages, tools, expect, answers).
+    #[arg(long, value_name = "FILE")]
+    pub queries: PathBuf,
+    /// in-context (tool specs in the prompt) or compiled (none; give --adapter).
+    #[arg(long, default_value = "in-context")]
+    pub mode: loragen_agent::agent::Mode,
+    /// A GGUF LoRA adapter for the edge model.
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// Predicted calls, one JSON object per line; an existing file is resumed.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Constrain each message with the call grammar of the offered tools.
+    #[arg(long)]
+    pub constrained: bool,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Build the loragen GPT4Tools corpus: train, val_seen and test_unseen.
+    Gpt4tools(DataGpt4toolsArgs),
+    /// Check GPT4Tools files: protocol, listed tools, arities, leaks.
+    Check(DataCheckArgs),
+    /// Items per tool, share of negatives and token lengths of GPT4Tools files.
+    Stats(DataStatsArgs),
+    /// Convert the allowed BFCL files (fetched from PyPI) to loragen's generic format.
+    Bfcl(DataBfclArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataGpt4toolsArgs {
+    /// Directory for train.json, val_seen.json and test_unseen.json.
+    #[arg(long, default_value = "data/gpt4tools")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 24_000)]
+    pub train: usize,
+    #[arg(long, default_value_t = 600)]
+    pub val_seen: usize,
+    #[arg(long, default_value_t = 652)]
+    pub test_unseen: usize,
+    /// Share of general requests that need no tool.
+    #[arg(long, default_value_t = 0.2)]
+    pub negative_share: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SplitArg {
+    /// train when the file name contains "train", else eval.
+    Auto,
+    /// Leaks of unseen tools or held-out templates are errors.
+    Train,
+    /// Leaks are counted, not errors.
+    Eval,
+}
+
+#[derive(Debug, Args)]
+pub struct DataCheckArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub split: SplitArg,
+    /// How many problems to print per file.
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DataStatsArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DataBfclArgs {
+    /// Directory for the converted files.
+    #[arg(long, default_value = "data/bfcl")]
+    pub out: PathBuf,
+    /// Read the bfcl-eval wheel from this file instead of fetching it.
+    #[arg(long, value_name = "WHEEL")]
+    pub wheel: Option<PathBuf>,
+    /// Share of function sets held out for validation.
+    #[arg(long, default_value_t = 0.15)]
+    pub val_share: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also convert the reserved held-out files (evaluation only).
+    #[arg(long)]
+    pub reserved: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +221,48 @@ pub struct GenerateArgs {
 pub enum BenchCommand {
     /// Prefill and decode speed of both default models against bare llama-cpp-2.
     Runtime(BenchRuntimeArgs),
+    /// The GPT4Tools benchmark: SR_t, SR_act, SR_args, SR, IoU and latency per mode.
+    Gpt4tools(BenchGpt4toolsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGpt4toolsArgs {
+    /// A GPT4Tools JSON file (official or built by `loragen data gpt4tools`).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// in-context, in-context-cached, compiled or lora (repeatable; default in-context).
+    #[arg(long)]
+    pub mode: Vec<loragen_gpt4tools::Mode>,
+    /// Only the first N items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Run directory (records.jsonl, report, chart); default runs/gpt4tools/<data name>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Compiled mode: the generated GGUF LoRA adapter.
+    #[arg(long, value_name = "FILE", conflicts_with = "merged_model")]
+    pub adapter: Option<PathBuf>,
+    /// Compiled mode: an edge model with the generated adapter merged in.
+    #[arg(long, value_name = "FILE")]
+    pub merged_model: Option<PathBuf>,
+    /// Lora mode: a plain LoRA baseline adapter.
+    #[arg(long, value_name = "FILE")]
+    pub lora_adapter: Option<PathBuf>,
+    /// Lora mode: keep the system part in the prompt.
+    #[arg(long)]
+    pub lora_with_system: bool,
+    /// New tokens per item at most.
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+    /// Constrain each message with the agent's call grammar over the item's tools.
+    #[arg(long)]
+    pub constrained: bool,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also write a results page (markdown, with the chart beside it), e.g. docs/results.md.
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

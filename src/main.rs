@@ -26,6 +26,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Generate(args) => cmd::generate::run(args, &models),
         cli::Command::Repl(args) => cmd::repl::run(args, &models),
         cli::Command::Bench(cli::BenchCommand::Runtime(args)) => cmd::bench_runtime::run(args, &models),
+        cli::Command::Bench(cli::BenchCommand::Gpt4tools(args)) => cmd::bench_gpt4tools::run(args, &models),
+        cli::Command::Data(cmd) => cmd::data::run(cmd, &models),
+        cli::Command::Eval(args) => cmd::eval::run(args, &models),
     }
 }
 

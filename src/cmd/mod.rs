@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
+pub mod bench_gpt4tools;
 pub mod bench_runtime;
+pub mod bfcl;
+pub mod data;
+pub mod eval;
 pub mod generate;
 pub mod models;
 pub mod repl;

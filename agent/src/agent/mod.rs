@@ -8,4 +8,4 @@ mod run;
 
 pub use config::{AgentConfig, Mode};
 pub use model::LanguageModel;
-pub use run::{conversation_prompt, Agent, AgentFinish, Event, Outcome, StepRecord};
+pub use run::{conversation_prompt, Agent, AgentFinish, Event, Outcome, StepRecord, STEP_STOPS};

@@ -137,7 +137,7 @@ impl<M: LanguageModel> Agent<M> {
     pub async fn run(&mut self, input: &str, on_event: &mut dyn FnMut(&Event) -> ControlFlow<()>) -> Result<Outcome> {
         let params = GenerateParams::default()
             .with_max_tokens(self.config.max_tokens)
-            .with_stop(["Observation:", "\nNew input:", "\nHuman:"])
+            .with_stop(STEP_STOPS)
             .with_grammar(if self.config.constrained { self.grammar.clone() } else { None });
         let mut trace = String::new();
         let mut steps = Vec::new();
@@ -207,6 +207,10 @@ impl<M: LanguageModel> Agent<M> {
         }
     }
 }
+
+/// Where one model message ends: before the tool's observation, or where
+/// the model starts writing the user's next turn.
+pub const STEP_STOPS: [&str; 3] = ["Observation:", "\nNew input:", "\nHuman:"];
 
 /// The GPT4Tools-style prompt: the system part (absent in compiled mode),
 /// the conversation so far, the new input and this turn's partial trace.

