@@ -1,0 +1,118 @@
+//! `loragen bench gpt4tools` and `loragen eval` on the real edge model:
+//! records are appended per item, a second run resumes instead of
+//! redoing work, Ctrl-C keeps what is done, and the report is written.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn loragen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).output().unwrap()
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+fn corpus(dir: &Path) -> std::path::PathBuf {
+    let out = loragen(&["data", "gpt4tools", "--out", dir.to_str().unwrap(), "--train", "10", "--val-seen", "10", "--test-unseen", "40"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir.join("test_unseen.json")
+}
+
+#[test]
+fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let run = dir.path().join("run");
+    let page = dir.path().join("docs/results.md");
+    let args = [
+        "bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "in-context", "--mode", "in-context-cached", "--limit", "3",
+        "--max-tokens", "40", "--out", run.to_str().unwrap(), "--results", page.to_str().unwrap(),
+    ];
+    let out = loragen(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&run.join("records.jsonl")), 6);
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| in-context | 3 |") && report.contains("| in-context-cached | 3 |"), "{report}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 2);
+    assert!(run.join("chart.svg").exists());
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(page.contains("do not edit by hand") && page.contains("results-chart.svg"), "{page}");
+
+    let again = loragen(&args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already done"));
+    assert_eq!(lines(&run.join("records.jsonl")), 6);
+
+    let other = loragen(&["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--constrained"]);
+    assert!(String::from_utf8_lossy(&other.stderr).contains("other decoding settings"));
+    let compiled = loragen(&["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "compiled"]);
+    assert!(String::from_utf8_lossy(&compiled.stderr).contains("--adapter"));
+}
+
+#[test]
+fn ctrl_c_keeps_finished_items_and_the_next_run_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let run = dir.path().join("run");
+    let args = ["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--limit", "8", "--max-tokens", "40", "--out", run.to_str().unwrap()];
+    let records = run.join("records.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while lines(&records) < 1 && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
+    let kept = lines(&records);
+    assert!((1..8).contains(&kept), "{kept}");
+    let out = loragen(&args);
+    assert!(out.status.success());
+    assert_eq!(lines(&records), 8);
+}
+
+#[test]
+fn eval_writes_calls_scores_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    std::fs::write(
+        &tools,
+        r#"[{"name": "get_weather", "description": "Current weather of a city.",
+             "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}]"#,
+    )
+    .unwrap();
+    let queries = dir.path().join("q.jsonl");
+    std::fs::write(
+        &queries,
+        concat!(
+            r#"{"id": "w_1", "messages": [{"role": "user", "content": "What is the weather in Oslo?"}], "expect": "calls", "answers": [{"name": "get_weather", "arguments": {"city": ["Oslo"]}}]}"#,
+            "\n",
+            r#"{"id": "n_1", "messages": [{"role": "user", "content": "Say hello."}], "expect": "no-call"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out_file = dir.path().join("calls.jsonl");
+    let args = [
+        "eval", "--tools", tools.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--out", out_file.to_str().unwrap(),
+        "--max-tokens", "48",
+    ];
+    let out = loragen(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| all | 2 |"));
+    let records: Vec<serde_json::Value> =
+        std::fs::read_to_string(&out_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["correct"].is_boolean() && r["calls"].is_array()));
+    let again = loragen(&args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("resuming"));
+    assert_eq!(lines(&out_file), 2);
+
+    std::fs::write(&queries, r#"{"id": "x", "messages": [], "tools": ["nope"]}"#).unwrap();
+    let bad = loragen(&args[..args.len() - 2]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`nope`"));
+}
