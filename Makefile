@@ -13,10 +13,14 @@ build: deps
 models: build
 	$(LORAGEN) models fetch
 
-# The main job on the default models.
+# The main job on the default models: a completion, the agent, and a short
+# GPT4Tools benchmark (50 items of our test_unseen split, two modes).
 demo: models
 	$(CARGO) run --release --quiet --example edge_completion
 	$(CARGO) run --release --quiet --example agent_demo
+	$(LORAGEN) data gpt4tools --out data/gpt4tools
+	$(LORAGEN) bench gpt4tools --data data/gpt4tools/test_unseen.json --mode in-context --mode in-context-cached \
+		--constrained --limit 50 --out runs/demo-gpt4tools
 
 # Every test, the real-model ones included (they need `make models`).
 test: models
