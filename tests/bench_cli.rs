@@ -50,6 +50,19 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
     assert!(String::from_utf8_lossy(&other.stderr).contains("other decoding settings"));
     let compiled = loragen(&["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "compiled"]);
     assert!(String::from_utf8_lossy(&compiled.stderr).contains("--adapter"));
+
+    // Compiled mode drops the system part; a zero adapter stands in for a
+    // generated one, so only the prompt length changes.
+    let adapter = dir.path().join("zero.gguf");
+    loragen::generator::gguf_lora::write_lora_adapter(&adapter, "gemma3", 1.0, &[]).unwrap();
+    let out = loragen(&[
+        "bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "in-context", "--mode", "compiled", "--adapter",
+        adapter.to_str().unwrap(), "--limit", "3", "--max-tokens", "40", "--out", run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let compiled = json["rows"].as_array().unwrap().iter().find(|r| r["mode"] == "compiled").unwrap();
+    assert!(compiled["compression"].as_f64().unwrap() > 3.0, "{compiled}");
 }
 
 #[test]

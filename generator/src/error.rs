@@ -16,6 +16,10 @@ pub enum Error {
     #[error("LoRA tensors for `{target}` do not fit: A is {a:?}, B is {b:?} (expected A (r, in) and B (out, r))")]
     LoraShape { target: String, a: Vec<usize>, b: Vec<usize> },
 
+    /// Settings or inputs that cannot work together.
+    #[error("{0}")]
+    Config(String),
+
     /// A GGUF file lacks something the caller needs.
     #[error("{}: {detail}", path.display())]
     Gguf { path: PathBuf, detail: String },

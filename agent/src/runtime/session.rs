@@ -138,7 +138,7 @@ impl<'m> Session<'m> {
         params.validate()?;
         let start = Instant::now();
         let mut chooser = Chooser::new(&self.model.inner, params)?;
-        let (reused, _) = self.prefill(prompt, &[])?;
+        let (reused, _) = self.prefill(prompt, &[], Collect::Logits)?;
         let prefill_ms = ms_since(start);
 
         let mut stats = Stats { prompt_tokens: prompt.len(), reused_tokens: reused, prefill_ms, ..Stats::default() };
@@ -186,24 +186,29 @@ impl<'m> Session<'m> {
         if let Some(&bad) = positions.iter().find(|&&p| p >= tokens.len()) {
             return Err(Error::InvalidParam(format!("position {bad} is outside the {} tokens", tokens.len())));
         }
-        let (_, collected) = self.prefill(tokens, positions)?;
-        positions
-            .iter()
-            .map(|p| {
-                collected
-                    .iter()
-                    .find(|(q, _)| q == p)
-                    .map(|(_, h)| h.clone())
-                    .ok_or_else(|| Error::llama("hidden states", format!("no output for position {p}")))
-            })
-            .collect()
+        let (_, collected) = self.prefill(tokens, positions, Collect::Hidden)?;
+        pick(positions, collected, "hidden states")
+    }
+
+    /// Next-token logits after each of `positions` of `tokens` (the full
+    /// vocabulary per position), in the order given. Needs a session with
+    /// embeddings off.
+    pub fn logits(&mut self, tokens: &[LlamaToken], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+        if self.params.embeddings {
+            return Err(Error::InvalidParam("logits need a session created with embeddings off".into()));
+        }
+        if let Some(&bad) = positions.iter().find(|&&p| p >= tokens.len()) {
+            return Err(Error::InvalidParam(format!("position {bad} is outside the {} tokens", tokens.len())));
+        }
+        let (_, collected) = self.prefill(tokens, positions, Collect::Logits)?;
+        pick(positions, collected, "logits")
     }
 
     /// Brings the KV cache to `tokens`, recomputing only what differs from
     /// the cached history. Logits are produced for the last token; hidden
     /// states for `outputs` (whose KV therefore cannot come from the cache).
     /// Returns how many tokens were reused.
-    fn prefill(&mut self, tokens: &[LlamaToken], outputs: &[usize]) -> Result<(usize, Collected)> {
+    fn prefill(&mut self, tokens: &[LlamaToken], outputs: &[usize], what: Collect) -> Result<(usize, Collected)> {
         if tokens.is_empty() {
             return Err(Error::InvalidParam("empty prompt".into()));
         }
@@ -242,8 +247,11 @@ impl<'m> Session<'m> {
             for (i, _) in part.iter().enumerate() {
                 let pos = base + i;
                 if outputs.contains(&pos) {
-                    let h = self.ctx.embeddings_ith(i as i32).map_err(|e| Error::llama("hidden states", e))?;
-                    collected.push((pos, h.to_vec()));
+                    let row = match what {
+                        Collect::Hidden => self.ctx.embeddings_ith(i as i32).map_err(|e| Error::llama("hidden states", e))?.to_vec(),
+                        Collect::Logits => self.ctx.get_logits_ith(i as i32).to_vec(),
+                    };
+                    collected.push((pos, row));
                 }
             }
         }
@@ -265,4 +273,25 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
 
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// What `prefill` keeps for the requested positions.
+#[derive(Debug, Clone, Copy)]
+enum Collect {
+    Hidden,
+    Logits,
+}
+
+/// The collected rows in the order of `positions`.
+fn pick(positions: &[usize], collected: Collected, what: &'static str) -> Result<Vec<Vec<f32>>> {
+    positions
+        .iter()
+        .map(|p| {
+            collected
+                .iter()
+                .find(|(q, _)| q == p)
+                .map(|(_, h)| h.clone())
+                .ok_or_else(|| Error::llama(what, format!("no output for position {p}")))
+        })
+        .collect()
 }

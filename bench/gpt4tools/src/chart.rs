@@ -64,9 +64,6 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, repor
             .map_err(|e| err(&e))?
             .label(format!("{} ({:.1}%, {:.0} ms)", row.mode, row.scores.average, row.p50_ms))
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
-        chart
-            .draw_series(std::iter::once(Text::new(row.mode.to_string(), point, ("sans-serif", 15))))
-            .map_err(|e| err(&e))?;
     }
     chart
         .configure_series_labels()

@@ -1,0 +1,292 @@
+//! The edge decoder in candle, with f32 weights dequantised from its GGUF
+//! file, so the generator can backpropagate through it. Frozen weights are
+//! constants (no gradients are computed for them); LoRA deltas enter the
+//! FFN (and optionally q/v) projections.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use super::config::{Activation, Arch, EdgeConfig};
+use super::lora::{Delta, Frozen, LayerDeltas, Target};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: Tensor,
+    q: Frozen,
+    k: Frozen,
+    v: Frozen,
+    o: Frozen,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    attn_post_norm: Option<Tensor>,
+    ffn_norm: Tensor,
+    gate: Frozen,
+    up: Frozen,
+    down: Frozen,
+    ffn_post_norm: Option<Tensor>,
+}
+
+/// The whole model.
+#[derive(Debug, Clone)]
+pub struct EdgeModel {
+    pub config: EdgeConfig,
+    embed: Frozen,
+    output: Option<Frozen>,
+    out_norm: Tensor,
+    blocks: Vec<Block>,
+    device: Device,
+}
+
+/// How a forward pass treats LoRA dropout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    Train { dropout: f32 },
+    Eval,
+}
+
+impl EdgeModel {
+    /// Loads a gemma3, qwen2 or llama GGUF file, dequantising every tensor.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let io = |e| Error::Io { path: path.to_owned(), source: e };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let content = Content::read(&mut file).map_err(|e| Error::Gguf { path: path.to_owned(), detail: e.to_string() })?;
+        let config = EdgeConfig::from_gguf(path, &content)?;
+        let mut tensors = HashMap::new();
+        for name in content.tensor_infos.keys() {
+            let q = content.tensor(&mut file, name, device)?;
+            tensors.insert(name.clone(), q.dequantize(device)?.to_dtype(DType::F32)?);
+        }
+        let gemma = config.arch == Arch::Gemma3;
+        let mut w = Weights { path, tensors };
+        let mut blocks = Vec::with_capacity(config.n_layer);
+        for il in 0..config.n_layer {
+            let name = |stem: &str| format!("blk.{il}.{stem}.weight");
+            let bias = config.qkv_bias;
+            blocks.push(Block {
+                attn_norm: w.take(&name("attn_norm"))?,
+                q: w.linear(il, "attn_q", bias)?,
+                k: w.linear(il, "attn_k", bias)?,
+                v: w.linear(il, "attn_v", bias)?,
+                o: w.linear(il, "attn_output", false)?,
+                q_norm: if gemma { Some(w.take(&name("attn_q_norm"))?) } else { None },
+                k_norm: if gemma { Some(w.take(&name("attn_k_norm"))?) } else { None },
+                attn_post_norm: if gemma { Some(w.take(&name("post_attention_norm"))?) } else { None },
+                ffn_norm: w.take(&name("ffn_norm"))?,
+                gate: w.linear(il, "ffn_gate", false)?,
+                up: w.linear(il, "ffn_up", false)?,
+                down: w.linear(il, "ffn_down", false)?,
+                ffn_post_norm: if gemma { Some(w.take(&name("post_ffw_norm"))?) } else { None },
+            });
+        }
+        let embed = w.linear_named("token_embd", false)?;
+        // Tied models (Gemma) have no output matrix and reuse the embeddings.
+        let output = w.linear_named("output", false).ok();
+        let out_norm = w.take("output_norm.weight")?;
+        Ok(EdgeModel { config, embed, output, out_norm, blocks, device: device.clone() })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// (in, out) of a projection, for building LoRA factors.
+    pub fn dims(&self, target: Target) -> (usize, usize) {
+        let c = &self.config;
+        match target {
+            Target::Gate | Target::Up => (c.n_embd, c.n_ff),
+            Target::Down => (c.n_ff, c.n_embd),
+            Target::Q => (c.n_embd, c.n_head * c.head_dim),
+            Target::V => (c.n_embd, c.n_head_kv * c.head_dim),
+        }
+    }
+
+    /// The frozen weight of a projection (out, in).
+    pub fn weight(&self, layer: usize, target: Target) -> Option<&Tensor> {
+        let b = self.blocks.get(layer)?;
+        Some(match target {
+            Target::Gate => &b.gate.weight,
+            Target::Up => &b.up.weight,
+            Target::Down => &b.down.weight,
+            Target::Q => &b.q.weight,
+            Target::V => &b.v.weight,
+        })
+    }
+
+    /// Final hidden states (after the output norm), shape (batch, seq,
+    /// n_embd), for right-padded `tokens` (batch, seq) whose real lengths
+    /// are `lengths`.
+    pub fn hidden(&self, tokens: &Tensor, lengths: &[usize], deltas: Option<&[LayerDeltas]>, phase: Phase) -> Result<Tensor> {
+        let c = &self.config;
+        let (batch, seq) = tokens.dims2()?;
+        if lengths.len() != batch || lengths.iter().any(|&l| l == 0 || l > seq) {
+            return Err(Error::Config(format!("lengths {lengths:?} do not fit a batch of {batch} x {seq}")));
+        }
+        if let Some(d) = deltas {
+            if d.len() != c.n_layer {
+                return Err(Error::Config(format!("{} layers of deltas for {} layers", d.len(), c.n_layer)));
+            }
+        }
+        let mut x = self.embed.weight.index_select(&tokens.flatten_all()?, 0)?.reshape((batch, seq, c.n_embd))?;
+        if let Some(s) = c.embed_scale {
+            x = (x * s)?;
+        }
+        let masks = [self.mask(lengths, seq, false)?, self.mask(lengths, seq, true)?];
+        let mut ropes: HashMap<u32, (Tensor, Tensor)> = HashMap::new();
+        for (il, block) in self.blocks.iter().enumerate() {
+            let base = c.rope_base_of(il);
+            let (cos, sin) = match ropes.entry(base.to_bits()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(rope_tables(base, c.head_dim, seq, &self.device)?),
+            };
+            let mask = &masks[usize::from(c.is_local(il))];
+            x = self.block(block, &x, cos, sin, mask, deltas.map(|d| &d[il]), phase)?;
+        }
+        self.norm(&x, &self.out_norm)
+    }
+
+    /// Logits of selected rows of `hidden` (n, n_embd) -> (n, n_vocab).
+    /// Only the positions that carry a loss need them: the output matrix
+    /// is the largest in the model.
+    pub fn logits(&self, hidden_rows: &Tensor) -> Result<Tensor> {
+        let w = self.output.as_ref().unwrap_or(&self.embed);
+        Ok(w.forward(hidden_rows)?)
+    }
+
+    /// Rows of `hidden` (batch, seq, d) at `(batch, position)` pairs.
+    pub fn select(&self, hidden: &Tensor, at: &[(usize, usize)]) -> Result<Tensor> {
+        let (_, seq, d) = hidden.dims3()?;
+        let idx: Vec<u32> = at.iter().map(|&(b, t)| (b * seq + t) as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), &self.device)?;
+        Ok(hidden.reshape(((), d))?.index_select(&idx, 0)?)
+    }
+
+    fn norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm_slow(x, w, self.config.rms_eps as f32)?)
+    }
+
+    /// Additive mask (batch, 1, seq, seq): causal, no padded keys, and for
+    /// local layers only keys within the window (llama.cpp masks a key at
+    /// distance >= window).
+    fn mask(&self, lengths: &[usize], seq: usize, local: bool) -> Result<Tensor> {
+        let window = self.config.sliding_window.filter(|_| local).unwrap_or(usize::MAX);
+        let mut m = vec![0f32; lengths.len() * seq * seq];
+        for (b, &len) in lengths.iter().enumerate() {
+            for i in 0..seq {
+                for j in 0..seq {
+                    let allowed = j <= i && j < len && i - j < window;
+                    if !allowed {
+                        m[(b * seq + i) * seq + j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (lengths.len(), 1, seq, seq), &self.device)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        b: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        deltas: Option<&LayerDeltas>,
+        phase: Phase,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (batch, seq, _) = x.dims3()?;
+        let dropout = match phase {
+            Phase::Train { dropout } => Some(dropout),
+            Phase::Eval => None,
+        };
+        let proj = |layer: &Frozen, h: &Tensor, target: Target| -> Result<Tensor> {
+            let y = layer.forward(h)?;
+            match deltas.and_then(|d| d.get(target)) {
+                Some(delta) => Ok((y + apply(delta, h, dropout)?)?),
+                None => Ok(y),
+            }
+        };
+        let h = self.norm(x, &b.attn_norm)?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((batch, seq, n, c.head_dim))?.transpose(1, 2)?.contiguous()?) };
+        let mut q = heads(proj(&b.q, &h, Target::Q)?, c.n_head)?;
+        let mut k = heads(b.k.forward(&h)?, c.n_head_kv)?;
+        let v = heads(proj(&b.v, &h, Target::V)?, c.n_head_kv)?;
+        if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+            q = self.norm(&q, qn)?;
+            k = self.norm(&k, kn)?;
+        }
+        let rope = if c.rope_neox { candle_nn::rotary_emb::rope_slow } else { candle_nn::rotary_emb::rope_i_slow };
+        let q = (rope(&q, cos, sin)? * c.attn_scale)?;
+        let k = repeat_kv(rope(&k, cos, sin)?, c.n_head / c.n_head_kv)?;
+        let v = repeat_kv(v, c.n_head / c.n_head_kv)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, c.n_head * c.head_dim))?;
+        let mut att = b.o.forward(&att)?;
+        if let Some(n) = &b.attn_post_norm {
+            att = self.norm(&att, n)?;
+        }
+        let x = (x + att)?;
+        let h = self.norm(&x, &b.ffn_norm)?;
+        let gate = proj(&b.gate, &h, Target::Gate)?;
+        let gate = match c.activation {
+            Activation::GeluTanh => gate.gelu()?,
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+        };
+        let mut ffn = proj(&b.down, &(gate * proj(&b.up, &h, Target::Up)?)?, Target::Down)?;
+        if let Some(n) = &b.ffn_post_norm {
+            ffn = self.norm(&ffn, n)?;
+        }
+        Ok((x + ffn)?)
+    }
+}
+
+/// Dequantised tensors by GGUF name, taken out one by one.
+struct Weights<'a> {
+    path: &'a Path,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Weights<'_> {
+    fn take(&mut self, name: &str) -> Result<Tensor> {
+        self.tensors.remove(name).ok_or_else(|| Error::Gguf { path: self.path.to_owned(), detail: format!("no tensor `{name}`") })
+    }
+
+    fn linear(&mut self, il: usize, stem: &str, bias: bool) -> Result<Frozen> {
+        self.linear_named(&format!("blk.{il}.{stem}"), bias)
+    }
+
+    fn linear_named(&mut self, stem: &str, bias: bool) -> Result<Frozen> {
+        let name = format!("{stem}.weight");
+        let weight = self.take(&name)?;
+        let bias = if bias { Some(self.take(&format!("{stem}.bias"))?) } else { None };
+        Ok(Frozen { weight, bias })
+    }
+}
+
+fn apply(delta: &Delta, h: &Tensor, dropout: Option<f32>) -> Result<Tensor> {
+    delta.apply(h, dropout.unwrap_or(0.0), dropout.is_some())
+}
+
+/// cos and sin of the rope angles, (seq, head_dim / 2).
+fn rope_tables(base: f32, head_dim: usize, seq: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv: Vec<f32> = (0..half).map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32)).collect();
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let pos = Tensor::arange(0u32, seq as u32, device)?.to_dtype(DType::F32)?.reshape((seq, 1))?;
+    let angles = pos.broadcast_mul(&inv)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, h, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.expand((b, h, n_rep, t, d))?.reshape((b, h * n_rep, t, d))?)
+}
