@@ -3,11 +3,8 @@
 //! record per item, resumes where it stopped, and writes the report,
 //! the chart and optionally the results page.
 
-use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -38,9 +35,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     check_run_meta(&out, &args.data, &text, &args)?;
     let mut log = RecordLog::open(&out.join("records.jsonl"))?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let stop = super::interrupt_flag()?;
 
     for plan in &plans {
         if stop.load(Ordering::SeqCst) {
@@ -122,6 +117,10 @@ fn check_run_meta(out: &Path, data: &Path, bytes: &[u8], args: &BenchGpt4toolsAr
     write_atomic(&meta_path, &serde_json::to_string_pretty(&meta)?)
 }
 
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    super::write_atomic(path, text.as_bytes())
+}
+
 fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGpt4toolsArgs, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut order: Vec<&Item> = items.iter().filter(|i| !log.is_done(plan.mode, &i.id)).collect();
     if order.is_empty() {
@@ -152,13 +151,7 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
     for item in order {
         let prompt = if plan.with_system { item.full_prompt() } else { item.compiled_prompt() };
         let params = if args.constrained { params.clone().with_grammar(Some(item_grammar(item)?)) } else { params.clone() };
-        let completion = session.generate_streaming(&prompt, &params, |_| {
-            if stop.load(Ordering::SeqCst) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
+        let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
         if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
             break;
         }
@@ -259,14 +252,6 @@ fn write_results_page(report: &Report, page: &Path, args: &BenchGpt4toolsArgs, n
         report.markdown(),
     );
     write_atomic(page, &text)
-}
-
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Resets the kernel's peak-RSS counter of this process (Linux), so each

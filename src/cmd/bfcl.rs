@@ -1,7 +1,6 @@
 //! `loragen data bfcl`: fetch the pinned `bfcl-eval` wheel from PyPI and
 //! convert its allowed files to the generic format, split by function set.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -53,21 +52,13 @@ fn print_summary(summary: &Summary) {
 fn write_split(dir: &Path, name: &str, data: &Converted) -> anyhow::Result<()> {
     let tools = dir.join(format!("{name}_tools.json"));
     let queries = dir.join(format!("{name}_queries.jsonl"));
-    write_atomic(&tools, serde_json::to_string_pretty(&data.tools)?.as_bytes())?;
+    super::write_atomic(&tools, serde_json::to_string_pretty(&data.tools)?.as_bytes())?;
     let mut text = Vec::new();
     for q in &data.queries {
         serde_json::to_writer(&mut text, q)?;
         text.push(b'\n');
     }
-    write_atomic(&queries, &text)?;
+    super::write_atomic(&queries, &text)?;
     println!("{name}: {} queries, {} tool definitions -> {}, {}", data.queries.len(), data.tools.len(), tools.display(), queries.display());
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

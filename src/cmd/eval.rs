@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
-use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,9 +44,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     if let Some(adapter) = adapter.as_mut() {
         session.set_adapter(adapter, 1.0)?;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let stop = super::interrupt_flag()?;
 
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -70,13 +66,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         if args.constrained {
             params = params.with_grammar(grammar_for(&specs));
         }
-        let completion = session.generate_streaming(&prompt, &params, |_| {
-            if stop.load(Ordering::SeqCst) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
+        let completion = session.generate_streaming(&prompt, &params, super::until(&stop))?;
         if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
             break;
         }
