@@ -114,11 +114,7 @@ fn check_run_meta(out: &Path, data: &Path, bytes: &[u8], args: &BenchGpt4toolsAr
         return Ok(());
     }
     let meta = json!({"data": data, "data_sha256": sha, "constrained": args.constrained, "max_tokens": args.max_tokens});
-    write_atomic(&meta_path, &serde_json::to_string_pretty(&meta)?)
-}
-
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    super::write_atomic(path, text.as_bytes())
+    super::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())
 }
 
 fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGpt4toolsArgs, stop: &AtomicBool) -> anyhow::Result<()> {
@@ -185,10 +181,7 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
 /// The agent's call grammar over the tools this item lists. The runtime
 /// knows its registry in every mode, even when the model's prompt does not.
 fn item_grammar(item: &Item) -> anyhow::Result<String> {
-    let mut registry = ToolRegistry::new();
-    for spec in item.listed_tool_specs() {
-        registry.register_spec(spec).with_context(|| format!("item {}", item.id))?;
-    }
+    let registry = ToolRegistry::from_specs(item.listed_tool_specs()).with_context(|| format!("item {}", item.id))?;
     Ok(call_grammar(&registry)?)
 }
 
@@ -206,8 +199,8 @@ fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
 }
 
 fn write_reports(report: &Report, out: &Path, args: &BenchGpt4toolsArgs, n_items: usize) -> anyhow::Result<()> {
-    write_atomic(&out.join("report.md"), &report.markdown())?;
-    write_atomic(&out.join("report.json"), &serde_json::to_string_pretty(report)?)?;
+    super::write_atomic(&out.join("report.md"), report.markdown().as_bytes())?;
+    super::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
     let title = format!("GPT4Tools {}: accuracy vs latency", args.data.file_stem().unwrap_or_default().to_string_lossy());
     if let Err(e) = write_chart(report, &out.join("chart"), &title) {
         eprintln!("warning: {e}");
@@ -251,7 +244,7 @@ fn write_results_page(report: &Report, page: &Path, args: &BenchGpt4toolsArgs, n
         args.max_tokens,
         report.markdown(),
     );
-    write_atomic(page, &text)
+    super::write_atomic(page, text.as_bytes())
 }
 
 /// Resets the kernel's peak-RSS counter of this process (Linux), so each

@@ -91,10 +91,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
 /// The agent's call grammar over the offered tools; a schema that the
 /// grammar converter rejects leaves this query unconstrained.
 fn grammar_for(specs: &[loragen_tools::ToolSpec]) -> Option<String> {
-    let mut registry = ToolRegistry::new();
-    for spec in specs {
-        registry.register_spec(spec.clone()).ok()?;
-    }
+    let registry = ToolRegistry::from_specs(specs.iter().cloned()).ok()?;
     call_grammar(&registry).map_err(|e| tracing::warn!("unconstrained: {e}")).ok()
 }
 

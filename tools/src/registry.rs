@@ -71,6 +71,16 @@ impl ToolRegistry {
         Ok(self)
     }
 
+    /// A registry of tools known only by their specs (e.g. a benchmark
+    /// item's tool list), for prompts and call grammars.
+    pub fn from_specs(specs: impl IntoIterator<Item = ToolSpec>) -> Result<Self> {
+        let mut registry = Self::new();
+        for spec in specs {
+            registry.register_spec(spec)?;
+        }
+        Ok(registry)
+    }
+
     /// Adds a tool known only by its spec (e.g. imported from a file);
     /// calling it yields [`ToolError::Unavailable`].
     pub fn register_spec(&mut self, spec: ToolSpec) -> Result<()> {

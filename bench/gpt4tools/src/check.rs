@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use loragen_agent::protocol::{OutputParser, ReactParser, Step};
-use regex::{Regex, RegexSet};
+use regex::RegexSet;
 
 use crate::corpus::{all_tools, arity_of, Pools};
 use crate::dataset::{Item, CONVERSATION_MARKER};
 use crate::error::{Error, Result};
+use crate::extract::Extracted;
 
 /// What the file is for; leaks are errors only in a training file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +78,6 @@ fn template_regex(template: &str) -> String {
 pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
     let matcher = HeldOutMatcher::new(&Pools::load()?)?;
     let unseen: Vec<&str> = all_tools().iter().filter(|t| t.unseen).map(|t| t.info.name).collect();
-    let action_line = Regex::new(r"(?m)^Action: (.*)$").map_err(|e| Error::Config(e.to_string()))?;
     let mut report = CheckReport { items: items.len(), ..CheckReport::default() };
     for item in items {
         let mut problem = |detail: String| report.problems.push((item.id.clone(), detail));
@@ -109,9 +109,8 @@ pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
             }
         }
         // Calls already made in the partial trace must be listed too.
-        for cap in action_line.captures_iter(item.rest()) {
-            let name = cap.get(1).map_or("", |m| m.as_str()).trim();
-            if !listed.contains(&name) {
+        for name in Extracted::from_text(item.rest()).actions {
+            if !listed.contains(&name.as_str()) {
                 problem(format!("the trace calls `{name}`, which the system part does not list"));
             }
         }
@@ -136,7 +135,7 @@ mod tests {
 
     #[test]
     fn template_patterns_match_filled_requests_only() {
-        let re = Regex::new(&template_regex("Crop the {object} from this image.")).unwrap();
+        let re = regex::Regex::new(&template_regex("Crop the {object} from this image.")).unwrap();
         assert!(re.is_match("Crop the red car from this image."));
         assert!(!re.is_match("Please crop the red car from this image."));
         assert!(!re.is_match("Crop the  from this image"));

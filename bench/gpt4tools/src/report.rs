@@ -37,7 +37,12 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
     }
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
+    v[rank(v.len(), q)]
+}
+
+/// The index of the `q`-quantile in a sorted list of `n > 0` values.
+pub(crate) fn rank(n: usize, q: f64) -> usize {
+    ((n - 1) as f64 * q).round() as usize
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {

@@ -24,7 +24,7 @@ impl Lengths {
             return Lengths::default();
         }
         xs.sort_unstable();
-        let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+        let at = |q: f64| xs[crate::report::rank(xs.len(), q)];
         Lengths {
             min: xs[0],
             mean: xs.iter().sum::<usize>() as f64 / xs.len() as f64,

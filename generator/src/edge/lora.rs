@@ -109,10 +109,6 @@ impl Delta {
         Ok((h.broadcast_matmul(&b_t)? * self.scale)?)
     }
 
-    /// The dense ΔW = scale * B A of a shared delta, shape (out, in).
-    pub fn dense(&self) -> Result<Tensor> {
-        Ok((self.b.matmul(&self.a)? * self.scale)?)
-    }
 }
 
 /// The deltas of one layer, by target.

@@ -112,7 +112,7 @@ pub fn all_tools() -> Vec<CorpusTool> {
 
 /// The arity of a known tool, for checking files.
 pub fn arity_of(name: &str) -> Option<usize> {
-    all_tools().iter().find(|t| t.info.name == name).map(|t| t.info.arity)
+    TOOLS.iter().chain(UNSEEN_TOOLS.iter().map(|t| &t.info)).find(|t| t.name == name).map(|t| t.arity)
 }
 
 #[cfg(test)]
