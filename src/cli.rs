@@ -48,6 +48,46 @@ pub enum Command {
     Data(DataCommand),
     /// Run and score tool-calling queries in loragen's generic format (e.g. converted BFCL).
     Eval(EvalArgs),
+    /// Export LoRA adapters for llama.cpp and merge them into edge models.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Write a LoRA checkpoint (lora.safetensors + lora.json) as a llama.cpp GGUF adapter.
+    Export(AdapterExportArgs),
+    /// Write a copy of a model with a GGUF adapter merged into its weights.
+    Merge(AdapterMergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdapterExportArgs {
+    /// The checkpoint directory (holds lora.safetensors and lora.json).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// The GGUF adapter to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AdapterMergeArgs {
+    /// The GGUF LoRA adapter to merge.
+    #[arg(long, value_name = "FILE")]
+    pub adapter: PathBuf,
+    /// The model to merge into: edge, cloud or a GGUF path.
+    #[arg(long, default_value = "edge")]
+    pub model: ModelChoice,
+    /// The merged GGUF model to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Storage of the merged tensors: f16, q8_0 or f32 (every other tensor keeps its bytes).
+    #[arg(long = "type", default_value = "f16")]
+    pub tensor_type: loragen_generator::merge::MergedType,
+    /// Adapter scale, as llama.cpp's `--lora-scaled`.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f32,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +263,51 @@ pub enum BenchCommand {
     Runtime(BenchRuntimeArgs),
     /// The GPT4Tools benchmark: SR_t, SR_act, SR_args, SR, IoU and latency per mode.
     Gpt4tools(BenchGpt4toolsArgs),
+    /// The edge model: LoRA training-step throughput in candle, decode speed of base, adapter and merged models.
+    Edge(BenchEdgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEdgeArgs {
+    /// Sequence lengths of the training steps.
+    #[arg(long, value_delimiter = ',', default_value = "128,256")]
+    pub seq: Vec<usize>,
+    /// Batch sizes of the training steps.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub batch: Vec<usize>,
+    /// Timed training steps per shape (after one warm-up step); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Positions per sequence that carry a loss (the last ones), and so get logits.
+    #[arg(long, default_value_t = 32)]
+    pub loss_tokens: usize,
+    /// LoRA rank, for training and for the random adapter of the decode runs.
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// Sizes of the random adapters' ΔW relative to W, for the agreement table; the first one is also timed.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1")]
+    pub relative: Vec<f32>,
+    /// Tokens to decode per measurement.
+    #[arg(long, default_value_t = 128)]
+    pub decode_tokens: usize,
+    /// Rounds of the four decode variants, each round in a rotated order; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Threads for llama.cpp (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Skip the training-step part.
+    #[arg(long)]
+    pub no_train: bool,
+    /// Skip the decode part.
+    #[arg(long)]
+    pub no_decode: bool,
+    /// Keep the adapter and merged models here (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

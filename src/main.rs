@@ -29,6 +29,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Bench(cli::BenchCommand::Gpt4tools(args)) => cmd::bench_gpt4tools::run(args, &models),
         cli::Command::Data(cmd) => cmd::data::run(cmd, &models),
         cli::Command::Eval(args) => cmd::eval::run(args, &models),
+        cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
+        cli::Command::Bench(cli::BenchCommand::Edge(args)) => cmd::bench_edge::run(args, &models),
     }
 }
 

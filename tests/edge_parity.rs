@@ -3,7 +3,8 @@
 //! without and with a random LoRA (applied in candle directly and in
 //! llama.cpp through the exported GGUF adapter). llama.cpp's own batched
 //! and one-token-at-a-time paths are compared too, as the noise floor of
-//! its quantised kernels.
+//! its quantised kernels, and llama.cpp on an F32 copy of the weights
+//! shows what is left once quantisation is taken out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,8 +12,9 @@ mod common;
 use candle_core::{Device, Tensor};
 use loragen::agent::runtime::{Model, SessionParams};
 use loragen::agent::store::Role;
-use loragen::generator::edge::{agreement, Agreement, Delta, EdgeModel, LayerDeltas, Phase, Target};
-use loragen::generator::gguf_lora::{write_lora_adapter, LoraPair};
+use loragen::generator::edge::{agreement, random_lora, Agreement, EdgeModel, LayerDeltas, Phase, Target};
+use loragen::generator::gguf_lora::write_lora_adapter;
+use loragen::generator::merge::{write_dequantised, MergedType};
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 
 const N_TOKENS: usize = 300;
@@ -40,39 +42,9 @@ fn candle_logits(edge: &EdgeModel, tokens: &[loragen::agent::runtime::LlamaToken
 
 fn report(label: &str, a: &Agreement) {
     eprintln!(
-        "{label}: top-1 agreement {:.4} over {} positions, mean KL {:.5} nats (max {:.4}), largest logit gap at a disagreement {:.3}",
+        "{label}: top-1 agreement {:.4} over {} positions, mean KL {:.2e} nats (max {:.2e}), largest logit gap at a disagreement {:.3}",
         a.top1, a.positions, a.mean_kl, a.max_kl, a.max_disagreement_gap
     );
-}
-
-/// A random LoRA of rank 16 on every FFN projection whose ΔW has
-/// `relative` times the norm of W, as candle deltas and as adapter pairs.
-fn random_lora(edge: &EdgeModel, seed: u64, relative: f32) -> (Vec<LayerDeltas>, Vec<LoraPair>) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut uniform = |shape: (usize, usize)| {
-        let values: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        Tensor::from_vec(values, shape, edge.device()).unwrap()
-    };
-    let rank = 16;
-    let mut layers = Vec::new();
-    let mut pairs = Vec::new();
-    for il in 0..edge.config.n_layer {
-        let mut deltas = Vec::new();
-        for target in Target::FFN {
-            let (n_in, n_out) = edge.dims(target);
-            let w_norm = edge.weight(il, target).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
-            let a = uniform((rank, n_in));
-            let b = uniform((n_out, rank));
-            // Scale B so that ‖B A‖ = relative ‖W‖ (scale = alpha / r = 1).
-            let ba_norm = b.matmul(&a).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
-            let b = (b * f64::from(relative * w_norm / ba_norm)).unwrap();
-            pairs.push(LoraPair { weight: format!("blk.{il}.{}.weight", target.gguf_stem()), a: a.clone(), b: b.clone() });
-            deltas.push((target, Delta { a, b, scale: 1.0 }));
-        }
-        layers.push(LayerDeltas { deltas });
-    }
-    (layers, pairs)
 }
 
 fn edge_model() -> &'static EdgeModel {
@@ -142,7 +114,7 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
     assert!(base.mean_kl <= 0.02 && base.top1 >= base_floor.top1.min(0.98) - 1.0 / N_TOKENS as f64, "{base:?} vs {base_floor:?}");
 
     for (relative, label) in [(0.01, "random LoRA r=16, 1% of |W|"), (0.1, "random LoRA r=16, 10% of |W|")] {
-        let (deltas, pairs) = random_lora(edge, 7, relative);
+        let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, relative, 7).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let adapter_path = dir.path().join("random.gguf");
         // alpha = rank gives llama.cpp the same scale (alpha / r = 1) as candle.
@@ -168,4 +140,32 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
         // own kernel paths agree on 95.7% to 97.7% of them.
         assert!(lora.top1 >= 0.94, "{lora:?}");
     }
+}
+
+/// With the quantisation taken out (llama.cpp runs an F32 copy holding
+/// exactly the weights candle dequantised), the two forwards must agree
+/// to float rounding: what separates them on the Q4_K_M file is
+/// llama.cpp's quantised kernels alone, not a difference in the model.
+#[test]
+fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
+    let edge = edge_model();
+    let tokens = text_tokens(common::edge());
+    let dir = tempfile::tempdir().unwrap();
+    let f32_path = dir.path().join("edge-f32.gguf");
+    write_dequantised(&common::model_path(Role::Edge), MergedType::F32, &f32_path).unwrap();
+    let mut f32_model = Model::load(&f32_path).unwrap();
+    let exact = agreement(&llama_logits(&f32_model, &tokens), &candle_logits(edge, &tokens, None));
+    report("base: candle vs llama.cpp on the F32 copy", &exact);
+    assert!(exact.top1 >= 0.99 && exact.mean_kl <= 1e-3, "{exact:?}");
+
+    let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, 0.1, 7).unwrap();
+    let adapter_path = dir.path().join("random.gguf");
+    write_lora_adapter(&adapter_path, "gemma3", 16.0, &pairs).unwrap();
+    let mut adapter = f32_model.load_adapter(&adapter_path).unwrap();
+    let mut session = f32_model.session(SessionParams::default().with_n_ctx(1024).with_prefix_reuse(false)).unwrap();
+    session.set_adapter(&mut adapter, 1.0).unwrap();
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    let adapted = agreement(&session.logits(&tokens, &positions).unwrap(), &candle_logits(edge, &tokens, Some(&deltas)));
+    report("random LoRA r=16, 10% of |W|: candle vs llama.cpp on the F32 copy", &adapted);
+    assert!(adapted.top1 >= 0.99 && adapted.mean_kl <= 1e-3, "{adapted:?}");
 }

@@ -47,15 +47,90 @@ pub fn write_lora_adapter(path: &Path, arch: &str, alpha: f32, pairs: &[LoraPair
     ];
     let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let tensors: Vec<(&str, &QTensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    write_gguf_atomic(path, &metadata, &tensors)
+}
 
+/// A LoRA adapter read back from GGUF.
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    pub arch: String,
+    pub alpha: f32,
+    pub pairs: Vec<LoraPair>,
+}
+
+impl LoraAdapter {
+    /// The factor llama.cpp applies to `B A` at adapter scale 1: `alpha / r`
+    /// (1 when alpha is 0, as in llama.cpp).
+    pub fn scale_of(&self, pair: &LoraPair) -> f32 {
+        let rank = pair.a.dims().first().copied().unwrap_or(1).max(1);
+        if self.alpha == 0.0 {
+            1.0
+        } else {
+            self.alpha / rank as f32
+        }
+    }
+}
+
+/// Reads a GGUF LoRA adapter as llama.cpp would: `general.type` must be
+/// `adapter`, `adapter.type` `lora`, and every `X.lora_a` needs its `X.lora_b`.
+pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
+    let bad = |detail: String| Error::Gguf { path: path.to_path_buf(), detail };
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let content = gguf_file::Content::read(&mut reader).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
+    let text = |key: &str| match content.metadata.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if text("general.type").as_deref() != Some("adapter") || text("adapter.type").as_deref() != Some("lora") {
+        return Err(bad("not a LoRA adapter (general.type must be `adapter` and adapter.type `lora`)".into()));
+    }
+    let arch = text("general.architecture").ok_or_else(|| bad("no general.architecture".into()))?;
+    let alpha = match content.metadata.get("adapter.lora.alpha") {
+        Some(Value::F32(a)) => *a,
+        None => 0.0,
+        Some(other) => return Err(bad(format!("adapter.lora.alpha is {other:?}, not an f32"))),
+    };
+    let mut names: Vec<&String> = content.tensor_infos.keys().filter(|n| n.ends_with(".lora_a")).collect();
+    names.sort();
+    let mut pairs = Vec::with_capacity(names.len());
+    for name in names {
+        let weight = name.trim_end_matches(".lora_a").to_owned();
+        let b_name = format!("{weight}.lora_b");
+        if !content.tensor_infos.contains_key(&b_name) {
+            return Err(bad(format!("`{name}` has no `{b_name}`")));
+        }
+        let device = candle_core::Device::Cpu;
+        let a = content.tensor(&mut reader, name, &device)?.dequantize(&device)?;
+        let b = content.tensor(&mut reader, &b_name, &device)?.dequantize(&device)?;
+        if a.dims().len() != 2 || b.dims().len() != 2 || a.dims()[0] != b.dims()[1] {
+            return Err(Error::LoraShape { target: weight, a: a.dims().to_vec(), b: b.dims().to_vec() });
+        }
+        pairs.push(LoraPair { weight, a, b });
+    }
+    if pairs.len() * 2 != content.tensor_infos.len() {
+        return Err(bad("holds tensors that are not `.lora_a`/`.lora_b` pairs".into()));
+    }
+    Ok(LoraAdapter { arch, alpha, pairs })
+}
+
+/// Writes a GGUF file under a temporary name beside `path` and renames it
+/// into place once complete and synced.
+pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensors: &[(&str, &QTensor)]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let mut out = BufWriter::new(tmp.as_file());
-    gguf_file::write(&mut out, &metadata, &tensors)?;
+    gguf_file::write(&mut out, metadata, tensors)?;
     out.flush().map_err(io)?;
     drop(out);
     tmp.as_file().sync_all().map_err(io)?;
+    // Temporary files are private; a model or adapter is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
 }

@@ -4,5 +4,6 @@
 pub mod edge;
 pub mod error;
 pub mod gguf_lora;
+pub mod merge;
 
 pub use error::{Error, Result};

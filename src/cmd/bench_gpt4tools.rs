@@ -128,7 +128,7 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
         // state is computed once per group.
         order.sort_by(|a, b| a.system_part().cmp(b.system_part()));
     }
-    reset_peak_rss();
+    super::reset_peak_rss();
     let mut model = Model::load(&plan.model)?;
     let mut adapter = plan.adapter.as_ref().map(|p| model.load_adapter(p)).transpose()?;
     let mut session_params = SessionParams::default().with_prefix_reuse(plan.reuse_prefix);
@@ -165,7 +165,7 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
             prefill_ms: s.prefill_ms,
             decode_ms: s.decode_ms,
             decode_tokens: s.decode_tokens,
-            peak_rss_mib: peak_rss_mib(),
+            peak_rss_mib: super::peak_rss_mib(),
         })?;
         let a = Aggregate::of(&scores);
         bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
@@ -245,19 +245,4 @@ fn write_results_page(report: &Report, page: &Path, args: &BenchGpt4toolsArgs, n
         report.markdown(),
     );
     super::write_atomic(page, text.as_bytes())
-}
-
-/// Resets the kernel's peak-RSS counter of this process (Linux), so each
-/// mode reports its own high-water mark.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident set size in MiB (Linux `VmHWM`); 0 elsewhere.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().to_owned())))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod adapter;
+pub mod bench_edge;
 pub mod bench_gpt4tools;
 pub mod bench_runtime;
 pub mod bfcl;
@@ -54,4 +56,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux), so each
+/// measured phase reports its own high-water mark.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size in MiB (Linux `VmHWM`); 0 elsewhere.
+pub fn peak_rss_mib() -> f64 {
+    proc_status_mib("VmHWM:")
+}
+
+/// Resident set size now in MiB (Linux `VmRSS`); 0 elsewhere.
+pub fn rss_mib() -> f64 {
+    proc_status_mib("VmRSS:")
+}
+
+fn proc_status_mib(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches("kB").trim().to_owned())))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 
+use super::lora::Target;
 use crate::error::{Error, Result};
 
 /// The decoder families loragen runs in candle.
@@ -14,6 +15,17 @@ pub enum Arch {
     Gemma3,
     Qwen2,
     Llama,
+}
+
+impl Arch {
+    /// The GGUF `general.architecture` name.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Arch::Gemma3 => "gemma3",
+            Arch::Qwen2 => "qwen2",
+            Arch::Llama => "llama",
+        }
+    }
 }
 
 /// The FFN's gate activation.
@@ -107,6 +119,16 @@ impl EdgeConfig {
             activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
             attn_scale: 1.0 / (head_dim as f64).sqrt(),
         })
+    }
+
+    /// (in, out) of a projection.
+    pub fn dims(&self, target: Target) -> (usize, usize) {
+        match target {
+            Target::Gate | Target::Up => (self.n_embd, self.n_ff),
+            Target::Down => (self.n_ff, self.n_embd),
+            Target::Q => (self.n_embd, self.n_head * self.head_dim),
+            Target::V => (self.n_embd, self.n_head_kv * self.head_dim),
+        }
     }
 
     /// Whether layer `il` attends within the sliding window only

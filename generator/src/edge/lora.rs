@@ -3,13 +3,14 @@
 //! A is (r, in), B is (out, r)) or differs per batch element (generated:
 //! A is (batch, r, in), B is (batch, out, r)).
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
 
 /// The projections a LoRA may adapt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     Gate,
     Up,
@@ -34,7 +35,7 @@ impl Target {
 }
 
 /// Rank, scale, dropout and where to apply.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,
@@ -151,23 +152,5 @@ impl FixedLora {
             layers.push(LayerDeltas { deltas });
         }
         Ok(FixedLora { config, layers })
-    }
-}
-
-/// A plain linear map whose weight is frozen (a constant, so no gradient
-/// is ever computed for it), with an optional bias.
-#[derive(Debug, Clone)]
-pub struct Frozen {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-}
-
-impl Module for Frozen {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
     }
 }

@@ -1,12 +1,20 @@
 //! The edge model in candle: configuration from GGUF, the decoder forward
 //! with LoRA hooks, and LoRA deltas.
 
+pub mod checkpoint;
 pub mod config;
+pub mod flops;
+pub mod frozen;
+pub mod fused;
 pub mod lora;
 pub mod model;
 pub mod parity;
+pub mod random;
 
 pub use config::{Activation, Arch, EdgeConfig};
+pub use frozen::Frozen;
 pub use lora::{Delta, FixedLora, LayerDeltas, LoraConfig, Target};
 pub use model::{EdgeModel, Phase};
 pub use parity::{agreement, Agreement};
+pub use random::random_lora;
+pub use flops::{train_step_flops, StepShape};

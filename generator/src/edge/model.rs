@@ -1,16 +1,19 @@
 //! The edge decoder in candle, with f32 weights dequantised from its GGUF
 //! file, so the generator can backpropagate through it. Frozen weights are
-//! constants (no gradients are computed for them); LoRA deltas enter the
+//! constants (no gradients are computed for them); norms, GELU, rope and
+//! the masked softmax run as fused kernels (`fused`); LoRA deltas enter the
 //! FFN (and optionally q/v) projections.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 
 use super::config::{Activation, Arch, EdgeConfig};
-use super::lora::{Delta, Frozen, LayerDeltas, Target};
+use super::frozen::Frozen;
+use super::fused;
+use super::lora::{Delta, LayerDeltas, Target};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -95,13 +98,7 @@ impl EdgeModel {
 
     /// (in, out) of a projection, for building LoRA factors.
     pub fn dims(&self, target: Target) -> (usize, usize) {
-        let c = &self.config;
-        match target {
-            Target::Gate | Target::Up => (c.n_embd, c.n_ff),
-            Target::Down => (c.n_ff, c.n_embd),
-            Target::Q => (c.n_embd, c.n_head * c.head_dim),
-            Target::V => (c.n_embd, c.n_head_kv * c.head_dim),
-        }
+        self.config.dims(target)
     }
 
     /// The frozen weight of a projection (out, in).
@@ -165,7 +162,7 @@ impl EdgeModel {
     }
 
     fn norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm_slow(x, w, self.config.rms_eps as f32)?)
+        Ok(fused::rms_norm(x, w, self.config.rms_eps as f32)?)
     }
 
     /// Additive mask (batch, 1, seq, seq): causal, no padded keys, and for
@@ -220,12 +217,10 @@ impl EdgeModel {
             q = self.norm(&q, qn)?;
             k = self.norm(&k, kn)?;
         }
-        let rope = if c.rope_neox { candle_nn::rotary_emb::rope_slow } else { candle_nn::rotary_emb::rope_i_slow };
-        let q = (rope(&q, cos, sin)? * c.attn_scale)?;
-        let k = repeat_kv(rope(&k, cos, sin)?, c.n_head / c.n_head_kv)?;
+        let q = (fused::rope(&q, cos, sin, c.rope_neox)? * c.attn_scale)?;
+        let k = repeat_kv(fused::rope(&k, cos, sin, c.rope_neox)?, c.n_head / c.n_head_kv)?;
         let v = repeat_kv(v, c.n_head / c.n_head_kv)?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = fused::masked_softmax(&q.matmul(&k.t()?)?, mask)?;
         let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, c.n_head * c.head_dim))?;
         let mut att = b.o.forward(&att)?;
         if let Some(n) = &b.attn_post_norm {
@@ -235,7 +230,7 @@ impl EdgeModel {
         let h = self.norm(&x, &b.ffn_norm)?;
         let gate = proj(&b.gate, &h, Target::Gate)?;
         let gate = match c.activation {
-            Activation::GeluTanh => gate.gelu()?,
+            Activation::GeluTanh => fused::gelu_tanh(&gate)?,
             Activation::Silu => candle_nn::ops::silu(&gate)?,
         };
         let mut ffn = proj(&b.down, &(gate * proj(&b.up, &h, Target::Up)?)?, Target::Down)?;
