@@ -1,5 +1,5 @@
 //! The candle edge forward against llama.cpp on the real default edge
-//! model: next-token top-1 agreement and KL over a text of 300 tokens,
+//! model: next-token top-1 agreement and KL over a text of 1,000 tokens,
 //! without and with a random LoRA (applied in candle directly and in
 //! llama.cpp through the exported GGUF adapter). llama.cpp's own batched
 //! and one-token-at-a-time paths are compared too, as the noise floor of
@@ -17,17 +17,17 @@ use loragen::generator::gguf_lora::write_lora_adapter;
 use loragen::generator::merge::{write_dequantised, MergedType};
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 
-const N_TOKENS: usize = 300;
+const N_TOKENS: usize = 1000;
 
 fn text_tokens(model: &Model) -> Vec<loragen::agent::runtime::LlamaToken> {
-    let text = render_instruction(&TOOLS[..6], Some(("image/kdwpqzla.png", "Two dogs playing with a ball.")), "Segment the dogs.");
+    let text = render_instruction(&TOOLS, Some(("image/kdwpqzla.png", "Two dogs playing with a ball.")), "Segment the dogs.");
     let tokens = model.tokenize(&text, true);
     assert!(tokens.len() >= N_TOKENS, "{}", tokens.len());
     tokens[..N_TOKENS].to_vec()
 }
 
 fn llama_logits(model: &Model, tokens: &[loragen::agent::runtime::LlamaToken]) -> Vec<Vec<f32>> {
-    let mut session = model.session(SessionParams::default().with_n_ctx(1024).with_prefix_reuse(false)).unwrap();
+    let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
     session.logits(tokens, &positions).unwrap()
 }
@@ -102,16 +102,13 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
     let reference = llama_logits(llama, &tokens);
     // llama.cpp against itself, one token per decode call instead of one
     // batch: the noise floor of its own kernels.
-    let mut single = llama.session(SessionParams::default().with_n_ctx(1024).with_n_batch(1).with_prefix_reuse(false)).unwrap();
+    let mut single = llama.session(SessionParams::default().with_n_ctx(2048).with_n_batch(1).with_prefix_reuse(false)).unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let base_floor = agreement(&reference, &single.logits(&tokens, &positions).unwrap());
     report("base: llama.cpp batched vs one token at a time", &base_floor);
     let base = agreement(&reference, &candle_logits(edge, &tokens, None));
     report("base: candle vs llama.cpp", &base);
-    // llama.cpp's own two kernel paths agree on fewer than 98% of the top-1
-    // tokens of this text, so candle is held to that floor (one position of
-    // slack) besides the KL bound.
-    assert!(base.mean_kl <= 0.02 && base.top1 >= base_floor.top1.min(0.98) - 1.0 / N_TOKENS as f64, "{base:?} vs {base_floor:?}");
+    assert!(base.mean_kl <= 0.02 && base.top1 >= 0.98, "{base:?}");
 
     for (relative, label) in [(0.01, "random LoRA r=16, 1% of |W|"), (0.1, "random LoRA r=16, 10% of |W|")] {
         let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, relative, 7).unwrap();
@@ -121,7 +118,7 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
         write_lora_adapter(&adapter_path, "gemma3", 16.0, &pairs).unwrap();
         let mut model = Model::load(&path).unwrap();
         let mut adapter = model.load_adapter(&adapter_path).unwrap();
-        let mut session = model.session(SessionParams::default().with_n_ctx(1024).with_prefix_reuse(false)).unwrap();
+        let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
         session.set_adapter(&mut adapter, 1.0).unwrap();
         let adapted_llama = session.logits(&tokens, &positions).unwrap();
         let adapted_candle = candle_logits(edge, &tokens, Some(&deltas));
@@ -136,9 +133,11 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
             // two would disagree by about as much as it moves the model.
             assert!(moved.mean_kl > 10.0 * lora.mean_kl, "{moved:?} vs {lora:?}");
         }
-        // Top-1 agreement is a noisy count on 300 positions; llama.cpp's
-        // own kernel paths agree on 95.7% to 97.7% of them.
-        assert!(lora.top1 >= 0.94, "{lora:?}");
+        // A random LoRA makes the model less sure of itself, so more
+        // positions are near-ties that llama.cpp's rounding decides; the
+        // bound is llama.cpp's own batched-vs-single agreement (97.4% here),
+        // less one point.
+        assert!(lora.top1 >= base_floor.top1 - 0.01, "{lora:?} vs {base_floor:?}");
     }
 }
 
@@ -149,12 +148,13 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
 #[test]
 fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
     let edge = edge_model();
-    let tokens = text_tokens(common::edge());
+    // Exactness needs no long sample: the first 300 tokens.
+    let tokens = &text_tokens(common::edge())[..300];
     let dir = tempfile::tempdir().unwrap();
     let f32_path = dir.path().join("edge-f32.gguf");
     write_dequantised(&common::model_path(Role::Edge), MergedType::F32, &f32_path).unwrap();
     let mut f32_model = Model::load(&f32_path).unwrap();
-    let exact = agreement(&llama_logits(&f32_model, &tokens), &candle_logits(edge, &tokens, None));
+    let exact = agreement(&llama_logits(&f32_model, tokens), &candle_logits(edge, tokens, None));
     report("base: candle vs llama.cpp on the F32 copy", &exact);
     assert!(exact.top1 >= 0.99 && exact.mean_kl <= 1e-3, "{exact:?}");
 
@@ -162,10 +162,10 @@ fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
     let adapter_path = dir.path().join("random.gguf");
     write_lora_adapter(&adapter_path, "gemma3", 16.0, &pairs).unwrap();
     let mut adapter = f32_model.load_adapter(&adapter_path).unwrap();
-    let mut session = f32_model.session(SessionParams::default().with_n_ctx(1024).with_prefix_reuse(false)).unwrap();
+    let mut session = f32_model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
     session.set_adapter(&mut adapter, 1.0).unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
-    let adapted = agreement(&session.logits(&tokens, &positions).unwrap(), &candle_logits(edge, &tokens, Some(&deltas)));
+    let adapted = agreement(&session.logits(tokens, &positions).unwrap(), &candle_logits(edge, tokens, Some(&deltas)));
     report("random LoRA r=16, 10% of |W|: candle vs llama.cpp on the F32 copy", &adapted);
     assert!(adapted.top1 >= 0.99 && adapted.mean_kl <= 1e-3, "{adapted:?}");
 }

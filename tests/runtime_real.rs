@@ -100,8 +100,14 @@ fn zero_delta_adapter_reproduces_the_base_model() {
     let adapted = session.generate(&text, &greedy(24)).unwrap();
     assert_eq!(adapted.stats.reused_tokens, 0, "attaching an adapter must invalidate the cache");
     assert_eq!(base.tokens, adapted.tokens, "a zero adapter changed the output");
+    // Exactly, not just the same greedy tokens: every logit is bit-identical.
+    let tokens = model.tokenize(&text, true);
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    let with_zero = session.logits(&tokens, &positions).unwrap();
     session.remove_adapter(&mut adapter).unwrap();
     assert_eq!(session.generate(&text, &greedy(24)).unwrap().tokens, base.tokens);
+    let without = session.logits(&tokens, &positions).unwrap();
+    assert!(with_zero == without, "a zero adapter changed the logits");
 }
 
 #[test]

@@ -59,8 +59,12 @@ impl CustomOp1 for FrozenProduct {
         Ok((y, Shape::from(out)))
     }
 
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad_y.broadcast_matmul(&self.weight)?))
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // As one 2-D product over all rows: (rows, out) (out, in).
+        let n_out = self.weight.dim(0)?;
+        let rows = grad_y.elem_count() / n_out;
+        let grad_x = grad_y.contiguous()?.reshape((rows, n_out))?.matmul(&self.weight)?;
+        Ok(Some(grad_x.reshape(x.shape())?))
     }
 }
 

@@ -103,13 +103,19 @@ impl Delta {
     /// `scale * B (A x)` for `x` of shape (batch, seq, in).
     pub fn apply(&self, x: &Tensor, dropout: f32, train: bool) -> Result<Tensor> {
         let x = if train && dropout > 0.0 { candle_nn::ops::dropout(x, dropout)? } else { x.clone() };
-        // Works for shared (r, in) and per-element (batch, r, in) factors.
-        let a_t = self.a.transpose(candle_core::D::Minus1, candle_core::D::Minus2)?;
-        let b_t = self.b.transpose(candle_core::D::Minus1, candle_core::D::Minus2)?;
-        let h = x.broadcast_matmul(&a_t)?;
-        Ok((h.broadcast_matmul(&b_t)? * self.scale)?)
+        let (batch, seq, n_in) = x.dims3()?;
+        // The scale goes on the rank-r intermediate, the smallest tensor.
+        if self.a.rank() == 2 {
+            // Shared factors: one plain product over all batch x seq rows
+            // (broadcasting the factors over the batch costs more than the
+            // rank-16 products themselves).
+            let h = (x.reshape((batch * seq, n_in))?.matmul(&self.a.t()?)? * self.scale)?;
+            let y = h.matmul(&self.b.t()?)?;
+            return Ok(y.reshape((batch, seq, ()))?);
+        }
+        let h = (x.matmul(&self.a.transpose(1, 2)?)? * self.scale)?;
+        Ok(h.matmul(&self.b.transpose(1, 2)?)?)
     }
-
 }
 
 /// The deltas of one layer, by target.
@@ -152,5 +158,29 @@ impl FixedLora {
             layers.push(LayerDeltas { deltas });
         }
         Ok(FixedLora { config, layers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn shared_and_per_element_factors_give_the_same_delta() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (3, 5, 8), &dev).unwrap();
+        let (a, b) = (Tensor::randn(0f32, 1.0, (2, 8), &dev).unwrap(), Tensor::randn(0f32, 1.0, (6, 2), &dev).unwrap());
+        let shared = Delta { a: a.clone(), b: b.clone(), scale: 0.5 }.apply(&x, 0.0, false).unwrap();
+        let stacked = |t: &Tensor| Tensor::stack(&[t, t, t], 0).unwrap();
+        let per_element = Delta { a: stacked(&a), b: stacked(&b), scale: 0.5 }.apply(&x, 0.0, false).unwrap();
+        // scale * B (A x) for the first row, by hand.
+        let row = x.get(0).unwrap().get(0).unwrap();
+        let by_hand = (b.matmul(&a.matmul(&row.unsqueeze(1).unwrap()).unwrap()).unwrap().squeeze(1).unwrap() * 0.5).unwrap();
+        assert_eq!(shared.dims(), &[3, 5, 6]);
+        let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&shared, &per_element) < 1e-5);
+        assert!(diff(&shared.get(0).unwrap().get(0).unwrap(), &by_hand) < 1e-5);
     }
 }
