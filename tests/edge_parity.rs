@@ -110,13 +110,14 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
     report("base: candle vs llama.cpp", &base);
     assert!(base.mean_kl <= 0.02 && base.top1 >= 0.98, "{base:?}");
 
+    // Adapters need a model of their own (the shared one stays plain).
+    let mut model = Model::load(&path).unwrap();
     for (relative, label) in [(0.01, "random LoRA r=16, 1% of |W|"), (0.1, "random LoRA r=16, 10% of |W|")] {
         let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, relative, 7).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let adapter_path = dir.path().join("random.gguf");
         // alpha = rank gives llama.cpp the same scale (alpha / r = 1) as candle.
         write_lora_adapter(&adapter_path, "gemma3", 16.0, &pairs).unwrap();
-        let mut model = Model::load(&path).unwrap();
         let mut adapter = model.load_adapter(&adapter_path).unwrap();
         let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
         session.set_adapter(&mut adapter, 1.0).unwrap();

@@ -14,6 +14,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 
 /// One adapted weight: the base tensor name (e.g. `blk.3.ffn_up.weight`)
@@ -114,25 +115,14 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
     Ok(LoraAdapter { arch, alpha, pairs })
 }
 
-/// Writes a GGUF file under a temporary name beside `path` and renames it
-/// into place once complete and synced.
+/// Writes a GGUF file that appears under `path` only once complete.
 pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensors: &[(&str, &QTensor)]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    let mut out = BufWriter::new(tmp.as_file());
-    gguf_file::write(&mut out, metadata, tensors)?;
-    out.flush().map_err(io)?;
-    drop(out);
-    tmp.as_file().sync_all().map_err(io)?;
-    // Temporary files are private; a model or adapter is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-    }
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    write_atomic(path, |tmp| {
+        let io = |source| Error::Io { path: tmp.to_path_buf(), source };
+        let mut out = BufWriter::new(File::create(tmp).map_err(io)?);
+        gguf_file::write(&mut out, metadata, tensors)?;
+        out.flush().map_err(io)
+    })
 }
 
 /// Shapes `(n_out, n_in)` of the named 2-D tensors of a GGUF model, in file

@@ -9,6 +9,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::lora::LoraConfig;
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gguf_lora::{LoraAdapter, LoraPair};
 
@@ -26,20 +27,10 @@ pub struct CheckpointConfig {
 
 /// Saves the variables of a `FixedLora` built on `varmap`, with its config.
 pub fn save(dir: &Path, config: &CheckpointConfig, varmap: &VarMap) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    let tmp = dir.join(format!("{WEIGHTS_FILE}.partial"));
-    varmap.save(&tmp)?;
-    std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    write_atomic(&dir.join(WEIGHTS_FILE), |tmp| Ok(varmap.save(tmp)?))?;
     let json = serde_json::to_vec_pretty(config).map_err(|e| Error::Config(e.to_string()))?;
-    let path = dir.join(CONFIG_FILE);
-    let tmp = dir.join(format!("{CONFIG_FILE}.partial"));
-    std::fs::write(&tmp, json).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))
+    write_atomic(&dir.join(CONFIG_FILE), |tmp| std::fs::write(tmp, &json).map_err(|source| Error::Io { path: tmp.to_path_buf(), source }))
 }
 
 /// Reads a checkpoint directory back as an adapter: every layer and
