@@ -112,8 +112,12 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
 
     // Adapters need a model of their own (the shared one stays plain).
     let mut model = Model::load(&path).unwrap();
-    for (relative, label) in [(0.01, "random LoRA r=16, 1% of |W|"), (0.1, "random LoRA r=16, 10% of |W|")] {
-        let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, relative, 7).unwrap();
+    // Three draws of the small LoRA the issue names (1% of |W|), since
+    // top-1 agreement at this level moves by a point with any change of
+    // rounding, and one larger LoRA that clearly moves the model.
+    for (relative, seed) in [(0.01, 7), (0.01, 1), (0.01, 2), (0.1, 7)] {
+        let label = format!("random LoRA r=16, {}% of |W|, seed {seed}", relative * 100.0);
+        let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, relative, seed).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let adapter_path = dir.path().join("random.gguf");
         // alpha = rank gives llama.cpp the same scale (alpha / r = 1) as candle.
@@ -134,10 +138,12 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
             // two would disagree by about as much as it moves the model.
             assert!(moved.mean_kl > 10.0 * lora.mean_kl, "{moved:?} vs {lora:?}");
         }
-        // A random LoRA makes the model less sure of itself, so more
-        // positions are near-ties that llama.cpp's rounding decides; the
-        // bound is llama.cpp's own batched-vs-single agreement (97.4% here),
-        // less one point.
+        // The issue asks 98%. Measured: 97.5-97.7% over these draws, the
+        // same as llama.cpp's agreement with itself (97.4%, batched vs one
+        // token at a time), while the F32 copy below agrees on 100%: the
+        // gap is llama.cpp's 8-bit rounding of activations deciding
+        // near-ties (docs/edge.md, "Top-1 agreement and llama.cpp's
+        // rounding"). The bound is llama.cpp's own agreement less a point.
         assert!(lora.top1 >= base_floor.top1 - 0.01, "{lora:?} vs {base_floor:?}");
     }
 }
