@@ -80,7 +80,7 @@ fn export_and_merge_round_trip() {
     assert_same_except_ffn(&base_path, &merged_path, adapter.pairs.len());
 
     // In llama.cpp: the merged model against the adapter path, on a real text.
-    let text = render_instruction(&TOOLS[..6], Some(("image/kdwpqzla.png", "Two dogs playing with a ball.")), "Segment the dogs.");
+    let text = render_instruction(&TOOLS[..6], common::DEMO_IMAGE, common::DEMO_REQUEST);
     let mut base = Model::load(&base_path).unwrap();
     let tokens: Vec<LlamaToken> = base.tokenize(&text, true).into_iter().take(256).collect();
     let positions: Vec<usize> = (0..tokens.len()).collect();

@@ -20,7 +20,7 @@ use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 const N_TOKENS: usize = 1000;
 
 fn text_tokens(model: &Model) -> Vec<loragen::agent::runtime::LlamaToken> {
-    let text = render_instruction(&TOOLS, Some(("image/kdwpqzla.png", "Two dogs playing with a ball.")), "Segment the dogs.");
+    let text = render_instruction(&TOOLS, common::DEMO_IMAGE, common::DEMO_REQUEST);
     let tokens = model.tokenize(&text, true);
     assert!(tokens.len() >= N_TOKENS, "{}", tokens.len());
     tokens[..N_TOKENS].to_vec()

@@ -76,9 +76,7 @@ impl LoraAdapter {
 /// `adapter`, `adapter.type` `lora`, and every `X.lora_a` needs its `X.lora_b`.
 pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
     let bad = |detail: String| Error::Gguf { path: path.to_path_buf(), detail };
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let content = gguf_file::Content::read(&mut reader).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
+    let (content, mut reader) = read_gguf(path)?;
     let text = |key: &str| match content.metadata.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
@@ -115,6 +113,15 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
     Ok(LoraAdapter { arch, alpha, pairs })
 }
 
+/// Opens a GGUF file and reads its header (metadata and tensor table); the
+/// reader stays open for the tensor data.
+pub(crate) fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
+    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| Error::Gguf { path: path.to_path_buf(), detail: format!("not a GGUF file ({e})") })?;
+    Ok((content, reader))
+}
+
 /// Writes a GGUF file that appears under `path` only once complete.
 pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensors: &[(&str, &QTensor)]) -> Result<()> {
     write_atomic(path, |tmp| {
@@ -128,10 +135,7 @@ pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensor
 /// Shapes `(n_out, n_in)` of the named 2-D tensors of a GGUF model, in file
 /// order, for the names that `keep` accepts.
 pub fn weight_shapes(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, (usize, usize))>> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| Error::Gguf { path: path.to_path_buf(), detail: e.to_string() })?;
+    let (content, _) = read_gguf(path)?;
     let mut shapes: Vec<(u64, String, (usize, usize))> = content
         .tensor_infos
         .iter()

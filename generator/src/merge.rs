@@ -6,8 +6,6 @@
 //! small delta away.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -16,7 +14,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::{Error, Result};
-use crate::gguf_lora::{write_gguf_atomic, LoraAdapter};
+use crate::gguf_lora::{read_gguf, write_gguf_atomic, LoraAdapter};
 
 /// Storage type of the merged tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +73,7 @@ pub struct MergeSummary {
 /// adapter scale `scale`, the merged tensors stored as `ty`.
 pub fn write_merged(base: &Path, adapter: &LoraAdapter, scale: f32, ty: MergedType, out: &Path) -> Result<MergeSummary> {
     let bad = |detail: String| Error::Gguf { path: base.to_path_buf(), detail };
-    let io = |source| Error::Io { path: base.to_path_buf(), source };
-    let mut reader = BufReader::new(File::open(base).map_err(io)?);
-    let content = Content::read(&mut reader).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
+    let (content, mut reader) = read_gguf(base)?;
     match content.metadata.get("general.architecture") {
         Some(Value::String(arch)) if *arch == adapter.arch => {}
         Some(Value::String(arch)) => {
@@ -112,10 +108,7 @@ pub fn write_merged(base: &Path, adapter: &LoraAdapter, scale: f32, ty: MergedTy
 /// computes with, which lets llama.cpp and candle be compared without
 /// quantisation in between.
 pub fn write_dequantised(base: &Path, ty: MergedType, out: &Path) -> Result<u64> {
-    let io = |source| Error::Io { path: base.to_path_buf(), source };
-    let mut reader = BufReader::new(File::open(base).map_err(io)?);
-    let content =
-        Content::read(&mut reader).map_err(|e| Error::Gguf { path: base.to_path_buf(), detail: format!("not a GGUF file ({e})") })?;
+    let (content, mut reader) = read_gguf(base)?;
     let device = Device::Cpu;
     let (_, bytes) = rewrite(&content, &mut reader, out, |_, q| {
         if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {

@@ -8,6 +8,7 @@ use loragen_generator::edge::checkpoint;
 use loragen_generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
 use loragen_generator::merge::write_merged;
 
+use super::file_mib;
 use crate::cli::{AdapterCommand, AdapterExportArgs, AdapterMergeArgs, ModelArgs};
 
 pub fn run(cmd: AdapterCommand, models: &ModelArgs) -> anyhow::Result<()> {
@@ -46,13 +47,9 @@ fn merge(args: &AdapterMergeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         summary.merged,
         args.tensor_type,
         summary.copied,
-        summary.file_bytes as f64 / (1024.0 * 1024.0),
+        summary.file_bytes as f64 / super::MIB,
         file_mib(&base),
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn file_mib(path: &std::path::Path) -> f64 {
-    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
 }

@@ -16,6 +16,7 @@ use loragen_tools::gpt4tools::{render_conversation, render_instruction, TOOLS};
 use serde_json::json;
 
 use crate::cli::{BenchRuntimeArgs, ModelArgs};
+use crate::cmd::median;
 
 const N_CTX: u32 = 4096;
 const N_BATCH: u32 = 2048;
@@ -82,7 +83,7 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
                 };
                 pairs.push(pair);
             }
-            let m = |f: &dyn Fn(&(Run, Run)) -> f64| median(&mut pairs.iter().map(f).collect::<Vec<_>>());
+            let m = |f: &dyn Fn(&(Run, Run)) -> f64| median(&pairs.iter().map(f).collect::<Vec<_>>());
             let row = Row {
                 prompt_tokens: pairs[0].1.prompt_tokens,
                 bare_prefill: m(&|(b, _)| b.prefill_rate()),
@@ -215,13 +216,10 @@ fn prefix_reuse(model: &Model, threads: usize, repeat: usize) -> anyhow::Result<
         last = Some(stats);
     }
     let stats = last.context("no runs")?;
-    Ok(Reuse { prompt_tokens: stats.prompt_tokens, reused: stats.reused_tokens, cold_ms: median(&mut cold), warm_ms: median(&mut warm) })
+    Ok(Reuse { prompt_tokens: stats.prompt_tokens, reused: stats.reused_tokens, cold_ms: median(&cold), warm_ms: median(&warm) })
 }
 
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
+
 
 /// Medians over the repetitions; ratios are medians of the per-pair
 /// ratios of runs made back to back.

@@ -58,6 +58,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+/// Size of a file in MiB (0 if it cannot be read).
+pub fn file_mib(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / MIB)
+}
+
+/// The median of unsorted values (the benchmarks' nearest-rank quantile).
+pub fn median(values: &[f64]) -> f64 {
+    loragen_gpt4tools::report::quantile(values, 0.5)
+}
+
 /// Resets the kernel's peak-RSS counter of this process (Linux), so each
 /// measured phase reports its own high-water mark.
 pub fn reset_peak_rss() {

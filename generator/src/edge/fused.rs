@@ -34,6 +34,25 @@ fn output(values: Vec<f32>, layout: &Layout) -> (CpuStorage, Shape) {
     (CpuStorage::F32(values), layout.shape().clone())
 }
 
+/// The loop of every one-input kernel: `f(row index, output row, input
+/// row)` over rows of `n` values, in parallel.
+fn par_rows(x: &[f32], n: usize, f: impl Fn(usize, &mut [f32], &[f32]) + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(n).zip(x.par_chunks(n)).enumerate().for_each(|(row, (y, x))| f(row, y, x));
+    y
+}
+
+/// The loop of every backward kernel: `f(output row, a row, b row)` over
+/// aligned rows of `n` values of two inputs of one shape, in parallel.
+fn par_rows2(a: &[f32], b: &[f32], n: usize, f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync) -> Res<Vec<f32>> {
+    if a.len() != b.len() {
+        candle_core::bail!("fused backward: inputs of {} and {} values", a.len(), b.len());
+    }
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(n).zip(a.par_chunks(n).zip(b.par_chunks(n))).for_each(|(y, (a, b))| f(y, a, b));
+    Ok(y)
+}
+
 /// `x / rms(x) * w` over the last dimension.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Res<Tensor> {
     x.contiguous()?.apply_op1(RmsNorm { weight: weight.clone(), eps })
@@ -61,14 +80,12 @@ impl CustomOp1 for RmsNorm {
             if x.len() % n != 0 {
                 candle_core::bail!("rms norm: {:?} does not end in {n}", l.dims());
             }
-            let mut y = vec![0f32; x.len()];
-            y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+            Ok(par_rows(x, n, |_, y, x| {
                 let r = inv_rms(x, self.eps);
                 for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
                     *y = x * r * w;
                 }
-            });
-            Ok(y)
+            }))
         })?;
         Ok(output(y, l))
     }
@@ -94,16 +111,14 @@ impl CustomOp2 for RmsNormBackward {
         let (x, g) = (slice(sx, lx, self.name())?, slice(sg, lg, self.name())?);
         let dx = with_constant(&self.weight, self.name(), |w| {
             let n = w.len();
-            let mut dx = vec![0f32; x.len()];
-            dx.par_chunks_mut(n).zip(x.par_chunks(n).zip(g.par_chunks(n))).for_each(|(dx, (x, g))| {
+            par_rows2(x, g, n, |dx, x, g| {
                 let r = inv_rms(x, self.eps);
                 let dot = x.iter().zip(g).zip(w).map(|((x, g), w)| x * g * w).sum::<f32>() / n as f32;
                 let k = r * r * r * dot;
                 for (((dx, x), g), w) in dx.iter_mut().zip(x).zip(g).zip(w) {
                     *dx = r * g * w - x * k;
                 }
-            });
-            Ok(dx)
+            })
         })?;
         Ok(output(dx, lx))
     }
@@ -128,8 +143,7 @@ impl CustomOp1 for GeluTanh {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Res<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        let y = par_rows(x, CHUNK, |_, y, x| {
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x)).tanh());
             }
@@ -151,14 +165,13 @@ impl CustomOp2 for GeluTanhBackward {
 
     fn cpu_fwd(&self, sx: &CpuStorage, lx: &Layout, sg: &CpuStorage, lg: &Layout) -> Res<(CpuStorage, Shape)> {
         let (x, g) = (slice(sx, lx, self.name())?, slice(sg, lg, self.name())?);
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(dx, (x, g))| {
+        let dx = par_rows2(x, g, CHUNK, |dx, x, g| {
             for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
                 let t = (SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x)).tanh();
                 let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x) * (1.0 - t * t);
                 *dx = g * (0.5 * (1.0 + t) + 0.5 * x * dt);
             }
-        });
+        })?;
         Ok(output(dx, lx))
     }
 }
@@ -195,8 +208,7 @@ impl CustomOp1 for Rope {
                 if cos.len() < seq * half || sin.len() < seq * half {
                     candle_core::bail!("rope: tables shorter than {seq} x {half}");
                 }
-                let mut y = vec![0f32; x.len()];
-                y.par_chunks_mut(d).zip(x.par_chunks(d)).enumerate().for_each(|(row, (y, x))| {
+                Ok(par_rows(x, d, |row, y, x| {
                     let t = row % seq;
                     let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
                     for i in 0..half {
@@ -205,8 +217,7 @@ impl CustomOp1 for Rope {
                         y[a] = x[a] * c[i] - x[b] * sn;
                         y[b] = x[a] * sn + x[b] * c[i];
                     }
-                });
-                Ok(y)
+                }))
             })
         })?;
         Ok(output(y, l))
@@ -242,8 +253,7 @@ impl CustomOp1 for MaskedSoftmax {
             if mask.len() != batch * seq * keys {
                 candle_core::bail!("masked softmax: the mask has {} values for {batch} x {seq} x {keys}", mask.len());
             }
-            let mut y = vec![0f32; x.len()];
-            y.par_chunks_mut(keys).zip(x.par_chunks(keys)).enumerate().for_each(|(row, (y, x))| {
+            Ok(par_rows(x, keys, |row, y, x| {
                 let (b, t) = (row / (heads * seq), row % seq);
                 let m = &mask[(b * seq + t) * keys..(b * seq + t + 1) * keys];
                 let max = x.iter().zip(m).map(|(x, m)| x + m).fold(f32::NEG_INFINITY, f32::max);
@@ -253,8 +263,7 @@ impl CustomOp1 for MaskedSoftmax {
                     sum += *y;
                 }
                 y.iter_mut().for_each(|y| *y /= sum);
-            });
-            Ok(y)
+            }))
         })?;
         Ok(output(y, l))
     }
@@ -275,13 +284,12 @@ impl CustomOp2 for SoftmaxBackward {
     fn cpu_fwd(&self, sy: &CpuStorage, ly: &Layout, sg: &CpuStorage, lg: &Layout) -> Res<(CpuStorage, Shape)> {
         let (y, g) = (slice(sy, ly, self.name())?, slice(sg, lg, self.name())?);
         let n = ly.dims().last().copied().unwrap_or(1);
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(n).zip(y.par_chunks(n).zip(g.par_chunks(n))).for_each(|(dx, (y, g))| {
+        let dx = par_rows2(y, g, n, |dx, y, g| {
             let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
             for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
                 *dx = y * (g - dot);
             }
-        });
+        })?;
         Ok(output(dx, ly))
     }
 }

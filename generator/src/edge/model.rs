@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::Content;
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::config::{Activation, Arch, EdgeConfig};
@@ -15,6 +14,7 @@ use super::frozen::Frozen;
 use super::fused;
 use super::lora::{Delta, LayerDeltas, Target};
 use crate::error::{Error, Result};
+use crate::gguf_lora::read_gguf;
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -54,9 +54,7 @@ pub enum Phase {
 impl EdgeModel {
     /// Loads a gemma3, qwen2 or llama GGUF file, dequantising every tensor.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let io = |e| Error::Io { path: path.to_owned(), source: e };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let content = Content::read(&mut file).map_err(|e| Error::Gguf { path: path.to_owned(), detail: e.to_string() })?;
+        let (content, mut file) = read_gguf(path)?;
         let config = EdgeConfig::from_gguf(path, &content)?;
         let mut tensors = HashMap::new();
         for name in content.tensor_infos.keys() {

@@ -34,7 +34,8 @@ pub fn random_lora(edge: &EdgeModel, targets: &[Target], rank: usize, relative: 
             let weight = edge.weight(il, target).ok_or_else(|| Error::Config(format!("the model has no layer {il}")))?;
             let a = uniform((rank, n_in))?;
             let b = uniform((n_out, rank))?;
-            let b = (b.clone() * f64::from(relative * norm(weight)? / norm(&b.matmul(&a)?)?))?;
+            let to_size = relative * norm(weight)? / norm(&b.matmul(&a)?)?;
+            let b = (b * f64::from(to_size))?;
             pairs.push(LoraPair { weight: format!("blk.{il}.{}.weight", target.gguf_stem()), a: a.clone(), b: b.clone() });
             deltas.push((target, Delta { a, b, scale: 1.0 }));
         }

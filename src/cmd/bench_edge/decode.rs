@@ -14,6 +14,7 @@ use loragen_generator::merge::{write_merged, MergedType};
 use serde_json::{json, Value};
 
 use crate::cli::BenchEdgeArgs;
+use crate::cmd::{file_mib, median};
 
 /// A continuation prompt that keeps a base model writing.
 const PROMPT: &str = "The old lighthouse keeper climbed the stairs one last time. He remembered";
@@ -21,7 +22,6 @@ const PROMPT: &str = "The old lighthouse keeper climbed the stairs one last time
 /// uses 1,000 for the top-1 rate).
 const AGREEMENT_TOKENS: usize = 300;
 const MERGED: [MergedType; 2] = [MergedType::F16, MergedType::Q8_0];
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// The files written for one random adapter.
 struct Exported {
@@ -138,10 +138,6 @@ fn export(edge: &EdgeModel, path: &Path, dir: &Path, rank: usize, relative: f32)
     Ok(Exported { relative, adapter: adapter_path, merged })
 }
 
-fn file_mib(path: &Path) -> f64 {
-    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / MIB)
-}
-
 fn session_params(threads: usize) -> SessionParams {
     SessionParams::default().with_n_ctx(1024).with_threads(threads).with_prefix_reuse(false)
 }
@@ -165,10 +161,4 @@ fn decode_rate(v: &mut Variant<'_>, max_tokens: usize, threads: usize) -> anyhow
     let c = session(v, threads)?.generate(PROMPT, &GenerateParams::default().with_max_tokens(max_tokens))?;
     anyhow::ensure!(c.stats.decode_tokens > 1, "{name} stopped after {} token(s)", c.stats.decode_tokens);
     Ok((c.stats.decode_tokens, c.stats.decode_tokens as f64 * 1e3 / c.stats.decode_ms))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
