@@ -23,5 +23,8 @@ demo: models
 		--constrained --limit 50 --out runs/demo-gpt4tools
 
 # Every test, the real-model ones included (they need `make models`).
+# --no-fail-fast: every test binary runs and every failure is reported,
+# so one red test cannot hide the others. Doctests run as well.
 test: models
-	$(CARGO) test --release --workspace --all-targets
+	$(CARGO) test --release --workspace --all-targets --no-fail-fast
+	$(CARGO) test --release --workspace --doc --no-fail-fast

@@ -98,9 +98,9 @@ pub struct EvalArgs {
     /// JSON lines of queries (id, messages, tools, expect, answers).
     #[arg(long, value_name = "FILE")]
     pub queries: PathBuf,
-    /// in-context (tool specs in the prompt) or compiled (none; give --adapter).
+    /// in-context or in-context-cached (tool specs in the prompt), compiled or lora (none; give --adapter).
     #[arg(long, default_value = "in-context")]
-    pub mode: loragen_agent::agent::Mode,
+    pub mode: loragen_tools::Mode,
     /// A GGUF LoRA adapter for the edge model.
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
@@ -313,11 +313,14 @@ pub struct BenchEdgeArgs {
 #[derive(Debug, Args)]
 pub struct BenchGpt4toolsArgs {
     /// A GPT4Tools JSON file (official or built by `loragen data gpt4tools`).
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "rescore")]
+    pub data: Option<PathBuf>,
+    /// Score the stored predictions of the run in --out again with the current scorer, without generating.
+    #[arg(long, requires = "out")]
+    pub rescore: bool,
     /// in-context, in-context-cached, compiled or lora (repeatable; default in-context).
     #[arg(long)]
-    pub mode: Vec<loragen_gpt4tools::Mode>,
+    pub mode: Vec<loragen_tools::Mode>,
     /// Only the first N items.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -371,9 +374,9 @@ pub struct BenchRuntimeArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplArgs {
-    /// in-context (tool definitions in the prompt) or compiled (none; use with --adapter).
+    /// in-context or in-context-cached (tool definitions in the prompt), compiled or lora (none; use with --adapter).
     #[arg(long, default_value = "in-context")]
-    pub mode: loragen_agent::agent::Mode,
+    pub mode: loragen_tools::Mode,
     /// edge, cloud, or a path to a GGUF file.
     #[arg(long, default_value = "edge")]
     pub model: ModelChoice,

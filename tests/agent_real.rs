@@ -6,35 +6,38 @@ mod common;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use loragen::agent::agent::{conversation_prompt, Agent, AgentConfig, LanguageModel};
+use loragen::agent::agent::{Agent, AgentConfig, LanguageModel};
 use loragen::agent::grammar::call_grammar;
-use loragen::agent::protocol::{OutputParser, ReactParser, Step};
+use loragen::tools::protocol::{conversation_prompt, OutputParser, ReactParser, Step};
 use loragen::agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen::tools::gpt4tools::registry;
 
-const REQUESTS: [&str; 20] = [
-    "Find the dog in the picture.",
-    "What is in this photo?",
-    "Draw me a castle on a hill at night.",
-    "Show me the edges of this image.",
-    "Remove the car from the photo.",
-    "Replace the cat with a tiger.",
-    "How deep is the scene? Give me a depth map.",
-    "Segment the picture into regions.",
-    "Make it look like a snowy winter day.",
-    "What colour is the umbrella?",
-    "Turn the image into a pencil sketch.",
-    "Detect the straight lines in the picture.",
-    "Estimate the pose of the people here.",
-    "What is 17 times 3?",
-    "Write a haiku about autumn.",
-    "Give me the surface normals of the photo.",
-    "Cut out the bicycle from the image.",
-    "Generate an image of a red sports car.",
-    "Tell me a fun fact about octopuses.",
-    "Produce a soft HED boundary map of this image.",
+/// Twenty requests; `true` where the request needs a tool.
+const REQUESTS: [(&str, bool); 20] = [
+    ("Find the dog in the picture.", true),
+    ("What is in this photo?", true),
+    ("Draw me a castle on a hill at night.", true),
+    ("Show me the edges of this image.", true),
+    ("Remove the car from the photo.", true),
+    ("Replace the cat with a tiger.", true),
+    ("How deep is the scene? Give me a depth map.", true),
+    ("Segment the picture into regions.", true),
+    ("Make it look like a snowy winter day.", true),
+    ("What colour is the umbrella?", true),
+    ("Turn the image into a pencil sketch.", true),
+    ("Detect the straight lines in the picture.", true),
+    ("Estimate the pose of the people here.", true),
+    ("What is 17 times 3?", false),
+    ("Write a haiku about autumn.", false),
+    ("Give me the surface normals of the photo.", true),
+    ("Cut out the bicycle from the image.", true),
+    ("Generate an image of a red sports car.", true),
+    ("Tell me a fun fact about octopuses.", false),
+    ("Produce a soft HED boundary map of this image.", true),
 ];
 
+/// Every request that needs a tool ends in a call to a registered tool
+/// whose arguments validate; requests that need none may answer instead.
 #[test]
 fn constrained_calls_name_registered_tools_with_valid_arguments() {
     let tools = Arc::new(registry().unwrap());
@@ -42,8 +45,9 @@ fn constrained_calls_name_registered_tools_with_valid_arguments() {
     let mut session = common::edge().session(SessionParams::default().with_n_ctx(2048)).unwrap();
     let params = GenerateParams::default().with_max_tokens(256).with_grammar(Some(grammar));
     let mut calls = 0;
-    for (i, request) in REQUESTS.iter().enumerate() {
-        // The compiled-mode prompt: no tool definitions, an image turn, the request.
+    for (i, (request, needs_tool)) in REQUESTS.iter().enumerate() {
+        // The compiled-mode prompt: no tool definitions, an image turn, the
+        // request; the grammar alone names the tools.
         let image_turn = (
             format!("Provide an image named image/img{i:05}.png. Description: a photo. Understand the image using tools."),
             "Received.".to_owned(),
@@ -56,11 +60,16 @@ fn constrained_calls_name_registered_tools_with_valid_arguments() {
                 calls += 1;
                 tools.prepare(&action, &input).unwrap_or_else(|e| panic!("{request:?}: invalid call {action:?}({input:?}): {e}"));
             }
-            Ok(Step::Answer { text }) => assert!(!text.is_empty(), "{request:?}: empty answer"),
+            Ok(Step::Answer { text }) => {
+                assert!(!needs_tool, "{request:?} needs a tool but the model answered: {text:?}");
+                assert!(!text.is_empty(), "{request:?}: empty answer");
+            }
             Err(e) => panic!("{request:?}: grammar output did not parse: {e}: {:?}", out.text),
         }
     }
-    eprintln!("{calls} of {} requests produced tool calls", REQUESTS.len());
+    let needing = REQUESTS.iter().filter(|(_, t)| *t).count();
+    println!("{calls} calls for {} requests, {needing} of which need a tool", REQUESTS.len());
+    assert!(calls >= needing);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

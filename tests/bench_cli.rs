@@ -3,6 +3,7 @@
 //! redoing work, Ctrl-C keeps what is done, and the report is written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -89,16 +90,22 @@ fn ctrl_c_keeps_finished_items_and_the_next_run_completes() {
     assert_eq!(lines(&records), 8);
 }
 
-#[test]
-fn eval_writes_calls_scores_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let tools = dir.path().join("tools.json");
+/// A tools file with one function, `get_weather(city)`.
+fn weather_tools(dir: &Path) -> std::path::PathBuf {
+    let tools = dir.join("tools.json");
     std::fs::write(
         &tools,
         r#"[{"name": "get_weather", "description": "Current weather of a city.",
              "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}]"#,
     )
     .unwrap();
+    tools
+}
+
+#[test]
+fn eval_writes_calls_scores_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = weather_tools(dir.path());
     let queries = dir.path().join("q.jsonl");
     std::fs::write(
         &queries,
@@ -129,4 +136,47 @@ fn eval_writes_calls_scores_and_resumes() {
     std::fs::write(&queries, r#"{"id": "x", "messages": [], "tools": ["nope"]}"#).unwrap();
     let bad = loragen(&args[..args.len() - 2]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`nope`"));
+}
+
+/// A kill in the middle of a write leaves a torn last line; the next run
+/// truncates it, finishes every query and leaves only whole records.
+#[test]
+fn eval_resumes_after_a_hard_kill_with_a_torn_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = weather_tools(dir.path());
+    let queries = dir.path().join("q.jsonl");
+    let cities = ["Oslo", "Lima", "Pune", "Kyiv", "Baku", "Doha"];
+    let text: String = cities
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{{\"id\": \"w_{i}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Weather in {c}?\"}}], \"expect\": \"any-call\"}}\n"))
+        .collect();
+    std::fs::write(&queries, text).unwrap();
+    let out_file = dir.path().join("calls.jsonl");
+    let args = [
+        "eval", "--tools", tools.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--out", out_file.to_str().unwrap(),
+        "--max-tokens", "32",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while lines(&out_file) < 1 && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = lines(&out_file);
+    assert!((1..cities.len()).contains(&kept), "{kept} records before the kill");
+    // What a kill halfway through the next write leaves behind.
+    std::fs::OpenOptions::new().append(true).open(&out_file).unwrap().write_all(b"{\"id\": \"w_5\", \"calls\": [{\"na").unwrap();
+
+    let out = loragen(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("resuming: {kept} of {}", cities.len())));
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(text.ends_with('\n'));
+    let ids: Vec<String> = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((ids.len(), sorted.len()), (cities.len(), cities.len()), "{ids:?}");
 }

@@ -54,3 +54,23 @@ fn fetch_failures_are_one_clear_line() {
     let line = one_line_error(&loragen(&["models", "path", "edge"], &[("LORAGEN_HOME", empty.path().to_str().unwrap())]));
     assert!(line.contains("loragen models fetch"), "{line}");
 }
+
+#[test]
+fn a_bad_thread_count_names_the_variable() {
+    let line = one_line_error(&loragen(&["generate", "--prompt", "hi", "--max-tokens", "1"], &[("LORAGEN_THREADS", "two")]));
+    assert!(line.contains("LORAGEN_THREADS") && line.contains("\"two\""), "{line}");
+}
+
+/// Compiled mode without an adapter starts, but says in one line that the
+/// model sees neither definitions nor an adapter, and how to get one.
+#[test]
+fn repl_in_compiled_mode_without_an_adapter_says_so() {
+    let out = loragen(&["repl", "--mode", "compiled"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("without an adapter")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("--adapter") && warnings[0].contains("loragen adapter export"), "{stderr}");
+    let plain = loragen(&["repl", "--mode", "in-context"], &[]);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("without an adapter"));
+}

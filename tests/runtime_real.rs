@@ -34,25 +34,34 @@ fn both_default_models_generate_deterministically() {
     }
 }
 
+/// What prefix reuse promises: the shared tokens come from the cache, and
+/// the next-token distributions after them match a full prefill. Not
+/// token-for-token equality of a long greedy continuation: llama.cpp does
+/// not promise bit-equal logits across batch splits, and a near-tie can
+/// flip (on one machine the two agreed for 20 of 24 tokens).
 #[test]
 fn prefix_reuse_matches_a_full_prefill() {
     let model = common::edge();
     let warm_up = prompt("Remove the ball from the photo.");
     let target = prompt("What colour is the grass?");
+    let tokens = model.tokenize(&target, true);
+    let shared = model.tokenize(&warm_up, true).iter().zip(&tokens).take_while(|(a, b)| a == b).count();
+    assert!(shared > tokens.len() / 2, "the two prompts share their system part");
 
     let mut reusing = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
     reusing.generate(&warm_up, &greedy(8)).unwrap();
-    let reused = reusing.generate(&target, &greedy(24)).unwrap();
-    assert!(
-        reused.stats.reused_tokens > reused.stats.prompt_tokens / 2,
-        "the shared system part should come from the cache: {}",
-        reused.stats
-    );
+    let reused = reusing.generate(&target, &greedy(4)).unwrap();
+    assert_eq!(reused.stats.reused_tokens, shared, "exactly the shared prefix comes from the cache: {}", reused.stats);
 
+    // The first eight new positions, computed on top of the cached prefix
+    // (which the warm-up computed) and in a cold session.
+    let positions: Vec<usize> = (shared..tokens.len()).take(8).collect();
+    let warm = reusing.logits(&tokens, &positions).unwrap();
     let mut cold = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
-    let full = cold.generate(&target, &greedy(24)).unwrap();
-    assert_eq!(full.stats.reused_tokens, 0);
-    assert_eq!(reused.tokens, full.tokens, "prefix reuse changed the output");
+    let full = cold.logits(&tokens, &positions).unwrap();
+    let a = loragen::generator::edge::parity::agreement(&full, &warm);
+    println!("prefix reuse vs full prefill at {} new positions: {a:?}", positions.len());
+    assert!(a.max_kl <= 0.01, "reused prefix changed the next-token distributions: {a:?}");
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("{} is not a GGUF file (bad magic bytes)", path.display())]
     NotGguf { path: PathBuf },
 
+    /// A GGUF file whose header or tensor table is malformed or cut short.
+    #[error("{}: malformed GGUF file: {detail}", path.display())]
+    BadGguf { path: PathBuf, detail: String },
+
     /// No platform cache directory and no `LORAGEN_HOME`.
     #[error("no cache directory: set LORAGEN_HOME")]
     NoCacheDir,
@@ -102,5 +106,11 @@ impl Error {
 
     pub(crate) fn llama(stage: &'static str, e: impl std::fmt::Display) -> Self {
         Error::Llama { stage, detail: e.to_string() }
+    }
+}
+
+impl From<loragen_tools::atomic::WriteError> for Error {
+    fn from(e: loragen_tools::atomic::WriteError) -> Self {
+        Error::Io { path: e.path, source: e.source }
     }
 }

@@ -5,7 +5,6 @@
 pub mod agent;
 pub mod error;
 pub mod grammar;
-pub mod protocol;
 pub mod runtime;
 pub mod store;
 

@@ -9,6 +9,10 @@ pub enum Error {
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 
+    /// From the runtime crate: unreadable or malformed GGUF files.
+    #[error(transparent)]
+    Runtime(#[from] loragen_agent::Error),
+
     #[error("I/O error on {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 
@@ -23,4 +27,10 @@ pub enum Error {
     /// A GGUF file lacks something the caller needs.
     #[error("{}: {detail}", path.display())]
     Gguf { path: PathBuf, detail: String },
+}
+
+impl From<loragen_tools::atomic::WriteError> for Error {
+    fn from(e: loragen_tools::atomic::WriteError) -> Self {
+        Error::Io { path: e.path, source: e.source }
+    }
 }

@@ -7,14 +7,15 @@
 //! The delta applied is `scale * alpha / r * B A`.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
-use crate::atomic::write_atomic;
+use loragen_agent::store::read_gguf;
+use loragen_tools::atomic::write_atomic_with;
 use crate::error::{Error, Result};
 
 /// One adapted weight: the base tensor name (e.g. `blk.3.ffn_up.weight`)
@@ -115,16 +116,9 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
 
 /// Opens a GGUF file and reads its header (metadata and tensor table); the
 /// reader stays open for the tensor data.
-pub(crate) fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
-    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| Error::Gguf { path: path.to_path_buf(), detail: format!("not a GGUF file ({e})") })?;
-    Ok((content, reader))
-}
-
 /// Writes a GGUF file that appears under `path` only once complete.
 pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensors: &[(&str, &QTensor)]) -> Result<()> {
-    write_atomic(path, |tmp| {
+    write_atomic_with(path, |tmp| {
         let io = |source| Error::Io { path: tmp.to_path_buf(), source };
         let mut out = BufWriter::new(File::create(tmp).map_err(io)?);
         gguf_file::write(&mut out, metadata, tensors)?;

@@ -1,7 +1,6 @@
 //! The cloud side of loragen: generating LoRA adapters for the edge model,
 //! and writing them in formats llama.cpp loads.
 
-mod atomic;
 pub mod edge;
 pub mod error;
 pub mod gguf_lora;

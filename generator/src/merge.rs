@@ -14,7 +14,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::{Error, Result};
-use crate::gguf_lora::{read_gguf, write_gguf_atomic, LoraAdapter};
+use crate::gguf_lora::{write_gguf_atomic, LoraAdapter};
+use loragen_agent::store::read_gguf;
 
 /// Storage type of the merged tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +85,9 @@ pub fn write_merged(base: &Path, adapter: &LoraAdapter, scale: f32, ty: MergedTy
     let mut deltas = HashMap::with_capacity(adapter.pairs.len());
     for pair in &adapter.pairs {
         let info = content.tensor_infos.get(&pair.weight).ok_or_else(|| bad(format!("the adapter adapts `{}`, which the model lacks", pair.weight)))?;
-        let (n_out, n_in) = (pair.b.dims()[0], pair.a.dims()[1]);
+        let (Ok((n_out, _)), Ok((_, n_in))) = (pair.b.dims2(), pair.a.dims2()) else {
+            return Err(Error::LoraShape { target: pair.weight.clone(), a: pair.a.dims().to_vec(), b: pair.b.dims().to_vec() });
+        };
         if info.shape.dims() != [n_out, n_in] {
             return Err(bad(format!("`{}` is {:?} but the adapter's B A is [{n_out}, {n_in}]", pair.weight, info.shape.dims())));
         }

@@ -3,37 +3,43 @@
 //! record per item, resumes where it stopped, and writes the report,
 //! the chart and optionally the results page.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::agent::STEP_STOPS;
+use loragen_tools::protocol::STEP_STOPS;
 use loragen_agent::grammar::call_grammar;
 use loragen_tools::ToolRegistry;
 use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{BenchGpt4toolsArgs, ModelArgs};
 
 pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    if args.rescore {
+        return rescore(&args);
+    }
+    let data = args.data.clone().context("give --data FILE, the GPT4Tools file to run on")?;
     let modes = if args.mode.is_empty() { vec![Mode::InContext] } else { args.mode.clone() };
     let plans: Vec<ModePlan> = modes.iter().map(|&m| ModePlan::new(m, &args, models)).collect::<anyhow::Result<_>>()?;
-    let text = std::fs::read(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
-    let mut items = dataset::parse(&args.data, &String::from_utf8_lossy(&text))?;
+    let text = std::fs::read(&data).with_context(|| format!("cannot read {}", data.display()))?;
+    let mut items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
     if let Some(limit) = args.limit {
         items.truncate(limit);
     }
-    anyhow::ensure!(!items.is_empty(), "{} holds no items", args.data.display());
-    let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
+    anyhow::ensure!(!items.is_empty(), "{} holds no items", data.display());
+    let out = args.out.clone().unwrap_or_else(|| default_out(&data));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    check_run_meta(&out, &args.data, &text, &args)?;
-    let mut log = RecordLog::open(&out.join("records.jsonl"))?;
+    let meta = RunMeta::for_run(&data, &text, &args);
+    meta.check_or_write(&out)?;
+    let mut log: RecordLog = RecordLog::open(&out.join(RECORDS))?;
 
     let stop = super::interrupt_flag()?;
 
@@ -44,16 +50,118 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
         run_mode(plan, &items, &mut log, &args, &stop)?;
     }
 
-    let ids: std::collections::HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
     let records: Vec<Record> = log.records().iter().filter(|r| ids.contains(r.id.as_str())).cloned().collect();
     let report = Report::from_records(&records, &Mode::ALL);
-    write_reports(&report, &out, &args, items.len())?;
+    write_reports(&report, &out, &meta, args.results.as_deref(), items.len())?;
     println!("\n{}", report.markdown());
     println!("records, report.md, report.json and chart.svg/png in {}", out.display());
     if stop.load(Ordering::SeqCst) {
         println!("interrupted: the finished items are kept; run the same command again to resume");
     }
     Ok(())
+}
+
+/// Scores the stored predictions of a run directory again with the current
+/// scorer, without generating: the records are rewritten atomically and the
+/// report (and with `--results` the results page) is written anew.
+fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
+    let out = args.out.clone().context("--rescore needs --out DIR, the run directory whose records to rescore")?;
+    let meta = RunMeta::read(&out)?.with_context(|| format!("{} has no run.json; is it a run directory?", out.display()))?;
+    let data = args.data.clone().unwrap_or_else(|| meta.data.clone());
+    let text = std::fs::read(&data).with_context(|| format!("cannot read {} (the run's data file; give --data FILE if it moved)", data.display()))?;
+    anyhow::ensure!(
+        sha256_hex(&text) == meta.data_sha256,
+        "{} is not the data file the run in {} was made on (sha256 differs)",
+        data.display(),
+        out.display()
+    );
+    let items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
+    let truth: HashMap<&str, &str> = items.iter().map(|i| (i.id.as_str(), i.output.as_str())).collect();
+    let mut log: RecordLog = RecordLog::open(&out.join(RECORDS))?;
+    anyhow::ensure!(!log.records().is_empty(), "{} holds no records to rescore", out.join(RECORDS).display());
+    let mut changed = 0;
+    let mut records = Vec::with_capacity(log.records().len());
+    for r in log.records() {
+        let gt = truth.get(r.id.as_str()).with_context(|| format!("record {} names no item of {}", r.id, data.display()))?;
+        let scores = score_item(gt, &r.prediction);
+        changed += usize::from(scores != r.scores);
+        records.push(Record { scores, ..r.clone() });
+    }
+    log.replace_all(records)?;
+    println!("rescored {} records, {changed} with new scores", log.records().len());
+    let n_items = log.records().iter().map(|r| r.id.as_str()).collect::<HashSet<_>>().len();
+    let report = Report::from_records(log.records(), &Mode::ALL);
+    write_reports(&report, &out, &meta, args.results.as_deref(), n_items)?;
+    println!("\n{}", report.markdown());
+    Ok(())
+}
+
+const RECORDS: &str = "records.jsonl";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The settings a run directory was made with (`run.json`): resuming with
+/// other settings would mix incomparable records, and rescoring needs the
+/// data file and the decoding settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunMeta {
+    data: PathBuf,
+    data_sha256: String,
+    constrained: bool,
+    max_tokens: usize,
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    date: Option<String>,
+}
+
+impl RunMeta {
+    fn for_run(data: &Path, bytes: &[u8], args: &BenchGpt4toolsArgs) -> Self {
+        RunMeta {
+            data: data.to_owned(),
+            data_sha256: sha256_hex(bytes),
+            constrained: args.constrained,
+            max_tokens: args.max_tokens,
+            threads: Some(args.threads.unwrap_or_else(loragen_agent::runtime::default_threads)),
+            command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
+            date: Some(chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
+        }
+    }
+
+    fn read(out: &Path) -> anyhow::Result<Option<Self>> {
+        let path = out.join("run.json");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a run description", path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// A run directory belongs to one data file and one decoding setting.
+    fn check_or_write(&self, out: &Path) -> anyhow::Result<()> {
+        if let Some(old) = Self::read(out)? {
+            anyhow::ensure!(
+                old.data_sha256 == self.data_sha256,
+                "{} holds a run on another data file ({}); use another --out or delete it",
+                out.display(),
+                old.data.display()
+            );
+            anyhow::ensure!(
+                old.constrained == self.constrained && old.max_tokens == self.max_tokens,
+                "{} holds a run with other decoding settings (constrained {}, max tokens {}); use another --out or delete it",
+                out.display(),
+                old.constrained,
+                old.max_tokens
+            );
+            return Ok(());
+        }
+        Ok(super::write_atomic(&out.join("run.json"), serde_json::to_string_pretty(self)?.as_bytes())?)
+    }
 }
 
 /// What one mode runs: which model file, adapter and prompt.
@@ -92,33 +200,8 @@ fn default_out(data: &Path) -> PathBuf {
     PathBuf::from("runs/gpt4tools").join(stem)
 }
 
-/// A run directory belongs to one data file; resuming onto another would
-/// mix their records.
-fn check_run_meta(out: &Path, data: &Path, bytes: &[u8], args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
-    let sha = format!("{:x}", Sha256::digest(bytes));
-    let meta_path = out.join("run.json");
-    if let Ok(old) = std::fs::read_to_string(&meta_path) {
-        let old: serde_json::Value = serde_json::from_str(&old).with_context(|| format!("{} is not JSON", meta_path.display()))?;
-        anyhow::ensure!(
-            old["data_sha256"] == sha.as_str(),
-            "{} holds a run on another data file ({}); use another --out or delete it",
-            out.display(),
-            old["data"].as_str().unwrap_or("?")
-        );
-        anyhow::ensure!(
-            old["constrained"] == args.constrained && old["max_tokens"] == args.max_tokens,
-            "{} holds a run with other decoding settings ({}); use another --out or delete it",
-            out.display(),
-            json!({"constrained": old["constrained"], "max_tokens": old["max_tokens"]})
-        );
-        return Ok(());
-    }
-    let meta = json!({"data": data, "data_sha256": sha, "constrained": args.constrained, "max_tokens": args.max_tokens});
-    super::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())
-}
-
 fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGpt4toolsArgs, stop: &AtomicBool) -> anyhow::Result<()> {
-    let mut order: Vec<&Item> = items.iter().filter(|i| !log.is_done(plan.mode, &i.id)).collect();
+    let mut order: Vec<&Item> = items.iter().filter(|i| !log.is_done(&(plan.mode, i.id.clone()))).collect();
     if order.is_empty() {
         println!("{}: all {} items already done", plan.mode, items.len());
         return Ok(());
@@ -198,21 +281,22 @@ fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
     bar
 }
 
-fn write_reports(report: &Report, out: &Path, args: &BenchGpt4toolsArgs, n_items: usize) -> anyhow::Result<()> {
+fn write_reports(report: &Report, out: &Path, meta: &RunMeta, results: Option<&Path>, n_items: usize) -> anyhow::Result<()> {
     super::write_atomic(&out.join("report.md"), report.markdown().as_bytes())?;
     super::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
-    let title = format!("GPT4Tools {}: accuracy vs latency", args.data.file_stem().unwrap_or_default().to_string_lossy());
+    let title = format!("GPT4Tools {}: accuracy vs latency", meta.data.file_stem().unwrap_or_default().to_string_lossy());
     if let Err(e) = write_chart(report, &out.join("chart"), &title) {
         eprintln!("warning: {e}");
     }
-    if let Some(page) = &args.results {
-        write_results_page(report, page, args, n_items, &title)?;
+    if let Some(page) = results {
+        write_results_page(report, page, out, meta, n_items, &title)?;
     }
     Ok(())
 }
 
-/// The results page: the table and chart with how they were produced.
-fn write_results_page(report: &Report, page: &Path, args: &BenchGpt4toolsArgs, n_items: usize, title: &str) -> anyhow::Result<()> {
+/// The results page: the table and chart with how they were produced and
+/// where their records are.
+fn write_results_page(report: &Report, page: &Path, out: &Path, meta: &RunMeta, n_items: usize, title: &str) -> anyhow::Result<()> {
     if let Some(dir) = page.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -223,26 +307,29 @@ fn write_results_page(report: &Report, page: &Path, args: &BenchGpt4toolsArgs, n
     if let Err(e) = write_chart(report, &chart_stem, title) {
         eprintln!("warning: {e}");
     }
-    let command: Vec<String> = std::env::args().collect();
     let chart_name = chart_stem.with_extension("svg").file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let threads = args.threads.unwrap_or_else(loragen_agent::runtime::default_threads);
+    let unknown = || "not recorded".to_owned();
     let text = format!(
         "# GPT4Tools results\n\n\
          Written by `loragen bench gpt4tools`; do not edit by hand, run the command again.\n\n\
-         - command: `{}`\n- data: `{}` ({n_items} items)\n- date: {}\n- machine: {} CPU threads used, greedy decoding{}, at most {} new tokens per item\n\n\
+         - command: `{}`\n- data: `{}` ({n_items} items, sha256 `{}`)\n- records: `{}` (rescore with `loragen bench gpt4tools --rescore --out {}`)\n\
+         - date of the run: {}\n- machine: {} CPU threads used, greedy decoding{}, at most {} new tokens per item\n\n\
          {}\n\
          ![accuracy vs latency]({chart_name})\n\n\
          Columns: SR_t, SR_act, SR_args, SR and IoU follow the GPT4Tools evaluator; Avg is their mean (the LoRA-Gen paper's Average Score). \
          *prompt tok* is the mean prompt length in edge-model tokens and *computed tok* the part not served from the KV cache. \
          *compression* and *speed-up* compare with `in-context` (mean prompt tokens; p50 latency). \
          Latency is the model time per item: prefill plus decode. Peak RSS is the process's high-water mark while the mode ran.\n",
-        command.join(" "),
-        args.data.display(),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        threads,
-        if args.constrained { " constrained by the call grammar of the listed tools" } else { " without a grammar" },
-        args.max_tokens,
+        meta.command.clone().unwrap_or_else(unknown),
+        meta.data.display(),
+        meta.data_sha256,
+        out.join(RECORDS).display(),
+        out.display(),
+        meta.date.clone().unwrap_or_else(unknown),
+        meta.threads.map_or_else(unknown, |t| t.to_string()),
+        if meta.constrained { " constrained by the call grammar of the listed tools" } else { " without a grammar" },
+        meta.max_tokens,
         report.markdown(),
     );
-    super::write_atomic(page, text.as_bytes())
+    Ok(super::write_atomic(page, text.as_bytes())?)
 }

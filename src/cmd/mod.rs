@@ -11,13 +11,10 @@ pub mod generate;
 pub mod models;
 pub mod repl;
 
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use anyhow::Context;
 
 use loragen_agent::store::{ModelChoice, ModelStore, Role};
 
@@ -48,15 +45,7 @@ pub fn until(stop: &AtomicBool) -> impl FnMut(&str) -> ControlFlow<()> + '_ {
     move |_| if stop.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it into
-/// place, so readers never see a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
+pub use loragen_tools::atomic::write_atomic;
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use console::style;
-use loragen_agent::agent::{Agent, AgentConfig, Event, Mode, Outcome};
+use loragen_agent::agent::{Agent, AgentConfig, Event, Outcome};
+use loragen_tools::Mode;
 use loragen_agent::runtime::{Model, Session, SessionParams};
 use rustyline::error::ReadlineError;
 
@@ -14,7 +15,18 @@ use crate::cli::{ModelArgs, ReplArgs};
 /// Longest line the REPL hands to the model.
 const MAX_INPUT_CHARS: usize = 8_000;
 
-const HELP: &str = ":tools  list tools | :mode in-context|compiled | :image PATH  share an image | :stats | :reset | :quit";
+const HELP: &str = ":tools  list tools | :mode in-context|in-context-cached|compiled|lora | :image PATH  share an image | :stats | :reset | :quit";
+
+/// The one line shown when a mode without definitions in context has no
+/// adapter to carry them.
+fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
+    (!mode.definitions_in_context() && !has_adapter).then(|| {
+        format!(
+            "warning: {mode} mode without an adapter: the model sees neither the tool definitions nor an adapter; \
+             restart with --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
+        )
+    })
+}
 
 pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let path = super::resolve_model(&args.model, models)?;
@@ -40,7 +52,10 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("loragen agent on {} ({:?} mode). {HELP}", path.display(), agent.config().mode);
+    println!("loragen agent on {} ({} mode). {HELP}", path.display(), agent.config().mode);
+    if let Some(warning) = missing_adapter_warning(args.mode, adapter.is_some()) {
+        eprintln!("{}", style(warning).yellow());
+    }
     let mut last: Option<Outcome> = None;
     loop {
         let line = match editor.readline(&format!("{} ", style("you>").green().bold())) {
@@ -79,10 +94,10 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
             (":mode", mode) => match mode.parse::<Mode>() {
                 Ok(mode) => {
                     agent.set_mode(mode);
-                    if mode == Mode::Compiled && adapter.is_none() {
-                        println!("note: no --adapter loaded; in compiled mode the model sees no tool definitions");
+                    if let Some(warning) = missing_adapter_warning(mode, adapter.is_some()) {
+                        eprintln!("{}", style(warning).yellow());
                     }
-                    println!("mode {mode:?}, constrained decoding {}", agent.config().constrained);
+                    println!("mode {mode}, constrained decoding {}", agent.config().constrained);
                 }
                 Err(e) => eprintln!("{e}"),
             },

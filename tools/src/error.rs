@@ -20,6 +20,9 @@ pub enum Error {
     #[error("tool list is not valid OpenAI-style JSON: {0}")]
     Import(String),
 
+    #[error("unknown mode `{given}`; expected one of {expected}")]
+    UnknownMode { given: String, expected: String },
+
     #[error("cannot serialise tool specs: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -1,8 +1,11 @@
 //! Tools for loragen agents: the `Tool` trait, a validating registry,
 //! OpenAI-style specs with a canonical fingerprint, and prompt rendering.
 
+pub mod atomic;
 pub mod error;
 pub mod gpt4tools;
+pub mod mode;
+pub mod protocol;
 pub mod registry;
 pub mod render;
 pub mod spec;
@@ -10,6 +13,7 @@ pub mod tool;
 
 pub use async_trait::async_trait;
 pub use error::{Error, Result, ToolError};
+pub use mode::Mode;
 pub use registry::{PreparedCall, ToolRegistry};
 pub use spec::{InputKind, ToolSpec};
 pub use tool::{TextInput, Tool};

@@ -2,29 +2,9 @@
 
 use std::time::Duration;
 
+use loragen_tools::Mode;
+
 use crate::error::{Error, Result};
-
-/// Where the tool definitions live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The system prompt with the tool definitions is in the context.
-    InContext,
-    /// No tool definitions in the context; an adapter or merged model
-    /// carries them.
-    Compiled,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "in-context" => Ok(Mode::InContext),
-            "compiled" => Ok(Mode::Compiled),
-            other => Err(Error::InvalidParam(format!("unknown mode `{other}` (expected in-context or compiled)"))),
-        }
-    }
-}
 
 /// Limits and switches of the loop.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,10 +36,10 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for a mode: constrained decoding is on in compiled mode,
-    /// where the model no longer sees the tool names.
+    /// Defaults for a mode: constrained decoding is on wherever the model
+    /// no longer sees the tool names.
     pub fn for_mode(mode: Mode) -> Self {
-        AgentConfig { mode, constrained: mode == Mode::Compiled, ..Self::default() }
+        AgentConfig { mode, constrained: !mode.definitions_in_context(), ..Self::default() }
     }
 
     #[must_use]

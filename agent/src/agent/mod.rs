@@ -6,6 +6,7 @@ mod config;
 mod model;
 mod run;
 
-pub use config::{AgentConfig, Mode};
+pub use config::AgentConfig;
+pub use loragen_tools::Mode;
 pub use model::LanguageModel;
-pub use run::{conversation_prompt, Agent, AgentFinish, Event, Outcome, StepRecord, STEP_STOPS};
+pub use run::{Agent, AgentFinish, Event, Outcome, StepRecord};

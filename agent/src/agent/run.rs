@@ -4,15 +4,17 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use loragen_tools::render::{gpt4tools_system_prompt, REMINDER};
+use loragen_tools::protocol::{conversation_prompt, OutputParser, ReactParser, Step, STEP_STOPS};
+use loragen_tools::render::gpt4tools_system_prompt;
 use loragen_tools::{ToolError, ToolRegistry};
 use serde_json::Value;
 
-use super::config::{AgentConfig, Mode};
+use loragen_tools::Mode;
+
+use super::config::AgentConfig;
 use super::model::LanguageModel;
 use crate::error::Result;
 use crate::grammar::call_grammar;
-use crate::protocol::{OutputParser, ReactParser, Step};
 use crate::runtime::{FinishReason, GenerateParams, Stats};
 
 /// Something that happened during a turn, in order.
@@ -129,7 +131,7 @@ impl<M: LanguageModel> Agent<M> {
 
     /// The prompt for `input` with the partial `trace` of this turn.
     pub fn prompt(&self, input: &str, trace: &str) -> String {
-        let system = (self.config.mode == Mode::InContext).then_some(self.system.as_str());
+        let system = self.config.mode.definitions_in_context().then_some(self.system.as_str());
         conversation_prompt(system, &self.history, input, trace)
     }
 
@@ -206,22 +208,6 @@ impl<M: LanguageModel> Agent<M> {
             }
         }
     }
-}
-
-/// Where one model message ends: before the tool's observation, or where
-/// the model starts writing the user's next turn.
-pub const STEP_STOPS: [&str; 3] = ["Observation:", "\nNew input:", "\nHuman:"];
-
-/// The GPT4Tools-style prompt: the system part (absent in compiled mode),
-/// the conversation so far, the new input and this turn's partial trace.
-pub fn conversation_prompt(system: Option<&str>, history: &[(String, String)], input: &str, trace: &str) -> String {
-    let mut p = String::from(system.unwrap_or_default());
-    p.push_str("Previous conversation:\n");
-    for (human, ai) in history {
-        p.push_str(&format!("Human: {human}\nAI: {ai}\n"));
-    }
-    p.push_str(&format!("\nNew input: {input}\n{REMINDER}\n{trace}"));
-    p
 }
 
 /// A string output is shown as is; anything else as compact JSON.

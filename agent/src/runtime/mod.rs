@@ -1,6 +1,7 @@
 //! A safe edge runtime over llama.cpp: models, sessions with KV-prefix
 //! reuse, constrained sampling, LoRA adapters and hidden states.
 
+mod load_log;
 mod model;
 mod params;
 mod sampler;
@@ -33,7 +34,31 @@ pub fn backend() -> Result<&'static LlamaBackend> {
         .map_err(|e| Error::llama("backend init", e))
 }
 
-/// Default thread count: every core of the machine.
+/// The environment variable that sets the runtime's thread count.
+pub const THREADS_ENV: &str = "LORAGEN_THREADS";
+
+/// Default thread count: `LORAGEN_THREADS` when it holds a positive
+/// number, else every core of the machine. (An invalid value is reported
+/// when a session is created; see [`env_threads`].)
+///
+/// # Examples
+///
+/// ```
+/// assert!(loragen_agent::runtime::default_threads() >= 1);
+/// ```
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    env_threads().ok().flatten().unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// The thread count set by `LORAGEN_THREADS`: `None` when unset, an error
+/// naming the variable when it is not a positive integer.
+pub fn env_threads() -> Result<Option<usize>> {
+    match std::env::var(THREADS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(Error::InvalidParam(format!("{THREADS_ENV}={v:?} is not a positive thread count"))),
+        },
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::InvalidParam(format!("{THREADS_ENV}={v:?} is not a positive thread count"))),
+    }
 }

@@ -9,6 +9,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::params::SessionParams;
 use super::session::Session;
 use crate::error::{Error, Result};
+use super::load_log::{detail, with_error_lines};
 use crate::store::check_gguf;
 
 /// A model loaded into llama.cpp. Sessions borrow it, so many sessions can
@@ -48,8 +49,8 @@ impl Model {
         let path = path.as_ref();
         check_gguf(path)?;
         let backend = super::backend()?;
-        let inner = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
-            .map_err(|e| Error::Load { path: path.to_path_buf(), detail: e.to_string() })?;
+        let (loaded, log) = with_error_lines(|| LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()));
+        let inner = loaded.map_err(|e| Error::Load { path: path.to_path_buf(), detail: detail(&log, e) })?;
         Ok(Model { inner, path: path.to_path_buf() })
     }
 
@@ -110,10 +111,8 @@ impl Model {
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<Adapter> {
         let path = path.as_ref();
         check_gguf(path)?;
-        let inner = self
-            .inner
-            .lora_adapter_init(path)
-            .map_err(|e| Error::Load { path: path.to_path_buf(), detail: format!("LoRA adapter: {e}") })?;
+        let (loaded, log) = with_error_lines(|| self.inner.lora_adapter_init(path));
+        let inner = loaded.map_err(|e| Error::Load { path: path.to_path_buf(), detail: format!("LoRA adapter: {}", detail(&log, e)) })?;
         Ok(Adapter { inner, path: path.to_path_buf() })
     }
 

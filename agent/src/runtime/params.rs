@@ -8,6 +8,8 @@ pub struct SessionParams {
     pub n_ctx: u32,
     /// Largest number of tokens handed to llama.cpp in one decode call.
     pub n_batch: u32,
+    /// Threads of llama.cpp's kernels; by default `LORAGEN_THREADS`, else
+    /// every core.
     pub n_threads: usize,
     /// Keep the KV state of the longest common token prefix between calls,
     /// so a shared system prompt is computed once.
@@ -60,6 +62,7 @@ impl SessionParams {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        super::env_threads()?;
         if self.n_ctx < 16 {
             return Err(Error::InvalidParam(format!("n_ctx must be at least 16, got {}", self.n_ctx)));
         }

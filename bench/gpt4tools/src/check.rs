@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use loragen_agent::protocol::{OutputParser, ReactParser, Step};
+use loragen_tools::protocol::{OutputParser, ReactParser, Step};
 use regex::RegexSet;
 
 use crate::corpus::{all_tools, arity_of, Pools};

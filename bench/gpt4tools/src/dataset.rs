@@ -145,24 +145,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Item>> {
         .collect()
 }
 
-/// Writes items as a JSON array, one item per line, atomically (a
-/// temporary file renamed into place). Numeric ids are written as numbers.
+/// Writes items as a JSON array, one item per line, atomically. Numeric ids are written as numbers.
 pub fn save(path: &Path, items: &[Item]) -> Result<()> {
-    let tmp = path.with_extension("json.partial");
-    let write = || -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        out.write_all(b"[\n")?;
-        for (i, item) in items.iter().enumerate() {
-            let id = item.id.parse::<u64>().map_or_else(|_| Value::String(item.id.clone()), Value::from);
-            let value = serde_json::json!({"id": id, "instruction": item.instruction, "input": item.input, "output": item.output});
-            out.write_all(value.to_string().as_bytes())?;
-            out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
-        }
-        out.write_all(b"]\n")?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| Error::io(path, e))
+    loragen_tools::atomic::write_atomic_with(path, |tmp| {
+        let write = || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+            out.write_all(b"[\n")?;
+            for (i, item) in items.iter().enumerate() {
+                let id = item.id.parse::<u64>().map_or_else(|_| Value::String(item.id.clone()), Value::from);
+                let value = serde_json::json!({"id": id, "instruction": item.instruction, "input": item.input, "output": item.output});
+                out.write_all(value.to_string().as_bytes())?;
+                out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
+            }
+            out.write_all(b"]\n")?;
+            out.flush()
+        };
+        write().map_err(|e| Error::io(path, e))
+    })
 }
 
 #[cfg(test)]

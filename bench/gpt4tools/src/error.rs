@@ -32,3 +32,9 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<loragen_tools::atomic::WriteError> for Error {
+    fn from(e: loragen_tools::atomic::WriteError) -> Self {
+        Error::Io { path: e.path, source: e.source }
+    }
+}

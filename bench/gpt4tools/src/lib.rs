@@ -19,5 +19,6 @@ pub mod stats;
 pub use dataset::Item;
 pub use error::{Error, Result};
 pub use metrics::{score_item, Aggregate, ItemScores};
-pub use record::{Mode, Record, RecordLog};
+pub use loragen_tools::Mode;
+pub use record::{Record, RecordLog};
 pub use report::Report;

@@ -32,12 +32,25 @@ pub struct Aggregate {
 }
 
 /// Scores the generated text `prediction` against the reference `truth`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::score_item;
+///
+/// let truth = "Thought: Do I need to use a tool? Yes\nAction: Segment the Image\nAction Input: a.png\nObservation:";
+/// let s = score_item(truth, truth);
+/// assert_eq!((s.acc, s.iou), (1.0, 1.0));
+/// ```
 pub fn score_item(truth: &str, prediction: &str) -> ItemScores {
-    let gt = Extracted::from_text(truth);
+    let mut gt = Extracted::from_text(truth);
     let mut pred = Extracted::from_text(prediction);
     if gt.actions.is_empty() {
         return score_no_action(&gt, &pred);
     }
+    // The reference compares only the thoughts that lead to a ground-truth
+    // action: "Yes, call, observation, No, AI" has one thought, "Yes".
+    gt.thoughts.truncate(gt.actions.len());
     // A correct call followed by a premature "No" is still a correct call.
     if pred.thoughts.len() == pred.actions.len() + 1 && pred.thoughts.last().map(String::as_str) == Some("No") {
         pred.thoughts.pop();
@@ -54,15 +67,19 @@ pub fn score_item(truth: &str, prediction: &str) -> ItemScores {
         action_acc,
         action_args_acc,
         acc: f64::from(u8::from(success)),
-        iou: iou(&[&thoughts, &actions, &args]),
+        iou: iou(&[
+            (&thoughts, gt.thoughts.len()),
+            (&actions, gt.actions.len()),
+            (&args, gt.args.len()),
+        ]),
     }
 }
 
+/// The branch for a ground truth that answers without a tool: only the
+/// thoughts count, for IoU too; predicted calls play no part.
 fn score_no_action(gt: &Extracted, pred: &Extracted) -> ItemScores {
     let thoughts = match_exact(&gt.thoughts, &pred.thoughts);
-    let actions = match_exact(&gt.actions, &pred.actions);
-    let args = match_args(&gt.args, &pred.args);
-    let iou = iou(&[&thoughts, &actions, &args]);
+    let iou = iou(&[(&thoughts, gt.thoughts.len())]);
     let said_no = pred.thoughts.first().map(String::as_str) == Some("No");
     let thought_acc = if said_no && !pred.answers.is_empty() { mean(&thoughts) } else { 0.0 };
     let right = f64::from(u8::from(thought_acc == 1.0));
@@ -81,43 +98,46 @@ fn match_exact(gt: &[String], pred: &[String]) -> Vec<f64> {
 
 /// Per action: 0 on a different argument count, else the mean argument
 /// score. A ground-truth image argument (`.png`) needs a `.png` in the
-/// prediction; missing it fails the arguments of the whole item.
+/// prediction; missing it zeroes the arguments of that action only.
 fn match_args(gt: &[Vec<String>], pred: &[Vec<String>]) -> Vec<f64> {
-    let n = gt.len().max(pred.len());
-    let mut scores = Vec::with_capacity(n);
-    for i in 0..n {
-        let (Some(g), Some(p)) = (gt.get(i), pred.get(i)) else {
-            scores.push(0.0);
-            continue;
-        };
-        if g.len() != p.len() {
-            scores.push(0.0);
-            continue;
-        }
-        let mut per_arg = Vec::with_capacity(g.len());
-        for (ga, pa) in g.iter().zip(p) {
-            if ga.contains(".png") {
-                if !pa.contains(".png") {
-                    return vec![0.0; n];
-                }
-                per_arg.push(1.0);
-            } else {
-                per_arg.push(bleu1(ga, pa));
-            }
-        }
-        scores.push(mean(&per_arg));
-    }
-    scores
+    (0..gt.len().max(pred.len()))
+        .map(|i| match (gt.get(i), pred.get(i)) {
+            (Some(g), Some(p)) if g.len() == p.len() => action_args_score(g, p),
+            _ => 0.0,
+        })
+        .collect()
 }
 
-/// Soft intersection over union: the summed match scores over the size of
-/// the union of ground-truth and predicted positions.
-fn iou(parts: &[&[f64]]) -> f64 {
-    let union: usize = parts.iter().map(|p| p.len()).sum();
-    if union == 0 {
-        return 0.0;
+fn action_args_score(gt: &[String], pred: &[String]) -> f64 {
+    let mut per_arg = Vec::with_capacity(gt.len());
+    for (ga, pa) in gt.iter().zip(pred) {
+        if ga.contains(".png") {
+            if !pa.contains(".png") {
+                return 0.0;
+            }
+            per_arg.push(1.0);
+        } else {
+            per_arg.push(bleu1(ga, pa));
+        }
     }
-    parts.iter().flat_map(|p| p.iter()).sum::<f64>() / union as f64
+    mean(&per_arg)
+}
+
+/// Soft intersection over union of match vectors against presence vectors,
+/// each given with its ground-truth length (presence is 1 at the first
+/// `len` positions). A match is never 1 past the ground truth, so the union
+/// is the number of ground-truth positions: extra predictions cannot grow it.
+fn iou(parts: &[(&Vec<f64>, usize)]) -> f64 {
+    let mut intersection = 0.0;
+    let mut union = 0.0;
+    for (matches, present) in parts {
+        for (i, &m) in matches.iter().enumerate() {
+            let p = if i < *present { 1.0 } else { 0.0 };
+            intersection += m * p;
+            union += f64::max(m, p);
+        }
+    }
+    intersection / f64::max(union, 1.0)
 }
 
 fn mean(xs: &[f64]) -> f64 {

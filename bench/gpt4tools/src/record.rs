@@ -2,56 +2,15 @@
 //! so a stopped run keeps everything it finished and resumes after it.
 
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::ItemScores;
-
-/// How the edge model sees an item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The full instruction, computed from scratch for every item.
-    InContext,
-    /// The full instruction, reusing the KV cache of the shared prefix.
-    InContextCached,
-    /// The system part removed; a generated adapter or merged model.
-    Compiled,
-    /// A plain LoRA baseline adapter.
-    Lora,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::InContext, Mode::InContextCached, Mode::Compiled, Mode::Lora];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::InContext => "in-context",
-            Mode::InContextCached => "in-context-cached",
-            Mode::Compiled => "compiled",
-            Mode::Lora => "lora",
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Mode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown mode `{s}`; expected one of {}", names.join(", "))
-        })
-    }
-}
+use loragen_tools::Mode;
 
 /// One scored prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,64 +35,123 @@ impl Record {
     }
 }
 
-/// The records file of one run.
-#[derive(Debug)]
-pub struct RecordLog {
-    path: PathBuf,
-    records: Vec<Record>,
-    done: HashSet<(Mode, String)>,
+/// A record of a run, kept in a [`RecordLog`] under a unique key.
+pub trait Keyed: Serialize + DeserializeOwned {
+    type Key: Eq + std::hash::Hash;
+    fn key(&self) -> Self::Key;
+
+    /// What a record read from disk must satisfy beyond its types.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
-impl RecordLog {
+impl Keyed for Record {
+    type Key = (Mode, String);
+    fn key(&self) -> Self::Key {
+        (self.mode, self.id.clone())
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.reused_tokens > self.prompt_tokens {
+            return Err(format!("reused_tokens {} exceeds prompt_tokens {}", self.reused_tokens, self.prompt_tokens));
+        }
+        let times = [("prefill_ms", self.prefill_ms), ("decode_ms", self.decode_ms), ("peak_rss_mib", self.peak_rss_mib)];
+        if let Some((name, v)) = times.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            return Err(format!("{name} is {v}; it must be a finite non-negative number"));
+        }
+        let s = &self.scores;
+        let scores = [s.thought_acc, s.action_acc, s.action_args_acc, s.acc, s.iou];
+        if scores.iter().any(|v| !(0.0..=1.0).contains(v)) {
+            return Err(format!("scores {scores:?} lie outside [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// The records file of one run, shared by `bench gpt4tools` and `eval`:
+/// one JSON line per finished item, each flushed before the next starts.
+#[derive(Debug)]
+pub struct RecordLog<R: Keyed = Record> {
+    path: PathBuf,
+    records: Vec<R>,
+    done: HashSet<R::Key>,
+}
+
+impl<R: Keyed> RecordLog<R> {
     /// Opens `path`, reading what an earlier run finished. A last line cut
-    /// short by a kill is dropped (and the file truncated to the last full
-    /// record); any other unreadable line is an error.
+    /// short by a kill is dropped and the file truncated to the last full
+    /// record, so the next append starts on a line of its own; any other
+    /// unreadable line is an error naming the file and the line.
     pub fn open(path: &Path) -> Result<Self> {
         let mut log = RecordLog { path: path.to_owned(), records: Vec::new(), done: HashSet::new() };
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let lines: Vec<String> =
-            std::io::BufReader::new(file).lines().collect::<std::io::Result<_>>().map_err(|e| Error::io(path, e))?;
         let mut good_bytes = 0;
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                good_bytes += line.len() + 1;
+        for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            // Each record is written with its newline in one call, so only
+            // a last line without one can be the remains of a kill, even if
+            // what is there happens to parse.
+            if !line.ends_with(b"\n") {
+                tracing::warn!("{}: dropping a partial last record", path.display());
+                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+                f.set_len(good_bytes as u64).map_err(|e| Error::io(path, e))?;
+                break;
+            }
+            let text = std::str::from_utf8(line).map_err(|e| Error::Record { path: path.to_owned(), line: i + 1, detail: e.to_string() })?;
+            good_bytes += line.len();
+            if text.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Record>(line) {
-                Ok(record) => {
-                    good_bytes += line.len() + 1;
-                    log.push(record);
-                }
-                Err(_) if i + 1 == lines.len() => {
-                    tracing::warn!("{}: dropping a partial last record", path.display());
-                    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-                    f.set_len(good_bytes as u64).map_err(|e| Error::io(path, e))?;
-                }
-                Err(e) => return Err(Error::Record { path: path.to_owned(), line: i + 1, detail: e.to_string() }),
-            }
+            let record = serde_json::from_str::<R>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.check().map(|()| r))
+                .map_err(|detail| Error::Record { path: path.to_owned(), line: i + 1, detail })?;
+            log.push(record);
         }
         Ok(log)
     }
 
-    fn push(&mut self, record: Record) {
-        self.done.insert((record.mode, record.id.clone()));
+    fn push(&mut self, record: R) {
+        self.done.insert(record.key());
         self.records.push(record);
     }
 
-    pub fn is_done(&self, mode: Mode, id: &str) -> bool {
-        self.done.contains(&(mode, id.to_owned()))
+    pub fn is_done(&self, key: &R::Key) -> bool {
+        self.done.contains(key)
     }
 
-    pub fn records(&self) -> &[Record] {
+    pub fn records(&self) -> &[R] {
         &self.records
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces every record with `records`, rewriting the file atomically
+    /// (used to rescore a run).
+    pub fn replace_all(&mut self, records: Vec<R>) -> Result<()> {
+        let mut text = String::new();
+        for (i, r) in records.iter().enumerate() {
+            let line = serde_json::to_string(r).map_err(|e| Error::Record { path: self.path.clone(), line: i + 1, detail: e.to_string() })?;
+            text.push_str(&line);
+            text.push('\n');
+        }
+        loragen_tools::atomic::write_atomic(&self.path, text.as_bytes())?;
+        self.records.clear();
+        self.done.clear();
+        for r in records {
+            self.push(r);
+        }
+        Ok(())
+    }
+
     /// Appends one record and flushes it to disk before returning.
-    pub fn append(&mut self, record: Record) -> Result<()> {
+    pub fn append(&mut self, record: R) -> Result<()> {
         let mut line = serde_json::to_string(&record).map_err(|e| Error::Record {
             path: self.path.clone(),
             line: self.records.len() + 1,
@@ -174,15 +192,15 @@ mod tests {
     fn a_reopened_log_resumes_and_drops_a_torn_last_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
-        let mut log = RecordLog::open(&path).unwrap();
+        let mut log: RecordLog = RecordLog::open(&path).unwrap();
         log.append(record("a")).unwrap();
         log.append(record("b")).unwrap();
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\": \"c\", \"mo").unwrap();
-        let mut log = RecordLog::open(&path).unwrap();
+        let mut log: RecordLog = RecordLog::open(&path).unwrap();
         assert_eq!(log.records().len(), 2);
-        assert!(log.is_done(Mode::InContext, "b") && !log.is_done(Mode::InContextCached, "b"));
+        assert!(log.is_done(&(Mode::InContext, "b".into())) && !log.is_done(&(Mode::InContextCached, "b".into())));
         log.append(record("c")).unwrap();
-        assert_eq!(RecordLog::open(&path).unwrap().records().len(), 3);
+        assert_eq!(RecordLog::<Record>::open(&path).unwrap().records().len(), 3);
     }
 
     #[test]
@@ -190,13 +208,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
         std::fs::write(&path, format!("nonsense\n{}\n", serde_json::to_string(&record("a")).unwrap())).unwrap();
-        let err = RecordLog::open(&path).unwrap_err().to_string();
+        let err = RecordLog::<Record>::open(&path).unwrap_err().to_string();
         assert!(err.contains("record 1"), "{err}");
     }
 
     #[test]
-    fn modes_parse_by_name() {
-        assert_eq!("in-context-cached".parse::<Mode>().unwrap(), Mode::InContextCached);
-        assert!("fast".parse::<Mode>().unwrap_err().contains("in-context"));
+    fn a_complete_looking_last_line_without_newline_is_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let a = serde_json::to_string(&record("a")).unwrap();
+        let b = serde_json::to_string(&record("b")).unwrap();
+        std::fs::write(&path, format!("{a}\n{b}")).unwrap();
+        let mut log: RecordLog = RecordLog::open(&path).unwrap();
+        assert_eq!(log.records().len(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{a}\n"));
+        log.append(record("b")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{a}\n{b}\n"));
+    }
+
+    #[test]
+    fn garbage_and_invalid_utf8_lines_are_errors_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let a = serde_json::to_string(&record("a")).unwrap();
+        let impossible = serde_json::to_string(&Record { reused_tokens: 11, ..record("x") }).unwrap();
+        for bad in [&b"\xff\xfe garbage"[..], b"{\"id\": 3}", b"[1, 2]", impossible.as_bytes()] {
+            let mut bytes = format!("{a}\n").into_bytes();
+            bytes.extend_from_slice(bad);
+            bytes.extend_from_slice(format!("\n{a}\n").as_bytes());
+            std::fs::write(&path, bytes).unwrap();
+            let err = RecordLog::<Record>::open(&path).unwrap_err().to_string();
+            assert!(err.contains("r.jsonl") && err.contains("record 2"), "{err}");
+        }
     }
 }

@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 use crate::metrics::{Aggregate, ItemScores};
-use crate::record::{Mode, Record};
+use crate::record::Record;
+use loragen_tools::Mode;
 
 /// The figures of one mode.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +73,7 @@ impl Report {
                     mode,
                     scores: Aggregate::of(&scores),
                     mean_prompt_tokens: mean(rs.iter().map(|r| r.prompt_tokens as f64)),
-                    mean_prefilled_tokens: mean(rs.iter().map(|r| (r.prompt_tokens - r.reused_tokens) as f64)),
+                    mean_prefilled_tokens: mean(rs.iter().map(|r| r.prompt_tokens.saturating_sub(r.reused_tokens) as f64)),
                     compression: None,
                     p50_ms: quantile(&latency, 0.5),
                     p95_ms: quantile(&latency, 0.95),

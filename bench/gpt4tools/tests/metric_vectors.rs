@@ -1,4 +1,5 @@
-//! The scorer against 20 cases scored by the reference GPT4Tools evaluator.
+//! The scorer against 27 cases scored by the reference GPT4Tools evaluator:
+//! 20 ordinary ones and 7 edge cases of its rules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loragen_gpt4tools::{score_item, Aggregate, ItemScores};
@@ -8,6 +9,11 @@ use serde::Deserialize;
 struct Vectors {
     cases: Vec<Case>,
     aggregate_mean: ItemScores,
+}
+
+#[derive(Deserialize)]
+struct EdgeCases {
+    cases: Vec<Case>,
 }
 
 #[derive(Deserialize)]
@@ -59,4 +65,28 @@ fn every_reference_case_and_the_aggregate_match() {
     };
     assert_scores("aggregate", &got, &v.aggregate_mean);
     assert!(close(agg.average, (agg.sr_t + agg.sr_act + agg.sr_args + agg.sr + agg.iou) / 5.0));
+}
+
+/// Extra predicted calls, a missing `.png` in a second action, a ground
+/// truth with a trailing thought, calls or extra thoughts where none is
+/// expected, fewer arguments and BLEU-1 on a text argument.
+#[test]
+fn every_reference_edge_case_matches() {
+    let v: EdgeCases = serde_json::from_str(include_str!("fixtures/metric_edge_cases.json")).unwrap();
+    let ids: Vec<&str> = v.cases.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "two_pred_calls",
+            "multi_action_png_missing_second",
+            "gt_extra_thought",
+            "noaction_pred_calls",
+            "noaction_pred_two_thoughts",
+            "fewer_pred_args",
+            "text_arg_bleu"
+        ]
+    );
+    for c in &v.cases {
+        assert_scores(&c.id, &score_item(&c.gt_output, &c.pred_output), &c.expected);
+    }
 }

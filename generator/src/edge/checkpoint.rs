@@ -9,7 +9,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::lora::LoraConfig;
-use crate::atomic::write_atomic;
+use loragen_tools::atomic::{write_atomic, write_atomic_with};
 use crate::error::{Error, Result};
 use crate::gguf_lora::{LoraAdapter, LoraPair};
 
@@ -28,9 +28,9 @@ pub struct CheckpointConfig {
 /// Saves the variables of a `FixedLora` built on `varmap`, with its config.
 pub fn save(dir: &Path, config: &CheckpointConfig, varmap: &VarMap) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-    write_atomic(&dir.join(WEIGHTS_FILE), |tmp| Ok(varmap.save(tmp)?))?;
+    write_atomic_with(&dir.join(WEIGHTS_FILE), |tmp| varmap.save(tmp).map_err(Error::from))?;
     let json = serde_json::to_vec_pretty(config).map_err(|e| Error::Config(e.to_string()))?;
-    write_atomic(&dir.join(CONFIG_FILE), |tmp| std::fs::write(tmp, &json).map_err(|source| Error::Io { path: tmp.to_path_buf(), source }))
+    Ok(write_atomic(&dir.join(CONFIG_FILE), &json)?)
 }
 
 /// Reads a checkpoint directory back as an adapter: every layer and

@@ -93,11 +93,15 @@ impl EdgeConfig {
         let n_vocab = content
             .tensor_infos
             .get("token_embd.weight")
-            .map(|t| t.shape.dims()[0])
-            .ok_or_else(|| bad("no token_embd.weight".into()))?;
+            .ok_or_else(|| bad("no token_embd.weight".into()))?
+            .shape
+            .dims()
+            .first()
+            .copied()
+            .ok_or_else(|| bad("token_embd.weight has no dimensions".into()))?;
         let gemma = arch == Arch::Gemma3;
         let sliding_window = if gemma { get("attention.sliding_window").and_then(as_f64).map(|v| v as usize) } else { None };
-        Ok(EdgeConfig {
+        let config = EdgeConfig {
             arch,
             n_layer: num("block_count")? as usize,
             n_embd,
@@ -118,7 +122,43 @@ impl EdgeConfig {
             rope_neox: arch != Arch::Llama,
             activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
             attn_scale: 1.0 / (head_dim as f64).sqrt(),
-        })
+        };
+        config.validate().map_err(bad)?;
+        Ok(config)
+    }
+
+    /// Sizes that a forward pass can run with: metadata read from a file
+    /// may say anything, and a zero or mismatched size would otherwise end
+    /// in a division by zero or a shape error deep inside the model.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let sizes = [
+            ("block_count", self.n_layer),
+            ("embedding_length", self.n_embd),
+            ("feed_forward_length", self.n_ff),
+            ("attention.head_count", self.n_head),
+            ("attention.head_count_kv", self.n_head_kv),
+            ("attention.key_length", self.head_dim),
+            ("vocabulary (token_embd.weight)", self.n_vocab),
+        ];
+        let arch = self.arch.gguf_name();
+        for (key, value) in sizes {
+            if value == 0 || value > MAX_SIZE {
+                return Err(format!("{arch}.{key} is {value}; it must be between 1 and {MAX_SIZE}"));
+            }
+        }
+        if self.n_head % self.n_head_kv != 0 {
+            return Err(format!(
+                "{arch}.attention.head_count ({}) is not a multiple of head_count_kv ({})",
+                self.n_head, self.n_head_kv
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(format!("{arch}.attention.key_length ({}) must be even for rope", self.head_dim));
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return Err(format!("{arch}.attention.layer_norm_rms_epsilon is {}; it must be positive", self.rms_eps));
+        }
+        Ok(())
     }
 
     /// (in, out) of a projection.
@@ -145,6 +185,10 @@ impl EdgeConfig {
         }
     }
 }
+
+/// Largest size any metadata count may claim (the vocabulary of the
+/// default edge model is 262,144).
+const MAX_SIZE: usize = 1 << 24;
 
 fn as_f64(v: &Value) -> Option<f64> {
     match v {

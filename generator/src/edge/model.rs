@@ -14,7 +14,7 @@ use super::frozen::Frozen;
 use super::fused;
 use super::lora::{Delta, LayerDeltas, Target};
 use crate::error::{Error, Result};
-use crate::gguf_lora::read_gguf;
+use loragen_agent::store::read_gguf;
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -58,35 +58,43 @@ impl EdgeModel {
         let config = EdgeConfig::from_gguf(path, &content)?;
         let mut tensors = HashMap::new();
         for name in content.tensor_infos.keys() {
-            let q = content.tensor(&mut file, name, device)?;
-            tensors.insert(name.clone(), q.dequantize(device)?.to_dtype(DType::F32)?);
+            let read = |e: candle_core::Error| Error::Gguf { path: path.to_owned(), detail: format!("cannot read tensor `{name}`: {e}") };
+            let q = content.tensor(&mut file, name, device).map_err(read)?;
+            tensors.insert(name.clone(), q.dequantize(device).and_then(|t| t.to_dtype(DType::F32)).map_err(read)?);
         }
         let gemma = config.arch == Arch::Gemma3;
+        let c = &config;
+        let (q_out, kv_out) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
         let mut w = Weights { path, tensors };
-        let mut blocks = Vec::with_capacity(config.n_layer);
-        for il in 0..config.n_layer {
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for il in 0..c.n_layer {
             let name = |stem: &str| format!("blk.{il}.{stem}.weight");
-            let bias = config.qkv_bias;
+            let bias = c.qkv_bias;
+            let norm = |w: &mut Weights, stem: &str, n: usize| w.take(&name(stem), &[n]);
             blocks.push(Block {
-                attn_norm: w.take(&name("attn_norm"))?,
-                q: w.linear(il, "attn_q", bias)?,
-                k: w.linear(il, "attn_k", bias)?,
-                v: w.linear(il, "attn_v", bias)?,
-                o: w.linear(il, "attn_output", false)?,
-                q_norm: if gemma { Some(w.take(&name("attn_q_norm"))?) } else { None },
-                k_norm: if gemma { Some(w.take(&name("attn_k_norm"))?) } else { None },
-                attn_post_norm: if gemma { Some(w.take(&name("post_attention_norm"))?) } else { None },
-                ffn_norm: w.take(&name("ffn_norm"))?,
-                gate: w.linear(il, "ffn_gate", false)?,
-                up: w.linear(il, "ffn_up", false)?,
-                down: w.linear(il, "ffn_down", false)?,
-                ffn_post_norm: if gemma { Some(w.take(&name("post_ffw_norm"))?) } else { None },
+                attn_norm: norm(&mut w, "attn_norm", c.n_embd)?,
+                q: w.linear(il, "attn_q", (q_out, c.n_embd), bias)?,
+                k: w.linear(il, "attn_k", (kv_out, c.n_embd), bias)?,
+                v: w.linear(il, "attn_v", (kv_out, c.n_embd), bias)?,
+                o: w.linear(il, "attn_output", (c.n_embd, q_out), false)?,
+                q_norm: if gemma { Some(norm(&mut w, "attn_q_norm", c.head_dim)?) } else { None },
+                k_norm: if gemma { Some(norm(&mut w, "attn_k_norm", c.head_dim)?) } else { None },
+                attn_post_norm: if gemma { Some(norm(&mut w, "post_attention_norm", c.n_embd)?) } else { None },
+                ffn_norm: norm(&mut w, "ffn_norm", c.n_embd)?,
+                gate: w.linear(il, "ffn_gate", (c.n_ff, c.n_embd), false)?,
+                up: w.linear(il, "ffn_up", (c.n_ff, c.n_embd), false)?,
+                down: w.linear(il, "ffn_down", (c.n_embd, c.n_ff), false)?,
+                ffn_post_norm: if gemma { Some(norm(&mut w, "post_ffw_norm", c.n_embd)?) } else { None },
             });
         }
-        let embed = w.linear_named("token_embd", false)?;
+        let embed = w.linear_named("token_embd", (c.n_vocab, c.n_embd), false)?;
         // Tied models (Gemma) have no output matrix and reuse the embeddings.
-        let output = w.linear_named("output", false).ok();
-        let out_norm = w.take("output_norm.weight")?;
+        let output = if w.tensors.contains_key("output.weight") {
+            Some(w.linear_named("output", (c.n_vocab, c.n_embd), false)?)
+        } else {
+            None
+        };
+        let out_norm = w.take("output_norm.weight", &[c.n_embd])?;
         Ok(EdgeModel { config, embed, output, out_norm, blocks, device: device.clone() })
     }
 
@@ -246,18 +254,24 @@ struct Weights<'a> {
 }
 
 impl Weights<'_> {
-    fn take(&mut self, name: &str) -> Result<Tensor> {
-        self.tensors.remove(name).ok_or_else(|| Error::Gguf { path: self.path.to_owned(), detail: format!("no tensor `{name}`") })
+    /// Takes the tensor `name`, which must have the shape `dims` that the
+    /// configuration implies.
+    fn take(&mut self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        let bad = |detail: String| Error::Gguf { path: self.path.to_owned(), detail };
+        let t = self.tensors.remove(name).ok_or_else(|| bad(format!("no tensor `{name}`")))?;
+        if t.dims() != dims {
+            return Err(bad(format!("tensor `{name}` has shape {:?}; the model's metadata implies {dims:?}", t.dims())));
+        }
+        Ok(t)
     }
 
-    fn linear(&mut self, il: usize, stem: &str, bias: bool) -> Result<Frozen> {
-        self.linear_named(&format!("blk.{il}.{stem}"), bias)
+    fn linear(&mut self, il: usize, stem: &str, out_in: (usize, usize), bias: bool) -> Result<Frozen> {
+        self.linear_named(&format!("blk.{il}.{stem}"), out_in, bias)
     }
 
-    fn linear_named(&mut self, stem: &str, bias: bool) -> Result<Frozen> {
-        let name = format!("{stem}.weight");
-        let weight = self.take(&name)?;
-        let bias = if bias { Some(self.take(&format!("{stem}.bias"))?) } else { None };
+    fn linear_named(&mut self, stem: &str, (n_out, n_in): (usize, usize), bias: bool) -> Result<Frozen> {
+        let weight = self.take(&format!("{stem}.weight"), &[n_out, n_in])?;
+        let bias = if bias { Some(self.take(&format!("{stem}.bias"), &[n_out])?) } else { None };
         Ok(Frozen { weight, bias })
     }
 }

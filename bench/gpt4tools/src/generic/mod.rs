@@ -13,6 +13,7 @@
 //!   `{"name", "arguments": {"arg": [accepted values]}}`; an empty string
 //!   among the accepted values marks the argument as optional.
 
+mod parse;
 mod score;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use parse::{parse_calls, ParsedCalls};
 pub use score::{call_matches, score_query};
 
 use crate::error::{Error, Result};
@@ -70,6 +72,28 @@ pub enum Expect {
 pub struct AcceptedCall {
     pub name: String,
     pub arguments: BTreeMap<String, Vec<Value>>,
+}
+
+/// One scored query of a `loragen eval` run, as its records file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub id: String,
+    pub calls: Vec<Call>,
+    /// `None` for a query that carries no expectation.
+    pub correct: Option<bool>,
+    /// Why the output could not be read as a call, if it could not.
+    pub problem: Option<String>,
+    pub output: String,
+    pub prompt_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+impl crate::record::Keyed for EvalRecord {
+    type Key = String;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
 }
 
 /// A call the model made.

@@ -1,6 +1,12 @@
-//! Parsing the model's next message. One parser per output format, behind
+//! The GPT4Tools / ReAct protocol: rendering the conversation prompt and
+//! parsing the model's next message. One parser per output format, behind
 //! [`OutputParser`]; every parser is total: any bytes give a [`Step`] or a
 //! [`ParseError`], never a panic.
+//!
+//! It lives here, below the runtime, so that the agent, the benchmark and
+//! the generator's data path share it without building llama.cpp.
+
+use crate::render::REMINDER;
 
 /// What the model decided in one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +41,15 @@ pub trait OutputParser: Send + Sync {
 /// The GPT4Tools / ReAct text protocol:
 /// `Thought: Do I need to use a tool? Yes|No`, then either
 /// `Action:` + `Action Input:` or `AI:`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+///
+/// let step = ReactParser.parse(b"Thought: Do I need to use a tool? No\nAI: Paris.");
+/// assert_eq!(step, Ok(Step::Answer { text: "Paris.".into() }));
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReactParser;
 
@@ -90,6 +105,31 @@ impl OutputParser for ReactParser {
         }
         Err(ParseError::NoProtocol)
     }
+}
+
+/// Where one model message ends: before the tool's observation, or where
+/// the model starts writing the user's next turn.
+pub const STEP_STOPS: [&str; 3] = ["Observation:", "\nNew input:", "\nHuman:"];
+
+/// The GPT4Tools-style prompt: the system part (absent in compiled mode),
+/// the conversation so far, the new input and this turn's partial trace.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::protocol::conversation_prompt;
+///
+/// let p = conversation_prompt(None, &[("hi".into(), "hello".into())], "draw a cat", "");
+/// assert!(p.starts_with("Previous conversation:\nHuman: hi\nAI: hello\n\nNew input: draw a cat\n"));
+/// ```
+pub fn conversation_prompt(system: Option<&str>, history: &[(String, String)], input: &str, trace: &str) -> String {
+    let mut p = String::from(system.unwrap_or_default());
+    p.push_str("Previous conversation:\n");
+    for (human, ai) in history {
+        p.push_str(&format!("Human: {human}\nAI: {ai}\n"));
+    }
+    p.push_str(&format!("\nNew input: {input}\n{REMINDER}\n{trace}"));
+    p
 }
 
 /// The rest of `line` after the first `marker` (which the caller has seen
