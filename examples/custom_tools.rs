@@ -36,7 +36,8 @@ impl Tool for Calculator {
         "Evaluates an arithmetic expression with + - * / ^ and parentheses.".into()
     }
     async fn call(&self, args: CalcArgs) -> Result<f64, ToolError> {
-        evalexpr::eval_number(&args.expression).map_err(|e| ToolError::Failed(format!("cannot evaluate: {e}")))
+        evalexpr::eval_number(&args.expression)
+            .map_err(|e| ToolError::Failed(format!("cannot evaluate: {e}")))
     }
 }
 
@@ -74,14 +75,20 @@ impl Tool for UnitConverter {
         "Converts a value between units of length (m, km, mi, ft), mass (kg, lb) or temperature (c, f).".into()
     }
     async fn call(&self, a: ConvertArgs) -> Result<f64, ToolError> {
-        match (a.from.to_ascii_lowercase().as_str(), a.to.to_ascii_lowercase().as_str()) {
+        match (
+            a.from.to_ascii_lowercase().as_str(),
+            a.to.to_ascii_lowercase().as_str(),
+        ) {
             ("c", "f") => return Ok(a.value * 9.0 / 5.0 + 32.0),
             ("f", "c") => return Ok((a.value - 32.0) * 5.0 / 9.0),
             _ => {}
         }
         match (factor(&a.from), factor(&a.to)) {
             (Some((d1, f1)), Some((d2, f2))) if d1 == d2 => Ok(a.value * f1 / f2),
-            _ => Err(ToolError::Failed(format!("cannot convert {} to {}", a.from, a.to))),
+            _ => Err(ToolError::Failed(format!(
+                "cannot convert {} to {}",
+                a.from, a.to
+            ))),
         }
     }
 }
@@ -107,22 +114,39 @@ impl Tool for Dates {
         "Counts the days between two dates and names their weekdays.".into()
     }
     async fn call(&self, a: DateArgs) -> Result<String, ToolError> {
-        let parse = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|e| ToolError::Failed(format!("bad date {s:?}: {e}")));
+        let parse = |s: &str| {
+            NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .map_err(|e| ToolError::Failed(format!("bad date {s:?}: {e}")))
+        };
         let (start, end) = (parse(&a.start)?, parse(&a.end)?);
-        Ok(format!("{} days ({} to {})", (end - start).num_days(), start.weekday(), end.weekday()))
+        Ok(format!(
+            "{} days ({} to {})",
+            (end - start).num_days(),
+            start.weekday(),
+            end.weekday()
+        ))
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let query = std::env::args().nth(1).unwrap_or_else(|| "What is 12.5 * (3 + 4.5)?".into());
-    let tools = Arc::new(ToolRegistry::new().with(Calculator)?.with(UnitConverter)?.with(Dates)?);
+    let query = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "What is 12.5 * (3 + 4.5)?".into());
+    let tools = Arc::new(
+        ToolRegistry::new()
+            .with(Calculator)?
+            .with(UnitConverter)?
+            .with(Dates)?,
+    );
 
     let store = ModelStore::from_env()?;
     let model = Model::load(store.resolve_role(Role::Edge)?)?;
     let session = model.session(SessionParams::default())?;
     let system = json_system_prompt(&tools.specs().cloned().collect::<Vec<_>>());
-    let config = AgentConfig::default().with_constrained(true).with_max_steps(3);
+    let config = AgentConfig::default()
+        .with_constrained(true)
+        .with_max_steps(3);
     let mut agent = Agent::new(session, tools, config)?.with_system_prompt(system);
 
     println!("query: {query}");
@@ -132,7 +156,9 @@ async fn main() -> anyhow::Result<()> {
                 Event::Action { tool, input } => println!("action: {tool} {input}"),
                 Event::Observation { text, .. } => println!("observation: {text}"),
                 Event::Answer(text) => println!("answer: {text}"),
-                Event::StepDone { stats, tool_ms } => println!("  [{stats} | tool {tool_ms:.1} ms]"),
+                Event::StepDone { stats, tool_ms } => {
+                    println!("  [{stats} | tool {tool_ms:.1} ms]")
+                }
                 Event::Thought(t) => println!("thought: {t}"),
                 Event::Text(_) => {}
             }

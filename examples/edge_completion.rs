@@ -15,18 +15,33 @@ fn main() -> anyhow::Result<()> {
     let model = Model::load(&path)?;
     let mut session = model.session(SessionParams::default())?;
 
-    let image = Some(("image/ouqzhvrw.png", "A brown horse standing in a snowy field beside a fence."));
+    let image = Some((
+        "image/ouqzhvrw.png",
+        "A brown horse standing in a snowy field beside a fence.",
+    ));
     let request = "Could you remove the fence from this picture?";
     let conversation = render_conversation(image, request);
-    let params = GenerateParams::default().with_max_tokens(64).with_stop(["Observation:", "\nNew input:"]);
+    let params = GenerateParams::default()
+        .with_max_tokens(64)
+        .with_stop(["Observation:", "\nNew input:"]);
 
     for (label, prompt) in [
-        ("with the 23 tool definitions in context", format!("{}{conversation}", render_system_prompt(&TOOLS))),
-        ("without tool definitions (what a compiled adapter replaces)", conversation.clone()),
+        (
+            "with the 23 tool definitions in context",
+            format!("{}{conversation}", render_system_prompt(&TOOLS)),
+        ),
+        (
+            "without tool definitions (what a compiled adapter replaces)",
+            conversation.clone(),
+        ),
     ] {
         session.clear_cache();
         let completion = session.generate(&prompt, &params)?;
-        println!("== {label} ==\n{}\n-- {}\n", completion.text.trim_end(), completion.stats);
+        println!(
+            "== {label} ==\n{}\n-- {}\n",
+            completion.text.trim_end(),
+            completion.stats
+        );
     }
     Ok(())
 }

@@ -30,15 +30,27 @@ async fn main() -> anyhow::Result<()> {
 
     println!("fingerprint {}", tools.fingerprint());
     for spec in tools.specs() {
-        let InputKind::Text { fields } = spec.input_kind() else { continue };
+        let InputKind::Text { fields } = spec.input_kind() else {
+            continue;
+        };
         let input = match fields {
             1 => picture.display().to_string(),
             2 => format!("{}, a blue house", picture.display()),
             _ => format!("{}, house, castle", picture.display()),
         };
-        let result = tools.prepare(&spec.name, &input).map_err(anyhow::Error::from)?.run().await;
+        let result = tools
+            .prepare(&spec.name, &input)
+            .map_err(anyhow::Error::from)?
+            .run()
+            .await;
         match result {
-            Ok(value) => println!("{:<52} -> {}", spec.name, value.as_str().map_or_else(|| value.to_string(), str::to_owned)),
+            Ok(value) => println!(
+                "{:<52} -> {}",
+                spec.name,
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned)
+            ),
             Err(e) => println!("{:<52} -> {e}", spec.name),
         }
     }

@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use loragen_agent::store::ModelChoice;
 
 #[derive(Debug, Parser)]
-#[command(name = "loragen", version, about = "Tool-using agents on small edge models with generated LoRA adapters")]
+#[command(
+    name = "loragen",
+    version,
+    about = "Tool-using agents on small edge models with generated LoRA adapters"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub models: ModelArgs,
@@ -217,7 +221,11 @@ pub enum ModelsCommand {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// The prompt text.
-    #[arg(long, conflicts_with = "prompt_file", required_unless_present = "prompt_file")]
+    #[arg(
+        long,
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
     pub prompt: Option<String>,
     /// Read the prompt from this file.
     #[arg(long, value_name = "FILE")]

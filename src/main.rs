@@ -25,8 +25,12 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Models(cmd) => cmd::models::run(cmd, &models),
         cli::Command::Generate(args) => cmd::generate::run(args, &models),
         cli::Command::Repl(args) => cmd::repl::run(args, &models),
-        cli::Command::Bench(cli::BenchCommand::Runtime(args)) => cmd::bench_runtime::run(args, &models),
-        cli::Command::Bench(cli::BenchCommand::Gpt4tools(args)) => cmd::bench_gpt4tools::run(args, &models),
+        cli::Command::Bench(cli::BenchCommand::Runtime(args)) => {
+            cmd::bench_runtime::run(args, &models)
+        }
+        cli::Command::Bench(cli::BenchCommand::Gpt4tools(args)) => {
+            cmd::bench_gpt4tools::run(args, &models)
+        }
         cli::Command::Data(cmd) => cmd::data::run(cmd, &models),
         cli::Command::Eval(args) => cmd::eval::run(args, &models),
         cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
@@ -44,5 +48,8 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

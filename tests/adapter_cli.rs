@@ -22,7 +22,10 @@ use loragen::generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 
 fn loragen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -33,7 +36,9 @@ fn stderr(out: &Output) -> String {
 /// |ΔW| = 10% |W|, as a trainer would save it.
 fn checkpoint_dir(edge: &EdgeModel, dir: &Path) {
     let rank = 16;
-    let config = LoraConfig::default().with_rank(rank).with_alpha(rank as f64);
+    let config = LoraConfig::default()
+        .with_rank(rank)
+        .with_alpha(rank as f64);
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, edge.device());
     FixedLora::new(config.clone(), edge.config.n_layer, |t| edge.dims(t), vb).unwrap();
@@ -46,7 +51,11 @@ fn checkpoint_dir(edge: &EdgeModel, dir: &Path) {
             vars[&format!("{stem}.lora_b")].set(&pair.b).unwrap();
         }
     }
-    let meta = CheckpointConfig { arch: "gemma3".into(), n_layer: edge.config.n_layer, lora: config };
+    let meta = CheckpointConfig {
+        arch: "gemma3".into(),
+        n_layer: edge.config.n_layer,
+        lora: config,
+    };
     checkpoint::save(dir, &meta, &varmap).unwrap();
 }
 
@@ -60,12 +69,22 @@ fn export_and_merge_round_trip() {
     drop(edge);
 
     let adapter_path = dir.path().join("adapter.gguf");
-    let out = loragen(&["adapter", "export", "--checkpoint", ckpt.to_str().unwrap(), "--out", adapter_path.to_str().unwrap()]);
+    let out = loragen(&[
+        "adapter",
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        adapter_path.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let adapter = read_lora_adapter(&adapter_path).unwrap();
     let mut saved = checkpoint::to_adapter(&ckpt).unwrap();
     saved.pairs.sort_by(|a, b| a.weight.cmp(&b.weight));
-    assert_eq!((adapter.arch.as_str(), adapter.alpha, adapter.pairs.len()), ("gemma3", 16.0, saved.pairs.len()));
+    assert_eq!(
+        (adapter.arch.as_str(), adapter.alpha, adapter.pairs.len()),
+        ("gemma3", 16.0, saved.pairs.len())
+    );
     for (a, b) in adapter.pairs.iter().zip(&saved.pairs) {
         assert_eq!(a.weight, b.weight);
         assert_eq!(a.a.to_vec2::<f32>().unwrap(), b.a.to_vec2::<f32>().unwrap());
@@ -74,7 +93,14 @@ fn export_and_merge_round_trip() {
 
     let merged_path = dir.path().join("merged-q8_0.gguf");
     let out = loragen(&[
-        "adapter", "merge", "--adapter", adapter_path.to_str().unwrap(), "--type", "q8_0", "--out", merged_path.to_str().unwrap(),
+        "adapter",
+        "merge",
+        "--adapter",
+        adapter_path.to_str().unwrap(),
+        "--type",
+        "q8_0",
+        "--out",
+        merged_path.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_except_ffn(&base_path, &merged_path, adapter.pairs.len());
@@ -84,21 +110,34 @@ fn export_and_merge_round_trip() {
     let mut base = Model::load(&base_path).unwrap();
     let tokens: Vec<LlamaToken> = base.tokenize(&text, true).into_iter().take(256).collect();
     let positions: Vec<usize> = (0..tokens.len()).collect();
-    let params = SessionParams::default().with_n_ctx(512).with_prefix_reuse(false);
+    let params = SessionParams::default()
+        .with_n_ctx(512)
+        .with_prefix_reuse(false);
     let mut lora = base.load_adapter(&adapter_path).unwrap();
     let with_adapter = {
         let mut s = base.session(params.clone()).unwrap();
         s.set_adapter(&mut lora, 1.0).unwrap();
         s.logits(&tokens, &positions).unwrap()
     };
-    let plain = base.session(params.clone()).unwrap().logits(&tokens, &positions).unwrap();
+    let plain = base
+        .session(params.clone())
+        .unwrap()
+        .logits(&tokens, &positions)
+        .unwrap();
     let merged_model = Model::load(&merged_path).unwrap();
-    let merged = merged_model.session(params).unwrap().logits(&tokens, &positions).unwrap();
+    let merged = merged_model
+        .session(params)
+        .unwrap()
+        .logits(&tokens, &positions)
+        .unwrap();
     let follows = agreement(&with_adapter, &merged);
     let moved = agreement(&with_adapter, &plain);
     eprintln!("merged q8_0 vs adapter: {follows:?}\nbase vs adapter: {moved:?}");
     assert!(follows.mean_kl <= 0.02, "{follows:?}");
-    assert!(moved.mean_kl > 10.0 * follows.mean_kl, "{moved:?} vs {follows:?}");
+    assert!(
+        moved.mean_kl > 10.0 * follows.mean_kl,
+        "{moved:?} vs {follows:?}"
+    );
 }
 
 /// Every tensor of `merged` but the adapted FFN ones has the base file's
@@ -116,19 +155,34 @@ fn assert_same_except_ffn(base: &Path, merged: &Path, n_adapted: usize) {
     for (name, info) in &cb.tensor_infos {
         let other = &cm.tensor_infos[name];
         assert_eq!(info.shape, other.shape, "{name}");
-        let is_ffn = [".ffn_gate.", ".ffn_up.", ".ffn_down."].iter().any(|s| name.contains(s));
+        let is_ffn = [".ffn_gate.", ".ffn_up.", ".ffn_down."]
+            .iter()
+            .any(|s| name.contains(s));
         if is_ffn {
             assert_eq!(other.ggml_dtype, GgmlDType::Q8_0, "{name}");
             adapted += 1;
         } else {
             assert_eq!(info.ggml_dtype, other.ggml_dtype, "{name}");
-            let a = cb.tensor(&mut rb, name, &Device::Cpu).unwrap().data().unwrap().into_owned();
-            let b = cm.tensor(&mut rm, name, &Device::Cpu).unwrap().data().unwrap().into_owned();
+            let a = cb
+                .tensor(&mut rb, name, &Device::Cpu)
+                .unwrap()
+                .data()
+                .unwrap()
+                .into_owned();
+            let b = cm
+                .tensor(&mut rm, name, &Device::Cpu)
+                .unwrap()
+                .data()
+                .unwrap()
+                .into_owned();
             assert!(a == b, "{name} changed");
         }
     }
     assert_eq!(adapted, n_adapted);
-    assert_eq!(cb.metadata.len(), cm.metadata.len() + usize::from(cb.metadata.contains_key("general.alignment")));
+    assert_eq!(
+        cb.metadata.len(),
+        cm.metadata.len() + usize::from(cb.metadata.contains_key("general.alignment"))
+    );
 }
 
 #[test]
@@ -136,7 +190,14 @@ fn bad_inputs_get_errors_that_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
 
-    let out = loragen(&["adapter", "export", "--checkpoint", d, "--out", &format!("{d}/a.gguf")]);
+    let out = loragen(&[
+        "adapter",
+        "export",
+        "--checkpoint",
+        d,
+        "--out",
+        &format!("{d}/a.gguf"),
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("lora.json"), "{}", stderr(&out));
 
@@ -144,20 +205,62 @@ fn bad_inputs_get_errors_that_name_the_problem() {
     let a = candle_core::Tensor::zeros((4, 640), DType::F32, &Device::Cpu).unwrap();
     let b = candle_core::Tensor::zeros((2048, 4), DType::F32, &Device::Cpu).unwrap();
     let foreign = dir.path().join("llama.gguf");
-    let pair = loragen::generator::gguf_lora::LoraPair { weight: "blk.0.ffn_up.weight".into(), a, b };
+    let pair = loragen::generator::gguf_lora::LoraPair {
+        weight: "blk.0.ffn_up.weight".into(),
+        a,
+        b,
+    };
     write_lora_adapter(&foreign, "llama", 4.0, &[pair]).unwrap();
-    let out = loragen(&["adapter", "merge", "--adapter", foreign.to_str().unwrap(), "--out", &format!("{d}/m.gguf")]);
+    let out = loragen(&[
+        "adapter",
+        "merge",
+        "--adapter",
+        foreign.to_str().unwrap(),
+        "--out",
+        &format!("{d}/m.gguf"),
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("the adapter is for `llama`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the adapter is for `llama`"),
+        "{}",
+        stderr(&out)
+    );
 
     // Not an adapter at all: the base model itself.
     let base = common::model_path(Role::Edge);
-    let out = loragen(&["adapter", "merge", "--adapter", base.to_str().unwrap(), "--out", &format!("{d}/m.gguf")]);
+    let out = loragen(&[
+        "adapter",
+        "merge",
+        "--adapter",
+        base.to_str().unwrap(),
+        "--out",
+        &format!("{d}/m.gguf"),
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not a LoRA adapter"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a LoRA adapter"),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = loragen(&["adapter", "merge", "--adapter", foreign.to_str().unwrap(), "--type", "q4_0", "--out", &format!("{d}/m.gguf")]);
+    let out = loragen(&[
+        "adapter",
+        "merge",
+        "--adapter",
+        foreign.to_str().unwrap(),
+        "--type",
+        "q4_0",
+        "--out",
+        &format!("{d}/m.gguf"),
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("f32, f16 or q8_0"), "{}", stderr(&out));
-    assert!(!dir.path().join("m.gguf").exists(), "a failed merge left a file");
+    assert!(
+        stderr(&out).contains("f32, f16 or q8_0"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("m.gguf").exists(),
+        "a failed merge left a file"
+    );
 }

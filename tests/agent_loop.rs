@@ -21,7 +21,10 @@ struct Scripted {
 
 impl Scripted {
     fn new(replies: &[&str]) -> Self {
-        Scripted { replies: replies.iter().map(|r| r.to_string()).collect(), prompts: Vec::new() }
+        Scripted {
+            replies: replies.iter().map(|r| r.to_string()).collect(),
+            prompts: Vec::new(),
+        }
     }
 }
 
@@ -35,12 +38,22 @@ impl LanguageModel for Scripted {
         self.prompts.push(prompt.to_owned());
         let mut text = self.replies.pop_front().expect("script ran out of replies");
         let mut finish = FinishReason::EndOfGeneration;
-        if let Some((at, stop)) = params.stop.iter().filter_map(|s| text.find(s.as_str()).map(|at| (at, s))).min() {
+        if let Some((at, stop)) = params
+            .stop
+            .iter()
+            .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+            .min()
+        {
             finish = FinishReason::Stop(stop.clone());
             text.truncate(at);
         }
         let _ = on_text(&text);
-        Ok(Completion { text, tokens: Vec::new(), finish, stats: Stats::default() })
+        Ok(Completion {
+            text,
+            tokens: Vec::new(),
+            finish,
+            stats: Stats::default(),
+        })
     }
 }
 
@@ -81,7 +94,10 @@ impl Tool for EdgeDetection {
     }
     async fn call(&self, args: TextInput) -> Result<String, ToolError> {
         let path = args.fields()[0].to_owned();
-        Ok(format!("Result saved as {}", path.replace(".png", "_edge.png")))
+        Ok(format!(
+            "Result saved as {}",
+            path.replace(".png", "_edge.png")
+        ))
     }
 }
 
@@ -184,14 +200,21 @@ fn observation(outcome: &Outcome, step: usize) -> &str {
 
 #[tokio::test]
 async fn correct_call() {
-    let (out, events, model) = run(&[&call("Add", r#"{"a": 2, "b": 3}"#), &answer("5")], config()).await;
+    let (out, events, model) = run(
+        &[&call("Add", r#"{"a": 2, "b": 3}"#), &answer("5")],
+        config(),
+    )
+    .await;
     assert_eq!(out.finish, AgentFinish::Answered);
     assert_eq!(out.answer.as_deref(), Some("5"));
     assert_eq!(observation(&out, 0), "5");
     // The invented observation after the stop string never reaches the prompt.
     assert!(!model.prompts[1].contains("(made up)"));
     assert!(model.prompts[1].ends_with("Observation: 5\n"));
-    assert!(events.contains(&Event::Action { tool: "Add".into(), input: r#"{"a": 2, "b": 3}"#.into() }));
+    assert!(events.contains(&Event::Action {
+        tool: "Add".into(),
+        input: r#"{"a": 2, "b": 3}"#.into()
+    }));
     assert!(events.contains(&Event::Answer("5".into())));
     assert!(events.contains(&Event::Thought("Do I need to use a tool? Yes".into())));
 }
@@ -199,9 +222,15 @@ async fn correct_call() {
 #[tokio::test]
 async fn no_tool_answer() {
     let (out, _, model) = run(&[&answer("Paris is the capital of France.")], config()).await;
-    assert_eq!(out.answer.as_deref(), Some("Paris is the capital of France."));
+    assert_eq!(
+        out.answer.as_deref(),
+        Some("Paris is the capital of France.")
+    );
     assert_eq!(out.steps.len(), 1);
-    assert!(model.prompts[0].contains("> Add: Adds two integers"), "in-context mode shows the tools");
+    assert!(
+        model.prompts[0].contains("> Add: Adds two integers"),
+        "in-context mode shows the tools"
+    );
 }
 
 #[tokio::test]
@@ -209,30 +238,64 @@ async fn unknown_tool() {
     let (out, _, _) = run(&[&call("Multiply", "2, 3"), &answer("sorry")], config()).await;
     assert_eq!(out.finish, AgentFinish::Answered);
     let obs = observation(&out, 0);
-    assert!(obs.starts_with("unknown tool `Multiply`") && obs.contains("Add"), "{obs}");
+    assert!(
+        obs.starts_with("unknown tool `Multiply`") && obs.contains("Add"),
+        "{obs}"
+    );
 }
 
 #[tokio::test]
 async fn invalid_json_arguments() {
     let (out, _, _) = run(&[&call("Add", "{a: 2"), &answer("sorry")], config()).await;
-    assert!(observation(&out, 0).contains("not valid JSON"), "{}", observation(&out, 0));
+    assert!(
+        observation(&out, 0).contains("not valid JSON"),
+        "{}",
+        observation(&out, 0)
+    );
 }
 
 #[tokio::test]
 async fn arguments_that_violate_the_schema() {
-    let (out, _, _) = run(&[&call("Add", r#"{"a": "two", "b": 3}"#), &answer("sorry")], config()).await;
+    let (out, _, _) = run(
+        &[&call("Add", r#"{"a": "two", "b": 3}"#), &answer("sorry")],
+        config(),
+    )
+    .await;
     let obs = observation(&out, 0);
-    assert!(obs.contains("invalid arguments for `Add`") && obs.contains("/a") && obs.contains("integer"), "{obs}");
-    let (out, _, _) = run(&[&call("Generate Image Condition On Canny Image", "only-one-field"), &answer("x")], config()).await;
-    assert!(observation(&out, 0).contains("expected 2 comma-separated field(s), got 1"), "{}", observation(&out, 0));
+    assert!(
+        obs.contains("invalid arguments for `Add`")
+            && obs.contains("/a")
+            && obs.contains("integer"),
+        "{obs}"
+    );
+    let (out, _, _) = run(
+        &[
+            &call("Generate Image Condition On Canny Image", "only-one-field"),
+            &answer("x"),
+        ],
+        config(),
+    )
+    .await;
+    assert!(
+        observation(&out, 0).contains("expected 2 comma-separated field(s), got 1"),
+        "{}",
+        observation(&out, 0)
+    );
 }
 
 #[tokio::test]
 async fn tool_timeout() {
     let started = std::time::Instant::now();
     let (out, _, _) = run(&[&call("Slow", "now"), &answer("it was slow")], config()).await;
-    assert!(observation(&out, 0).contains("timed out after 0.2 s"), "{}", observation(&out, 0));
-    assert!(started.elapsed() < Duration::from_secs(10), "the loop must not wait for the tool");
+    assert!(
+        observation(&out, 0).contains("timed out after 0.2 s"),
+        "{}",
+        observation(&out, 0)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the loop must not wait for the tool"
+    );
     assert_eq!(out.finish, AgentFinish::Answered);
 }
 
@@ -259,30 +322,54 @@ async fn retry_budget_is_bounded() {
     assert_eq!(out.finish, AgentFinish::RetriesExhausted);
     assert_eq!(out.steps.len(), 3);
     let (out, _, _) = run(&["I am not following any format", &answer("ok")], config()).await;
-    assert!(observation(&out, 0).contains("neither the tool format"), "{}", observation(&out, 0));
+    assert!(
+        observation(&out, 0).contains("neither the tool format"),
+        "{}",
+        observation(&out, 0)
+    );
 }
 
 #[tokio::test]
 async fn multi_step_chain_uses_the_observed_path() {
     let replies = [
         call("Edge Detection On Image", "image/abcdefgh.png"),
-        call("Generate Image Condition On Canny Image", "image/abcdefgh_edge.png, a red house"),
+        call(
+            "Generate Image Condition On Canny Image",
+            "image/abcdefgh_edge.png, a red house",
+        ),
         answer("Here it is: image/new_a_red_house.png"),
     ];
     let replies: Vec<&str> = replies.iter().map(String::as_str).collect();
     let (out, _, model) = run(&replies, config()).await;
     assert_eq!(out.finish, AgentFinish::Answered);
-    assert_eq!(observation(&out, 0), "Result saved as image/abcdefgh_edge.png");
+    assert_eq!(
+        observation(&out, 0),
+        "Result saved as image/abcdefgh_edge.png"
+    );
     assert_eq!(observation(&out, 1), "image/new_a_red_house.png");
     assert!(model.prompts[1].contains("Observation: Result saved as image/abcdefgh_edge.png\n"));
 }
 
 #[tokio::test]
 async fn compiled_mode_drops_the_definitions_and_memory_carries_over() {
-    let mut agent = Agent::new(Scripted::new(&[&answer("5"), &answer("again 5")]), registry(), AgentConfig::for_mode(Mode::Compiled)).unwrap();
-    assert!(agent.config().constrained, "compiled mode constrains calls by default");
-    agent.run("what is 2+3?", &mut |_| ControlFlow::Continue(())).await.unwrap();
-    agent.run("and again?", &mut |_| ControlFlow::Continue(())).await.unwrap();
+    let mut agent = Agent::new(
+        Scripted::new(&[&answer("5"), &answer("again 5")]),
+        registry(),
+        AgentConfig::for_mode(Mode::Compiled),
+    )
+    .unwrap();
+    assert!(
+        agent.config().constrained,
+        "compiled mode constrains calls by default"
+    );
+    agent
+        .run("what is 2+3?", &mut |_| ControlFlow::Continue(()))
+        .await
+        .unwrap();
+    agent
+        .run("and again?", &mut |_| ControlFlow::Continue(()))
+        .await
+        .unwrap();
     let prompts = &agent.model().prompts;
     assert!(!prompts[0].contains("> Add:"));
     assert!(prompts[0].starts_with("Previous conversation:\n"));

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use loragen::agent::agent::{Agent, AgentConfig, LanguageModel};
 use loragen::agent::grammar::call_grammar;
-use loragen::tools::protocol::{conversation_prompt, OutputParser, ReactParser, Step};
 use loragen::agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen::tools::gpt4tools::registry;
+use loragen::tools::protocol::{conversation_prompt, OutputParser, ReactParser, Step};
 
 /// Twenty requests; `true` where the request needs a tool.
 const REQUESTS: [(&str, bool); 20] = [
@@ -42,8 +42,12 @@ const REQUESTS: [(&str, bool); 20] = [
 fn constrained_calls_name_registered_tools_with_valid_arguments() {
     let tools = Arc::new(registry().unwrap());
     let grammar = call_grammar(&tools).unwrap();
-    let mut session = common::edge().session(SessionParams::default().with_n_ctx(2048)).unwrap();
-    let params = GenerateParams::default().with_max_tokens(256).with_grammar(Some(grammar));
+    let mut session = common::edge()
+        .session(SessionParams::default().with_n_ctx(2048))
+        .unwrap();
+    let params = GenerateParams::default()
+        .with_max_tokens(256)
+        .with_grammar(Some(grammar));
     let mut calls = 0;
     for (i, (request, needs_tool)) in REQUESTS.iter().enumerate() {
         // The compiled-mode prompt: no tool definitions, an image turn, the
@@ -53,22 +57,40 @@ fn constrained_calls_name_registered_tools_with_valid_arguments() {
             "Received.".to_owned(),
         );
         let prompt = conversation_prompt(None, &[image_turn], request, "");
-        let out = session.complete(&prompt, &params, &mut |_| ControlFlow::Continue(())).unwrap();
-        assert_eq!(out.finish, FinishReason::EndOfGeneration, "{request:?}: the grammar must complete: {:?}", out.text);
+        let out = session
+            .complete(&prompt, &params, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(
+            out.finish,
+            FinishReason::EndOfGeneration,
+            "{request:?}: the grammar must complete: {:?}",
+            out.text
+        );
         match ReactParser.parse(out.text.as_bytes()) {
             Ok(Step::Call { action, input }) => {
                 calls += 1;
-                tools.prepare(&action, &input).unwrap_or_else(|e| panic!("{request:?}: invalid call {action:?}({input:?}): {e}"));
+                tools.prepare(&action, &input).unwrap_or_else(|e| {
+                    panic!("{request:?}: invalid call {action:?}({input:?}): {e}")
+                });
             }
             Ok(Step::Answer { text }) => {
-                assert!(!needs_tool, "{request:?} needs a tool but the model answered: {text:?}");
+                assert!(
+                    !needs_tool,
+                    "{request:?} needs a tool but the model answered: {text:?}"
+                );
                 assert!(!text.is_empty(), "{request:?}: empty answer");
             }
-            Err(e) => panic!("{request:?}: grammar output did not parse: {e}: {:?}", out.text),
+            Err(e) => panic!(
+                "{request:?}: grammar output did not parse: {e}: {:?}",
+                out.text
+            ),
         }
     }
     let needing = REQUESTS.iter().filter(|(_, t)| *t).count();
-    println!("{calls} calls for {} requests, {needing} of which need a tool", REQUESTS.len());
+    println!(
+        "{calls} calls for {} requests, {needing} of which need a tool",
+        REQUESTS.len()
+    );
     assert!(calls >= needing);
 }
 
@@ -76,11 +98,25 @@ fn constrained_calls_name_registered_tools_with_valid_arguments() {
 async fn one_in_context_turn_runs() {
     let tools = Arc::new(registry().unwrap());
     let session = common::edge().session(SessionParams::default()).unwrap();
-    let mut agent = Agent::new(session, tools, AgentConfig::default().with_max_steps(2).with_max_tokens(48)).unwrap();
+    let mut agent = Agent::new(
+        session,
+        tools,
+        AgentConfig::default().with_max_steps(2).with_max_tokens(48),
+    )
+    .unwrap();
     agent.remember("Provide an image named image/abcdefgh.png. Description: a cat on a sofa. Understand the image using tools.", "Received.");
-    let outcome = agent.run("Show me the edges of this image.", &mut |_| ControlFlow::Continue(())).await.unwrap();
+    let outcome = agent
+        .run("Show me the edges of this image.", &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
     assert!(!outcome.steps.is_empty());
     let first = &outcome.steps[0];
-    assert!(first.stats.prompt_tokens > 1000, "the 23 definitions must be in context: {}", first.stats);
+    assert!(
+        first.stats.prompt_tokens > 1000,
+        "the 23 definitions must be in context: {}",
+        first.stats
+    );
     assert!(first.stats.decode_tokens > 0);
 }

@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn loragen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn lines(path: &Path) -> usize {
@@ -17,8 +20,23 @@ fn lines(path: &Path) -> usize {
 }
 
 fn corpus(dir: &Path) -> std::path::PathBuf {
-    let out = loragen(&["data", "gpt4tools", "--out", dir.to_str().unwrap(), "--train", "10", "--val-seen", "10", "--test-unseen", "40"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = loragen(&[
+        "data",
+        "gpt4tools",
+        "--out",
+        dir.to_str().unwrap(),
+        "--train",
+        "10",
+        "--val-seen",
+        "10",
+        "--test-unseen",
+        "40",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir.join("test_unseen.json")
 }
 
@@ -29,27 +47,67 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
     let run = dir.path().join("run");
     let page = dir.path().join("docs/results.md");
     let args = [
-        "bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "in-context", "--mode", "in-context-cached", "--limit", "3",
-        "--max-tokens", "40", "--out", run.to_str().unwrap(), "--results", page.to_str().unwrap(),
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--mode",
+        "in-context",
+        "--mode",
+        "in-context-cached",
+        "--limit",
+        "3",
+        "--max-tokens",
+        "40",
+        "--out",
+        run.to_str().unwrap(),
+        "--results",
+        page.to_str().unwrap(),
     ];
     let out = loragen(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(lines(&run.join("records.jsonl")), 6);
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(report.contains("| in-context | 3 |") && report.contains("| in-context-cached | 3 |"), "{report}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report.contains("| in-context | 3 |") && report.contains("| in-context-cached | 3 |"),
+        "{report}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["rows"].as_array().unwrap().len(), 2);
     assert!(run.join("chart.svg").exists());
     let page = std::fs::read_to_string(&page).unwrap();
-    assert!(page.contains("do not edit by hand") && page.contains("results-chart.svg"), "{page}");
+    assert!(
+        page.contains("do not edit by hand") && page.contains("results-chart.svg"),
+        "{page}"
+    );
 
     let again = loragen(&args);
     assert!(String::from_utf8_lossy(&again.stdout).contains("already done"));
     assert_eq!(lines(&run.join("records.jsonl")), 6);
 
-    let other = loragen(&["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--constrained"]);
+    let other = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--constrained",
+    ]);
     assert!(String::from_utf8_lossy(&other.stderr).contains("other decoding settings"));
-    let compiled = loragen(&["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "compiled"]);
+    let compiled = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--mode",
+        "compiled",
+    ]);
     assert!(String::from_utf8_lossy(&compiled.stderr).contains("--adapter"));
 
     // Compiled mode drops the system part; a zero adapter stands in for a
@@ -57,13 +115,40 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
     let adapter = dir.path().join("zero.gguf");
     loragen::generator::gguf_lora::write_lora_adapter(&adapter, "gemma3", 1.0, &[]).unwrap();
     let out = loragen(&[
-        "bench", "gpt4tools", "--data", data.to_str().unwrap(), "--mode", "in-context", "--mode", "compiled", "--adapter",
-        adapter.to_str().unwrap(), "--limit", "3", "--max-tokens", "40", "--out", run.to_str().unwrap(),
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--mode",
+        "in-context",
+        "--mode",
+        "compiled",
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--limit",
+        "3",
+        "--max-tokens",
+        "40",
+        "--out",
+        run.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
-    let compiled = json["rows"].as_array().unwrap().iter().find(|r| r["mode"] == "compiled").unwrap();
-    assert!(compiled["compression"].as_f64().unwrap() > 3.0, "{compiled}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let compiled = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["mode"] == "compiled")
+        .unwrap();
+    assert!(
+        compiled["compression"].as_f64().unwrap() > 3.0,
+        "{compiled}"
+    );
 }
 
 #[test]
@@ -71,9 +156,25 @@ fn ctrl_c_keeps_finished_items_and_the_next_run_completes() {
     let dir = tempfile::tempdir().unwrap();
     let data = corpus(dir.path());
     let run = dir.path().join("run");
-    let args = ["bench", "gpt4tools", "--data", data.to_str().unwrap(), "--limit", "8", "--max-tokens", "40", "--out", run.to_str().unwrap()];
+    let args = [
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "8",
+        "--max-tokens",
+        "40",
+        "--out",
+        run.to_str().unwrap(),
+    ];
     let records = run.join("records.jsonl");
-    let child = Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while lines(&records) < 1 && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(100));
@@ -81,7 +182,11 @@ fn ctrl_c_keeps_finished_items_and_the_next_run_completes() {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
     let kept = lines(&records);
     assert!((1..8).contains(&kept), "{kept}");
@@ -119,21 +224,41 @@ fn eval_writes_calls_scores_and_resumes() {
     .unwrap();
     let out_file = dir.path().join("calls.jsonl");
     let args = [
-        "eval", "--tools", tools.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--out", out_file.to_str().unwrap(),
-        "--max-tokens", "48",
+        "eval",
+        "--tools",
+        tools.to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+        "--max-tokens",
+        "48",
     ];
     let out = loragen(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| all | 2 |"));
-    let records: Vec<serde_json::Value> =
-        std::fs::read_to_string(&out_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), 2);
-    assert!(records.iter().all(|r| r["correct"].is_boolean() && r["calls"].is_array()));
+    assert!(records
+        .iter()
+        .all(|r| r["correct"].is_boolean() && r["calls"].is_array()));
     let again = loragen(&args);
     assert!(String::from_utf8_lossy(&again.stdout).contains("resuming"));
     assert_eq!(lines(&out_file), 2);
 
-    std::fs::write(&queries, r#"{"id": "x", "messages": [], "tools": ["nope"]}"#).unwrap();
+    std::fs::write(
+        &queries,
+        r#"{"id": "x", "messages": [], "tools": ["nope"]}"#,
+    )
+    .unwrap();
     let bad = loragen(&args[..args.len() - 2]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`nope`"));
 }
@@ -154,10 +279,22 @@ fn eval_resumes_after_a_hard_kill_with_a_torn_last_line() {
     std::fs::write(&queries, text).unwrap();
     let out_file = dir.path().join("calls.jsonl");
     let args = [
-        "eval", "--tools", tools.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--out", out_file.to_str().unwrap(),
-        "--max-tokens", "32",
+        "eval",
+        "--tools",
+        tools.to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+        "--max-tokens",
+        "32",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while lines(&out_file) < 1 && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(50));
@@ -165,18 +302,43 @@ fn eval_resumes_after_a_hard_kill_with_a_torn_last_line() {
     child.kill().unwrap();
     child.wait().unwrap();
     let kept = lines(&out_file);
-    assert!((1..cities.len()).contains(&kept), "{kept} records before the kill");
+    assert!(
+        (1..cities.len()).contains(&kept),
+        "{kept} records before the kill"
+    );
     // What a kill halfway through the next write leaves behind.
-    std::fs::OpenOptions::new().append(true).open(&out_file).unwrap().write_all(b"{\"id\": \"w_5\", \"calls\": [{\"na").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out_file)
+        .unwrap()
+        .write_all(b"{\"id\": \"w_5\", \"calls\": [{\"na")
+        .unwrap();
 
     let out = loragen(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("resuming: {kept} of {}", cities.len())));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("resuming: {kept} of {}", cities.len())));
     let text = std::fs::read_to_string(&out_file).unwrap();
     assert!(text.ends_with('\n'));
-    let ids: Vec<String> = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!((ids.len(), sorted.len()), (cities.len(), cities.len()), "{ids:?}");
+    assert_eq!(
+        (ids.len(), sorted.len()),
+        (cities.len(), cities.len()),
+        "{ids:?}"
+    );
 }

@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 fn loragen(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loragen"));
-    cmd.args(args).env_remove("LORAGEN_EDGE_MODEL").env_remove("LORAGEN_CLOUD_MODEL");
+    cmd.args(args)
+        .env_remove("LORAGEN_EDGE_MODEL")
+        .env_remove("LORAGEN_CLOUD_MODEL");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -14,7 +16,11 @@ fn loragen(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}",
+        out.status
+    );
     let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
@@ -29,10 +35,31 @@ fn a_file_that_is_not_gguf_is_named() {
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "not a model").unwrap();
     let line = one_line_error(&loragen(&["models", "path", notes.to_str().unwrap()], &[]));
-    assert!(line.contains("notes.txt") && line.contains("not a GGUF"), "{line}");
-    let line = one_line_error(&loragen(&["generate", "--prompt", "hi", "--model", "/nonexistent/m.gguf"], &[]));
+    assert!(
+        line.contains("notes.txt") && line.contains("not a GGUF"),
+        "{line}"
+    );
+    let line = one_line_error(&loragen(
+        &[
+            "generate",
+            "--prompt",
+            "hi",
+            "--model",
+            "/nonexistent/m.gguf",
+        ],
+        &[],
+    ));
     assert!(line.contains("/nonexistent/m.gguf"), "{line}");
-    let line = one_line_error(&loragen(&["--edge-model", notes.to_str().unwrap(), "generate", "--prompt", "hi"], &[]));
+    let line = one_line_error(&loragen(
+        &[
+            "--edge-model",
+            notes.to_str().unwrap(),
+            "generate",
+            "--prompt",
+            "hi",
+        ],
+        &[],
+    ));
     assert!(line.contains("not a GGUF"), "{line}");
 }
 
@@ -41,24 +68,39 @@ fn fetch_failures_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_str().unwrap();
     // No python3 on PATH.
-    let line = one_line_error(&loragen(&["models", "fetch", "edge"], &[("LORAGEN_HOME", home), ("PATH", "/nonexistent")]));
+    let line = one_line_error(&loragen(
+        &["models", "fetch", "edge"],
+        &[("LORAGEN_HOME", home), ("PATH", "/nonexistent")],
+    ));
     assert!(line.contains("python"), "{line}");
     // A cache dir that cannot be created.
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "x").unwrap();
     let home = blocker.join("home");
-    let line = one_line_error(&loragen(&["models", "fetch", "edge"], &[("LORAGEN_HOME", home.to_str().unwrap())]));
+    let line = one_line_error(&loragen(
+        &["models", "fetch", "edge"],
+        &[("LORAGEN_HOME", home.to_str().unwrap())],
+    ));
     assert!(line.contains("not writable"), "{line}");
     // Nothing fetched yet.
     let empty = tempfile::tempdir().unwrap();
-    let line = one_line_error(&loragen(&["models", "path", "edge"], &[("LORAGEN_HOME", empty.path().to_str().unwrap())]));
+    let line = one_line_error(&loragen(
+        &["models", "path", "edge"],
+        &[("LORAGEN_HOME", empty.path().to_str().unwrap())],
+    ));
     assert!(line.contains("loragen models fetch"), "{line}");
 }
 
 #[test]
 fn a_bad_thread_count_names_the_variable() {
-    let line = one_line_error(&loragen(&["generate", "--prompt", "hi", "--max-tokens", "1"], &[("LORAGEN_THREADS", "two")]));
-    assert!(line.contains("LORAGEN_THREADS") && line.contains("\"two\""), "{line}");
+    let line = one_line_error(&loragen(
+        &["generate", "--prompt", "hi", "--max-tokens", "1"],
+        &[("LORAGEN_THREADS", "two")],
+    ));
+    assert!(
+        line.contains("LORAGEN_THREADS") && line.contains("\"two\""),
+        "{line}"
+    );
 }
 
 /// Compiled mode without an adapter starts, but says in one line that the
@@ -66,11 +108,21 @@ fn a_bad_thread_count_names_the_variable() {
 #[test]
 fn repl_in_compiled_mode_without_an_adapter_says_so() {
     let out = loragen(&["repl", "--mode", "compiled"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("without an adapter")).collect();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("without an adapter"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
-    assert!(warnings[0].contains("--adapter") && warnings[0].contains("loragen adapter export"), "{stderr}");
+    assert!(
+        warnings[0].contains("--adapter") && warnings[0].contains("loragen adapter export"),
+        "{stderr}"
+    );
     let plain = loragen(&["repl", "--mode", "in-context"], &[]);
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("without an adapter"));
 }

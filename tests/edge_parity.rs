@@ -12,7 +12,9 @@ mod common;
 use candle_core::{Device, Tensor};
 use loragen::agent::runtime::{Model, SessionParams};
 use loragen::agent::store::Role;
-use loragen::generator::edge::{agreement, random_lora, Agreement, EdgeModel, LayerDeltas, Phase, Target};
+use loragen::generator::edge::{
+    agreement, random_lora, Agreement, EdgeModel, LayerDeltas, Phase, Target,
+};
 use loragen::generator::gguf_lora::write_lora_adapter;
 use loragen::generator::merge::{write_dequantised, MergedType};
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
@@ -27,15 +29,30 @@ fn text_tokens(model: &Model) -> Vec<loragen::agent::runtime::LlamaToken> {
 }
 
 fn llama_logits(model: &Model, tokens: &[loragen::agent::runtime::LlamaToken]) -> Vec<Vec<f32>> {
-    let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+    let mut session = model
+        .session(
+            SessionParams::default()
+                .with_n_ctx(2048)
+                .with_prefix_reuse(false),
+        )
+        .unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
     session.logits(tokens, &positions).unwrap()
 }
 
-fn candle_logits(edge: &EdgeModel, tokens: &[loragen::agent::runtime::LlamaToken], deltas: Option<&[LayerDeltas]>) -> Vec<Vec<f32>> {
+fn candle_logits(
+    edge: &EdgeModel,
+    tokens: &[loragen::agent::runtime::LlamaToken],
+    deltas: Option<&[LayerDeltas]>,
+) -> Vec<Vec<f32>> {
     let ids: Vec<u32> = tokens.iter().map(|t| t.0 as u32).collect();
-    let input = Tensor::new(ids.as_slice(), edge.device()).unwrap().unsqueeze(0).unwrap();
-    let hidden = edge.hidden(&input, &[tokens.len()], deltas, Phase::Eval).unwrap();
+    let input = Tensor::new(ids.as_slice(), edge.device())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let hidden = edge
+        .hidden(&input, &[tokens.len()], deltas, Phase::Eval)
+        .unwrap();
     let rows = hidden.squeeze(0).unwrap();
     edge.logits(&rows).unwrap().to_vec2().unwrap()
 }
@@ -55,17 +72,38 @@ fn edge_model() -> &'static EdgeModel {
 #[test]
 fn padding_does_not_change_the_real_tokens() {
     let edge = edge_model();
-    let tokens: Vec<u32> = text_tokens(common::edge()).iter().take(40).map(|t| t.0 as u32).collect();
+    let tokens: Vec<u32> = text_tokens(common::edge())
+        .iter()
+        .take(40)
+        .map(|t| t.0 as u32)
+        .collect();
     let short = &tokens[..25];
     let mut padded = short.to_vec();
     padded.resize(40, 0);
-    let batch = Tensor::from_vec([tokens.clone(), padded].concat(), (2, 40), edge.device()).unwrap();
+    let batch =
+        Tensor::from_vec([tokens.clone(), padded].concat(), (2, 40), edge.device()).unwrap();
     let both = edge.hidden(&batch, &[40, 25], None, Phase::Eval).unwrap();
-    let alone = edge.hidden(&Tensor::new(short, edge.device()).unwrap().unsqueeze(0).unwrap(), &[25], None, Phase::Eval).unwrap();
-    let diff = (both.get(1).unwrap().narrow(0, 0, 25).unwrap() - alone.squeeze(0).unwrap()).unwrap().abs().unwrap();
+    let alone = edge
+        .hidden(
+            &Tensor::new(short, edge.device())
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            &[25],
+            None,
+            Phase::Eval,
+        )
+        .unwrap();
+    let diff = (both.get(1).unwrap().narrow(0, 0, 25).unwrap() - alone.squeeze(0).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap();
     let max = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(max < 1e-3, "padding changed the hidden states by {max}");
-    assert!(edge.hidden(&batch, &[40, 41], None, Phase::Eval).is_err(), "a length beyond the batch is an error");
+    assert!(
+        edge.hidden(&batch, &[40, 41], None, Phase::Eval).is_err(),
+        "a length beyond the batch is an error"
+    );
 }
 
 #[test]
@@ -74,10 +112,30 @@ fn only_the_lora_gets_gradients() {
     let edge = edge_model();
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, edge.device());
-    let lora = FixedLora::new(LoraConfig::default().with_rank(4), edge.config.n_layer, |t| edge.dims(t), vb).unwrap();
-    let ids: Vec<u32> = text_tokens(common::edge()).iter().take(16).map(|t| t.0 as u32).collect();
-    let input = Tensor::new(ids.as_slice(), edge.device()).unwrap().unsqueeze(0).unwrap();
-    let hidden = edge.hidden(&input, &[16], Some(&lora.layers), Phase::Train { dropout: 0.0 }).unwrap();
+    let lora = FixedLora::new(
+        LoraConfig::default().with_rank(4),
+        edge.config.n_layer,
+        |t| edge.dims(t),
+        vb,
+    )
+    .unwrap();
+    let ids: Vec<u32> = text_tokens(common::edge())
+        .iter()
+        .take(16)
+        .map(|t| t.0 as u32)
+        .collect();
+    let input = Tensor::new(ids.as_slice(), edge.device())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let hidden = edge
+        .hidden(
+            &input,
+            &[16],
+            Some(&lora.layers),
+            Phase::Train { dropout: 0.0 },
+        )
+        .unwrap();
     // Logits only where the loss is: the last 4 positions.
     let at: Vec<(usize, usize)> = (11..15).map(|t| (0, t)).collect();
     let logits = edge.logits(&edge.select(&hidden, &at).unwrap()).unwrap();
@@ -87,9 +145,25 @@ fn only_the_lora_gets_gradients() {
     let vars = varmap.all_vars();
     assert_eq!(vars.len(), edge.config.n_layer * 3 * 2);
     // B starts at zero, so only B has a gradient at the first step.
-    let with_grad = vars.iter().filter(|v| grads.get(v).is_some_and(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0)).count();
+    let with_grad = vars
+        .iter()
+        .filter(|v| {
+            grads.get(v).is_some_and(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0
+            })
+        })
+        .count();
     assert_eq!(with_grad, edge.config.n_layer * 3);
-    assert!(grads.get(edge.weight(0, Target::Gate).unwrap()).is_none(), "a frozen weight got a gradient");
+    assert!(
+        grads.get(edge.weight(0, Target::Gate).unwrap()).is_none(),
+        "a frozen weight got a gradient"
+    );
 }
 
 #[test]
@@ -102,10 +176,20 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
     let reference = llama_logits(llama, &tokens);
     // llama.cpp against itself, one token per decode call instead of one
     // batch: the noise floor of its own kernels.
-    let mut single = llama.session(SessionParams::default().with_n_ctx(2048).with_n_batch(1).with_prefix_reuse(false)).unwrap();
+    let mut single = llama
+        .session(
+            SessionParams::default()
+                .with_n_ctx(2048)
+                .with_n_batch(1)
+                .with_prefix_reuse(false),
+        )
+        .unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let base_floor = agreement(&reference, &single.logits(&tokens, &positions).unwrap());
-    report("base: llama.cpp batched vs one token at a time", &base_floor);
+    report(
+        "base: llama.cpp batched vs one token at a time",
+        &base_floor,
+    );
     let base = agreement(&reference, &candle_logits(edge, &tokens, None));
     report("base: candle vs llama.cpp", &base);
     // Top-1 agreement is bounded by llama.cpp's agreement with itself less
@@ -115,7 +199,10 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
     // (97.1-98.4% against candle, 96.8-97.4% against itself, seen on
     // machines of this project; docs/edge.md). The KL bound is absolute.
     assert!(base.mean_kl <= 0.02, "{base:?}");
-    assert!(base.top1 >= base_floor.top1 - 0.01, "{base:?} vs llama.cpp's own {base_floor:?}");
+    assert!(
+        base.top1 >= base_floor.top1 - 0.01,
+        "{base:?} vs llama.cpp's own {base_floor:?}"
+    );
 
     // Adapters need a model of their own (the shared one stays plain).
     let mut model = Model::load(&path).unwrap();
@@ -123,14 +210,23 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
     // top-1 agreement at this level moves by a point with any change of
     // rounding, and one larger LoRA that clearly moves the model.
     for (relative, seed) in [(0.01, 7), (0.01, 1), (0.01, 2), (0.1, 7)] {
-        let label = format!("random LoRA r=16, {}% of |W|, seed {seed}", relative * 100.0);
+        let label = format!(
+            "random LoRA r=16, {}% of |W|, seed {seed}",
+            relative * 100.0
+        );
         let (deltas, pairs) = random_lora(edge, &Target::FFN, 16, relative, seed).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let adapter_path = dir.path().join("random.gguf");
         // alpha = rank gives llama.cpp the same scale (alpha / r = 1) as candle.
         write_lora_adapter(&adapter_path, "gemma3", 16.0, &pairs).unwrap();
         let mut adapter = model.load_adapter(&adapter_path).unwrap();
-        let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+        let mut session = model
+            .session(
+                SessionParams::default()
+                    .with_n_ctx(2048)
+                    .with_prefix_reuse(false),
+            )
+            .unwrap();
         session.set_adapter(&mut adapter, 1.0).unwrap();
         let adapted_llama = session.logits(&tokens, &positions).unwrap();
         let adapted_candle = candle_logits(edge, &tokens, Some(&deltas));
@@ -149,7 +245,10 @@ fn candle_matches_llama_cpp_with_and_without_lora() {
         // on 100%, so the gap is llama.cpp's 8-bit rounding of activations
         // deciding near-ties (docs/edge.md, "Top-1 agreement and
         // llama.cpp's rounding").
-        assert!(lora.top1 >= base_floor.top1 - 0.01, "{lora:?} vs {base_floor:?}");
+        assert!(
+            lora.top1 >= base_floor.top1 - 0.01,
+            "{lora:?} vs {base_floor:?}"
+        );
     }
 }
 
@@ -166,7 +265,10 @@ fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
     let f32_path = dir.path().join("edge-f32.gguf");
     write_dequantised(&common::model_path(Role::Edge), MergedType::F32, &f32_path).unwrap();
     let mut f32_model = Model::load(&f32_path).unwrap();
-    let exact = agreement(&llama_logits(&f32_model, tokens), &candle_logits(edge, tokens, None));
+    let exact = agreement(
+        &llama_logits(&f32_model, tokens),
+        &candle_logits(edge, tokens, None),
+    );
     report("base: candle vs llama.cpp on the F32 copy", &exact);
     assert!(exact.top1 >= 0.99 && exact.mean_kl <= 1e-3, "{exact:?}");
 
@@ -174,10 +276,25 @@ fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
     let adapter_path = dir.path().join("random.gguf");
     write_lora_adapter(&adapter_path, "gemma3", 16.0, &pairs).unwrap();
     let mut adapter = f32_model.load_adapter(&adapter_path).unwrap();
-    let mut session = f32_model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+    let mut session = f32_model
+        .session(
+            SessionParams::default()
+                .with_n_ctx(2048)
+                .with_prefix_reuse(false),
+        )
+        .unwrap();
     session.set_adapter(&mut adapter, 1.0).unwrap();
     let positions: Vec<usize> = (0..tokens.len()).collect();
-    let adapted = agreement(&session.logits(tokens, &positions).unwrap(), &candle_logits(edge, tokens, Some(&deltas)));
-    report("random LoRA r=16, 10% of |W|: candle vs llama.cpp on the F32 copy", &adapted);
-    assert!(adapted.top1 >= 0.99 && adapted.mean_kl <= 1e-3, "{adapted:?}");
+    let adapted = agreement(
+        &session.logits(tokens, &positions).unwrap(),
+        &candle_logits(edge, tokens, Some(&deltas)),
+    );
+    report(
+        "random LoRA r=16, 10% of |W|: candle vs llama.cpp on the F32 copy",
+        &adapted,
+    );
+    assert!(
+        adapted.top1 >= 0.99 && adapted.mean_kl <= 1e-3,
+        "{adapted:?}"
+    );
 }

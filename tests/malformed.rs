@@ -19,8 +19,19 @@ use loragen::generator::merge::{write_merged, MergedType};
 
 /// The byte offset just past `needle` in `bytes`; the needle must occur once.
 fn find_once(bytes: &[u8], needle: &[u8]) -> usize {
-    let hits: Vec<usize> = bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
-    assert_eq!(hits.len(), 1, "needle {:?} found {} times", String::from_utf8_lossy(needle), hits.len());
+    let hits: Vec<usize> = bytes
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "needle {:?} found {} times",
+        String::from_utf8_lossy(needle),
+        hits.len()
+    );
     hits[0] + needle.len()
 }
 
@@ -38,7 +49,10 @@ fn header_len(path: &Path) -> usize {
 fn with_u32_key(base: &[u8], key: &str, value: u32) -> Vec<u8> {
     let mut bytes = base.to_vec();
     // key, then the value type 4 (UINT32), then the value.
-    let at = find_once(&bytes[..1 << 20], &[gguf_str(key), 4u32.to_le_bytes().to_vec()].concat());
+    let at = find_once(
+        &bytes[..1 << 20],
+        &[gguf_str(key), 4u32.to_le_bytes().to_vec()].concat(),
+    );
     bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
     bytes
 }
@@ -47,7 +61,10 @@ fn with_u32_key(base: &[u8], key: &str, value: u32) -> Vec<u8> {
 /// data size is unchanged, only the shape is wrong.
 fn with_swapped_dims(base: &[u8], tensor: &str) -> Vec<u8> {
     let mut bytes = base.to_vec();
-    let at = find_once(&bytes[..header_len_of(base)], &[gguf_str(tensor), 2u32.to_le_bytes().to_vec()].concat());
+    let at = find_once(
+        &bytes[..header_len_of(base)],
+        &[gguf_str(tensor), 2u32.to_le_bytes().to_vec()].concat(),
+    );
     let (d0, d1) = (bytes[at..at + 8].to_vec(), bytes[at + 8..at + 16].to_vec());
     bytes[at..at + 8].copy_from_slice(&d1);
     bytes[at + 8..at + 16].copy_from_slice(&d0);
@@ -78,18 +95,40 @@ fn files() -> Files {
     let p = |name: &str| dir.path().join(name);
     let header = header_len(&base_path);
     std::fs::write(p("truncated.gguf"), &base[..header + 4096]).unwrap();
-    std::fs::write(p("wrong-shape.gguf"), with_swapped_dims(&base, "blk.0.ffn_gate.weight")).unwrap();
-    std::fs::write(p("zero-heads.gguf"), with_u32_key(&base, "gemma3.attention.head_count", 0)).unwrap();
-    std::fs::write(p("bad-kv-heads.gguf"), with_u32_key(&base, "gemma3.attention.head_count_kv", 3)).unwrap();
+    std::fs::write(
+        p("wrong-shape.gguf"),
+        with_swapped_dims(&base, "blk.0.ffn_gate.weight"),
+    )
+    .unwrap();
+    std::fs::write(
+        p("zero-heads.gguf"),
+        with_u32_key(&base, "gemma3.attention.head_count", 0),
+    )
+    .unwrap();
+    std::fs::write(
+        p("bad-kv-heads.gguf"),
+        with_u32_key(&base, "gemma3.attention.head_count_kv", 3),
+    )
+    .unwrap();
     // A small adapter on the first gate projection (2048 x 640).
     let pair = LoraPair {
         weight: "blk.0.ffn_gate.weight".into(),
         a: Tensor::zeros((4, 640), DType::F32, &Device::Cpu).unwrap(),
         b: Tensor::zeros((2048, 4), DType::F32, &Device::Cpu).unwrap(),
     };
-    write_lora_adapter(&p("adapter.gguf"), "gemma3", 4.0, std::slice::from_ref(&pair)).unwrap();
+    write_lora_adapter(
+        &p("adapter.gguf"),
+        "gemma3",
+        4.0,
+        std::slice::from_ref(&pair),
+    )
+    .unwrap();
     let adapter = std::fs::read(p("adapter.gguf")).unwrap();
-    std::fs::write(p("truncated-adapter.gguf"), &adapter[..adapter.len() - 1000]).unwrap();
+    std::fs::write(
+        p("truncated-adapter.gguf"),
+        &adapter[..adapter.len() - 1000],
+    )
+    .unwrap();
     write_lora_adapter(&p("qwen-adapter.gguf"), "qwen2", 4.0, &[pair]).unwrap();
     Files {
         truncated: p("truncated.gguf"),
@@ -107,7 +146,10 @@ fn files() -> Files {
 fn assert_names(err: &dyn std::fmt::Display, file: &Path, problem: &str) {
     let text = err.to_string();
     let name = file.file_name().unwrap().to_string_lossy();
-    assert!(text.contains(name.as_ref()) && text.contains(problem), "expected `{name}` and `{problem}` in: {text}");
+    assert!(
+        text.contains(name.as_ref()) && text.contains(problem),
+        "expected `{name}` and `{problem}` in: {text}"
+    );
 }
 
 #[test]
@@ -117,35 +159,92 @@ fn malformed_gguf_files_are_clear_errors_in_every_loader() {
     let adapter = read_lora_adapter(&f.adapter).unwrap();
 
     // Truncated: the header is whole, the tensor data cut short.
-    assert_names(&Model::load(&f.truncated).unwrap_err(), &f.truncated, "truncated");
-    assert_names(&EdgeModel::load(&f.truncated, &Device::Cpu).unwrap_err(), &f.truncated, "truncated");
-    assert_names(&write_merged(&f.truncated, &adapter, 1.0, MergedType::Q8_0, &f.out).unwrap_err(), &f.truncated, "truncated");
-    assert_names(&read_lora_adapter(&f.truncated_adapter).unwrap_err(), &f.truncated_adapter, "truncated");
+    assert_names(
+        &Model::load(&f.truncated).unwrap_err(),
+        &f.truncated,
+        "truncated",
+    );
+    assert_names(
+        &EdgeModel::load(&f.truncated, &Device::Cpu).unwrap_err(),
+        &f.truncated,
+        "truncated",
+    );
+    assert_names(
+        &write_merged(&f.truncated, &adapter, 1.0, MergedType::Q8_0, &f.out).unwrap_err(),
+        &f.truncated,
+        "truncated",
+    );
+    assert_names(
+        &read_lora_adapter(&f.truncated_adapter).unwrap_err(),
+        &f.truncated_adapter,
+        "truncated",
+    );
     let mut model = Model::load(&base).unwrap();
-    assert_names(&model.load_adapter(&f.truncated_adapter).unwrap_err(), &f.truncated_adapter, "truncated");
+    assert_names(
+        &model.load_adapter(&f.truncated_adapter).unwrap_err(),
+        &f.truncated_adapter,
+        "truncated",
+    );
 
     // A tensor whose shape contradicts the metadata.
-    assert_names(&Model::load(&f.wrong_shape).unwrap_err(), &f.wrong_shape, "blk.0.ffn_gate.weight");
-    assert_names(&EdgeModel::load(&f.wrong_shape, &Device::Cpu).unwrap_err(), &f.wrong_shape, "blk.0.ffn_gate.weight");
-    assert_names(&write_merged(&f.wrong_shape, &adapter, 1.0, MergedType::Q8_0, &f.out).unwrap_err(), &f.wrong_shape, "blk.0.ffn_gate.weight");
+    assert_names(
+        &Model::load(&f.wrong_shape).unwrap_err(),
+        &f.wrong_shape,
+        "blk.0.ffn_gate.weight",
+    );
+    assert_names(
+        &EdgeModel::load(&f.wrong_shape, &Device::Cpu).unwrap_err(),
+        &f.wrong_shape,
+        "blk.0.ffn_gate.weight",
+    );
+    assert_names(
+        &write_merged(&f.wrong_shape, &adapter, 1.0, MergedType::Q8_0, &f.out).unwrap_err(),
+        &f.wrong_shape,
+        "blk.0.ffn_gate.weight",
+    );
 
     // Metadata with zero heads, or query heads not a multiple of the KV heads.
     // llama.cpp derives the tensor shapes from the head counts and says so.
-    assert_names(&Model::load(&f.zero_heads).unwrap_err(), &f.zero_heads, "wrong shape");
-    assert_names(&EdgeModel::load(&f.zero_heads, &Device::Cpu).unwrap_err(), &f.zero_heads, "head_count is 0");
-    assert_names(&Model::load(&f.bad_kv_heads).unwrap_err(), &f.bad_kv_heads, "wrong shape");
-    assert_names(&EdgeModel::load(&f.bad_kv_heads, &Device::Cpu).unwrap_err(), &f.bad_kv_heads, "head_count_kv");
+    assert_names(
+        &Model::load(&f.zero_heads).unwrap_err(),
+        &f.zero_heads,
+        "wrong shape",
+    );
+    assert_names(
+        &EdgeModel::load(&f.zero_heads, &Device::Cpu).unwrap_err(),
+        &f.zero_heads,
+        "head_count is 0",
+    );
+    assert_names(
+        &Model::load(&f.bad_kv_heads).unwrap_err(),
+        &f.bad_kv_heads,
+        "wrong shape",
+    );
+    assert_names(
+        &EdgeModel::load(&f.bad_kv_heads, &Device::Cpu).unwrap_err(),
+        &f.bad_kv_heads,
+        "head_count_kv",
+    );
 
     // A LoRA adapter made for another architecture.
-    assert_names(&model.load_adapter(&f.qwen_adapter).unwrap_err(), &f.qwen_adapter, "LoRA adapter");
+    assert_names(
+        &model.load_adapter(&f.qwen_adapter).unwrap_err(),
+        &f.qwen_adapter,
+        "LoRA adapter",
+    );
     let qwen = read_lora_adapter(&f.qwen_adapter).unwrap();
-    let err = write_merged(&base, &qwen, 1.0, MergedType::Q8_0, &f.out).unwrap_err().to_string();
+    let err = write_merged(&base, &qwen, 1.0, MergedType::Q8_0, &f.out)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`qwen2`") && err.contains("`gemma3`"), "{err}");
     assert!(!f.out.exists(), "a failed merge must write nothing");
 }
 
 fn loragen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -155,22 +254,44 @@ fn malformed_corpus_and_record_files_are_clear_errors() {
 
     // GPT4Tools files with wrong types.
     for (name, text, problem) in [
-        ("not-array.json", r#"{"instruction": "x"}"#, "not-array.json"),
-        ("output-number.json", r#"[{"id": 1, "instruction": "x", "output": 5}]"#, "output"),
-        ("id-object.json", r#"[{"id": {}, "instruction": "x", "output": "y"}]"#, "`id`"),
+        (
+            "not-array.json",
+            r#"{"instruction": "x"}"#,
+            "not-array.json",
+        ),
+        (
+            "output-number.json",
+            r#"[{"id": 1, "instruction": "x", "output": 5}]"#,
+            "output",
+        ),
+        (
+            "id-object.json",
+            r#"[{"id": {}, "instruction": "x", "output": "y"}]"#,
+            "`id`",
+        ),
     ] {
         std::fs::write(p(name), text).unwrap();
-        let err = loragen::gpt4tools::dataset::load(&p(name)).unwrap_err().to_string();
+        let err = loragen::gpt4tools::dataset::load(&p(name))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(name) && err.contains(problem), "{name}: {err}");
     }
 
     // Generic tools and queries with wrong types.
-    std::fs::write(p("tools.json"), r#"[{"name": "f", "description": "d", "parameters": {"type": "object"}}]"#).unwrap();
+    std::fs::write(
+        p("tools.json"),
+        r#"[{"name": "f", "description": "d", "parameters": {"type": "object"}}]"#,
+    )
+    .unwrap();
     std::fs::write(p("bad-tools.json"), r#"[{"name": 3, "parameters": {}}]"#).unwrap();
-    let err = loragen::gpt4tools::generic::ToolSet::load(&p("bad-tools.json")).unwrap_err().to_string();
+    let err = loragen::gpt4tools::generic::ToolSet::load(&p("bad-tools.json"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bad-tools.json"), "{err}");
     std::fs::write(p("queries.jsonl"), "{\"id\": \"a_0\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n{\"id\": \"a_1\", \"messages\": \"hi\"}\n").unwrap();
-    let err = loragen::gpt4tools::generic::load_queries(&p("queries.jsonl")).unwrap_err().to_string();
+    let err = loragen::gpt4tools::generic::load_queries(&p("queries.jsonl"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("queries.jsonl") && err.contains('2'), "{err}");
 
     // A records file with a garbage line, through the CLI that reads it.
@@ -178,22 +299,46 @@ fn malformed_corpus_and_record_files_are_clear_errors() {
     std::fs::write(&data, r#"[{"id": 1, "instruction": "x", "output": "Thought: Do I need to use a tool? No\nAI: y"}]"#).unwrap();
     let run = p("run");
     std::fs::create_dir(&run).unwrap();
-    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&data).unwrap()));
+    let sha = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&data).unwrap())
+    );
     let meta = serde_json::json!({"data": data, "data_sha256": sha, "constrained": false, "max_tokens": 8});
     std::fs::write(run.join("run.json"), meta.to_string()).unwrap();
     std::fs::write(run.join("records.jsonl"), "this is not a record\n").unwrap();
-    let out = loragen(&["bench", "gpt4tools", "--rescore", "--out", run.to_str().unwrap()]);
+    let out = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--rescore",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("records.jsonl: record 1"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("records.jsonl: record 1"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // The same through eval's record log.
     std::fs::write(p("eval.jsonl"), "{\"id\": \"a_0\"}\n").unwrap();
-    std::fs::write(p("queries-ok.jsonl"), "{\"id\": \"a_0\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").unwrap();
+    std::fs::write(
+        p("queries-ok.jsonl"),
+        "{\"id\": \"a_0\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+    )
+    .unwrap();
     let out = loragen(&[
-        "eval", "--tools", p("tools.json").to_str().unwrap(), "--queries", p("queries-ok.jsonl").to_str().unwrap(), "--out",
+        "eval",
+        "--tools",
+        p("tools.json").to_str().unwrap(),
+        "--queries",
+        p("queries-ok.jsonl").to_str().unwrap(),
+        "--out",
         p("eval.jsonl").to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("eval.jsonl: record 1"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("eval.jsonl: record 1"),
+        "{stderr}"
+    );
 }

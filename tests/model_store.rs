@@ -32,7 +32,10 @@ fn write_wheel(dir: &Path, package: &str, version: &str, member: &str, data: &[u
 
 /// A two-chunk model whose wheels live in `wheels`.
 fn fixture(wheels: &Path, tag: &str) -> ModelSpec {
-    let parts: [&[u8]; 2] = [b"GGUF first chunk of a tiny model, ", b"and the second chunk."];
+    let parts: [&[u8]; 2] = [
+        b"GGUF first chunk of a tiny model, ",
+        b"and the second chunk.",
+    ];
     let mut chunks = Vec::new();
     let mut hasher = Sha256::new();
     for (i, data) in parts.iter().enumerate() {
@@ -40,9 +43,17 @@ fn fixture(wheels: &Path, tag: &str) -> ModelSpec {
         let member = format!("{}/data/model.part{i:02}", package.replace('-', "_"));
         write_wheel(wheels, &package, "1.0.0", &member, data);
         hasher.update(data);
-        chunks.push(Chunk { package, version: "1.0.0".into(), member });
+        chunks.push(Chunk {
+            package,
+            version: "1.0.0".into(),
+            member,
+        });
     }
-    let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     ModelSpec {
         role: Role::Edge,
         name: "tiny test model".into(),
@@ -57,7 +68,11 @@ fn fixture(wheels: &Path, tag: &str) -> ModelSpec {
 fn offline_store(home: &Path, wheels: &Path) -> ModelStore {
     ModelStore::new(home)
         .with_progress(false)
-        .with_pip_args(vec!["--no-index".into(), "--find-links".into(), wheels.display().to_string()])
+        .with_pip_args(vec![
+            "--no-index".into(),
+            "--find-links".into(),
+            wheels.display().to_string(),
+        ])
 }
 
 #[test]
@@ -68,7 +83,10 @@ fn fetch_assembles_verifies_and_second_fetch_is_a_no_op() {
     assert_eq!(store.presence(&spec), Presence::Missing);
     assert_eq!(store.fetch(&spec).unwrap(), FetchOutcome::Fetched);
     let bytes = fs::read(store.path_of(&spec)).unwrap();
-    assert_eq!(bytes, b"GGUF first chunk of a tiny model, and the second chunk.");
+    assert_eq!(
+        bytes,
+        b"GGUF first chunk of a tiny model, and the second chunk."
+    );
     assert_eq!(store.presence(&spec), Presence::Verified);
     // With the wheels gone, a second fetch can only succeed by doing nothing.
     drop(wheels);
@@ -86,7 +104,11 @@ fn corrupted_file_is_detected_removed_and_fetched_again() {
     bytes[10] ^= 0xff;
     fs::write(&path, &bytes).unwrap();
 
-    assert_eq!(store.presence(&spec), Presence::Unverified, "the stamp must notice the rewrite");
+    assert_eq!(
+        store.presence(&spec),
+        Presence::Unverified,
+        "the stamp must notice the rewrite"
+    );
     let err = store.verify(&spec).unwrap_err();
     assert!(matches!(err, Error::ShaMismatch { .. }), "{err}");
     assert!(err.to_string().contains("deleted"), "{err}");
@@ -103,7 +125,10 @@ fn wrong_checksum_leaves_no_file_under_the_final_name() {
     let store = offline_store(home.path(), wheels.path());
     let err = store.fetch(&spec).unwrap_err();
     assert!(matches!(err, Error::ShaMismatch { .. }), "{err}");
-    let left: Vec<_> = fs::read_dir(store.models_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = fs::read_dir(store.models_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "nothing may be left behind: {left:?}");
 }
 
@@ -115,16 +140,26 @@ fn missing_chunk_missing_package_and_missing_python_are_named() {
     let mut spec = fixture(wheels.path(), "nochunk");
     spec.chunks[1].member = "elsewhere/data/model.part01".into();
     let err = store.fetch(&spec).unwrap_err();
-    assert!(matches!(err, Error::ChunkMissing { ref member, .. } if member == "elsewhere/data/model.part01"), "{err}");
+    assert!(
+        matches!(err, Error::ChunkMissing { ref member, .. } if member == "elsewhere/data/model.part01"),
+        "{err}"
+    );
     assert!(!store.path_of(&spec).exists());
 
     let mut spec = fixture(wheels.path(), "nopkg");
     spec.chunks[0].package = "loragen-test-does-not-exist".into();
     let err = store.fetch(&spec).unwrap_err();
-    assert!(matches!(err, Error::PackageNotFound { ref package, .. } if package == "loragen-test-does-not-exist"), "{err}");
+    assert!(
+        matches!(err, Error::PackageNotFound { ref package, .. } if package == "loragen-test-does-not-exist"),
+        "{err}"
+    );
 
     let spec = fixture(wheels.path(), "nopython");
-    let err = store.clone().with_python("/nonexistent/python3").fetch(&spec).unwrap_err();
+    let err = store
+        .clone()
+        .with_python("/nonexistent/python3")
+        .fetch(&spec)
+        .unwrap_err();
     assert!(matches!(err, Error::PythonMissing { .. }), "{err}");
 }
 
@@ -144,10 +179,16 @@ fn overrides_must_be_gguf() {
     let store = ModelStore::new(tmp.path());
     let choice = loragen::agent::store::ModelChoice::Role(Role::Edge);
     let err = store.resolve(&choice, None).unwrap_err();
-    assert!(matches!(err, Error::NotFetched { .. }) && err.to_string().contains("loragen models fetch"), "{err}");
+    assert!(
+        matches!(err, Error::NotFetched { .. }) && err.to_string().contains("loragen models fetch"),
+        "{err}"
+    );
     let text = tmp.path().join("notes.txt");
     fs::write(&text, "hello").unwrap();
-    assert!(matches!(store.resolve(&choice, Some(&text)), Err(Error::NotGguf { .. })));
+    assert!(matches!(
+        store.resolve(&choice, Some(&text)),
+        Err(Error::NotGguf { .. })
+    ));
     let fake = tmp.path().join("fake.gguf");
     fs::write(&fake, b"GGUF\x03\0\0\0").unwrap();
     assert_eq!(store.resolve(&choice, Some(&fake)).unwrap(), fake);

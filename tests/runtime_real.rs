@@ -7,7 +7,10 @@ use loragen::agent::runtime::{FinishReason, GenerateParams, Model, SessionParams
 use loragen::generator::gguf_lora::{weight_shapes, write_lora_adapter, LoraPair};
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 
-const IMAGE: Option<(&str, &str)> = Some(("image/kdwpqzla.png", "Two dogs playing with a ball on green grass."));
+const IMAGE: Option<(&str, &str)> = Some((
+    "image/kdwpqzla.png",
+    "Two dogs playing with a ball on green grass.",
+));
 
 fn prompt(request: &str) -> String {
     render_instruction(&TOOLS[..4], IMAGE, request)
@@ -18,8 +21,16 @@ fn greedy(n: usize) -> GenerateParams {
 }
 
 fn fresh_completion(model: &Model, text: &str, n: usize) -> Vec<i32> {
-    let mut session = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
-    session.generate(text, &greedy(n)).unwrap().tokens.iter().map(|t| t.0).collect()
+    let mut session = model
+        .session(SessionParams::default().with_n_ctx(2048))
+        .unwrap();
+    session
+        .generate(text, &greedy(n))
+        .unwrap()
+        .tokens
+        .iter()
+        .map(|t| t.0)
+        .collect()
 }
 
 #[test]
@@ -30,7 +41,10 @@ fn both_default_models_generate_deterministically() {
         let first = fresh_completion(model, &text, 24);
         let second = fresh_completion(model, &text, 24);
         assert!(!first.is_empty(), "{arch}: empty completion");
-        assert_eq!(first, second, "{arch}: greedy decoding differs between runs");
+        assert_eq!(
+            first, second,
+            "{arch}: greedy decoding differs between runs"
+        );
     }
 }
 
@@ -45,37 +59,81 @@ fn prefix_reuse_matches_a_full_prefill() {
     let warm_up = prompt("Remove the ball from the photo.");
     let target = prompt("What colour is the grass?");
     let tokens = model.tokenize(&target, true);
-    let shared = model.tokenize(&warm_up, true).iter().zip(&tokens).take_while(|(a, b)| a == b).count();
-    assert!(shared > tokens.len() / 2, "the two prompts share their system part");
+    let shared = model
+        .tokenize(&warm_up, true)
+        .iter()
+        .zip(&tokens)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(
+        shared > tokens.len() / 2,
+        "the two prompts share their system part"
+    );
 
-    let mut reusing = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    let mut reusing = model
+        .session(SessionParams::default().with_n_ctx(2048))
+        .unwrap();
     reusing.generate(&warm_up, &greedy(8)).unwrap();
     let reused = reusing.generate(&target, &greedy(4)).unwrap();
-    assert_eq!(reused.stats.reused_tokens, shared, "exactly the shared prefix comes from the cache: {}", reused.stats);
+    assert_eq!(
+        reused.stats.reused_tokens, shared,
+        "exactly the shared prefix comes from the cache: {}",
+        reused.stats
+    );
 
     // The first eight new positions, computed on top of the cached prefix
     // (which the warm-up computed) and in a cold session.
     let positions: Vec<usize> = (shared..tokens.len()).take(8).collect();
     let warm = reusing.logits(&tokens, &positions).unwrap();
-    let mut cold = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+    let mut cold = model
+        .session(
+            SessionParams::default()
+                .with_n_ctx(2048)
+                .with_prefix_reuse(false),
+        )
+        .unwrap();
     let full = cold.logits(&tokens, &positions).unwrap();
     let a = loragen::generator::edge::parity::agreement(&full, &warm);
-    println!("prefix reuse vs full prefill at {} new positions: {a:?}", positions.len());
-    assert!(a.max_kl <= 0.01, "reused prefix changed the next-token distributions: {a:?}");
+    println!(
+        "prefix reuse vs full prefill at {} new positions: {a:?}",
+        positions.len()
+    );
+    assert!(
+        a.max_kl <= 0.01,
+        "reused prefix changed the next-token distributions: {a:?}"
+    );
 }
 
 #[test]
 fn stop_strings_and_token_limits_end_generation() {
     let model = common::edge();
     // Without reuse both calls run the same kernels, so greedy output repeats.
-    let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_prefix_reuse(false)).unwrap();
+    let mut session = model
+        .session(
+            SessionParams::default()
+                .with_n_ctx(2048)
+                .with_prefix_reuse(false),
+        )
+        .unwrap();
     let text = prompt("Find the ball in the picture.");
     let free = session.generate(&text, &greedy(40)).unwrap();
-    assert_eq!(free.finish, FinishReason::MaxTokens, "needs 40 free tokens to cut: {:?}", free.text);
+    assert_eq!(
+        free.finish,
+        FinishReason::MaxTokens,
+        "needs 40 free tokens to cut: {:?}",
+        free.text
+    );
     // Stop on a piece of text the model is known to produce.
-    let cut_at = free.text.char_indices().nth(free.text.chars().count() / 2).unwrap().0;
+    let cut_at = free
+        .text
+        .char_indices()
+        .nth(free.text.chars().count() / 2)
+        .unwrap()
+        .0;
     let stop: String = free.text[cut_at..].chars().take(3).collect();
-    let stopped = session.generate(&text, &greedy(40).with_stop([stop.clone()])).unwrap();
+    let stopped = session
+        .generate(&text, &greedy(40).with_stop([stop.clone()]))
+        .unwrap();
     assert_eq!(stopped.finish, FinishReason::Stop(stop.clone()));
     assert!(free.text.starts_with(&stopped.text) && !stopped.text.contains(&stop));
 }
@@ -93,8 +151,18 @@ fn zero_delta_adapter_reproduces_the_base_model() {
         .map(|(name, (n_out, n_in))| LoraPair {
             weight: name.clone(),
             // A is non-trivial; B is zero, so every delta B·A is exactly zero.
-            a: candle_core::Tensor::ones((rank, *n_in), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
-            b: candle_core::Tensor::zeros((*n_out, rank), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+            a: candle_core::Tensor::ones(
+                (rank, *n_in),
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap(),
+            b: candle_core::Tensor::zeros(
+                (*n_out, rank),
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap(),
         })
         .collect();
     write_lora_adapter(&adapter_path, "gemma3", rank as f32, &pairs).unwrap();
@@ -103,18 +171,29 @@ fn zero_delta_adapter_reproduces_the_base_model() {
     // A separate model instance keeps the adapter out of the shared one.
     let mut model = Model::load(&path).unwrap();
     let mut adapter = model.load_adapter(&adapter_path).unwrap();
-    let mut session = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    let mut session = model
+        .session(SessionParams::default().with_n_ctx(2048))
+        .unwrap();
     let base = session.generate(&text, &greedy(24)).unwrap();
     session.set_adapter(&mut adapter, 1.0).unwrap();
     let adapted = session.generate(&text, &greedy(24)).unwrap();
-    assert_eq!(adapted.stats.reused_tokens, 0, "attaching an adapter must invalidate the cache");
-    assert_eq!(base.tokens, adapted.tokens, "a zero adapter changed the output");
+    assert_eq!(
+        adapted.stats.reused_tokens, 0,
+        "attaching an adapter must invalidate the cache"
+    );
+    assert_eq!(
+        base.tokens, adapted.tokens,
+        "a zero adapter changed the output"
+    );
     // Exactly, not just the same greedy tokens: every logit is bit-identical.
     let tokens = model.tokenize(&text, true);
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let with_zero = session.logits(&tokens, &positions).unwrap();
     session.remove_adapter(&mut adapter).unwrap();
-    assert_eq!(session.generate(&text, &greedy(24)).unwrap().tokens, base.tokens);
+    assert_eq!(
+        session.generate(&text, &greedy(24)).unwrap().tokens,
+        base.tokens
+    );
     let without = session.logits(&tokens, &positions).unwrap();
     assert!(with_zero == without, "a zero adapter changed the logits");
 }
@@ -133,7 +212,13 @@ fn adapter_for_another_architecture_is_a_clear_error() {
 #[test]
 fn hidden_states_have_the_model_width_and_are_finite() {
     for model in [common::edge(), common::cloud()] {
-        let mut session = model.session(SessionParams::default().with_n_ctx(2048).with_embeddings(true)).unwrap();
+        let mut session = model
+            .session(
+                SessionParams::default()
+                    .with_n_ctx(2048)
+                    .with_embeddings(true),
+            )
+            .unwrap();
         let tokens = model.tokenize(&prompt("Describe the image."), true);
         let positions = [0, tokens.len() / 2, tokens.len() - 1];
         let states = session.hidden_states(&tokens, &positions).unwrap();
@@ -151,13 +236,20 @@ fn hidden_states_have_the_model_width_and_are_finite() {
         // by direction.
         let again = session.hidden_states(&tokens, &positions[2..]).unwrap();
         let cos = cosine(&again[0], &states[2]);
-        assert!(cos > 0.995, "warm and cold hidden states disagree: cosine {cos}");
+        assert!(
+            cos > 0.995,
+            "warm and cold hidden states disagree: cosine {cos}"
+        );
         assert!(cosine(&states[1], &states[2]) < cos);
     }
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
@@ -165,13 +257,23 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn grammar_restricts_output_to_the_allowed_calls() {
     let model = common::edge();
-    let mut session = model.session(SessionParams::default().with_n_ctx(2048)).unwrap();
+    let mut session = model
+        .session(SessionParams::default().with_n_ctx(2048))
+        .unwrap();
     let grammar = r#"root ::= "Action: " ("Segment the Image" | "Get Photo Description") "\n""#;
     let params = greedy(32).with_grammar(Some(grammar.to_owned()));
-    for request in ["Segment the picture.", "What is in this photo?", "Tell me a joke."] {
+    for request in [
+        "Segment the picture.",
+        "What is in this photo?",
+        "Tell me a joke.",
+    ] {
         let out = session.generate(&prompt(request), &params).unwrap();
         assert!(
-            ["Action: Segment the Image\n", "Action: Get Photo Description\n"].contains(&out.text.as_str()),
+            [
+                "Action: Segment the Image\n",
+                "Action: Get Photo Description\n"
+            ]
+            .contains(&out.text.as_str()),
             "grammar violated: {:?}",
             out.text
         );

@@ -38,7 +38,11 @@ pub enum Error {
 
     /// The assembled or cached file does not have the published checksum.
     #[error("sha256 mismatch for {}: expected {expected}, got {actual}; the bad file was deleted", path.display())]
-    ShaMismatch { path: PathBuf, expected: String, actual: String },
+    ShaMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 
     /// The disk filled up while writing.
     #[error("disk full while writing {}", path.display())]
@@ -46,7 +50,10 @@ pub enum Error {
 
     /// The cache directory cannot be created or written.
     #[error("cache directory {} is not writable: {source}", dir.display())]
-    NotWritable { dir: PathBuf, source: std::io::Error },
+    NotWritable {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A default model has not been fetched yet.
     #[error("the {role} model is not in the cache ({}); run `loragen models fetch`", path.display())]
@@ -54,7 +61,10 @@ pub enum Error {
 
     /// A user-supplied model path cannot be read.
     #[error("cannot read model file {}: {source}", path.display())]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A user-supplied model path is not a GGUF file.
     #[error("{} is not a GGUF file (bad magic bytes)", path.display())]
@@ -70,7 +80,10 @@ pub enum Error {
 
     /// Another I/O failure, with the path involved.
     #[error("I/O error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// llama.cpp failed to load a model or adapter.
     #[error("llama.cpp could not load {}: {detail}", path.display())]
@@ -105,12 +118,18 @@ impl Error {
     }
 
     pub(crate) fn llama(stage: &'static str, e: impl std::fmt::Display) -> Self {
-        Error::Llama { stage, detail: e.to_string() }
+        Error::Llama {
+            stage,
+            detail: e.to_string(),
+        }
     }
 }
 
 impl From<loragen_tools::atomic::WriteError> for Error {
     fn from(e: loragen_tools::atomic::WriteError) -> Self {
-        Error::Io { path: e.path, source: e.source }
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
     }
 }

@@ -27,23 +27,36 @@ pub fn call_grammar(tools: &ToolRegistry) -> Result<String> {
                 // rest of the line. Lengths are bounded so a call always
                 // finishes within the agent's token limit.
                 let head = format!(r#"{prefix}field ::= [^,\n]{{1,64}}"#);
-                let body = (1..fields).map(|_| format!(r#"{prefix}field ", " "#)).collect::<String>();
+                let body = (1..fields)
+                    .map(|_| format!(r#"{prefix}field ", " "#))
+                    .collect::<String>();
                 rules.push(head);
                 rules.push(format!(r#"{prefix}args ::= {body}[^\n]{{1,96}}"#));
                 format!("{prefix}args")
             }
             InputKind::Json => {
-                let schema = serde_json::to_string(&spec.parameters).map_err(|e| Error::Grammar { detail: e.to_string() })?;
-                let gbnf = llama_cpp_2::json_schema_to_grammar(&schema)
-                    .map_err(|e| Error::Grammar { detail: format!("schema of `{}`: {e}", spec.name) })?;
+                let schema =
+                    serde_json::to_string(&spec.parameters).map_err(|e| Error::Grammar {
+                        detail: e.to_string(),
+                    })?;
+                let gbnf =
+                    llama_cpp_2::json_schema_to_grammar(&schema).map_err(|e| Error::Grammar {
+                        detail: format!("schema of `{}`: {e}", spec.name),
+                    })?;
                 rules.push(prefix_rules(&gbnf, &prefix));
                 format!("{prefix}root")
             }
         };
-        rules.push(format!(r#"{prefix}call ::= {} "\nAction Input: " {args} "\n""#, gbnf_string(&spec.name)));
+        rules.push(format!(
+            r#"{prefix}call ::= {} "\nAction Input: " {args} "\n""#,
+            gbnf_string(&spec.name)
+        ));
         alternatives.push(format!("{prefix}call"));
     }
-    rules.push(format!(r#"yes ::= "Yes\nAction: " ({})"#, alternatives.join(" | ")));
+    rules.push(format!(
+        r#"yes ::= "Yes\nAction: " ({})"#,
+        alternatives.join(" | ")
+    ));
     Ok(rules.join("\n") + "\n")
 }
 

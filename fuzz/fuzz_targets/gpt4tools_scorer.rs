@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(v.is_finite() && (0.0..=1.0).contains(&v), "{s:?}");
     }
     if s.acc == 1.0 {
-        assert!(s.thought_acc == 1.0 && s.action_acc == 1.0 && s.action_args_acc >= 0.5, "{s:?}");
+        assert!(
+            s.thought_acc == 1.0 && s.action_acc == 1.0 && s.action_args_acc >= 0.5,
+            "{s:?}"
+        );
     }
 });

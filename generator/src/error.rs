@@ -14,11 +14,18 @@ pub enum Error {
     Runtime(#[from] loragen_agent::Error),
 
     #[error("I/O error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A LoRA pair whose shapes cannot belong together.
     #[error("LoRA tensors for `{target}` do not fit: A is {a:?}, B is {b:?} (expected A (r, in) and B (out, r))")]
-    LoraShape { target: String, a: Vec<usize>, b: Vec<usize> },
+    LoraShape {
+        target: String,
+        a: Vec<usize>,
+        b: Vec<usize>,
+    },
 
     /// Settings or inputs that cannot work together.
     #[error("{0}")]
@@ -31,6 +38,9 @@ pub enum Error {
 
 impl From<loragen_tools::atomic::WriteError> for Error {
     fn from(e: loragen_tools::atomic::WriteError) -> Self {
-        Error::Io { path: e.path, source: e.source }
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
     }
 }

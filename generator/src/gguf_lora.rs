@@ -14,9 +14,9 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
+use crate::error::{Error, Result};
 use loragen_agent::store::read_gguf;
 use loragen_tools::atomic::write_atomic_with;
-use crate::error::{Error, Result};
 
 /// One adapted weight: the base tensor name (e.g. `blk.3.ffn_up.weight`)
 /// and its low-rank factors.
@@ -36,10 +36,20 @@ pub fn write_lora_adapter(path: &Path, arch: &str, alpha: f32, pairs: &[LoraPair
     for pair in pairs {
         let (a, b) = (pair.a.dims(), pair.b.dims());
         if a.len() != 2 || b.len() != 2 || a[0] != b[1] {
-            return Err(Error::LoraShape { target: pair.weight.clone(), a: a.to_vec(), b: b.to_vec() });
+            return Err(Error::LoraShape {
+                target: pair.weight.clone(),
+                a: a.to_vec(),
+                b: b.to_vec(),
+            });
         }
-        named.push((format!("{}.lora_a", pair.weight), QTensor::quantize(&pair.a, GgmlDType::F32)?));
-        named.push((format!("{}.lora_b", pair.weight), QTensor::quantize(&pair.b, GgmlDType::F32)?));
+        named.push((
+            format!("{}.lora_a", pair.weight),
+            QTensor::quantize(&pair.a, GgmlDType::F32)?,
+        ));
+        named.push((
+            format!("{}.lora_b", pair.weight),
+            QTensor::quantize(&pair.b, GgmlDType::F32)?,
+        ));
     }
     let metadata = [
         ("general.type", Value::String("adapter".into())),
@@ -76,14 +86,21 @@ impl LoraAdapter {
 /// Reads a GGUF LoRA adapter as llama.cpp would: `general.type` must be
 /// `adapter`, `adapter.type` `lora`, and every `X.lora_a` needs its `X.lora_b`.
 pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
-    let bad = |detail: String| Error::Gguf { path: path.to_path_buf(), detail };
+    let bad = |detail: String| Error::Gguf {
+        path: path.to_path_buf(),
+        detail,
+    };
     let (content, mut reader) = read_gguf(path)?;
     let text = |key: &str| match content.metadata.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
-    if text("general.type").as_deref() != Some("adapter") || text("adapter.type").as_deref() != Some("lora") {
-        return Err(bad("not a LoRA adapter (general.type must be `adapter` and adapter.type `lora`)".into()));
+    if text("general.type").as_deref() != Some("adapter")
+        || text("adapter.type").as_deref() != Some("lora")
+    {
+        return Err(bad(
+            "not a LoRA adapter (general.type must be `adapter` and adapter.type `lora`)".into(),
+        ));
     }
     let arch = text("general.architecture").ok_or_else(|| bad("no general.architecture".into()))?;
     let alpha = match content.metadata.get("adapter.lora.alpha") {
@@ -91,7 +108,11 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
         None => 0.0,
         Some(other) => return Err(bad(format!("adapter.lora.alpha is {other:?}, not an f32"))),
     };
-    let mut names: Vec<&String> = content.tensor_infos.keys().filter(|n| n.ends_with(".lora_a")).collect();
+    let mut names: Vec<&String> = content
+        .tensor_infos
+        .keys()
+        .filter(|n| n.ends_with(".lora_a"))
+        .collect();
     names.sort();
     let mut pairs = Vec::with_capacity(names.len());
     for name in names {
@@ -101,15 +122,25 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
             return Err(bad(format!("`{name}` has no `{b_name}`")));
         }
         let device = candle_core::Device::Cpu;
-        let a = content.tensor(&mut reader, name, &device)?.dequantize(&device)?;
-        let b = content.tensor(&mut reader, &b_name, &device)?.dequantize(&device)?;
+        let a = content
+            .tensor(&mut reader, name, &device)?
+            .dequantize(&device)?;
+        let b = content
+            .tensor(&mut reader, &b_name, &device)?
+            .dequantize(&device)?;
         if a.dims().len() != 2 || b.dims().len() != 2 || a.dims()[0] != b.dims()[1] {
-            return Err(Error::LoraShape { target: weight, a: a.dims().to_vec(), b: b.dims().to_vec() });
+            return Err(Error::LoraShape {
+                target: weight,
+                a: a.dims().to_vec(),
+                b: b.dims().to_vec(),
+            });
         }
         pairs.push(LoraPair { weight, a, b });
     }
     if pairs.len() * 2 != content.tensor_infos.len() {
-        return Err(bad("holds tensors that are not `.lora_a`/`.lora_b` pairs".into()));
+        return Err(bad(
+            "holds tensors that are not `.lora_a`/`.lora_b` pairs".into()
+        ));
     }
     Ok(LoraAdapter { arch, alpha, pairs })
 }
@@ -117,9 +148,16 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
 /// Opens a GGUF file and reads its header (metadata and tensor table); the
 /// reader stays open for the tensor data.
 /// Writes a GGUF file that appears under `path` only once complete.
-pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensors: &[(&str, &QTensor)]) -> Result<()> {
+pub(crate) fn write_gguf_atomic(
+    path: &Path,
+    metadata: &[(&str, &Value)],
+    tensors: &[(&str, &QTensor)],
+) -> Result<()> {
     write_atomic_with(path, |tmp| {
-        let io = |source| Error::Io { path: tmp.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: tmp.to_path_buf(),
+            source,
+        };
         let mut out = BufWriter::new(File::create(tmp).map_err(io)?);
         gguf_file::write(&mut out, metadata, tensors)?;
         out.flush().map_err(io)
@@ -128,7 +166,10 @@ pub(crate) fn write_gguf_atomic(path: &Path, metadata: &[(&str, &Value)], tensor
 
 /// Shapes `(n_out, n_in)` of the named 2-D tensors of a GGUF model, in file
 /// order, for the names that `keep` accepts.
-pub fn weight_shapes(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, (usize, usize))>> {
+pub fn weight_shapes(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, (usize, usize))>> {
     let (content, _) = read_gguf(path)?;
     let mut shapes: Vec<(u64, String, (usize, usize))> = content
         .tensor_infos
@@ -140,5 +181,8 @@ pub fn weight_shapes(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<(St
         })
         .collect();
     shapes.sort_by_key(|(offset, ..)| *offset);
-    Ok(shapes.into_iter().map(|(_, name, shape)| (name, shape)).collect())
+    Ok(shapes
+        .into_iter()
+        .map(|(_, name, shape)| (name, shape))
+        .collect())
 }

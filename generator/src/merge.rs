@@ -52,7 +52,11 @@ impl FromStr for MergedType {
         MergedType::ALL
             .into_iter()
             .find(|t| t.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| Error::Config(format!("unknown merged tensor type `{s}` (f32, f16 or q8_0)")))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown merged tensor type `{s}` (f32, f16 or q8_0)"
+                ))
+            })
     }
 }
 
@@ -72,38 +76,70 @@ pub struct MergeSummary {
 
 /// Writes `out`: the model `base` with `adapter` merged into its weights at
 /// adapter scale `scale`, the merged tensors stored as `ty`.
-pub fn write_merged(base: &Path, adapter: &LoraAdapter, scale: f32, ty: MergedType, out: &Path) -> Result<MergeSummary> {
-    let bad = |detail: String| Error::Gguf { path: base.to_path_buf(), detail };
+pub fn write_merged(
+    base: &Path,
+    adapter: &LoraAdapter,
+    scale: f32,
+    ty: MergedType,
+    out: &Path,
+) -> Result<MergeSummary> {
+    let bad = |detail: String| Error::Gguf {
+        path: base.to_path_buf(),
+        detail,
+    };
     let (content, mut reader) = read_gguf(base)?;
     match content.metadata.get("general.architecture") {
         Some(Value::String(arch)) if *arch == adapter.arch => {}
         Some(Value::String(arch)) => {
-            return Err(Error::Config(format!("the adapter is for `{}` but {} is `{arch}`", adapter.arch, base.display())))
+            return Err(Error::Config(format!(
+                "the adapter is for `{}` but {} is `{arch}`",
+                adapter.arch,
+                base.display()
+            )))
         }
         _ => return Err(bad("no general.architecture".into())),
     }
     let mut deltas = HashMap::with_capacity(adapter.pairs.len());
     for pair in &adapter.pairs {
-        let info = content.tensor_infos.get(&pair.weight).ok_or_else(|| bad(format!("the adapter adapts `{}`, which the model lacks", pair.weight)))?;
+        let info = content.tensor_infos.get(&pair.weight).ok_or_else(|| {
+            bad(format!(
+                "the adapter adapts `{}`, which the model lacks",
+                pair.weight
+            ))
+        })?;
         let (Ok((n_out, _)), Ok((_, n_in))) = (pair.b.dims2(), pair.a.dims2()) else {
-            return Err(Error::LoraShape { target: pair.weight.clone(), a: pair.a.dims().to_vec(), b: pair.b.dims().to_vec() });
+            return Err(Error::LoraShape {
+                target: pair.weight.clone(),
+                a: pair.a.dims().to_vec(),
+                b: pair.b.dims().to_vec(),
+            });
         };
         if info.shape.dims() != [n_out, n_in] {
-            return Err(bad(format!("`{}` is {:?} but the adapter's B A is [{n_out}, {n_in}]", pair.weight, info.shape.dims())));
+            return Err(bad(format!(
+                "`{}` is {:?} but the adapter's B A is [{n_out}, {n_in}]",
+                pair.weight,
+                info.shape.dims()
+            )));
         }
         deltas.insert(pair.weight.as_str(), pair);
     }
 
     let device = Device::Cpu;
-    let (copied, file_bytes) = rewrite(&content, &mut reader, out, |name, q| match deltas.get(name) {
-        Some(pair) => {
-            let factor = f64::from(scale * adapter.scale_of(pair));
-            let merged = (q.dequantize(&device)? + (pair.b.matmul(&pair.a)? * factor)?)?;
-            Ok(QTensor::quantize(&merged, ty.ggml())?)
+    let (copied, file_bytes) = rewrite(&content, &mut reader, out, |name, q| {
+        match deltas.get(name) {
+            Some(pair) => {
+                let factor = f64::from(scale * adapter.scale_of(pair));
+                let merged = (q.dequantize(&device)? + (pair.b.matmul(&pair.a)? * factor)?)?;
+                Ok(QTensor::quantize(&merged, ty.ggml())?)
+            }
+            None => Ok(q),
         }
-        None => Ok(q),
     })?;
-    Ok(MergeSummary { merged: deltas.len(), copied: copied - deltas.len(), file_bytes })
+    Ok(MergeSummary {
+        merged: deltas.len(),
+        copied: copied - deltas.len(),
+        file_bytes,
+    })
 }
 
 /// Writes `out`: the model `base` with every quantised tensor stored as
@@ -132,7 +168,11 @@ fn rewrite<R: std::io::Read + std::io::Seek>(
     out: &Path,
     mut change: impl FnMut(&str, QTensor) -> Result<QTensor>,
 ) -> Result<(usize, u64)> {
-    let mut names: Vec<(&String, u64)> = content.tensor_infos.iter().map(|(n, i)| (n, i.offset)).collect();
+    let mut names: Vec<(&String, u64)> = content
+        .tensor_infos
+        .iter()
+        .map(|(n, i)| (n, i.offset))
+        .collect();
     names.sort_by_key(|(_, offset)| *offset);
     let mut tensors = Vec::with_capacity(names.len());
     for (name, _) in names {
@@ -141,11 +181,20 @@ fn rewrite<R: std::io::Read + std::io::Seek>(
     }
     // The writer aligns tensor data to 32 bytes, so any other alignment the
     // base file declared would no longer hold.
-    let mut metadata: Vec<(&str, &Value)> =
-        content.metadata.iter().filter(|(k, _)| k.as_str() != "general.alignment").map(|(k, v)| (k.as_str(), v)).collect();
+    let mut metadata: Vec<(&str, &Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.alignment")
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
     metadata.sort_by_key(|(k, _)| *k);
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
     write_gguf_atomic(out, &metadata, &refs)?;
-    let bytes = std::fs::metadata(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?.len();
+    let bytes = std::fs::metadata(out)
+        .map_err(|source| Error::Io {
+            path: out.to_path_buf(),
+            source,
+        })?
+        .len();
     Ok((tensors.len(), bytes))
 }

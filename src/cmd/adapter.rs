@@ -19,7 +19,8 @@ pub fn run(cmd: AdapterCommand, models: &ModelArgs) -> anyhow::Result<()> {
 }
 
 fn export(args: &AdapterExportArgs) -> anyhow::Result<()> {
-    let adapter = checkpoint::to_adapter(&args.checkpoint).with_context(|| format!("cannot read the checkpoint {}", args.checkpoint.display()))?;
+    let adapter = checkpoint::to_adapter(&args.checkpoint)
+        .with_context(|| format!("cannot read the checkpoint {}", args.checkpoint.display()))?;
     write_lora_adapter(&args.out, &adapter.arch, adapter.alpha, &adapter.pairs)?;
     let rank = adapter.pairs.first().map_or(0, |p| p.a.dims()[0]);
     println!(
@@ -36,11 +37,22 @@ fn export(args: &AdapterExportArgs) -> anyhow::Result<()> {
 fn merge(args: &AdapterMergeArgs, models: &ModelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.scale.is_finite(), "--scale must be a finite number");
     let base = super::resolve_model(&args.model, models)?;
-    anyhow::ensure!(base != args.out, "--out must not be the model being merged into ({})", base.display());
-    let adapter = read_lora_adapter(&args.adapter).with_context(|| format!("cannot read the adapter {}", args.adapter.display()))?;
+    anyhow::ensure!(
+        base != args.out,
+        "--out must not be the model being merged into ({})",
+        base.display()
+    );
+    let adapter = read_lora_adapter(&args.adapter)
+        .with_context(|| format!("cannot read the adapter {}", args.adapter.display()))?;
     let started = Instant::now();
     let summary = write_merged(&base, &adapter, args.scale, args.tensor_type, &args.out)
-        .with_context(|| format!("cannot merge {} into {}", args.adapter.display(), base.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot merge {} into {}",
+                args.adapter.display(),
+                base.display()
+            )
+        })?;
     println!(
         "wrote {}: {} tensors merged as {}, {} copied unchanged, {:.1} MiB (base {:.1} MiB), {:.1} s",
         args.out.display(),

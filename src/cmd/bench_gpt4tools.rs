@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_tools::protocol::STEP_STOPS;
 use loragen_agent::grammar::call_grammar;
-use loragen_tools::ToolRegistry;
 use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
+use loragen_tools::protocol::STEP_STOPS;
+use loragen_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -26,9 +26,19 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     if args.rescore {
         return rescore(&args);
     }
-    let data = args.data.clone().context("give --data FILE, the GPT4Tools file to run on")?;
-    let modes = if args.mode.is_empty() { vec![Mode::InContext] } else { args.mode.clone() };
-    let plans: Vec<ModePlan> = modes.iter().map(|&m| ModePlan::new(m, &args, models)).collect::<anyhow::Result<_>>()?;
+    let data = args
+        .data
+        .clone()
+        .context("give --data FILE, the GPT4Tools file to run on")?;
+    let modes = if args.mode.is_empty() {
+        vec![Mode::InContext]
+    } else {
+        args.mode.clone()
+    };
+    let plans: Vec<ModePlan> = modes
+        .iter()
+        .map(|&m| ModePlan::new(m, &args, models))
+        .collect::<anyhow::Result<_>>()?;
     let text = std::fs::read(&data).with_context(|| format!("cannot read {}", data.display()))?;
     let mut items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
     if let Some(limit) = args.limit {
@@ -51,11 +61,19 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     }
 
     let ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
-    let records: Vec<Record> = log.records().iter().filter(|r| ids.contains(r.id.as_str())).cloned().collect();
+    let records: Vec<Record> = log
+        .records()
+        .iter()
+        .filter(|r| ids.contains(r.id.as_str()))
+        .cloned()
+        .collect();
     let report = Report::from_records(&records, &Mode::ALL);
     write_reports(&report, &out, &meta, args.results.as_deref(), items.len())?;
     println!("\n{}", report.markdown());
-    println!("records, report.md, report.json and chart.svg/png in {}", out.display());
+    println!(
+        "records, report.md, report.json and chart.svg/png in {}",
+        out.display()
+    );
     if stop.load(Ordering::SeqCst) {
         println!("interrupted: the finished items are kept; run the same command again to resume");
     }
@@ -66,10 +84,19 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
 /// scorer, without generating: the records are rewritten atomically and the
 /// report (and with `--results` the results page) is written anew.
 fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
-    let out = args.out.clone().context("--rescore needs --out DIR, the run directory whose records to rescore")?;
-    let meta = RunMeta::read(&out)?.with_context(|| format!("{} has no run.json; is it a run directory?", out.display()))?;
+    let out = args
+        .out
+        .clone()
+        .context("--rescore needs --out DIR, the run directory whose records to rescore")?;
+    let meta = RunMeta::read(&out)?
+        .with_context(|| format!("{} has no run.json; is it a run directory?", out.display()))?;
     let data = args.data.clone().unwrap_or_else(|| meta.data.clone());
-    let text = std::fs::read(&data).with_context(|| format!("cannot read {} (the run's data file; give --data FILE if it moved)", data.display()))?;
+    let text = std::fs::read(&data).with_context(|| {
+        format!(
+            "cannot read {} (the run's data file; give --data FILE if it moved)",
+            data.display()
+        )
+    })?;
     anyhow::ensure!(
         sha256_hex(&text) == meta.data_sha256,
         "{} is not the data file the run in {} was made on (sha256 differs)",
@@ -77,20 +104,40 @@ fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
         out.display()
     );
     let items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
-    let truth: HashMap<&str, &str> = items.iter().map(|i| (i.id.as_str(), i.output.as_str())).collect();
+    let truth: HashMap<&str, &str> = items
+        .iter()
+        .map(|i| (i.id.as_str(), i.output.as_str()))
+        .collect();
     let mut log: RecordLog = RecordLog::open(&out.join(RECORDS))?;
-    anyhow::ensure!(!log.records().is_empty(), "{} holds no records to rescore", out.join(RECORDS).display());
+    anyhow::ensure!(
+        !log.records().is_empty(),
+        "{} holds no records to rescore",
+        out.join(RECORDS).display()
+    );
     let mut changed = 0;
     let mut records = Vec::with_capacity(log.records().len());
     for r in log.records() {
-        let gt = truth.get(r.id.as_str()).with_context(|| format!("record {} names no item of {}", r.id, data.display()))?;
+        let gt = truth
+            .get(r.id.as_str())
+            .with_context(|| format!("record {} names no item of {}", r.id, data.display()))?;
         let scores = score_item(gt, &r.prediction);
         changed += usize::from(scores != r.scores);
-        records.push(Record { scores, ..r.clone() });
+        records.push(Record {
+            scores,
+            ..r.clone()
+        });
     }
     log.replace_all(records)?;
-    println!("rescored {} records, {changed} with new scores", log.records().len());
-    let n_items = log.records().iter().map(|r| r.id.as_str()).collect::<HashSet<_>>().len();
+    println!(
+        "rescored {} records, {changed} with new scores",
+        log.records().len()
+    );
+    let n_items = log
+        .records()
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect::<HashSet<_>>()
+        .len();
     let report = Report::from_records(log.records(), &Mode::ALL);
     write_reports(&report, &out, &meta, args.results.as_deref(), n_items)?;
     println!("\n{}", report.markdown());
@@ -127,7 +174,10 @@ impl RunMeta {
             data_sha256: sha256_hex(bytes),
             constrained: args.constrained,
             max_tokens: args.max_tokens,
-            threads: Some(args.threads.unwrap_or_else(loragen_agent::runtime::default_threads)),
+            threads: Some(
+                args.threads
+                    .unwrap_or_else(loragen_agent::runtime::default_threads),
+            ),
             command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
             date: Some(chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
         }
@@ -136,7 +186,9 @@ impl RunMeta {
     fn read(out: &Path) -> anyhow::Result<Option<Self>> {
         let path = out.join("run.json");
         match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a run description", path.display()))?)),
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a run description", path.display())
+            })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -160,7 +212,10 @@ impl RunMeta {
             );
             return Ok(());
         }
-        Ok(super::write_atomic(&out.join("run.json"), serde_json::to_string_pretty(self)?.as_bytes())?)
+        Ok(super::write_atomic(
+            &out.join("run.json"),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?)
     }
 }
 
@@ -176,7 +231,13 @@ struct ModePlan {
 impl ModePlan {
     fn new(mode: Mode, args: &BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<Self> {
         let edge = || super::resolve_model(&ModelChoice::Role(Role::Edge), models);
-        let plan = |model, adapter, with_system, reuse_prefix| ModePlan { mode, model, adapter, with_system, reuse_prefix };
+        let plan = |model, adapter, with_system, reuse_prefix| ModePlan {
+            mode,
+            model,
+            adapter,
+            with_system,
+            reuse_prefix,
+        };
         Ok(match mode {
             Mode::InContext => plan(edge()?, None, true, false),
             Mode::InContextCached => plan(edge()?, None, true, true),
@@ -196,12 +257,23 @@ impl ModePlan {
 }
 
 fn default_out(data: &Path) -> PathBuf {
-    let stem = data.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+    let stem = data
+        .file_stem()
+        .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
     PathBuf::from("runs/gpt4tools").join(stem)
 }
 
-fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGpt4toolsArgs, stop: &AtomicBool) -> anyhow::Result<()> {
-    let mut order: Vec<&Item> = items.iter().filter(|i| !log.is_done(&(plan.mode, i.id.clone()))).collect();
+fn run_mode(
+    plan: &ModePlan,
+    items: &[Item],
+    log: &mut RecordLog,
+    args: &BenchGpt4toolsArgs,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut order: Vec<&Item> = items
+        .iter()
+        .filter(|i| !log.is_done(&(plan.mode, i.id.clone())))
+        .collect();
     if order.is_empty() {
         println!("{}: all {} items already done", plan.mode, items.len());
         return Ok(());
@@ -213,7 +285,11 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
     }
     super::reset_peak_rss();
     let mut model = Model::load(&plan.model)?;
-    let mut adapter = plan.adapter.as_ref().map(|p| model.load_adapter(p)).transpose()?;
+    let mut adapter = plan
+        .adapter
+        .as_ref()
+        .map(|p| model.load_adapter(p))
+        .transpose()?;
     let mut session_params = SessionParams::default().with_prefix_reuse(plan.reuse_prefix);
     if let Some(t) = args.threads {
         session_params = session_params.with_threads(t);
@@ -222,14 +298,24 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
     if let Some(adapter) = adapter.as_mut() {
         session.set_adapter(adapter, 1.0)?;
     }
-    let params = GenerateParams::default().with_max_tokens(args.max_tokens).with_stop(STEP_STOPS);
+    let params = GenerateParams::default()
+        .with_max_tokens(args.max_tokens)
+        .with_stop(STEP_STOPS);
 
     let bar = progress(plan.mode, order.len(), items.len() - order.len());
     let mut scores = Vec::new();
     let started = Instant::now();
     for item in order {
-        let prompt = if plan.with_system { item.full_prompt() } else { item.compiled_prompt() };
-        let params = if args.constrained { params.clone().with_grammar(Some(item_grammar(item)?)) } else { params.clone() };
+        let prompt = if plan.with_system {
+            item.full_prompt()
+        } else {
+            item.compiled_prompt()
+        };
+        let params = if args.constrained {
+            params.clone().with_grammar(Some(item_grammar(item)?))
+        } else {
+            params.clone()
+        };
         let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
         if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
             break;
@@ -254,7 +340,14 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
         bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
         bar.inc(1);
         if bar.is_hidden() && (scores.len() % 50 == 0) {
-            eprintln!("{}: {} items in {:.0} s, SR {:.1}, Avg {:.1}", plan.mode, scores.len(), started.elapsed().as_secs_f64(), a.sr, a.average);
+            eprintln!(
+                "{}: {} items in {:.0} s, SR {:.1}, Avg {:.1}",
+                plan.mode,
+                scores.len(),
+                started.elapsed().as_secs_f64(),
+                a.sr,
+                a.average
+            );
         }
     }
     bar.finish();
@@ -264,15 +357,18 @@ fn run_mode(plan: &ModePlan, items: &[Item], log: &mut RecordLog, args: &BenchGp
 /// The agent's call grammar over the tools this item lists. The runtime
 /// knows its registry in every mode, even when the model's prompt does not.
 fn item_grammar(item: &Item) -> anyhow::Result<String> {
-    let registry = ToolRegistry::from_specs(item.listed_tool_specs()).with_context(|| format!("item {}", item.id))?;
+    let registry = ToolRegistry::from_specs(item.listed_tool_specs())
+        .with_context(|| format!("item {}", item.id))?;
     Ok(call_grammar(&registry)?)
 }
 
 fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
     let bar = ProgressBar::new(todo as u64);
-    let style = ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{prefix:>18} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(mode.to_string());
     if done > 0 {
@@ -281,10 +377,22 @@ fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
     bar
 }
 
-fn write_reports(report: &Report, out: &Path, meta: &RunMeta, results: Option<&Path>, n_items: usize) -> anyhow::Result<()> {
+fn write_reports(
+    report: &Report,
+    out: &Path,
+    meta: &RunMeta,
+    results: Option<&Path>,
+    n_items: usize,
+) -> anyhow::Result<()> {
     super::write_atomic(&out.join("report.md"), report.markdown().as_bytes())?;
-    super::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
-    let title = format!("GPT4Tools {}: accuracy vs latency", meta.data.file_stem().unwrap_or_default().to_string_lossy());
+    super::write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    let title = format!(
+        "GPT4Tools {}: accuracy vs latency",
+        meta.data.file_stem().unwrap_or_default().to_string_lossy()
+    );
     if let Err(e) = write_chart(report, &out.join("chart"), &title) {
         eprintln!("warning: {e}");
     }
@@ -296,7 +404,14 @@ fn write_reports(report: &Report, out: &Path, meta: &RunMeta, results: Option<&P
 
 /// The results page: the table and chart with how they were produced and
 /// where their records are.
-fn write_results_page(report: &Report, page: &Path, out: &Path, meta: &RunMeta, n_items: usize, title: &str) -> anyhow::Result<()> {
+fn write_results_page(
+    report: &Report,
+    page: &Path,
+    out: &Path,
+    meta: &RunMeta,
+    n_items: usize,
+    title: &str,
+) -> anyhow::Result<()> {
     if let Some(dir) = page.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -307,7 +422,12 @@ fn write_results_page(report: &Report, page: &Path, out: &Path, meta: &RunMeta, 
     if let Err(e) = write_chart(report, &chart_stem, title) {
         eprintln!("warning: {e}");
     }
-    let chart_name = chart_stem.with_extension("svg").file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let chart_name = chart_stem
+        .with_extension("svg")
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let unknown = || "not recorded".to_owned();
     let text = format!(
         "# GPT4Tools results\n\n\

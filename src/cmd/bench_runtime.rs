@@ -20,7 +20,10 @@ use crate::cmd::median;
 
 const N_CTX: u32 = 4096;
 const N_BATCH: u32 = 2048;
-const IMAGE: (&str, &str) = ("image/qhbtwzre.png", "A red bicycle leaning against a brick wall next to a wooden door.");
+const IMAGE: (&str, &str) = (
+    "image/qhbtwzre.png",
+    "A red bicycle leaning against a brick wall next to a wooden door.",
+);
 
 /// One timed run: prompt length, prefill and decode time.
 #[derive(Debug, Clone, Copy)]
@@ -41,20 +44,32 @@ impl Run {
 }
 
 pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.repeat > 0 && args.decode_tokens > 0, "--repeat and --decode-tokens must be positive");
+    anyhow::ensure!(
+        args.repeat > 0 && args.decode_tokens > 0,
+        "--repeat and --decode-tokens must be positive"
+    );
     let threads = args.threads.unwrap_or_else(runtime::default_threads);
     let choices = if args.model.is_empty() {
-        vec![ModelChoice::Role(Role::Edge), ModelChoice::Role(Role::Cloud)]
+        vec![
+            ModelChoice::Role(Role::Edge),
+            ModelChoice::Role(Role::Cloud),
+        ]
     } else {
         args.model.clone()
     };
     let request = "Detect the bicycle in the picture and tell me where it is.";
     let prompts = [
         ("query only", render_conversation(Some(IMAGE), request)),
-        ("5 tools", render_instruction(&TOOLS[..5], Some(IMAGE), request)),
+        (
+            "5 tools",
+            render_instruction(&TOOLS[..5], Some(IMAGE), request),
+        ),
         ("23 tools", render_instruction(&TOOLS, Some(IMAGE), request)),
     ];
-    println!("threads {threads}, decode up to {} tokens, medians of {} back-to-back pairs", args.decode_tokens, args.repeat);
+    println!(
+        "threads {threads}, decode up to {} tokens, medians of {} back-to-back pairs",
+        args.decode_tokens, args.repeat
+    );
     println!(
         "| model | prompt | tokens | prefill tok/s bare | prefill tok/s loragen | ratio | decode tok/s bare | decode tok/s loragen | ratio |"
     );
@@ -68,8 +83,9 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
             ModelChoice::Path(p) => p.display().to_string(),
         };
         let model = Model::load(&path)?;
-        let bare_model = LlamaModel::load_from_file(runtime::backend()?, &path, &LlamaModelParams::default())
-            .with_context(|| format!("bare llama-cpp-2 load of {}", path.display()))?;
+        let bare_model =
+            LlamaModel::load_from_file(runtime::backend()?, &path, &LlamaModelParams::default())
+                .with_context(|| format!("bare llama-cpp-2 load of {}", path.display()))?;
         for (name, prompt) in &prompts {
             let mut pairs = Vec::with_capacity(args.repeat);
             for rep in 0..args.repeat {
@@ -79,11 +95,15 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
                     (b, wrapper_run(&model, prompt, args.decode_tokens, threads)?)
                 } else {
                     let w = wrapper_run(&model, prompt, args.decode_tokens, threads)?;
-                    (bare_run(&bare_model, prompt, args.decode_tokens, threads)?, w)
+                    (
+                        bare_run(&bare_model, prompt, args.decode_tokens, threads)?,
+                        w,
+                    )
                 };
                 pairs.push(pair);
             }
-            let m = |f: &dyn Fn(&(Run, Run)) -> f64| median(&pairs.iter().map(f).collect::<Vec<_>>());
+            let m =
+                |f: &dyn Fn(&(Run, Run)) -> f64| median(&pairs.iter().map(f).collect::<Vec<_>>());
             let row = Row {
                 prompt_tokens: pairs[0].1.prompt_tokens,
                 bare_prefill: m(&|(b, _)| b.prefill_rate()),
@@ -135,15 +155,28 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
             .map(|(label, r)| json!({"model": label, "prompt_tokens": r.prompt_tokens, "reused": r.reused, "cold_ms": r.cold_ms, "warm_ms": r.warm_ms}))
             .collect();
         let doc = json!({"threads": threads, "runs": rows, "prefix_reuse": reuse});
-        std::fs::write(file, serde_json::to_string_pretty(&doc)?).with_context(|| format!("cannot write {}", file.display()))?;
+        std::fs::write(file, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", file.display()))?;
     }
     Ok(())
 }
 
-fn wrapper_run(model: &Model, prompt: &str, decode_tokens: usize, threads: usize) -> anyhow::Result<Run> {
-    let params = SessionParams::default().with_n_ctx(N_CTX).with_n_batch(N_BATCH).with_threads(threads).with_prefix_reuse(false);
+fn wrapper_run(
+    model: &Model,
+    prompt: &str,
+    decode_tokens: usize,
+    threads: usize,
+) -> anyhow::Result<Run> {
+    let params = SessionParams::default()
+        .with_n_ctx(N_CTX)
+        .with_n_batch(N_BATCH)
+        .with_threads(threads)
+        .with_prefix_reuse(false);
     let mut session = model.session(params)?;
-    let c = session.generate(prompt, &GenerateParams::default().with_max_tokens(decode_tokens))?;
+    let c = session.generate(
+        prompt,
+        &GenerateParams::default().with_max_tokens(decode_tokens),
+    )?;
     Ok(Run {
         prompt_tokens: c.stats.prompt_tokens,
         prefill_ms: c.stats.prefill_ms,
@@ -154,7 +187,12 @@ fn wrapper_run(model: &Model, prompt: &str, decode_tokens: usize, threads: usize
 
 /// The minimal llama-cpp-2 program: one batch for the prompt, then greedy
 /// decoding token by token until end of generation or the token limit.
-fn bare_run(model: &LlamaModel, prompt: &str, decode_tokens: usize, threads: usize) -> anyhow::Result<Run> {
+fn bare_run(
+    model: &LlamaModel,
+    prompt: &str,
+    decode_tokens: usize,
+    threads: usize,
+) -> anyhow::Result<Run> {
     let t = i32::try_from(threads)?;
     let params = LlamaContextParams::default()
         .with_n_ctx(std::num::NonZeroU32::new(N_CTX))
@@ -186,7 +224,12 @@ fn bare_run(model: &LlamaModel, prompt: &str, decode_tokens: usize, threads: usi
         pos += 1;
         produced += 1;
     }
-    Ok(Run { prompt_tokens: tokens.len(), prefill_ms, decode_tokens: produced, decode_ms: decode_start.elapsed().as_secs_f64() * 1e3 })
+    Ok(Run {
+        prompt_tokens: tokens.len(),
+        prefill_ms,
+        decode_tokens: produced,
+        decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,
+    })
 }
 
 struct Reuse {
@@ -200,8 +243,15 @@ struct Reuse {
 /// query with the same system part has warmed the cache.
 fn prefix_reuse(model: &Model, threads: usize, repeat: usize) -> anyhow::Result<Reuse> {
     let first = render_instruction(&TOOLS, Some(IMAGE), "Remove the bicycle from the photo.");
-    let second = render_instruction(&TOOLS, Some(IMAGE), "What colour is the door in the picture?");
-    let params = SessionParams::default().with_n_ctx(N_CTX).with_n_batch(N_BATCH).with_threads(threads);
+    let second = render_instruction(
+        &TOOLS,
+        Some(IMAGE),
+        "What colour is the door in the picture?",
+    );
+    let params = SessionParams::default()
+        .with_n_ctx(N_CTX)
+        .with_n_batch(N_BATCH)
+        .with_threads(threads);
     let mut session = model.session(params)?;
     let one = GenerateParams::default().with_max_tokens(1);
     let (mut cold, mut warm) = (Vec::new(), Vec::new());
@@ -216,10 +266,13 @@ fn prefix_reuse(model: &Model, threads: usize, repeat: usize) -> anyhow::Result<
         last = Some(stats);
     }
     let stats = last.context("no runs")?;
-    Ok(Reuse { prompt_tokens: stats.prompt_tokens, reused: stats.reused_tokens, cold_ms: median(&cold), warm_ms: median(&warm) })
+    Ok(Reuse {
+        prompt_tokens: stats.prompt_tokens,
+        reused: stats.reused_tokens,
+        cold_ms: median(&cold),
+        warm_ms: median(&warm),
+    })
 }
-
-
 
 /// Medians over the repetitions; ratios are medians of the per-pair
 /// ratios of runs made back to back.

@@ -13,11 +13,16 @@ pub fn run(args: DataBfclArgs) -> anyhow::Result<()> {
     let wheel = match &args.wheel {
         Some(w) => w.clone(),
         None => {
-            println!("fetching {}=={} from PyPI (once; cached)", bfcl::PACKAGE, bfcl::VERSION);
+            println!(
+                "fetching {}=={} from PyPI (once; cached)",
+                bfcl::PACKAGE,
+                bfcl::VERSION
+            );
             ModelStore::from_env()?.fetch_wheel(bfcl::PACKAGE, bfcl::VERSION)?
         }
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let (train, val, summary) = bfcl::convert_allowed(&wheel, args.val_share, args.seed)?;
     print_summary(&summary);
     write_split(&args.out, "train", &train)?;
@@ -41,9 +46,18 @@ fn print_summary(summary: &Summary) {
         println!("{n:>6} items  {file}");
     }
     if !summary.skipped.is_empty() {
-        println!("skipped {} item(s), e.g. {}: {}", summary.skipped.len(), summary.skipped[0].0, summary.skipped[0].1);
+        println!(
+            "skipped {} item(s), e.g. {}: {}",
+            summary.skipped.len(),
+            summary.skipped[0].0,
+            summary.skipped[0].1
+        );
     }
-    let renamed: Vec<String> = summary.renamed_types.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+    let renamed: Vec<String> = summary
+        .renamed_types
+        .iter()
+        .map(|(t, n)| format!("{t} ({n})"))
+        .collect();
     if !renamed.is_empty() {
         println!("non-JSON-Schema types normalised: {}", renamed.join(", "));
     }
@@ -52,13 +66,22 @@ fn print_summary(summary: &Summary) {
 fn write_split(dir: &Path, name: &str, data: &Converted) -> anyhow::Result<()> {
     let tools = dir.join(format!("{name}_tools.json"));
     let queries = dir.join(format!("{name}_queries.jsonl"));
-    super::write_atomic(&tools, serde_json::to_string_pretty(&data.tools)?.as_bytes())?;
+    super::write_atomic(
+        &tools,
+        serde_json::to_string_pretty(&data.tools)?.as_bytes(),
+    )?;
     let mut text = Vec::new();
     for q in &data.queries {
         serde_json::to_writer(&mut text, q)?;
         text.push(b'\n');
     }
     super::write_atomic(&queries, &text)?;
-    println!("{name}: {} queries, {} tool definitions -> {}, {}", data.queries.len(), data.tools.len(), tools.display(), queries.display());
+    println!(
+        "{name}: {} queries, {} tool definitions -> {}, {}",
+        data.queries.len(),
+        data.tools.len(),
+        tools.display(),
+        queries.display()
+    );
     Ok(())
 }

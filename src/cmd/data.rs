@@ -9,7 +9,9 @@ use loragen_gpt4tools::check::{check, SplitKind};
 use loragen_gpt4tools::corpus::{build, CorpusConfig};
 use loragen_gpt4tools::{dataset, stats};
 
-use crate::cli::{DataCheckArgs, DataCommand, DataGpt4toolsArgs, DataStatsArgs, ModelArgs, SplitArg};
+use crate::cli::{
+    DataCheckArgs, DataCommand, DataGpt4toolsArgs, DataStatsArgs, ModelArgs, SplitArg,
+};
 
 pub fn run(cmd: DataCommand, models: &ModelArgs) -> anyhow::Result<()> {
     match cmd {
@@ -26,15 +28,24 @@ fn gpt4tools(args: DataGpt4toolsArgs) -> anyhow::Result<()> {
         .with_sizes(args.train, args.val_seen, args.test_unseen)
         .with_negative_share(args.negative_share);
     config.validate()?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let start = std::time::Instant::now();
     let corpus = build(&config)?;
-    for (name, items) in [("train", &corpus.train), ("val_seen", &corpus.val_seen), ("test_unseen", &corpus.test_unseen)] {
+    for (name, items) in [
+        ("train", &corpus.train),
+        ("val_seen", &corpus.val_seen),
+        ("test_unseen", &corpus.test_unseen),
+    ] {
         let path = args.out.join(format!("{name}.json"));
         dataset::save(&path, items)?;
         println!("{:>6} items  {}", items.len(), path.display());
     }
-    println!("built in {:.1} s with seed {}", start.elapsed().as_secs_f64(), args.seed);
+    println!(
+        "built in {:.1} s with seed {}",
+        start.elapsed().as_secs_f64(),
+        args.seed
+    );
     Ok(())
 }
 
@@ -44,7 +55,10 @@ fn split_of(path: &Path, arg: SplitArg) -> SplitKind {
         SplitArg::Train => SplitKind::Train,
         SplitArg::Eval => SplitKind::Eval,
         SplitArg::Auto => {
-            let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
             if name.contains("train") {
                 SplitKind::Train
             } else {
@@ -60,7 +74,11 @@ fn run_check(args: DataCheckArgs) -> anyhow::Result<()> {
         let kind = split_of(file, args.split);
         let items = dataset::load(file)?;
         let report = check(&items, kind)?;
-        let label = if kind == SplitKind::Train { "train" } else { "eval" };
+        let label = if kind == SplitKind::Train {
+            "train"
+        } else {
+            "eval"
+        };
         println!(
             "{}: {} items checked as {label}; {} problem(s); {} list an unseen tool; {} use a held-out template",
             file.display(),
@@ -106,19 +124,38 @@ fn run_stats(args: DataStatsArgs, models: &ModelArgs) -> anyhow::Result<()> {
 fn print_stats(file: &Path, s: &stats::Stats) {
     println!("## {}\n", file.display());
     println!("{} items; {:.1}% general requests without a tool; {} with an image turn; {} with a partial trace", s.items, 100.0 * s.negative_share, s.with_image_turn, s.with_partial_trace);
-    let per: Vec<String> = s.tools_per_prompt.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+    let per: Vec<String> = s
+        .tools_per_prompt
+        .iter()
+        .map(|(n, c)| format!("{n}: {c}"))
+        .collect();
     println!("tools listed per prompt: {}\n", per.join(", "));
     println!("| output | items | share |\n|---|---|---|");
     let mut rows: Vec<_> = s.per_output.iter().collect();
     rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     for (name, n) in rows {
-        println!("| {name} | {n} | {:.1}% |", 100.0 * *n as f64 / s.items.max(1) as f64);
+        println!(
+            "| {name} | {n} | {:.1}% |",
+            100.0 * *n as f64 / s.items.max(1) as f64
+        );
     }
-    println!("\n| tokens (edge tokenizer) | min | mean | p50 | p95 | max |\n|---|---|---|---|---|---|");
-    for (name, l) in [("system part", s.system_tokens), ("rest of the instruction", s.rest_tokens), ("output", s.output_tokens)] {
-        println!("| {name} | {} | {:.1} | {} | {} | {} |", l.min, l.mean, l.p50, l.p95, l.max);
+    println!(
+        "\n| tokens (edge tokenizer) | min | mean | p50 | p95 | max |\n|---|---|---|---|---|---|"
+    );
+    for (name, l) in [
+        ("system part", s.system_tokens),
+        ("rest of the instruction", s.rest_tokens),
+        ("output", s.output_tokens),
+    ] {
+        println!(
+            "| {name} | {} | {:.1} | {} | {} | {} |",
+            l.min, l.mean, l.p50, l.p95, l.max
+        );
     }
     if s.rest_tokens.mean > 0.0 {
-        println!("\nfull instruction / rest = {:.2}x on average\n", (s.system_tokens.mean + s.rest_tokens.mean) / s.rest_tokens.mean);
+        println!(
+            "\nfull instruction / rest = {:.2}x on average\n",
+            (s.system_tokens.mean + s.rest_tokens.mean) / s.rest_tokens.mean
+        );
     }
 }

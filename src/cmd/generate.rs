@@ -11,15 +11,23 @@ use crate::cli::{GenerateArgs, ModelArgs};
 pub fn run(args: GenerateArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(text), _) => text.clone(),
-        (None, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("cannot read prompt file {}", file.display()))?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read prompt file {}", file.display()))?,
         (None, None) => anyhow::bail!("give --prompt or --prompt-file"),
     };
     let grammar = match &args.grammar {
-        Some(file) => Some(std::fs::read_to_string(file).with_context(|| format!("cannot read grammar file {}", file.display()))?),
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read grammar file {}", file.display()))?,
+        ),
         None => None,
     };
     let sampling = match args.temperature {
-        Some(temperature) => Sampling::Random { temperature, top_p: args.top_p, seed: args.seed },
+        Some(temperature) => Sampling::Random {
+            temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
         None => Sampling::Greedy,
     };
     let params = GenerateParams::default()
@@ -30,7 +38,11 @@ pub fn run(args: GenerateArgs, models: &ModelArgs) -> anyhow::Result<()> {
 
     let path = super::resolve_model(&args.model, models)?;
     let mut model = Model::load(&path)?;
-    let mut adapter = args.adapter.as_ref().map(|p| model.load_adapter(p)).transpose()?;
+    let mut adapter = args
+        .adapter
+        .as_ref()
+        .map(|p| model.load_adapter(p))
+        .transpose()?;
     let mut session_params = SessionParams::default().with_n_ctx(args.ctx);
     if let Some(threads) = args.threads {
         session_params = session_params.with_threads(threads);
@@ -43,7 +55,10 @@ pub fn run(args: GenerateArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let completion = session.generate_streaming(&prompt, &params, |piece| {
         // A closed pipe (e.g. `| head`) ends generation instead of failing.
-        match stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()) {
+        match stdout
+            .write_all(piece.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
             Ok(()) => ControlFlow::Continue(()),
             Err(_) => ControlFlow::Break(()),
         }

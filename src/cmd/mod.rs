@@ -42,7 +42,13 @@ pub fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
 
 /// A streaming callback that ends generation once `stop` is set.
 pub fn until(stop: &AtomicBool) -> impl FnMut(&str) -> ControlFlow<()> + '_ {
-    move |_| if stop.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    move |_| {
+        if stop.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
 }
 
 pub use loragen_tools::atomic::write_atomic;
@@ -78,7 +84,12 @@ pub fn rss_mib() -> f64 {
 fn proc_status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches("kB").trim().to_owned())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
+            })
+        })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }

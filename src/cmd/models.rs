@@ -8,14 +8,21 @@ pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     match cmd {
         ModelsCommand::Fetch { which } => {
-            let specs = ModelSpec::defaults().into_iter().filter(|s| which == "all" || s.role.as_str() == which);
+            let specs = ModelSpec::defaults()
+                .into_iter()
+                .filter(|s| which == "all" || s.role.as_str() == which);
             for spec in specs {
                 let outcome = store.fetch(&spec)?;
                 let what = match outcome {
                     FetchOutcome::AlreadyPresent => "already present",
                     FetchOutcome::Fetched => "fetched and verified",
                 };
-                println!("{} model {}: {what} at {}", spec.role, spec.name, store.path_of(&spec).display());
+                println!(
+                    "{} model {}: {what} at {}",
+                    spec.role,
+                    spec.name,
+                    store.path_of(&spec).display()
+                );
             }
         }
         ModelsCommand::List => {
@@ -46,7 +53,11 @@ pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
             let mut failed = 0;
             for spec in ModelSpec::defaults() {
                 match store.verify(&spec) {
-                    Ok(()) => println!("{} model: ok ({})", spec.role, store.path_of(&spec).display()),
+                    Ok(()) => println!(
+                        "{} model: ok ({})",
+                        spec.role,
+                        store.path_of(&spec).display()
+                    ),
                     Err(e) => {
                         failed += 1;
                         eprintln!("{} model: {e}", spec.role);
@@ -55,7 +66,9 @@ pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
             }
             anyhow::ensure!(failed == 0, "{failed} model(s) failed verification");
         }
-        ModelsCommand::Path { model } => println!("{}", super::resolve_model(&model, models)?.display()),
+        ModelsCommand::Path { model } => {
+            println!("{}", super::resolve_model(&model, models)?.display())
+        }
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use console::style;
 use loragen_agent::agent::{Agent, AgentConfig, Event, Outcome};
-use loragen_tools::Mode;
 use loragen_agent::runtime::{Model, Session, SessionParams};
+use loragen_tools::Mode;
 use rustyline::error::ReadlineError;
 
 use crate::cli::{ModelArgs, ReplArgs};
@@ -31,7 +31,11 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
 pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let path = super::resolve_model(&args.model, models)?;
     let mut model = Model::load(&path)?;
-    let mut adapter = args.adapter.as_ref().map(|p| model.load_adapter(p)).transpose()?;
+    let mut adapter = args
+        .adapter
+        .as_ref()
+        .map(|p| model.load_adapter(p))
+        .transpose()?;
     let mut session = model.session(SessionParams::default())?;
     if let Some(adapter) = adapter.as_mut() {
         session.set_adapter(adapter, 1.0)?;
@@ -39,7 +43,10 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let tools = Arc::new(loragen_tools::gpt4tools::registry()?);
     let config = AgentConfig::for_mode(args.mode).with_max_steps(args.max_steps);
     let mut agent = Agent::new(session, tools, config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
 
     let mut editor = rustyline::DefaultEditor::new()?;
     // Ctrl-C during generation stops the turn, not the REPL. Installed
@@ -48,11 +55,17 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    let history = loragen_agent::store::ModelStore::from_env().ok().map(|s| s.home().join("repl_history"));
+    let history = loragen_agent::store::ModelStore::from_env()
+        .ok()
+        .map(|s| s.home().join("repl_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("loragen agent on {} ({} mode). {HELP}", path.display(), agent.config().mode);
+    println!(
+        "loragen agent on {} ({} mode). {HELP}",
+        path.display(),
+        agent.config().mode
+    );
     if let Some(warning) = missing_adapter_warning(args.mode, adapter.is_some()) {
         eprintln!("{}", style(warning).yellow());
     }
@@ -74,10 +87,16 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
         }
         let _ = editor.add_history_entry(line);
         if line.chars().count() > MAX_INPUT_CHARS {
-            eprintln!("input of {} characters is too long (limit {MAX_INPUT_CHARS})", line.chars().count());
+            eprintln!(
+                "input of {} characters is too long (limit {MAX_INPUT_CHARS})",
+                line.chars().count()
+            );
             continue;
         }
-        match line.split_once(' ').map_or((line, ""), |(c, rest)| (c, rest.trim())) {
+        match line
+            .split_once(' ')
+            .map_or((line, ""), |(c, rest)| (c, rest.trim()))
+        {
             (":quit" | ":q", _) => break,
             (":help", _) => println!("{HELP}"),
             (":tools", _) => {
@@ -97,7 +116,10 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
                     if let Some(warning) = missing_adapter_warning(mode, adapter.is_some()) {
                         eprintln!("{}", style(warning).yellow());
                     }
-                    println!("mode {mode}, constrained decoding {}", agent.config().constrained);
+                    println!(
+                        "mode {mode}, constrained decoding {}",
+                        agent.config().constrained
+                    );
                 }
                 Err(e) => eprintln!("{e}"),
             },
@@ -111,10 +133,14 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
             (cmd, _) if cmd.starts_with(':') => eprintln!("unknown command {cmd}; {HELP}"),
             _ => {
                 interrupted.store(false, Ordering::SeqCst);
-                let outcome = runtime.block_on(agent.run(line, &mut |event| show(event, &interrupted)))?;
+                let outcome =
+                    runtime.block_on(agent.run(line, &mut |event| show(event, &interrupted)))?;
                 println!();
                 if outcome.answer.is_none() {
-                    println!("{}", style(format!("(turn ended: {:?})", outcome.finish)).yellow());
+                    println!(
+                        "{}",
+                        style(format!("(turn ended: {:?})", outcome.finish)).yellow()
+                    );
                 }
                 last = Some(outcome);
             }
@@ -135,9 +161,15 @@ fn show(event: &Event, interrupted: &AtomicBool) -> ControlFlow<()> {
             let _ = std::io::stdout().flush();
         }
         Event::Thought(t) => println!("\n{} {t}", style("thought:").blue().bold()),
-        Event::Action { tool, input } => println!("{} {tool} ({input})", style("action:").cyan().bold()),
+        Event::Action { tool, input } => {
+            println!("{} {tool} ({input})", style("action:").cyan().bold())
+        }
         Event::Observation { text, failed } => {
-            let label = if *failed { style("observation (error):").red().bold() } else { style("observation:").magenta().bold() };
+            let label = if *failed {
+                style("observation (error):").red().bold()
+            } else {
+                style("observation:").magenta().bold()
+            };
             println!("{label} {text}");
         }
         Event::Answer(text) => println!("\n{} {text}", style("AI:").bold()),
@@ -157,6 +189,11 @@ fn print_stats(agent: &Agent<Session<'_>>, last: Option<&Outcome>) {
         return;
     };
     for (i, step) in outcome.steps.iter().enumerate() {
-        println!("step {}: {} | tool {:.1} ms", i + 1, step.stats, step.tool_ms);
+        println!(
+            "step {}: {} | tool {:.1} ms",
+            i + 1,
+            step.stats,
+            step.tool_ms
+        );
     }
 }

@@ -10,7 +10,8 @@ use loragen::agent::store::{ModelStore, Role};
 
 /// The image turn and request of the GPT4Tools prompt that the parity and
 /// adapter tests read (the figures in docs/edge.md are over this text).
-pub const DEMO_IMAGE: Option<(&str, &str)> = Some(("image/kdwpqzla.png", "Two dogs playing with a ball."));
+pub const DEMO_IMAGE: Option<(&str, &str)> =
+    Some(("image/kdwpqzla.png", "Two dogs playing with a ball."));
 pub const DEMO_REQUEST: &str = "Segment the dogs.";
 
 /// Path of a default model, honouring the LORAGEN_*_MODEL overrides.

@@ -32,17 +32,31 @@ pub struct WriteError {
 /// assert_eq!(std::fs::read_to_string(&path)?, "# done\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_atomic_with<E: From<WriteError>>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |source| WriteError { path: path.to_path_buf(), source };
-    let tmp = tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).map_err(io)?;
+pub fn write_atomic_with<E: From<WriteError>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(io)?;
     write(tmp.path())?;
     let file = std::fs::File::open(tmp.path()).map_err(io)?;
     file.sync_all().map_err(io)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io)?;
     }
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
@@ -60,7 +74,12 @@ pub fn write_atomic_with<E: From<WriteError>>(path: &Path, write: impl FnOnce(&P
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|source| WriteError { path: tmp.to_owned(), source }))
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|source| WriteError {
+            path: tmp.to_owned(),
+            source,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -74,12 +93,18 @@ mod tests {
         write_atomic(&path, b"old").unwrap();
         let err = write_atomic_with(&path, |tmp| {
             std::fs::write(tmp, b"half").unwrap();
-            Err(WriteError { path: tmp.to_owned(), source: std::io::Error::other("checksum mismatch") })
+            Err(WriteError {
+                path: tmp.to_owned(),
+                source: std::io::Error::other("checksum mismatch"),
+            })
         })
         .unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["model.gguf"]);
     }
 

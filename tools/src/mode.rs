@@ -33,7 +33,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::InContext, Mode::InContextCached, Mode::Compiled, Mode::Lora];
+    pub const ALL: [Mode; 4] = [
+        Mode::InContext,
+        Mode::InContextCached,
+        Mode::Compiled,
+        Mode::Lora,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -65,10 +70,16 @@ impl std::str::FromStr for Mode {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        Mode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
-            Error::UnknownMode { given: s.to_owned(), expected: names.join(", ") }
-        })
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+                Error::UnknownMode {
+                    given: s.to_owned(),
+                    expected: names.join(", "),
+                }
+            })
     }
 }
 
@@ -83,6 +94,9 @@ mod tests {
             assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
         }
         let err = "fast".parse::<Mode>().unwrap_err().to_string();
-        assert!(err.contains("`fast`") && err.contains("in-context-cached"), "{err}");
+        assert!(
+            err.contains("`fast`") && err.contains("in-context-cached"),
+            "{err}"
+        );
     }
 }

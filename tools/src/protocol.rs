@@ -69,10 +69,17 @@ impl OutputParser for ReactParser {
         let lines: Vec<&str> = text.lines().collect();
         let wants_tool = lines
             .iter()
-            .find_map(|l| l.find(THOUGHT).map(|at| l[at + THOUGHT.len()..].trim().to_ascii_lowercase()))
+            .find_map(|l| {
+                l.find(THOUGHT)
+                    .map(|at| l[at + THOUGHT.len()..].trim().to_ascii_lowercase())
+            })
             .map(|answer| answer.starts_with("yes"));
-        let action_at = lines.iter().position(|l| l.trim_start().starts_with(ACTION));
-        let answer_at = lines.iter().position(|l| l.trim_start().starts_with(ANSWER));
+        let action_at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(ACTION));
+        let answer_at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(ANSWER));
 
         // An explicit "No" with an answer is an answer; otherwise whichever
         // of action and answer comes first decides.
@@ -87,18 +94,33 @@ impl OutputParser for ReactParser {
             if action.is_empty() {
                 return Err(ParseError::EmptyAction);
             }
-            let Some(i) = lines.iter().skip(a + 1).position(|l| l.trim_start().starts_with(INPUT)).map(|i| i + a + 1) else {
+            let Some(i) = lines
+                .iter()
+                .skip(a + 1)
+                .position(|l| l.trim_start().starts_with(INPUT))
+                .map(|i| i + a + 1)
+            else {
                 return Err(ParseError::MissingInput { action });
             };
             // The input runs to the next Observation line (JSON may span lines).
             let mut input = vec![after(lines[i], INPUT)];
-            input.extend(lines[i + 1..].iter().take_while(|l| !l.trim_start().starts_with(OBSERVATION)).copied());
-            return Ok(Step::Call { action, input: input.join("\n").trim().to_owned() });
+            input.extend(
+                lines[i + 1..]
+                    .iter()
+                    .take_while(|l| !l.trim_start().starts_with(OBSERVATION))
+                    .copied(),
+            );
+            return Ok(Step::Call {
+                action,
+                input: input.join("\n").trim().to_owned(),
+            });
         }
         if let Some(b) = answer_at {
             let mut answer = vec![after(lines[b], ANSWER)];
             answer.extend(lines[b + 1..].iter().copied());
-            return Ok(Step::Answer { text: answer.join("\n").trim().to_owned() });
+            return Ok(Step::Answer {
+                text: answer.join("\n").trim().to_owned(),
+            });
         }
         if wants_tool == Some(true) {
             return Err(ParseError::MissingAction);
@@ -122,7 +144,12 @@ pub const STEP_STOPS: [&str; 3] = ["Observation:", "\nNew input:", "\nHuman:"];
 /// let p = conversation_prompt(None, &[("hi".into(), "hello".into())], "draw a cat", "");
 /// assert!(p.starts_with("Previous conversation:\nHuman: hi\nAI: hello\n\nNew input: draw a cat\n"));
 /// ```
-pub fn conversation_prompt(system: Option<&str>, history: &[(String, String)], input: &str, trace: &str) -> String {
+pub fn conversation_prompt(
+    system: Option<&str>,
+    history: &[(String, String)],
+    input: &str,
+    trace: &str,
+) -> String {
     let mut p = String::from(system.unwrap_or_default());
     p.push_str("Previous conversation:\n");
     for (human, ai) in history {
@@ -135,7 +162,8 @@ pub fn conversation_prompt(system: Option<&str>, history: &[(String, String)], i
 /// The rest of `line` after the first `marker` (which the caller has seen
 /// at its start, after whitespace).
 fn after<'a>(line: &'a str, marker: &str) -> &'a str {
-    line.find(marker).map_or("", |at| &line[at + marker.len()..])
+    line.find(marker)
+        .map_or("", |at| &line[at + marker.len()..])
 }
 
 #[cfg(test)]
@@ -154,23 +182,45 @@ mod tests {
         );
         assert_eq!(
             parse("Thought: Do I need to use a tool? No\nAI: Paris.\nIt is in France."),
-            Ok(Step::Answer { text: "Paris.\nIt is in France.".into() })
+            Ok(Step::Answer {
+                text: "Paris.\nIt is in France.".into()
+            })
         );
     }
 
     #[test]
     fn json_input_may_span_lines() {
         let step = parse("Action: add\nAction Input: {\"a\": 1,\n \"b\": 2}\nObservation: 3");
-        assert_eq!(step, Ok(Step::Call { action: "add".into(), input: "{\"a\": 1,\n \"b\": 2}".into() }));
+        assert_eq!(
+            step,
+            Ok(Step::Call {
+                action: "add".into(),
+                input: "{\"a\": 1,\n \"b\": 2}".into()
+            })
+        );
     }
 
     #[test]
     fn broken_replies_are_typed_errors() {
         assert_eq!(parse("  \n"), Err(ParseError::Empty));
         assert_eq!(parse("hello there"), Err(ParseError::NoProtocol));
-        assert_eq!(parse("Thought: Do I need to use a tool? Yes\n"), Err(ParseError::MissingAction));
-        assert_eq!(parse("Action: x\n"), Err(ParseError::MissingInput { action: "x".into() }));
-        assert_eq!(parse("Action:   \nAction Input: y"), Err(ParseError::EmptyAction));
-        assert_eq!(ReactParser.parse(b"\xff\xfe\nAI: hi \xc3"), Ok(Step::Answer { text: "hi \u{fffd}".into() }));
+        assert_eq!(
+            parse("Thought: Do I need to use a tool? Yes\n"),
+            Err(ParseError::MissingAction)
+        );
+        assert_eq!(
+            parse("Action: x\n"),
+            Err(ParseError::MissingInput { action: "x".into() })
+        );
+        assert_eq!(
+            parse("Action:   \nAction Input: y"),
+            Err(ParseError::EmptyAction)
+        );
+        assert_eq!(
+            ReactParser.parse(b"\xff\xfe\nAI: hi \xc3"),
+            Ok(Step::Answer {
+                text: "hi \u{fffd}".into()
+            })
+        );
     }
 }

@@ -25,7 +25,9 @@ pub struct ToolRegistry {
 
 impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| &e.spec.name)).finish()
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| &e.spec.name))
+            .finish()
     }
 }
 
@@ -39,7 +41,10 @@ pub struct PreparedCall {
 
 impl std::fmt::Debug for PreparedCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedCall").field("tool", &self.tool).field("args", &self.args).finish()
+        f.debug_struct("PreparedCall")
+            .field("tool", &self.tool)
+            .field("args", &self.args)
+            .finish()
     }
 }
 
@@ -61,7 +66,11 @@ impl ToolRegistry {
     /// Adds a tool; its schema is derived from `T::Args`.
     pub fn register<T: Tool>(&mut self, tool: T) -> Result<()> {
         let schema = serde_json::to_value(schemars::schema_for!(T::Args))?;
-        let spec = ToolSpec { name: tool.name(), description: tool.description(), parameters: clean_schema(schema) };
+        let spec = ToolSpec {
+            name: tool.name(),
+            description: tool.description(),
+            parameters: clean_schema(schema),
+        };
         self.insert(spec, Some(Arc::new(Erased(tool))))
     }
 
@@ -88,16 +97,26 @@ impl ToolRegistry {
     }
 
     fn insert(&mut self, spec: ToolSpec, imp: Option<Arc<dyn DynTool>>) -> Result<()> {
-        if spec.name.trim().is_empty() || spec.name.contains(['\n', ',']) || spec.name != spec.name.trim() {
+        if spec.name.trim().is_empty()
+            || spec.name.contains(['\n', ','])
+            || spec.name != spec.name.trim()
+        {
             return Err(Error::BadName(spec.name));
         }
         if self.index.contains_key(&spec.name) {
             return Err(Error::DuplicateName(spec.name));
         }
-        let validator = jsonschema::validator_for(&spec.parameters)
-            .map_err(|e| Error::BadSchema { tool: spec.name.clone(), detail: e.to_string() })?;
+        let validator =
+            jsonschema::validator_for(&spec.parameters).map_err(|e| Error::BadSchema {
+                tool: spec.name.clone(),
+                detail: e.to_string(),
+            })?;
         self.index.insert(spec.name.clone(), self.entries.len());
-        self.entries.push(Entry { spec, validator, imp });
+        self.entries.push(Entry {
+            spec,
+            validator,
+            imp,
+        });
         Ok(())
     }
 
@@ -127,20 +146,34 @@ impl ToolRegistry {
     pub fn prepare(&self, name: &str, input: &str) -> Result<PreparedCall, ToolError> {
         let name = name.trim();
         let Some(entry) = self.index.get(name).map(|&i| &self.entries[i]) else {
-            let available = self.entries.iter().map(|e| e.spec.name.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(ToolError::UnknownTool { name: name.to_owned(), available });
+            let available = self
+                .entries
+                .iter()
+                .map(|e| e.spec.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ToolError::UnknownTool {
+                name: name.to_owned(),
+                available,
+            });
         };
-        let invalid = |message: String| ToolError::InvalidArgs { tool: name.to_owned(), message };
+        let invalid = |message: String| ToolError::InvalidArgs {
+            tool: name.to_owned(),
+            message,
+        };
         let input = input.trim();
         let args = match entry.spec.input_kind() {
             InputKind::Text { fields } => {
                 let got = input.split(',').filter(|f| !f.trim().is_empty()).count();
                 if got < fields {
-                    return Err(invalid(format!("expected {fields} comma-separated field(s), got {got}")));
+                    return Err(invalid(format!(
+                        "expected {fields} comma-separated field(s), got {got}"
+                    )));
                 }
                 Value::String(input.to_owned())
             }
-            InputKind::Json => serde_json::from_str(input).map_err(|e| invalid(format!("input is not valid JSON ({e})")))?,
+            InputKind::Json => serde_json::from_str(input)
+                .map_err(|e| invalid(format!("input is not valid JSON ({e})")))?,
         };
         let problems: Vec<String> = entry
             .validator
@@ -148,13 +181,21 @@ impl ToolRegistry {
             .take(3)
             .map(|e| {
                 let at = e.instance_path().to_string();
-                if at.is_empty() { e.to_string() } else { format!("at `{at}`: {e}") }
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("at `{at}`: {e}")
+                }
             })
             .collect();
         if !problems.is_empty() {
             return Err(invalid(problems.join("; ")));
         }
-        Ok(PreparedCall { tool: name.to_owned(), args, imp: entry.imp.clone() })
+        Ok(PreparedCall {
+            tool: name.to_owned(),
+            args,
+            imp: entry.imp.clone(),
+        })
     }
 }
 

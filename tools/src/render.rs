@@ -34,7 +34,10 @@ pub fn json_system_prompt(specs: &[ToolSpec]) -> String {
         out.push('\n');
     }
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    out.push_str(&protocol_rules(&names.join(", "), "the arguments as one JSON object"));
+    out.push_str(&protocol_rules(
+        &names.join(", "),
+        "the arguments as one JSON object",
+    ));
     out
 }
 

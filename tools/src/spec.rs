@@ -28,8 +28,14 @@ pub enum InputKind {
 impl ToolSpec {
     pub fn input_kind(&self) -> InputKind {
         if self.parameters.get("type") == Some(&json!("string")) {
-            let fields = self.parameters.get("x-fields").and_then(Value::as_u64).unwrap_or(1);
-            InputKind::Text { fields: usize::try_from(fields).unwrap_or(1).max(1) }
+            let fields = self
+                .parameters
+                .get("x-fields")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            InputKind::Text {
+                fields: usize::try_from(fields).unwrap_or(1).max(1),
+            }
         } else {
             InputKind::Json
         }
@@ -44,14 +50,18 @@ impl ToolSpec {
 
 /// Writes specs as an OpenAI-style JSON tool list.
 pub fn to_openai_json(specs: &[ToolSpec]) -> Result<String> {
-    Ok(serde_json::to_string_pretty(&specs.iter().map(ToolSpec::to_openai).collect::<Vec<_>>())?)
+    Ok(serde_json::to_string_pretty(
+        &specs.iter().map(ToolSpec::to_openai).collect::<Vec<_>>(),
+    )?)
 }
 
 /// Reads an OpenAI-style tool list: an array of `{"type": "function",
 /// "function": {...}}` objects or of bare `{name, description, parameters}`.
 pub fn from_openai_json(text: &str) -> Result<Vec<ToolSpec>> {
     let value: Value = serde_json::from_str(text).map_err(|e| Error::Import(e.to_string()))?;
-    let items = value.as_array().ok_or_else(|| Error::Import("expected a JSON array of tools".into()))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| Error::Import("expected a JSON array of tools".into()))?;
     items
         .iter()
         .enumerate()
@@ -63,8 +73,15 @@ pub fn from_openai_json(text: &str) -> Result<Vec<ToolSpec>> {
             };
             Ok(ToolSpec {
                 name: name.to_owned(),
-                description: f.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                description: f
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                parameters: f
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
             })
         })
         .collect()
@@ -82,7 +99,11 @@ pub fn fingerprint(specs: &[ToolSpec]) -> String {
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Compact JSON with object keys sorted at every level, whatever map

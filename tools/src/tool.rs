@@ -51,7 +51,11 @@ impl<const N: usize> JsonSchema for TextInput<N> {
 /// string with at least `fields - 1` commas (the last field may hold more).
 pub fn text_schema(fields: usize) -> Value {
     let fields = fields.max(1);
-    let pattern = if fields == 1 { "\\S".to_owned() } else { format!("^[^,]+(,[^,]+){{{}}}", fields - 1) };
+    let pattern = if fields == 1 {
+        "\\S".to_owned()
+    } else {
+        format!("^[^,]+(,[^,]+){{{}}}", fields - 1)
+    };
     serde_json::json!({"type": "string", "pattern": pattern, "x-fields": fields})
 }
 
@@ -67,9 +71,13 @@ pub(crate) struct Erased<T>(pub T);
 impl<T: Tool> DynTool for Erased<T> {
     async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
         let name = self.0.name();
-        let args: T::Args = serde_json::from_value(args)
-            .map_err(|e| ToolError::InvalidArgs { tool: name.clone(), message: e.to_string() })?;
+        let args: T::Args = serde_json::from_value(args).map_err(|e| ToolError::InvalidArgs {
+            tool: name.clone(),
+            message: e.to_string(),
+        })?;
         let output = self.0.call(args).await?;
-        serde_json::to_value(output).map_err(|e| ToolError::Failed(format!("tool `{name}` returned unserialisable output: {e}")))
+        serde_json::to_value(output).map_err(|e| {
+            ToolError::Failed(format!("tool `{name}` returned unserialisable output: {e}"))
+        })
     }
 }

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loragen_tools::spec::{fingerprint, from_openai_json, to_openai_json};
-use loragen_tools::{async_trait, Error, InputKind, TextInput, Tool, ToolError, ToolRegistry, ToolSpec};
+use loragen_tools::{
+    async_trait, Error, InputKind, TextInput, Tool, ToolError, ToolRegistry, ToolSpec,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +31,11 @@ impl Tool for Weather {
         "Forecast for a city.".into()
     }
     async fn call(&self, args: WeatherArgs) -> Result<String, ToolError> {
-        Ok(format!("sunny in {} for {} days", args.city, args.days.unwrap_or(0)))
+        Ok(format!(
+            "sunny in {} for {} days",
+            args.city,
+            args.days.unwrap_or(0)
+        ))
     }
 }
 
@@ -51,7 +57,10 @@ impl Tool for Caption {
 }
 
 fn registry() -> ToolRegistry {
-    ToolRegistry::new().with(Weather).and_then(|r| r.with(Caption)).unwrap()
+    ToolRegistry::new()
+        .with(Weather)
+        .and_then(|r| r.with(Caption))
+        .unwrap()
 }
 
 #[test]
@@ -63,39 +72,73 @@ fn schema_is_derived_by_schemars() {
     assert_eq!(spec.parameters["required"], json!(["city"]));
     assert!(spec.parameters.get("$schema").is_none());
     assert_eq!(spec.input_kind(), InputKind::Json);
-    assert_eq!(r.spec("Get Photo Description").unwrap().input_kind(), InputKind::Text { fields: 1 });
+    assert_eq!(
+        r.spec("Get Photo Description").unwrap().input_kind(),
+        InputKind::Text { fields: 1 }
+    );
 }
 
 #[test]
 fn duplicate_and_malformed_names_are_rejected() {
     let mut r = registry();
     assert!(matches!(r.register(Weather), Err(Error::DuplicateName(n)) if n == "weather"));
-    let bad = ToolSpec { name: "a,b".into(), description: String::new(), parameters: json!({}) };
+    let bad = ToolSpec {
+        name: "a,b".into(),
+        description: String::new(),
+        parameters: json!({}),
+    };
     assert!(matches!(r.register_spec(bad), Err(Error::BadName(_))));
-    let broken = ToolSpec { name: "broken".into(), description: String::new(), parameters: json!({"type": 12}) };
-    assert!(matches!(r.register_spec(broken), Err(Error::BadSchema { .. })));
+    let broken = ToolSpec {
+        name: "broken".into(),
+        description: String::new(),
+        parameters: json!({"type": 12}),
+    };
+    assert!(matches!(
+        r.register_spec(broken),
+        Err(Error::BadSchema { .. })
+    ));
 }
 
 #[test]
 fn validation_names_the_field_and_the_problem() {
     let r = registry();
     let err = r.prepare("weather", r#"{"city": 3}"#).unwrap_err();
-    let ToolError::InvalidArgs { tool, message } = err else { panic!("{err}") };
+    let ToolError::InvalidArgs { tool, message } = err else {
+        panic!("{err}")
+    };
     assert_eq!(tool, "weather");
-    assert!(message.contains("/city") && message.contains("string"), "{message}");
-    let err = r.prepare("weather", r#"{"city": "Oslo", "days": 9}"#).unwrap_err();
+    assert!(
+        message.contains("/city") && message.contains("string"),
+        "{message}"
+    );
+    let err = r
+        .prepare("weather", r#"{"city": "Oslo", "days": 9}"#)
+        .unwrap_err();
     assert!(err.to_string().contains("/days"), "{err}");
     let err = r.prepare("weather", r#"{"days": 1}"#).unwrap_err();
     assert!(err.to_string().contains("city"), "{err}");
-    assert!(matches!(r.prepare("rain", "{}"), Err(ToolError::UnknownTool { .. })));
+    assert!(matches!(
+        r.prepare("rain", "{}"),
+        Err(ToolError::UnknownTool { .. })
+    ));
 }
 
 #[tokio::test]
 async fn valid_calls_run() {
     let r = registry();
-    let out = r.prepare("weather", r#"{"city": "Oslo", "days": 2}"#).unwrap().run().await.unwrap();
+    let out = r
+        .prepare("weather", r#"{"city": "Oslo", "days": 2}"#)
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out, json!("sunny in Oslo for 2 days"));
-    let out = r.prepare("Get Photo Description", " image/abc.png ").unwrap().run().await.unwrap();
+    let out = r
+        .prepare("Get Photo Description", " image/abc.png ")
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out, json!("a photo at image/abc.png"));
 }
 
@@ -109,7 +152,12 @@ async fn imported_specs_round_trip_and_are_unavailable() {
     for s in specs {
         imported.register_spec(s).unwrap();
     }
-    let err = imported.prepare("weather", r#"{"city": "Oslo"}"#).unwrap().run().await.unwrap_err();
+    let err = imported
+        .prepare("weather", r#"{"city": "Oslo"}"#)
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
     assert_eq!(err, ToolError::Unavailable("weather".into()));
     assert!(from_openai_json("{\"not\": \"a list\"}").is_err());
     assert!(from_openai_json("[{\"function\": {}}]").is_err());
@@ -127,9 +175,15 @@ fn fingerprint_ignores_field_order_but_not_descriptions() {
             "description": "Does a thing.", "name": "t"}"#,
     )
     .unwrap();
-    assert_eq!(fingerprint(std::slice::from_ref(&a)), fingerprint(&[reordered]));
+    assert_eq!(
+        fingerprint(std::slice::from_ref(&a)),
+        fingerprint(&[reordered])
+    );
     let mut changed = a.clone();
     changed.description = "Does another thing.".into();
-    assert_ne!(fingerprint(std::slice::from_ref(&a)), fingerprint(&[changed]));
+    assert_ne!(
+        fingerprint(std::slice::from_ref(&a)),
+        fingerprint(&[changed])
+    );
     assert_eq!(fingerprint(std::slice::from_ref(&a)).len(), 64);
 }

@@ -39,7 +39,11 @@ impl AgentConfig {
     /// Defaults for a mode: constrained decoding is on wherever the model
     /// no longer sees the tool names.
     pub fn for_mode(mode: Mode) -> Self {
-        AgentConfig { mode, constrained: !mode.definitions_in_context(), ..Self::default() }
+        AgentConfig {
+            mode,
+            constrained: !mode.definitions_in_context(),
+            ..Self::default()
+        }
     }
 
     #[must_use]
@@ -74,7 +78,9 @@ impl AgentConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_steps == 0 || self.max_tokens == 0 {
-            return Err(Error::InvalidParam("max_steps and max_tokens must be positive".into()));
+            return Err(Error::InvalidParam(
+                "max_steps and max_tokens must be positive".into(),
+            ));
         }
         if self.tool_timeout.is_zero() {
             return Err(Error::InvalidParam("tool_timeout must be positive".into()));

@@ -12,9 +12,16 @@ use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
 /// Runs `load` while collecting the error-level log lines it produces on
 /// this thread. Every event still reaches the subscriber that was in force.
 pub(crate) fn with_error_lines<T>(load: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let capture = std::sync::Arc::new(Capture { lines: Mutex::new(Vec::new()), forward: tracing::dispatcher::get_default(Dispatch::clone) });
+    let capture = std::sync::Arc::new(Capture {
+        lines: Mutex::new(Vec::new()),
+        forward: tracing::dispatcher::get_default(Dispatch::clone),
+    });
     let out = tracing::subscriber::with_default(CaptureRef(capture.clone()), load);
-    let lines = capture.lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+    let lines = capture
+        .lines
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
     (out, lines)
 }
 

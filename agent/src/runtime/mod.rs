@@ -47,7 +47,11 @@ pub const THREADS_ENV: &str = "LORAGEN_THREADS";
 /// assert!(loragen_agent::runtime::default_threads() >= 1);
 /// ```
 pub fn default_threads() -> usize {
-    env_threads().ok().flatten().unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    env_threads().ok().flatten().unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 /// The thread count set by `LORAGEN_THREADS`: `None` when unset, an error
@@ -57,8 +61,12 @@ pub fn env_threads() -> Result<Option<usize>> {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(Some(n)),
-            _ => Err(Error::InvalidParam(format!("{THREADS_ENV}={v:?} is not a positive thread count"))),
+            _ => Err(Error::InvalidParam(format!(
+                "{THREADS_ENV}={v:?} is not a positive thread count"
+            ))),
         },
-        Err(std::env::VarError::NotUnicode(v)) => Err(Error::InvalidParam(format!("{THREADS_ENV}={v:?} is not a positive thread count"))),
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::InvalidParam(format!(
+            "{THREADS_ENV}={v:?} is not a positive thread count"
+        ))),
     }
 }

@@ -6,10 +6,10 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
+use super::load_log::{detail, with_error_lines};
 use super::params::SessionParams;
 use super::session::Session;
 use crate::error::{Error, Result};
-use super::load_log::{detail, with_error_lines};
 use crate::store::check_gguf;
 
 /// A model loaded into llama.cpp. Sessions borrow it, so many sessions can
@@ -21,7 +21,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("path", &self.path).field("arch", &self.arch()).finish()
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("arch", &self.arch())
+            .finish()
     }
 }
 
@@ -49,9 +52,17 @@ impl Model {
         let path = path.as_ref();
         check_gguf(path)?;
         let backend = super::backend()?;
-        let (loaded, log) = with_error_lines(|| LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()));
-        let inner = loaded.map_err(|e| Error::Load { path: path.to_path_buf(), detail: detail(&log, e) })?;
-        Ok(Model { inner, path: path.to_path_buf() })
+        let (loaded, log) = with_error_lines(|| {
+            LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        });
+        let inner = loaded.map_err(|e| Error::Load {
+            path: path.to_path_buf(),
+            detail: detail(&log, e),
+        })?;
+        Ok(Model {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -60,7 +71,9 @@ impl Model {
 
     /// GGUF `general.architecture`, e.g. `gemma3` or `qwen2`.
     pub fn arch(&self) -> String {
-        self.inner.meta_val_str("general.architecture").unwrap_or_default()
+        self.inner
+            .meta_val_str("general.architecture")
+            .unwrap_or_default()
     }
 
     /// Width of the hidden states.
@@ -112,8 +125,14 @@ impl Model {
         let path = path.as_ref();
         check_gguf(path)?;
         let (loaded, log) = with_error_lines(|| self.inner.lora_adapter_init(path));
-        let inner = loaded.map_err(|e| Error::Load { path: path.to_path_buf(), detail: format!("LoRA adapter: {}", detail(&log, e)) })?;
-        Ok(Adapter { inner, path: path.to_path_buf() })
+        let inner = loaded.map_err(|e| Error::Load {
+            path: path.to_path_buf(),
+            detail: format!("LoRA adapter: {}", detail(&log, e)),
+        })?;
+        Ok(Adapter {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens a session: a context with its own KV cache.

@@ -64,13 +64,19 @@ impl SessionParams {
     pub(crate) fn validate(&self) -> Result<()> {
         super::env_threads()?;
         if self.n_ctx < 16 {
-            return Err(Error::InvalidParam(format!("n_ctx must be at least 16, got {}", self.n_ctx)));
+            return Err(Error::InvalidParam(format!(
+                "n_ctx must be at least 16, got {}",
+                self.n_ctx
+            )));
         }
         if self.n_batch == 0 {
             return Err(Error::InvalidParam("n_batch must be positive".into()));
         }
         if self.n_threads == 0 || i32::try_from(self.n_threads).is_err() {
-            return Err(Error::InvalidParam(format!("n_threads must be in 1..=i32::MAX, got {}", self.n_threads)));
+            return Err(Error::InvalidParam(format!(
+                "n_threads must be in 1..=i32::MAX, got {}",
+                self.n_threads
+            )));
         }
         Ok(())
     }
@@ -82,7 +88,11 @@ pub enum Sampling {
     /// Always the most likely token: deterministic.
     Greedy,
     /// Temperature and nucleus sampling, reproducible through the seed.
-    Random { temperature: f32, top_p: f32, seed: u32 },
+    Random {
+        temperature: f32,
+        top_p: f32,
+        seed: u32,
+    },
 }
 
 /// Settings of one generation call.
@@ -100,7 +110,13 @@ pub struct GenerateParams {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { max_tokens: 256, sampling: Sampling::Greedy, stop: Vec::new(), grammar: None, add_bos: true }
+        GenerateParams {
+            max_tokens: 256,
+            sampling: Sampling::Greedy,
+            stop: Vec::new(),
+            grammar: None,
+            add_bos: true,
+        }
     }
 }
 
@@ -142,12 +158,19 @@ impl GenerateParams {
         if self.stop.iter().any(String::is_empty) {
             return Err(Error::InvalidParam("stop strings must not be empty".into()));
         }
-        if let Sampling::Random { temperature, top_p, .. } = self.sampling {
+        if let Sampling::Random {
+            temperature, top_p, ..
+        } = self.sampling
+        {
             if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(Error::InvalidParam(format!("temperature must be > 0, got {temperature}")));
+                return Err(Error::InvalidParam(format!(
+                    "temperature must be > 0, got {temperature}"
+                )));
             }
             if !(top_p > 0.0 && top_p <= 1.0) {
-                return Err(Error::InvalidParam(format!("top_p must be in (0, 1], got {top_p}")));
+                return Err(Error::InvalidParam(format!(
+                    "top_p must be in (0, 1], got {top_p}"
+                )));
             }
         }
         Ok(())
@@ -161,12 +184,32 @@ mod tests {
     #[test]
     fn bad_parameters_are_rejected() {
         assert!(GenerateParams::default().validate().is_ok());
-        assert!(GenerateParams::default().with_max_tokens(0).validate().is_err());
-        assert!(GenerateParams::default().with_stop([""]).validate().is_err());
-        let hot = Sampling::Random { temperature: 0.0, top_p: 0.9, seed: 1 };
-        assert!(GenerateParams::default().with_sampling(hot).validate().is_err());
-        let wide = Sampling::Random { temperature: 0.7, top_p: 1.5, seed: 1 };
-        assert!(GenerateParams::default().with_sampling(wide).validate().is_err());
+        assert!(GenerateParams::default()
+            .with_max_tokens(0)
+            .validate()
+            .is_err());
+        assert!(GenerateParams::default()
+            .with_stop([""])
+            .validate()
+            .is_err());
+        let hot = Sampling::Random {
+            temperature: 0.0,
+            top_p: 0.9,
+            seed: 1,
+        };
+        assert!(GenerateParams::default()
+            .with_sampling(hot)
+            .validate()
+            .is_err());
+        let wide = Sampling::Random {
+            temperature: 0.7,
+            top_p: 1.5,
+            seed: 1,
+        };
+        assert!(GenerateParams::default()
+            .with_sampling(wide)
+            .validate()
+            .is_err());
         assert!(SessionParams::default().with_threads(0).validate().is_err());
         assert!(SessionParams::default().with_n_ctx(4).validate().is_err());
     }

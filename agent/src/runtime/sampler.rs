@@ -19,12 +19,22 @@ pub(crate) struct Chooser {
 impl Chooser {
     pub fn new(model: &LlamaModel, params: &GenerateParams) -> Result<Self> {
         let grammar = match &params.grammar {
-            Some(g) => Some(LlamaSampler::grammar(model, g, "root").map_err(|e| Error::Grammar { detail: e.to_string() })?),
+            Some(g) => {
+                Some(
+                    LlamaSampler::grammar(model, g, "root").map_err(|e| Error::Grammar {
+                        detail: e.to_string(),
+                    })?,
+                )
+            }
             None => None,
         };
         let base = match params.sampling {
             Sampling::Greedy => LlamaSampler::greedy(),
-            Sampling::Random { temperature, top_p, seed } => LlamaSampler::chain_simple([
+            Sampling::Random {
+                temperature,
+                top_p,
+                seed,
+            } => LlamaSampler::chain_simple([
                 LlamaSampler::top_p(top_p, 1),
                 LlamaSampler::temp(temperature),
                 LlamaSampler::dist(seed),
@@ -46,8 +56,13 @@ impl Chooser {
         };
         let mut all = ctx.token_data_array_ith(idx);
         let token = pick(&mut all, &mut self.base);
-        let logit = all.data.iter().find(|d| d.id() == token).map_or(0.0, LlamaTokenData::logit);
-        let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, logit, 1.0)], false);
+        let logit = all
+            .data
+            .iter()
+            .find(|d| d.id() == token)
+            .map_or(0.0, LlamaTokenData::logit);
+        let mut single =
+            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, logit, 1.0)], false);
         single.apply_sampler(grammar);
         let allowed = single.data.first().is_some_and(|d| d.logit().is_finite());
         let token = if allowed {

@@ -50,7 +50,10 @@ pub struct Session<'m> {
 
 impl std::fmt::Debug for Session<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("params", &self.params).field("cached", &self.cached.len()).finish()
+        f.debug_struct("Session")
+            .field("params", &self.params)
+            .field("cached", &self.cached.len())
+            .finish()
     }
 }
 
@@ -70,11 +73,26 @@ impl<'m> Session<'m> {
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         if params.embeddings {
-            ctx_params = ctx_params.with_embeddings(true).with_pooling_type(LlamaPoolingType::None);
+            ctx_params = ctx_params
+                .with_embeddings(true)
+                .with_pooling_type(LlamaPoolingType::None);
         }
-        let ctx = model.inner.new_context(super::backend()?, ctx_params).map_err(|e| Error::llama("context creation", e))?;
+        let ctx = model
+            .inner
+            .new_context(super::backend()?, ctx_params)
+            .map_err(|e| Error::llama("context creation", e))?;
         let batch = LlamaBatch::new(n_batch as usize, 1);
-        Ok(Session { model, ctx, batch, params: SessionParams { n_ctx, n_batch, ..params }, cached: Vec::new() })
+        Ok(Session {
+            model,
+            ctx,
+            batch,
+            params: SessionParams {
+                n_ctx,
+                n_batch,
+                ..params
+            },
+            cached: Vec::new(),
+        })
     }
 
     pub fn model(&self) -> &'m Model {
@@ -99,14 +117,18 @@ impl<'m> Session<'m> {
     /// Applies a LoRA adapter with `scale`; the KV cache is cleared because
     /// states computed without the adapter no longer match.
     pub fn set_adapter(&mut self, adapter: &mut Adapter, scale: f32) -> Result<()> {
-        self.ctx.lora_adapter_set(&mut adapter.inner, scale).map_err(|e| Error::llama("adapter attach", e))?;
+        self.ctx
+            .lora_adapter_set(&mut adapter.inner, scale)
+            .map_err(|e| Error::llama("adapter attach", e))?;
         self.clear_cache();
         Ok(())
     }
 
     /// Detaches every adapter again.
     pub fn remove_adapter(&mut self, adapter: &mut Adapter) -> Result<()> {
-        self.ctx.lora_adapter_remove(&mut adapter.inner).map_err(|e| Error::llama("adapter detach", e))?;
+        self.ctx
+            .lora_adapter_remove(&mut adapter.inner)
+            .map_err(|e| Error::llama("adapter detach", e))?;
         self.clear_cache();
         Ok(())
     }
@@ -141,7 +163,12 @@ impl<'m> Session<'m> {
         let (reused, _) = self.prefill(prompt, &[], Collect::Logits)?;
         let prefill_ms = ms_since(start);
 
-        let mut stats = Stats { prompt_tokens: prompt.len(), reused_tokens: reused, prefill_ms, ..Stats::default() };
+        let mut stats = Stats {
+            prompt_tokens: prompt.len(),
+            reused_tokens: reused,
+            prefill_ms,
+            ..Stats::default()
+        };
         let mut scanner = StopScanner::new(&params.stop);
         let mut tokens = Vec::new();
         let mut logits_index = self.batch.n_tokens() - 1;
@@ -174,17 +201,31 @@ impl<'m> Session<'m> {
         stats.decode_tokens = tokens.len();
         stats.decode_ms = ms_since(decode_start);
         let text = scanner.finish(&mut on_text);
-        Ok(Completion { text, tokens, finish, stats })
+        Ok(Completion {
+            text,
+            tokens,
+            finish,
+            stats,
+        })
     }
 
     /// Final-layer hidden states (after the output norm) of `tokens` at
     /// `positions`, in the order given. Needs a session with embeddings on.
-    pub fn hidden_states(&mut self, tokens: &[LlamaToken], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+    pub fn hidden_states(
+        &mut self,
+        tokens: &[LlamaToken],
+        positions: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
         if !self.params.embeddings {
-            return Err(Error::InvalidParam("hidden states need a session created with embeddings on".into()));
+            return Err(Error::InvalidParam(
+                "hidden states need a session created with embeddings on".into(),
+            ));
         }
         if let Some(&bad) = positions.iter().find(|&&p| p >= tokens.len()) {
-            return Err(Error::InvalidParam(format!("position {bad} is outside the {} tokens", tokens.len())));
+            return Err(Error::InvalidParam(format!(
+                "position {bad} is outside the {} tokens",
+                tokens.len()
+            )));
         }
         let (_, collected) = self.prefill(tokens, positions, Collect::Hidden)?;
         pick(positions, collected, "hidden states")
@@ -195,10 +236,15 @@ impl<'m> Session<'m> {
     /// embeddings off.
     pub fn logits(&mut self, tokens: &[LlamaToken], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
         if self.params.embeddings {
-            return Err(Error::InvalidParam("logits need a session created with embeddings off".into()));
+            return Err(Error::InvalidParam(
+                "logits need a session created with embeddings off".into(),
+            ));
         }
         if let Some(&bad) = positions.iter().find(|&&p| p >= tokens.len()) {
-            return Err(Error::InvalidParam(format!("position {bad} is outside the {} tokens", tokens.len())));
+            return Err(Error::InvalidParam(format!(
+                "position {bad} is outside the {} tokens",
+                tokens.len()
+            )));
         }
         let (_, collected) = self.prefill(tokens, positions, Collect::Logits)?;
         pick(positions, collected, "logits")
@@ -208,21 +254,36 @@ impl<'m> Session<'m> {
     /// the cached history. Logits are produced for the last token; hidden
     /// states for `outputs` (whose KV therefore cannot come from the cache).
     /// Returns how many tokens were reused.
-    fn prefill(&mut self, tokens: &[LlamaToken], outputs: &[usize], what: Collect) -> Result<(usize, Collected)> {
+    fn prefill(
+        &mut self,
+        tokens: &[LlamaToken],
+        outputs: &[usize],
+        what: Collect,
+    ) -> Result<(usize, Collected)> {
         if tokens.is_empty() {
             return Err(Error::InvalidParam("empty prompt".into()));
         }
         if tokens.len() >= self.params.n_ctx as usize {
-            return Err(Error::ContextOverflow { tokens: tokens.len(), n_ctx: self.params.n_ctx });
+            return Err(Error::ContextOverflow {
+                tokens: tokens.len(),
+                n_ctx: self.params.n_ctx,
+            });
         }
-        let mut reuse = if self.params.reuse_prefix { common_prefix(&self.cached, tokens) } else { 0 };
+        let mut reuse = if self.params.reuse_prefix {
+            common_prefix(&self.cached, tokens)
+        } else {
+            0
+        };
         // At least one token must run to produce logits.
         reuse = reuse.min(tokens.len() - 1);
         if let Some(&first) = outputs.iter().min() {
             reuse = reuse.min(first);
         }
         if reuse < self.cached.len() {
-            let removed = self.ctx.kv_cache_seq_rm(0, u32::try_from(reuse).ok(), None).is_ok();
+            let removed = self
+                .ctx
+                .kv_cache_seq_rm(0, u32::try_from(reuse).ok(), None)
+                .is_ok();
             if !removed {
                 // Some caches cannot drop a suffix; start over instead.
                 self.ctx.clear_kv_cache();
@@ -240,15 +301,23 @@ impl<'m> Session<'m> {
             for (i, &token) in part.iter().enumerate() {
                 let pos = base + i;
                 let wants_output = pos == last || outputs.contains(&pos);
-                self.batch.add(token, pos as i32, &[0], wants_output).map_err(|e| Error::llama("batch", e))?;
+                self.batch
+                    .add(token, pos as i32, &[0], wants_output)
+                    .map_err(|e| Error::llama("batch", e))?;
             }
-            self.ctx.decode(&mut self.batch).map_err(|e| Error::llama("prefill decode", e))?;
+            self.ctx
+                .decode(&mut self.batch)
+                .map_err(|e| Error::llama("prefill decode", e))?;
             self.cached.extend_from_slice(part);
             for (i, _) in part.iter().enumerate() {
                 let pos = base + i;
                 if outputs.contains(&pos) {
                     let row = match what {
-                        Collect::Hidden => self.ctx.embeddings_ith(i as i32).map_err(|e| Error::llama("hidden states", e))?.to_vec(),
+                        Collect::Hidden => self
+                            .ctx
+                            .embeddings_ith(i as i32)
+                            .map_err(|e| Error::llama("hidden states", e))?
+                            .to_vec(),
                         Collect::Logits => self.ctx.get_logits_ith(i as i32).to_vec(),
                     };
                     collected.push((pos, row));
@@ -260,8 +329,12 @@ impl<'m> Session<'m> {
 
     fn decode_one(&mut self, token: LlamaToken) -> Result<()> {
         self.batch.clear();
-        self.batch.add(token, self.cached.len() as i32, &[0], true).map_err(|e| Error::llama("batch", e))?;
-        self.ctx.decode(&mut self.batch).map_err(|e| Error::llama("decode", e))?;
+        self.batch
+            .add(token, self.cached.len() as i32, &[0], true)
+            .map_err(|e| Error::llama("batch", e))?;
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| Error::llama("decode", e))?;
         self.cached.push(token);
         Ok(())
     }

@@ -25,7 +25,13 @@ pub(crate) struct StopScanner<'a> {
 
 impl<'a> StopScanner<'a> {
     pub fn new(stops: &'a [String]) -> Self {
-        StopScanner { stops, decoder: UTF_8.new_decoder(), text: String::new(), emitted: 0, stopped: false }
+        StopScanner {
+            stops,
+            decoder: UTF_8.new_decoder(),
+            text: String::new(),
+            emitted: 0,
+            stopped: false,
+        }
     }
 
     pub fn push(&mut self, bytes: &[u8]) -> Step {
@@ -42,12 +48,18 @@ impl<'a> StopScanner<'a> {
             self.text.truncate(end);
             self.emitted = end;
             self.stopped = true;
-            return Step { emit, stopped: Some(stop.clone()) };
+            return Step {
+                emit,
+                stopped: Some(stop.clone()),
+            };
         }
         let safe_end = self.text.len() - self.held_back();
         let emit = self.text[self.emitted..safe_end].to_owned();
         self.emitted = safe_end;
-        Step { emit, stopped: None }
+        Step {
+            emit,
+            stopped: None,
+        }
     }
 
     /// Flushes what is left and returns the whole text.
@@ -67,7 +79,11 @@ impl<'a> StopScanner<'a> {
         let tail = &self.text[self.emitted..];
         self.stops
             .iter()
-            .flat_map(|s| (1..s.len()).filter(|&n| s.is_char_boundary(n)).map(move |n| &s[..n]))
+            .flat_map(|s| {
+                (1..s.len())
+                    .filter(|&n| s.is_char_boundary(n))
+                    .map(move |n| &s[..n])
+            })
             .filter(|prefix| tail.ends_with(prefix))
             .map(str::len)
             .max()
@@ -75,7 +91,10 @@ impl<'a> StopScanner<'a> {
     }
 
     fn decode(&mut self, bytes: &[u8], last: bool) {
-        let needed = self.decoder.max_utf8_buffer_length(bytes.len()).unwrap_or(bytes.len() * 3 + 4);
+        let needed = self
+            .decoder
+            .max_utf8_buffer_length(bytes.len())
+            .unwrap_or(bytes.len() * 3 + 4);
         self.text.reserve(needed);
         let _ = self.decoder.decode_to_string(bytes, &mut self.text, last);
     }
@@ -109,7 +128,8 @@ mod tests {
 
     #[test]
     fn stop_string_split_across_tokens_is_cut_and_never_emitted() {
-        let (emitted, stopped, text) = run(&["Observation:"], &[b"Action: x\nObs", b"erva", b"tion: y"]);
+        let (emitted, stopped, text) =
+            run(&["Observation:"], &[b"Action: x\nObs", b"erva", b"tion: y"]);
         assert_eq!(stopped.as_deref(), Some("Observation:"));
         assert_eq!(text, "Action: x\n");
         assert_eq!(emitted.concat(), "Action: x\n");

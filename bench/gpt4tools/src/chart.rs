@@ -20,14 +20,24 @@ const FONTS: [&str; 4] = [
 /// the machine, for both formats; without one the error says what to install.
 pub fn write_chart(report: &Report, stem: &Path, title: &str) -> Result<()> {
     register_font()?;
-    draw(SVGBackend::new(&stem.with_extension("svg"), (800, 520)).into_drawing_area(), report, title)?;
-    draw(BitMapBackend::new(&stem.with_extension("png"), (800, 520)).into_drawing_area(), report, title)
+    draw(
+        SVGBackend::new(&stem.with_extension("svg"), (800, 520)).into_drawing_area(),
+        report,
+        title,
+    )?;
+    draw(
+        BitMapBackend::new(&stem.with_extension("png"), (800, 520)).into_drawing_area(),
+        report,
+        title,
+    )
 }
 
 fn register_font() -> Result<()> {
     static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
-        let Some(bytes) = FONTS.iter().find_map(|p| std::fs::read(p).ok()) else { return false };
+        let Some(bytes) = FONTS.iter().find_map(|p| std::fs::read(p).ok()) else {
+            return false;
+        };
         // plotters keeps registered fonts for the life of the process.
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
@@ -35,11 +45,17 @@ fn register_font() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Chart("no usable TrueType font for the chart's text (install fonts-dejavu-core)".into()))
+        Err(Error::Chart(
+            "no usable TrueType font for the chart's text (install fonts-dejavu-core)".into(),
+        ))
     }
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, report: &Report, title: &str) -> Result<()> {
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    report: &Report,
+    title: &str,
+) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| Error::Chart(e.to_string());
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let max_ms = report.rows.iter().map(|r| r.p50_ms).fold(1.0, f64::max) * 1.25;
@@ -62,7 +78,10 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, repor
         chart
             .draw_series(std::iter::once(Circle::new(point, 7, color.filled())))
             .map_err(|e| err(&e))?
-            .label(format!("{} ({:.1}%, {:.0} ms)", row.mode, row.scores.average, row.p50_ms))
+            .label(format!(
+                "{} ({:.1}%, {:.0} ms)",
+                row.mode, row.scores.average, row.p50_ms
+            ))
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
     }
     chart
@@ -93,7 +112,13 @@ mod tests {
             id: "1".into(),
             mode,
             prediction: String::new(),
-            scores: ItemScores { thought_acc: 1.0, action_acc: 1.0, action_args_acc: 0.5, acc: 1.0, iou: 0.9 },
+            scores: ItemScores {
+                thought_acc: 1.0,
+                action_acc: 1.0,
+                action_args_acc: 0.5,
+                acc: 1.0,
+                iou: 0.9,
+            },
             prompt_tokens: 100,
             reused_tokens: 0,
             prefill_ms: ms,
@@ -101,7 +126,13 @@ mod tests {
             decode_tokens: 5,
             peak_rss_mib: 1.0,
         };
-        let report = Report::from_records(&[record(Mode::InContext, 900.0), record(Mode::Compiled, 200.0)], &Mode::ALL);
+        let report = Report::from_records(
+            &[
+                record(Mode::InContext, 900.0),
+                record(Mode::Compiled, 200.0),
+            ],
+            &Mode::ALL,
+        );
         let dir = tempfile::tempdir().unwrap();
         write_chart(&report, &dir.path().join("c"), "test").unwrap();
         let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();

@@ -54,13 +54,18 @@ impl HeldOutMatcher {
             templates.extend(pools.tool_templates(tool.info.name, tool.unseen)?.held_out);
         }
         let patterns: Vec<String> = templates.iter().map(|t| template_regex(t)).collect();
-        let set = RegexSet::new(&patterns).map_err(|e| Error::Config(format!("held-out template pattern: {e}")))?;
+        let set = RegexSet::new(&patterns)
+            .map_err(|e| Error::Config(format!("held-out template pattern: {e}")))?;
         Ok(HeldOutMatcher { set, templates })
     }
 
     /// The first held-out template `request` could have come from.
     pub fn matching(&self, request: &str) -> Option<&str> {
-        self.set.matches(request).iter().next().map(|i| self.templates[i].as_str())
+        self.set
+            .matches(request)
+            .iter()
+            .next()
+            .map(|i| self.templates[i].as_str())
     }
 }
 
@@ -77,8 +82,15 @@ fn template_regex(template: &str) -> String {
 /// Checks `items`; see the module docs for the rules.
 pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
     let matcher = HeldOutMatcher::new(&Pools::load()?)?;
-    let unseen: Vec<&str> = all_tools().iter().filter(|t| t.unseen).map(|t| t.info.name).collect();
-    let mut report = CheckReport { items: items.len(), ..CheckReport::default() };
+    let unseen: Vec<&str> = all_tools()
+        .iter()
+        .filter(|t| t.unseen)
+        .map(|t| t.info.name)
+        .collect();
+    let mut report = CheckReport {
+        items: items.len(),
+        ..CheckReport::default()
+    };
     for item in items {
         let mut problem = |detail: String| report.problems.push((item.id.clone(), detail));
         if !item.instruction.contains(CONVERSATION_MARKER) {
@@ -96,7 +108,9 @@ pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
             Ok(Step::Answer { .. }) => {}
             Ok(Step::Call { action, input }) => {
                 if !listed.contains(&action.as_str()) {
-                    problem(format!("the output calls `{action}`, which the system part does not list"));
+                    problem(format!(
+                        "the output calls `{action}`, which the system part does not list"
+                    ));
                 }
                 match arity_of(&action) {
                     Some(arity) if input.split(',').count() != arity => problem(format!(
@@ -111,7 +125,9 @@ pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
         // Calls already made in the partial trace must be listed too.
         for name in Extracted::from_text(item.rest()).actions {
             if !listed.contains(&name.as_str()) {
-                problem(format!("the trace calls `{name}`, which the system part does not list"));
+                problem(format!(
+                    "the trace calls `{name}`, which the system part does not list"
+                ));
             }
         }
         let shows_unseen = listed.iter().any(|t| unseen.contains(t));
@@ -123,7 +139,9 @@ pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
         }
         if let (SplitKind::Train, Some(template)) = (kind, held_out) {
             let request = item.request().unwrap_or_default();
-            problem(format!("the training request `{request}` fits the held-out template `{template}`"));
+            problem(format!(
+                "the training request `{request}` fits the held-out template `{template}`"
+            ));
         }
     }
     Ok(report)

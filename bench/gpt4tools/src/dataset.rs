@@ -35,12 +35,16 @@ impl Item {
     /// The part before `Previous conversation:`: what LoRA-Gen compiles
     /// into the adapter. Empty when the marker is missing.
     pub fn system_part(&self) -> &str {
-        self.instruction.find(CONVERSATION_MARKER).map_or("", |at| &self.instruction[..at])
+        self.instruction
+            .find(CONVERSATION_MARKER)
+            .map_or("", |at| &self.instruction[..at])
     }
 
     /// Everything the edge model still sees in compiled mode.
     pub fn rest(&self) -> &str {
-        self.instruction.find(CONVERSATION_MARKER).map_or(&self.instruction, |at| &self.instruction[at..])
+        self.instruction
+            .find(CONVERSATION_MARKER)
+            .map_or(&self.instruction, |at| &self.instruction[at..])
     }
 
     /// The prompt text of the full instruction plus the optional input.
@@ -62,7 +66,10 @@ impl Item {
 
     /// Tool names listed in the system part as `> Name: description`.
     pub fn listed_tools(&self) -> Vec<&str> {
-        self.listed_tool_lines().into_iter().map(|(name, _)| name).collect()
+        self.listed_tool_lines()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// `(name, description)` of every tool the system part lists.
@@ -94,8 +101,13 @@ impl Item {
 /// The field count a description states, as upstream GPT4Tools words it.
 fn stated_arity(description: &str) -> usize {
     let lower = description.to_lowercase();
-    let Some(at) = lower.find("separated string of ") else { return 1 };
-    let word = lower[at + "separated string of ".len()..].split(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
+    let Some(at) = lower.find("separated string of ") else {
+        return 1;
+    };
+    let word = lower[at + "separated string of ".len()..]
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("");
     match word {
         "two" | "2" => 2,
         "three" | "3" => 3,
@@ -120,8 +132,10 @@ pub fn load(path: &Path) -> Result<Vec<Item>> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Item>> {
-    let raw: Vec<Value> = serde_json::from_str(text)
-        .map_err(|e| Error::Malformed { path: path.into(), detail: format!("expected a JSON array of items ({e})") })?;
+    let raw: Vec<Value> = serde_json::from_str(text).map_err(|e| Error::Malformed {
+        path: path.into(),
+        detail: format!("expected a JSON array of items ({e})"),
+    })?;
     raw.into_iter()
         .enumerate()
         .map(|(i, value)| {
@@ -130,17 +144,31 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Item>> {
                 Some(Value::Number(n)) => format!("`{n}` (#{i})"),
                 _ => format!("#{i}"),
             };
-            let bad = |detail: String| Error::BadItem { path: path.into(), item: name.clone(), detail };
-            let item: RawItem = serde_json::from_value(value).map_err(|e| bad(format!("not an item object ({e})")))?;
-            let instruction = item.instruction.ok_or_else(|| bad("has no `instruction`".into()))?;
+            let bad = |detail: String| Error::BadItem {
+                path: path.into(),
+                item: name.clone(),
+                detail,
+            };
+            let item: RawItem = serde_json::from_value(value)
+                .map_err(|e| bad(format!("not an item object ({e})")))?;
+            let instruction = item
+                .instruction
+                .ok_or_else(|| bad("has no `instruction`".into()))?;
             let output = item.output.ok_or_else(|| bad("has no `output`".into()))?;
             let id = match item.id {
                 Some(Value::String(s)) => s,
                 Some(Value::Number(n)) => n.to_string(),
                 None | Some(Value::Null) => i.to_string(),
-                Some(other) => return Err(bad(format!("`id` must be a string or number, not {other}"))),
+                Some(other) => {
+                    return Err(bad(format!("`id` must be a string or number, not {other}")))
+                }
             };
-            Ok(Item { id, instruction, input: item.input.unwrap_or_default(), output })
+            Ok(Item {
+                id,
+                instruction,
+                input: item.input.unwrap_or_default(),
+                output,
+            })
         })
         .collect()
 }
@@ -152,7 +180,10 @@ pub fn save(path: &Path, items: &[Item]) -> Result<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(tmp)?);
             out.write_all(b"[\n")?;
             for (i, item) in items.iter().enumerate() {
-                let id = item.id.parse::<u64>().map_or_else(|_| Value::String(item.id.clone()), Value::from);
+                let id = item
+                    .id
+                    .parse::<u64>()
+                    .map_or_else(|_| Value::String(item.id.clone()), Value::from);
                 let value = serde_json::json!({"id": id, "instruction": item.instruction, "input": item.input, "output": item.output});
                 out.write_all(value.to_string().as_bytes())?;
                 out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
@@ -177,8 +208,16 @@ mod tests {
         assert_eq!(items[0].system_part(), "SYS\n> A Tool: does a.\n");
         assert!(items[0].rest().starts_with("Previous conversation:"));
         assert_eq!(items[0].listed_tools(), ["A Tool"]);
-        assert_eq!(stated_arity("The input to this tool should be a comma separated string of two, representing x"), 2);
-        assert_eq!(stated_arity("Its input is a comma separated string of three fields"), 3);
+        assert_eq!(
+            stated_arity(
+                "The input to this tool should be a comma separated string of two, representing x"
+            ),
+            2
+        );
+        assert_eq!(
+            stated_arity("Its input is a comma separated string of three fields"),
+            3
+        );
         assert_eq!(stated_arity("The input is the image path"), 1);
         assert_eq!(items[0].request(), Some("hi"));
         assert_eq!(items[1].id, "7");
@@ -187,11 +226,20 @@ mod tests {
 
     #[test]
     fn a_missing_output_names_the_item() {
-        let err = parse(Path::new("f.json"), r#"[{"id": "a1", "instruction": "x"}]"#).unwrap_err().to_string();
+        let err = parse(Path::new("f.json"), r#"[{"id": "a1", "instruction": "x"}]"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`a1`") && err.contains("no `output`"), "{err}");
-        let err = parse(Path::new("f.json"), r#"{"not": "an array"}"#).unwrap_err().to_string();
+        let err = parse(Path::new("f.json"), r#"{"not": "an array"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a GPT4Tools file"), "{err}");
-        let err = parse(Path::new("f.json"), r#"[{"instruction": "x", "output": "y"}, 3]"#).unwrap_err().to_string();
+        let err = parse(
+            Path::new("f.json"),
+            r#"[{"instruction": "x", "output": "y"}, 3]"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("#1"), "{err}");
     }
 
@@ -200,8 +248,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json");
         let items = vec![
-            Item { id: "3".into(), instruction: "a\nb".into(), input: String::new(), output: "o".into() },
-            Item { id: "q".into(), instruction: "c".into(), input: "i".into(), output: "p".into() },
+            Item {
+                id: "3".into(),
+                instruction: "a\nb".into(),
+                input: String::new(),
+                output: "o".into(),
+            },
+            Item {
+                id: "q".into(),
+                instruction: "c".into(),
+                input: "i".into(),
+                output: "p".into(),
+            },
         ];
         save(&path, &items).unwrap();
         assert_eq!(load(&path).unwrap(), items);

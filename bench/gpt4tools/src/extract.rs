@@ -41,7 +41,8 @@ impl Extracted {
 }
 
 fn value_after(line: &str, marker: &str) -> Option<String> {
-    line.find(marker).map(|at| line[at + marker.len()..].trim().to_owned())
+    line.find(marker)
+        .map(|at| line[at + marker.len()..].trim().to_owned())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub mod stats;
 
 pub use dataset::Item;
 pub use error::{Error, Result};
-pub use metrics::{score_item, Aggregate, ItemScores};
 pub use loragen_tools::Mode;
+pub use metrics::{score_item, Aggregate, ItemScores};
 pub use record::{Record, RecordLog};
 pub use report::Report;

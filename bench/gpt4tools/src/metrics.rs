@@ -52,7 +52,9 @@ pub fn score_item(truth: &str, prediction: &str) -> ItemScores {
     // action: "Yes, call, observation, No, AI" has one thought, "Yes".
     gt.thoughts.truncate(gt.actions.len());
     // A correct call followed by a premature "No" is still a correct call.
-    if pred.thoughts.len() == pred.actions.len() + 1 && pred.thoughts.last().map(String::as_str) == Some("No") {
+    if pred.thoughts.len() == pred.actions.len() + 1
+        && pred.thoughts.last().map(String::as_str) == Some("No")
+    {
         pred.thoughts.pop();
     }
     let thoughts = match_exact(&gt.thoughts, &pred.thoughts);
@@ -81,9 +83,19 @@ fn score_no_action(gt: &Extracted, pred: &Extracted) -> ItemScores {
     let thoughts = match_exact(&gt.thoughts, &pred.thoughts);
     let iou = iou(&[(&thoughts, gt.thoughts.len())]);
     let said_no = pred.thoughts.first().map(String::as_str) == Some("No");
-    let thought_acc = if said_no && !pred.answers.is_empty() { mean(&thoughts) } else { 0.0 };
+    let thought_acc = if said_no && !pred.answers.is_empty() {
+        mean(&thoughts)
+    } else {
+        0.0
+    };
     let right = f64::from(u8::from(thought_acc == 1.0));
-    ItemScores { thought_acc, action_acc: right, action_args_acc: right, acc: right, iou }
+    ItemScores {
+        thought_acc,
+        action_acc: right,
+        action_args_acc: right,
+        acc: right,
+        iou,
+    }
 }
 
 /// Position-wise equality over the longer of the two lists.
@@ -151,9 +163,23 @@ fn mean(xs: &[f64]) -> f64 {
 impl Aggregate {
     /// Means of the per-item scores in percent.
     pub fn of(items: &[ItemScores]) -> Self {
-        let pct = |f: fn(&ItemScores) -> f64| 100.0 * mean(&items.iter().map(f).collect::<Vec<_>>());
-        let (sr_t, sr_act, sr_args, sr, iou) =
-            (pct(|s| s.thought_acc), pct(|s| s.action_acc), pct(|s| s.action_args_acc), pct(|s| s.acc), pct(|s| s.iou));
-        Aggregate { items: items.len(), sr_t, sr_act, sr_args, sr, iou, average: (sr_t + sr_act + sr_args + sr + iou) / 5.0 }
+        let pct =
+            |f: fn(&ItemScores) -> f64| 100.0 * mean(&items.iter().map(f).collect::<Vec<_>>());
+        let (sr_t, sr_act, sr_args, sr, iou) = (
+            pct(|s| s.thought_acc),
+            pct(|s| s.action_acc),
+            pct(|s| s.action_args_acc),
+            pct(|s| s.acc),
+            pct(|s| s.iou),
+        );
+        Aggregate {
+            items: items.len(),
+            sr_t,
+            sr_act,
+            sr_args,
+            sr,
+            iou,
+            average: (sr_t + sr_act + sr_args + sr + iou) / 5.0,
+        }
     }
 }

@@ -54,11 +54,20 @@ impl Keyed for Record {
 
     fn check(&self) -> std::result::Result<(), String> {
         if self.reused_tokens > self.prompt_tokens {
-            return Err(format!("reused_tokens {} exceeds prompt_tokens {}", self.reused_tokens, self.prompt_tokens));
+            return Err(format!(
+                "reused_tokens {} exceeds prompt_tokens {}",
+                self.reused_tokens, self.prompt_tokens
+            ));
         }
-        let times = [("prefill_ms", self.prefill_ms), ("decode_ms", self.decode_ms), ("peak_rss_mib", self.peak_rss_mib)];
+        let times = [
+            ("prefill_ms", self.prefill_ms),
+            ("decode_ms", self.decode_ms),
+            ("peak_rss_mib", self.peak_rss_mib),
+        ];
         if let Some((name, v)) = times.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
-            return Err(format!("{name} is {v}; it must be a finite non-negative number"));
+            return Err(format!(
+                "{name} is {v}; it must be a finite non-negative number"
+            ));
         }
         let s = &self.scores;
         let scores = [s.thought_acc, s.action_acc, s.action_args_acc, s.acc, s.iou];
@@ -84,7 +93,11 @@ impl<R: Keyed> RecordLog<R> {
     /// record, so the next append starts on a line of its own; any other
     /// unreadable line is an error naming the file and the line.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut log = RecordLog { path: path.to_owned(), records: Vec::new(), done: HashSet::new() };
+        let mut log = RecordLog {
+            path: path.to_owned(),
+            records: Vec::new(),
+            done: HashSet::new(),
+        };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log),
@@ -97,11 +110,19 @@ impl<R: Keyed> RecordLog<R> {
             // what is there happens to parse.
             if !line.ends_with(b"\n") {
                 tracing::warn!("{}: dropping a partial last record", path.display());
-                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-                f.set_len(good_bytes as u64).map_err(|e| Error::io(path, e))?;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io(path, e))?;
+                f.set_len(good_bytes as u64)
+                    .map_err(|e| Error::io(path, e))?;
                 break;
             }
-            let text = std::str::from_utf8(line).map_err(|e| Error::Record { path: path.to_owned(), line: i + 1, detail: e.to_string() })?;
+            let text = std::str::from_utf8(line).map_err(|e| Error::Record {
+                path: path.to_owned(),
+                line: i + 1,
+                detail: e.to_string(),
+            })?;
             good_bytes += line.len();
             if text.trim().is_empty() {
                 continue;
@@ -109,7 +130,11 @@ impl<R: Keyed> RecordLog<R> {
             let record = serde_json::from_str::<R>(text)
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.check().map(|()| r))
-                .map_err(|detail| Error::Record { path: path.to_owned(), line: i + 1, detail })?;
+                .map_err(|detail| Error::Record {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    detail,
+                })?;
             log.push(record);
         }
         Ok(log)
@@ -137,7 +162,11 @@ impl<R: Keyed> RecordLog<R> {
     pub fn replace_all(&mut self, records: Vec<R>) -> Result<()> {
         let mut text = String::new();
         for (i, r) in records.iter().enumerate() {
-            let line = serde_json::to_string(r).map_err(|e| Error::Record { path: self.path.clone(), line: i + 1, detail: e.to_string() })?;
+            let line = serde_json::to_string(r).map_err(|e| Error::Record {
+                path: self.path.clone(),
+                line: i + 1,
+                detail: e.to_string(),
+            })?;
             text.push_str(&line);
             text.push('\n');
         }
@@ -163,7 +192,9 @@ impl<R: Keyed> RecordLog<R> {
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
-        f.write_all(line.as_bytes()).and_then(|()| f.sync_data()).map_err(|e| Error::io(&self.path, e))?;
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.sync_data())
+            .map_err(|e| Error::io(&self.path, e))?;
         self.push(record);
         Ok(())
     }
@@ -195,10 +226,18 @@ mod tests {
         let mut log: RecordLog = RecordLog::open(&path).unwrap();
         log.append(record("a")).unwrap();
         log.append(record("b")).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\": \"c\", \"mo").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\": \"c\", \"mo")
+            .unwrap();
         let mut log: RecordLog = RecordLog::open(&path).unwrap();
         assert_eq!(log.records().len(), 2);
-        assert!(log.is_done(&(Mode::InContext, "b".into())) && !log.is_done(&(Mode::InContextCached, "b".into())));
+        assert!(
+            log.is_done(&(Mode::InContext, "b".into()))
+                && !log.is_done(&(Mode::InContextCached, "b".into()))
+        );
         log.append(record("c")).unwrap();
         assert_eq!(RecordLog::<Record>::open(&path).unwrap().records().len(), 3);
     }
@@ -207,7 +246,14 @@ mod tests {
     fn a_corrupt_middle_line_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
-        std::fs::write(&path, format!("nonsense\n{}\n", serde_json::to_string(&record("a")).unwrap())).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "nonsense\n{}\n",
+                serde_json::to_string(&record("a")).unwrap()
+            ),
+        )
+        .unwrap();
         let err = RecordLog::<Record>::open(&path).unwrap_err().to_string();
         assert!(err.contains("record 1"), "{err}");
     }
@@ -223,7 +269,10 @@ mod tests {
         assert_eq!(log.records().len(), 1);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{a}\n"));
         log.append(record("b")).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{a}\n{b}\n"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{a}\n{b}\n")
+        );
     }
 
     #[test]
@@ -231,8 +280,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
         let a = serde_json::to_string(&record("a")).unwrap();
-        let impossible = serde_json::to_string(&Record { reused_tokens: 11, ..record("x") }).unwrap();
-        for bad in [&b"\xff\xfe garbage"[..], b"{\"id\": 3}", b"[1, 2]", impossible.as_bytes()] {
+        let impossible = serde_json::to_string(&Record {
+            reused_tokens: 11,
+            ..record("x")
+        })
+        .unwrap();
+        for bad in [
+            &b"\xff\xfe garbage"[..],
+            b"{\"id\": 3}",
+            b"[1, 2]",
+            impossible.as_bytes(),
+        ] {
             let mut bytes = format!("{a}\n").into_bytes();
             bytes.extend_from_slice(bad);
             bytes.extend_from_slice(format!("\n{a}\n").as_bytes());

@@ -73,12 +73,19 @@ impl Report {
                     mode,
                     scores: Aggregate::of(&scores),
                     mean_prompt_tokens: mean(rs.iter().map(|r| r.prompt_tokens as f64)),
-                    mean_prefilled_tokens: mean(rs.iter().map(|r| r.prompt_tokens.saturating_sub(r.reused_tokens) as f64)),
+                    mean_prefilled_tokens: mean(
+                        rs.iter()
+                            .map(|r| r.prompt_tokens.saturating_sub(r.reused_tokens) as f64),
+                    ),
                     compression: None,
                     p50_ms: quantile(&latency, 0.5),
                     p95_ms: quantile(&latency, 0.95),
                     speedup: None,
-                    decode_tok_per_s: if decode_ms > 0.0 { decode_tokens as f64 * 1e3 / decode_ms } else { 0.0 },
+                    decode_tok_per_s: if decode_ms > 0.0 {
+                        decode_tokens as f64 * 1e3 / decode_ms
+                    } else {
+                        0.0
+                    },
                     peak_rss_mib: rs.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
                 })
             })
@@ -134,7 +141,13 @@ mod tests {
             id: format!("{acc}{ms}"),
             mode,
             prediction: String::new(),
-            scores: ItemScores { thought_acc: 1.0, action_acc: acc, action_args_acc: acc, acc, iou: acc },
+            scores: ItemScores {
+                thought_acc: 1.0,
+                action_acc: acc,
+                action_args_acc: acc,
+                acc,
+                iou: acc,
+            },
             prompt_tokens: tokens,
             reused_tokens: 0,
             prefill_ms: ms,
@@ -155,7 +168,10 @@ mod tests {
         assert_eq!(report.rows.len(), 2);
         let compiled = &report.rows[1];
         assert!((compiled.compression.unwrap() - 6.0).abs() < 1e-9);
-        assert!((compiled.speedup.unwrap() - 8.0).abs() < 1e-9, "p50 of in-context is 4000 by nearest rank");
+        assert!(
+            (compiled.speedup.unwrap() - 8.0).abs() < 1e-9,
+            "p50 of in-context is 4000 by nearest rank"
+        );
         assert!((report.rows[0].scores.sr - 50.0).abs() < 1e-9);
         assert!(report.markdown().contains("| compiled | 1 |"));
     }

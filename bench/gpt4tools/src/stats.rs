@@ -56,7 +56,10 @@ pub struct Stats {
 
 /// Computes the stats; `count_tokens` measures a text in model tokens.
 pub fn stats(items: &[Item], count_tokens: &dyn Fn(&str) -> usize) -> Stats {
-    let mut s = Stats { items: items.len(), ..Stats::default() };
+    let mut s = Stats {
+        items: items.len(),
+        ..Stats::default()
+    };
     let (mut system, mut rest, mut output) = (Vec::new(), Vec::new(), Vec::new());
     for item in items {
         let has_trace = item.rest().contains("\nObservation: ");
@@ -68,12 +71,15 @@ pub fn stats(items: &[Item], count_tokens: &dyn Fn(&str) -> usize) -> Stats {
         *s.per_output.entry(key).or_default() += 1;
         s.with_image_turn += usize::from(item.rest().contains("Provide an image named"));
         s.with_partial_trace += usize::from(has_trace);
-        *s.tools_per_prompt.entry(item.listed_tools().len()).or_default() += 1;
+        *s.tools_per_prompt
+            .entry(item.listed_tools().len())
+            .or_default() += 1;
         system.push(count_tokens(item.system_part()));
         rest.push(count_tokens(item.rest()));
         output.push(count_tokens(&item.output));
     }
-    s.negative_share = s.per_output.get(NEGATIVE).copied().unwrap_or(0) as f64 / items.len().max(1) as f64;
+    s.negative_share =
+        s.per_output.get(NEGATIVE).copied().unwrap_or(0) as f64 / items.len().max(1) as f64;
     s.system_tokens = Lengths::of(system);
     s.rest_tokens = Lengths::of(rest);
     s.output_tokens = Lengths::of(output);

@@ -64,7 +64,10 @@ fn every_reference_case_and_the_aggregate_match() {
         iou: percent(agg.iou),
     };
     assert_scores("aggregate", &got, &v.aggregate_mean);
-    assert!(close(agg.average, (agg.sr_t + agg.sr_act + agg.sr_args + agg.sr + agg.iou) / 5.0));
+    assert!(close(
+        agg.average,
+        (agg.sr_t + agg.sr_act + agg.sr_args + agg.sr + agg.iou) / 5.0
+    ));
 }
 
 /// Extra predicted calls, a missing `.png` in a second action, a ground
@@ -72,7 +75,8 @@ fn every_reference_case_and_the_aggregate_match() {
 /// expected, fewer arguments and BLEU-1 on a text argument.
 #[test]
 fn every_reference_edge_case_matches() {
-    let v: EdgeCases = serde_json::from_str(include_str!("fixtures/metric_edge_cases.json")).unwrap();
+    let v: EdgeCases =
+        serde_json::from_str(include_str!("fixtures/metric_edge_cases.json")).unwrap();
     let ids: Vec<&str> = v.cases.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -87,6 +91,10 @@ fn every_reference_edge_case_matches() {
         ]
     );
     for c in &v.cases {
-        assert_scores(&c.id, &score_item(&c.gt_output, &c.pred_output), &c.expected);
+        assert_scores(
+            &c.id,
+            &score_item(&c.gt_output, &c.pred_output),
+            &c.expected,
+        );
     }
 }

@@ -72,7 +72,10 @@ impl EdgeConfig {
     /// Reads the configuration from GGUF metadata; `n_vocab` comes from the
     /// embedding tensor's shape.
     pub fn from_gguf(path: &Path, content: &Content) -> Result<Self> {
-        let bad = |detail: String| Error::Gguf { path: path.to_owned(), detail };
+        let bad = |detail: String| Error::Gguf {
+            path: path.to_owned(),
+            detail,
+        };
         let arch_name = match content.metadata.get("general.architecture") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(bad("no general.architecture".into())),
@@ -81,15 +84,23 @@ impl EdgeConfig {
             "gemma3" => Arch::Gemma3,
             "qwen2" => Arch::Qwen2,
             "llama" => Arch::Llama,
-            other => return Err(bad(format!("architecture `{other}` is not supported (gemma3, qwen2 or llama)"))),
+            other => {
+                return Err(bad(format!(
+                    "architecture `{other}` is not supported (gemma3, qwen2 or llama)"
+                )))
+            }
         };
         let get = |key: &str| content.metadata.get(&format!("{arch_name}.{key}"));
         let num = |key: &str| -> Result<f64> {
-            get(key).and_then(as_f64).ok_or_else(|| bad(format!("no {arch_name}.{key}")))
+            get(key)
+                .and_then(as_f64)
+                .ok_or_else(|| bad(format!("no {arch_name}.{key}")))
         };
         let n_embd = num("embedding_length")? as usize;
         let n_head = num("attention.head_count")? as usize;
-        let head_dim = get("attention.key_length").and_then(as_f64).map_or(n_embd / n_head.max(1), |v| v as usize);
+        let head_dim = get("attention.key_length")
+            .and_then(as_f64)
+            .map_or(n_embd / n_head.max(1), |v| v as usize);
         let n_vocab = content
             .tensor_infos
             .get("token_embd.weight")
@@ -100,19 +111,29 @@ impl EdgeConfig {
             .copied()
             .ok_or_else(|| bad("token_embd.weight has no dimensions".into()))?;
         let gemma = arch == Arch::Gemma3;
-        let sliding_window = if gemma { get("attention.sliding_window").and_then(as_f64).map(|v| v as usize) } else { None };
+        let sliding_window = if gemma {
+            get("attention.sliding_window")
+                .and_then(as_f64)
+                .map(|v| v as usize)
+        } else {
+            None
+        };
         let config = EdgeConfig {
             arch,
             n_layer: num("block_count")? as usize,
             n_embd,
             n_ff: num("feed_forward_length")? as usize,
             n_head,
-            n_head_kv: get("attention.head_count_kv").and_then(as_f64).map_or(n_head, |v| v as usize),
+            n_head_kv: get("attention.head_count_kv")
+                .and_then(as_f64)
+                .map_or(n_head, |v| v as usize),
             head_dim,
             n_vocab,
             rms_eps: num("attention.layer_norm_rms_epsilon")?,
             rope_base: get("rope.freq_base").and_then(as_f64).unwrap_or(10_000.0) as f32,
-            rope_base_swa: get("rope.freq_base_swa").and_then(as_f64).unwrap_or(10_000.0) as f32,
+            rope_base_swa: get("rope.freq_base_swa")
+                .and_then(as_f64)
+                .unwrap_or(10_000.0) as f32,
             sliding_window: sliding_window.filter(|&w| w > 0),
             swa_pattern: 6,
             embed_scale: gemma.then(|| (n_embd as f64).sqrt()),
@@ -120,7 +141,11 @@ impl EdgeConfig {
             post_norms: gemma,
             qkv_bias: arch == Arch::Qwen2,
             rope_neox: arch != Arch::Llama,
-            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
+            activation: if gemma {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
+            },
             attn_scale: 1.0 / (head_dim as f64).sqrt(),
         };
         config.validate().map_err(bad)?;
@@ -143,7 +168,9 @@ impl EdgeConfig {
         let arch = self.arch.gguf_name();
         for (key, value) in sizes {
             if value == 0 || value > MAX_SIZE {
-                return Err(format!("{arch}.{key} is {value}; it must be between 1 and {MAX_SIZE}"));
+                return Err(format!(
+                    "{arch}.{key} is {value}; it must be between 1 and {MAX_SIZE}"
+                ));
             }
         }
         if self.n_head % self.n_head_kv != 0 {
@@ -153,10 +180,16 @@ impl EdgeConfig {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return Err(format!("{arch}.attention.key_length ({}) must be even for rope", self.head_dim));
+            return Err(format!(
+                "{arch}.attention.key_length ({}) must be even for rope",
+                self.head_dim
+            ));
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
-            return Err(format!("{arch}.attention.layer_norm_rms_epsilon is {}; it must be positive", self.rms_eps));
+            return Err(format!(
+                "{arch}.attention.layer_norm_rms_epsilon is {}; it must be positive",
+                self.rms_eps
+            ));
         }
         Ok(())
     }

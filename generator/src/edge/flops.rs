@@ -21,11 +21,15 @@ pub struct StepShape {
 pub fn train_step_flops(c: &EdgeConfig, lora: &LoraConfig, step: StepShape) -> f64 {
     let tokens = (step.batch * step.seq) as f64;
     let (d, ff) = (c.n_embd as f64, c.n_ff as f64);
-    let (q, kv) = ((c.n_head * c.head_dim) as f64, (c.n_head_kv * c.head_dim) as f64);
+    let (q, kv) = (
+        (c.n_head * c.head_dim) as f64,
+        (c.n_head_kv * c.head_dim) as f64,
+    );
     let layers = c.n_layer as f64;
 
     let frozen_per_token = 2.0 * (d * q + 2.0 * d * kv + q * d + 3.0 * d * ff);
-    let frozen = layers * tokens * frozen_per_token + 2.0 * d * c.n_vocab as f64 * step.loss_positions as f64;
+    let frozen = layers * tokens * frozen_per_token
+        + 2.0 * d * c.n_vocab as f64 * step.loss_positions as f64;
     // Scores and weighted values over the full (masked) seq x seq square.
     let attention = layers * step.batch as f64 * 4.0 * (step.seq * step.seq) as f64 * q;
     let lora_per_token: f64 = lora
@@ -70,8 +74,14 @@ mod tests {
             activation: Activation::Silu,
             attn_scale: 0.5,
         };
-        let lora = LoraConfig::default().with_rank(1).with_targets(vec![Target::Up]);
-        let step = StepShape { batch: 1, seq: 3, loss_positions: 1 };
+        let lora = LoraConfig::default()
+            .with_rank(1)
+            .with_targets(vec![Target::Up]);
+        let step = StepShape {
+            batch: 1,
+            seq: 3,
+            loss_positions: 1,
+        };
         // Per token and layer: q 4x4, k 4x2, v 4x2, o 4x4, gate/up/down 4x8.
         // Layers x tokens x 2 x weights, plus the logits of one position.
         let frozen_fwd = 2.0 * 3.0 * 2.0 * (16.0 + 8.0 + 8.0 + 16.0 + 96.0) + 2.0 * 4.0 * 10.0;

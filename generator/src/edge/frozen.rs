@@ -19,7 +19,9 @@ pub struct Frozen {
 
 impl Module for Frozen {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.contiguous()?.apply_op1(FrozenProduct { weight: self.weight.clone() })?;
+        let y = x.contiguous()?.apply_op1(FrozenProduct {
+            weight: self.weight.clone(),
+        })?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -41,7 +43,10 @@ impl CustomOp1 for FrozenProduct {
         let dims = layout.dims();
         let (n_out, n_in) = self.weight.dims2()?;
         if dims.last() != Some(&n_in) || !layout.is_contiguous() {
-            candle_core::bail!("frozen product: input {dims:?} (contiguous: {}) does not end in {n_in}", layout.is_contiguous());
+            candle_core::bail!(
+                "frozen product: input {dims:?} (contiguous: {}) does not end in {n_in}",
+                layout.is_contiguous()
+            );
         }
         let rows = layout.shape().elem_count() / n_in;
         let (storage, w_layout) = self.weight.storage_and_layout();
@@ -63,7 +68,10 @@ impl CustomOp1 for FrozenProduct {
         // As one 2-D product over all rows: (rows, out) (out, in).
         let n_out = self.weight.dim(0)?;
         let rows = grad_y.elem_count() / n_out;
-        let grad_x = grad_y.contiguous()?.reshape((rows, n_out))?.matmul(&self.weight)?;
+        let grad_x = grad_y
+            .contiguous()?
+            .reshape((rows, n_out))?
+            .matmul(&self.weight)?;
         Ok(Some(grad_x.reshape(x.shape())?))
     }
 }
@@ -75,7 +83,14 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -83,13 +98,20 @@ mod tests {
         let dev = Device::Cpu;
         let weight = Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap();
         let bias = Tensor::randn(0f32, 1.0, 5, &dev).unwrap();
-        let frozen = Frozen { weight: weight.clone(), bias: Some(bias.clone()) };
+        let frozen = Frozen {
+            weight: weight.clone(),
+            bias: Some(bias.clone()),
+        };
         let x = Var::randn(0f32, 1.0, (2, 4, 7), &dev).unwrap();
         // A strided, offset view of the input, as attention outputs are.
         let view = x.as_tensor().narrow(1, 1, 3).unwrap();
 
         let ours = frozen.forward(&view).unwrap();
-        let plain = view.broadcast_matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let plain = view
+            .broadcast_matmul(&weight.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
         assert_eq!(ours.dims(), &[2, 3, 5]);
         assert!(max_diff(&ours, &plain) < 1e-5);
 
@@ -97,15 +119,30 @@ mod tests {
         let g_plain = plain.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         assert!(max_diff(g_ours.get(&x).unwrap(), g_plain.get(&x).unwrap()) < 1e-4);
         // Nothing of the weight's size is among the gradients.
-        let weight_sized = |g: &candle_core::backprop::GradStore| g.get_ids().filter(|id| g.get_id(**id).is_some_and(|t| t.dims().ends_with(&[7, 5]) || t.dims().ends_with(&[5, 7]))).count();
+        let weight_sized = |g: &candle_core::backprop::GradStore| {
+            g.get_ids()
+                .filter(|id| {
+                    g.get_id(**id)
+                        .is_some_and(|t| t.dims().ends_with(&[7, 5]) || t.dims().ends_with(&[5, 7]))
+                })
+                .count()
+        };
         assert_eq!(weight_sized(&g_ours), 0);
-        assert!(weight_sized(&g_plain) > 0, "the plain product computes a weight gradient");
+        assert!(
+            weight_sized(&g_plain) > 0,
+            "the plain product computes a weight gradient"
+        );
     }
 
     #[test]
     fn rejects_an_input_of_the_wrong_width() {
         let dev = Device::Cpu;
-        let frozen = Frozen { weight: Tensor::zeros((5, 7), candle_core::DType::F32, &dev).unwrap(), bias: None };
-        assert!(frozen.forward(&Tensor::zeros((2, 6), candle_core::DType::F32, &dev).unwrap()).is_err());
+        let frozen = Frozen {
+            weight: Tensor::zeros((5, 7), candle_core::DType::F32, &dev).unwrap(),
+            bias: None,
+        };
+        assert!(frozen
+            .forward(&Tensor::zeros((2, 6), candle_core::DType::F32, &dev).unwrap())
+            .is_err());
     }
 }

@@ -9,7 +9,9 @@ use candle_nn::VarBuilder;
 use crate::error::{Error, Result};
 
 /// The projections a LoRA may adapt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     Gate,
@@ -45,7 +47,12 @@ pub struct LoraConfig {
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        LoraConfig { rank: 16, alpha: 32.0, dropout: 0.0, targets: Target::FFN.to_vec() }
+        LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: Target::FFN.to_vec(),
+        }
     }
 }
 
@@ -102,7 +109,11 @@ pub struct Delta {
 impl Delta {
     /// `scale * B (A x)` for `x` of shape (batch, seq, in).
     pub fn apply(&self, x: &Tensor, dropout: f32, train: bool) -> Result<Tensor> {
-        let x = if train && dropout > 0.0 { candle_nn::ops::dropout(x, dropout)? } else { x.clone() };
+        let x = if train && dropout > 0.0 {
+            candle_nn::ops::dropout(x, dropout)?
+        } else {
+            x.clone()
+        };
         let (batch, seq, n_in) = x.dims3()?;
         // The scale goes on the rank-r intermediate, the smallest tensor.
         if self.a.rank() == 2 {
@@ -126,7 +137,10 @@ pub struct LayerDeltas {
 
 impl LayerDeltas {
     pub fn get(&self, target: Target) -> Option<&Delta> {
-        self.deltas.iter().find(|(t, _)| *t == target).map(|(_, d)| d)
+        self.deltas
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, d)| d)
     }
 }
 
@@ -141,7 +155,12 @@ pub struct FixedLora {
 
 impl FixedLora {
     /// `dims(target)` gives (in, out) of a projection.
-    pub fn new(config: LoraConfig, n_layer: usize, dims: impl Fn(Target) -> (usize, usize), vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        config: LoraConfig,
+        n_layer: usize,
+        dims: impl Fn(Target) -> (usize, usize),
+        vb: VarBuilder,
+    ) -> Result<Self> {
         config.validate()?;
         let mut layers = Vec::with_capacity(n_layer);
         for il in 0..n_layer {
@@ -151,9 +170,24 @@ impl FixedLora {
                 let (n_in, n_out) = dims(target);
                 let vb = vb.pp(target.gguf_stem());
                 let bound = 1.0 / (n_in as f64).sqrt();
-                let a = vb.get_with_hints((config.rank, n_in), "lora_a", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
-                let b = vb.get_with_hints((n_out, config.rank), "lora_b", candle_nn::Init::Const(0.0))?;
-                deltas.push((target, Delta { a, b, scale: config.scale() }));
+                let a = vb.get_with_hints(
+                    (config.rank, n_in),
+                    "lora_a",
+                    candle_nn::Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )?;
+                let b =
+                    vb.get_with_hints((n_out, config.rank), "lora_b", candle_nn::Init::Const(0.0))?;
+                deltas.push((
+                    target,
+                    Delta {
+                        a,
+                        b,
+                        scale: config.scale(),
+                    },
+                ));
             }
             layers.push(LayerDeltas { deltas });
         }
@@ -171,15 +205,47 @@ mod tests {
     fn shared_and_per_element_factors_give_the_same_delta() {
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1.0, (3, 5, 8), &dev).unwrap();
-        let (a, b) = (Tensor::randn(0f32, 1.0, (2, 8), &dev).unwrap(), Tensor::randn(0f32, 1.0, (6, 2), &dev).unwrap());
-        let shared = Delta { a: a.clone(), b: b.clone(), scale: 0.5 }.apply(&x, 0.0, false).unwrap();
+        let (a, b) = (
+            Tensor::randn(0f32, 1.0, (2, 8), &dev).unwrap(),
+            Tensor::randn(0f32, 1.0, (6, 2), &dev).unwrap(),
+        );
+        let shared = Delta {
+            a: a.clone(),
+            b: b.clone(),
+            scale: 0.5,
+        }
+        .apply(&x, 0.0, false)
+        .unwrap();
         let stacked = |t: &Tensor| Tensor::stack(&[t, t, t], 0).unwrap();
-        let per_element = Delta { a: stacked(&a), b: stacked(&b), scale: 0.5 }.apply(&x, 0.0, false).unwrap();
+        let per_element = Delta {
+            a: stacked(&a),
+            b: stacked(&b),
+            scale: 0.5,
+        }
+        .apply(&x, 0.0, false)
+        .unwrap();
         // scale * B (A x) for the first row, by hand.
         let row = x.get(0).unwrap().get(0).unwrap();
-        let by_hand = (b.matmul(&a.matmul(&row.unsqueeze(1).unwrap()).unwrap()).unwrap().squeeze(1).unwrap() * 0.5).unwrap();
+        let by_hand = (b
+            .matmul(&a.matmul(&row.unsqueeze(1).unwrap()).unwrap())
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            * 0.5)
+            .unwrap();
         assert_eq!(shared.dims(), &[3, 5, 6]);
-        let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = |p: &Tensor, q: &Tensor| {
+            (p - q)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         assert!(diff(&shared, &per_element) < 1e-5);
         assert!(diff(&shared.get(0).unwrap().get(0).unwrap(), &by_hand) < 1e-5);
     }

@@ -12,9 +12,9 @@ pub mod parity;
 pub mod random;
 
 pub use config::{Activation, Arch, EdgeConfig};
+pub use flops::{train_step_flops, StepShape};
 pub use frozen::Frozen;
 pub use lora::{Delta, FixedLora, LayerDeltas, LoraConfig, Target};
 pub use model::{EdgeModel, Phase};
 pub use parity::{agreement, Agreement};
 pub use random::random_lora;
-pub use flops::{train_step_flops, StepShape};

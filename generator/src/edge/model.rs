@@ -58,9 +58,17 @@ impl EdgeModel {
         let config = EdgeConfig::from_gguf(path, &content)?;
         let mut tensors = HashMap::new();
         for name in content.tensor_infos.keys() {
-            let read = |e: candle_core::Error| Error::Gguf { path: path.to_owned(), detail: format!("cannot read tensor `{name}`: {e}") };
+            let read = |e: candle_core::Error| Error::Gguf {
+                path: path.to_owned(),
+                detail: format!("cannot read tensor `{name}`: {e}"),
+            };
             let q = content.tensor(&mut file, name, device).map_err(read)?;
-            tensors.insert(name.clone(), q.dequantize(device).and_then(|t| t.to_dtype(DType::F32)).map_err(read)?);
+            tensors.insert(
+                name.clone(),
+                q.dequantize(device)
+                    .and_then(|t| t.to_dtype(DType::F32))
+                    .map_err(read)?,
+            );
         }
         let gemma = config.arch == Arch::Gemma3;
         let c = &config;
@@ -77,14 +85,30 @@ impl EdgeModel {
                 k: w.linear(il, "attn_k", (kv_out, c.n_embd), bias)?,
                 v: w.linear(il, "attn_v", (kv_out, c.n_embd), bias)?,
                 o: w.linear(il, "attn_output", (c.n_embd, q_out), false)?,
-                q_norm: if gemma { Some(norm(&mut w, "attn_q_norm", c.head_dim)?) } else { None },
-                k_norm: if gemma { Some(norm(&mut w, "attn_k_norm", c.head_dim)?) } else { None },
-                attn_post_norm: if gemma { Some(norm(&mut w, "post_attention_norm", c.n_embd)?) } else { None },
+                q_norm: if gemma {
+                    Some(norm(&mut w, "attn_q_norm", c.head_dim)?)
+                } else {
+                    None
+                },
+                k_norm: if gemma {
+                    Some(norm(&mut w, "attn_k_norm", c.head_dim)?)
+                } else {
+                    None
+                },
+                attn_post_norm: if gemma {
+                    Some(norm(&mut w, "post_attention_norm", c.n_embd)?)
+                } else {
+                    None
+                },
                 ffn_norm: norm(&mut w, "ffn_norm", c.n_embd)?,
                 gate: w.linear(il, "ffn_gate", (c.n_ff, c.n_embd), false)?,
                 up: w.linear(il, "ffn_up", (c.n_ff, c.n_embd), false)?,
                 down: w.linear(il, "ffn_down", (c.n_embd, c.n_ff), false)?,
-                ffn_post_norm: if gemma { Some(norm(&mut w, "post_ffw_norm", c.n_embd)?) } else { None },
+                ffn_post_norm: if gemma {
+                    Some(norm(&mut w, "post_ffw_norm", c.n_embd)?)
+                } else {
+                    None
+                },
             });
         }
         let embed = w.linear_named("token_embd", (c.n_vocab, c.n_embd), false)?;
@@ -95,7 +119,14 @@ impl EdgeModel {
             None
         };
         let out_norm = w.take("output_norm.weight", &[c.n_embd])?;
-        Ok(EdgeModel { config, embed, output, out_norm, blocks, device: device.clone() })
+        Ok(EdgeModel {
+            config,
+            embed,
+            output,
+            out_norm,
+            blocks,
+            device: device.clone(),
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -122,28 +153,49 @@ impl EdgeModel {
     /// Final hidden states (after the output norm), shape (batch, seq,
     /// n_embd), for right-padded `tokens` (batch, seq) whose real lengths
     /// are `lengths`.
-    pub fn hidden(&self, tokens: &Tensor, lengths: &[usize], deltas: Option<&[LayerDeltas]>, phase: Phase) -> Result<Tensor> {
+    pub fn hidden(
+        &self,
+        tokens: &Tensor,
+        lengths: &[usize],
+        deltas: Option<&[LayerDeltas]>,
+        phase: Phase,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let (batch, seq) = tokens.dims2()?;
         if lengths.len() != batch || lengths.iter().any(|&l| l == 0 || l > seq) {
-            return Err(Error::Config(format!("lengths {lengths:?} do not fit a batch of {batch} x {seq}")));
+            return Err(Error::Config(format!(
+                "lengths {lengths:?} do not fit a batch of {batch} x {seq}"
+            )));
         }
         if let Some(d) = deltas {
             if d.len() != c.n_layer {
-                return Err(Error::Config(format!("{} layers of deltas for {} layers", d.len(), c.n_layer)));
+                return Err(Error::Config(format!(
+                    "{} layers of deltas for {} layers",
+                    d.len(),
+                    c.n_layer
+                )));
             }
         }
-        let mut x = self.embed.weight.index_select(&tokens.flatten_all()?, 0)?.reshape((batch, seq, c.n_embd))?;
+        let mut x = self
+            .embed
+            .weight
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((batch, seq, c.n_embd))?;
         if let Some(s) = c.embed_scale {
             x = (x * s)?;
         }
-        let masks = [self.mask(lengths, seq, false)?, self.mask(lengths, seq, true)?];
+        let masks = [
+            self.mask(lengths, seq, false)?,
+            self.mask(lengths, seq, true)?,
+        ];
         let mut ropes: HashMap<u32, (Tensor, Tensor)> = HashMap::new();
         for (il, block) in self.blocks.iter().enumerate() {
             let base = c.rope_base_of(il);
             let (cos, sin) = match ropes.entry(base.to_bits()) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(rope_tables(base, c.head_dim, seq, &self.device)?),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(rope_tables(base, c.head_dim, seq, &self.device)?)
+                }
             };
             let mask = &masks[usize::from(c.is_local(il))];
             x = self.block(block, &x, cos, sin, mask, deltas.map(|d| &d[il]), phase)?;
@@ -175,7 +227,11 @@ impl EdgeModel {
     /// local layers only keys within the window (llama.cpp masks a key at
     /// distance >= window).
     fn mask(&self, lengths: &[usize], seq: usize, local: bool) -> Result<Tensor> {
-        let window = self.config.sliding_window.filter(|_| local).unwrap_or(usize::MAX);
+        let window = self
+            .config
+            .sliding_window
+            .filter(|_| local)
+            .unwrap_or(usize::MAX);
         let mut m = vec![0f32; lengths.len() * seq * seq];
         for (b, &len) in lengths.iter().enumerate() {
             for i in 0..seq {
@@ -187,7 +243,11 @@ impl EdgeModel {
                 }
             }
         }
-        Ok(Tensor::from_vec(m, (lengths.len(), 1, seq, seq), &self.device)?)
+        Ok(Tensor::from_vec(
+            m,
+            (lengths.len(), 1, seq, seq),
+            &self.device,
+        )?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -215,7 +275,11 @@ impl EdgeModel {
             }
         };
         let h = self.norm(x, &b.attn_norm)?;
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((batch, seq, n, c.head_dim))?.transpose(1, 2)?.contiguous()?) };
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.reshape((batch, seq, n, c.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
         let mut q = heads(proj(&b.q, &h, Target::Q)?, c.n_head)?;
         let mut k = heads(b.k.forward(&h)?, c.n_head_kv)?;
         let v = heads(proj(&b.v, &h, Target::V)?, c.n_head_kv)?;
@@ -224,10 +288,17 @@ impl EdgeModel {
             k = self.norm(&k, kn)?;
         }
         let q = (fused::rope(&q, cos, sin, c.rope_neox)? * c.attn_scale)?;
-        let k = repeat_kv(fused::rope(&k, cos, sin, c.rope_neox)?, c.n_head / c.n_head_kv)?;
+        let k = repeat_kv(
+            fused::rope(&k, cos, sin, c.rope_neox)?,
+            c.n_head / c.n_head_kv,
+        )?;
         let v = repeat_kv(v, c.n_head / c.n_head_kv)?;
         let probs = fused::masked_softmax(&q.matmul(&k.t()?)?, mask)?;
-        let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, c.n_head * c.head_dim))?;
+        let att =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((batch, seq, c.n_head * c.head_dim))?;
         let mut att = b.o.forward(&att)?;
         if let Some(n) = &b.attn_post_norm {
             att = self.norm(&att, n)?;
@@ -239,7 +310,11 @@ impl EdgeModel {
             Activation::GeluTanh => fused::gelu_tanh(&gate)?,
             Activation::Silu => candle_nn::ops::silu(&gate)?,
         };
-        let mut ffn = proj(&b.down, &(gate * proj(&b.up, &h, Target::Up)?)?, Target::Down)?;
+        let mut ffn = proj(
+            &b.down,
+            &(gate * proj(&b.up, &h, Target::Up)?)?,
+            Target::Down,
+        )?;
         if let Some(n) = &b.ffn_post_norm {
             ffn = self.norm(&ffn, n)?;
         }
@@ -257,21 +332,45 @@ impl Weights<'_> {
     /// Takes the tensor `name`, which must have the shape `dims` that the
     /// configuration implies.
     fn take(&mut self, name: &str, dims: &[usize]) -> Result<Tensor> {
-        let bad = |detail: String| Error::Gguf { path: self.path.to_owned(), detail };
-        let t = self.tensors.remove(name).ok_or_else(|| bad(format!("no tensor `{name}`")))?;
+        let bad = |detail: String| Error::Gguf {
+            path: self.path.to_owned(),
+            detail,
+        };
+        let t = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| bad(format!("no tensor `{name}`")))?;
         if t.dims() != dims {
-            return Err(bad(format!("tensor `{name}` has shape {:?}; the model's metadata implies {dims:?}", t.dims())));
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}; the model's metadata implies {dims:?}",
+                t.dims()
+            )));
         }
         Ok(t)
     }
 
-    fn linear(&mut self, il: usize, stem: &str, out_in: (usize, usize), bias: bool) -> Result<Frozen> {
+    fn linear(
+        &mut self,
+        il: usize,
+        stem: &str,
+        out_in: (usize, usize),
+        bias: bool,
+    ) -> Result<Frozen> {
         self.linear_named(&format!("blk.{il}.{stem}"), out_in, bias)
     }
 
-    fn linear_named(&mut self, stem: &str, (n_out, n_in): (usize, usize), bias: bool) -> Result<Frozen> {
+    fn linear_named(
+        &mut self,
+        stem: &str,
+        (n_out, n_in): (usize, usize),
+        bias: bool,
+    ) -> Result<Frozen> {
         let weight = self.take(&format!("{stem}.weight"), &[n_out, n_in])?;
-        let bias = if bias { Some(self.take(&format!("{stem}.bias"), &[n_out])?) } else { None };
+        let bias = if bias {
+            Some(self.take(&format!("{stem}.bias"), &[n_out])?)
+        } else {
+            None
+        };
         Ok(Frozen { weight, bias })
     }
 }
@@ -281,11 +380,20 @@ fn apply(delta: &Delta, h: &Tensor, dropout: Option<f32>) -> Result<Tensor> {
 }
 
 /// cos and sin of the rope angles, (seq, head_dim / 2).
-fn rope_tables(base: f32, head_dim: usize, seq: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+fn rope_tables(
+    base: f32,
+    head_dim: usize,
+    seq: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
-    let inv: Vec<f32> = (0..half).map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32)).collect();
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
+        .collect();
     let inv = Tensor::from_vec(inv, (1, half), device)?;
-    let pos = Tensor::arange(0u32, seq as u32, device)?.to_dtype(DType::F32)?.reshape((seq, 1))?;
+    let pos = Tensor::arange(0u32, seq as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((seq, 1))?;
     let angles = pos.broadcast_mul(&inv)?;
     Ok((angles.cos()?, angles.sin()?))
 }
@@ -295,5 +403,7 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
         return Ok(x);
     }
     let (b, h, t, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.expand((b, h, n_rep, t, d))?.reshape((b, h * n_rep, t, d))?)
+    Ok(x.unsqueeze(2)?
+        .expand((b, h, n_rep, t, d))?
+        .reshape((b, h * n_rep, t, d))?)
 }

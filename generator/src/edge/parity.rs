@@ -41,7 +41,16 @@ pub fn agreement(reference: &[Vec<f32>], candidate: &[Vec<f32>]) -> Agreement {
 }
 
 fn argmax(xs: &[f32]) -> usize {
-    xs.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0
+    xs.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
+        .0
 }
 
 fn log_softmax(xs: &[f32]) -> Vec<f64> {
@@ -53,7 +62,11 @@ fn log_softmax(xs: &[f32]) -> Vec<f64> {
 /// KL(p ‖ q) of the softmaxes of two logit rows.
 pub fn kl(p_logits: &[f32], q_logits: &[f32]) -> f64 {
     let (lp, lq) = (log_softmax(p_logits), log_softmax(q_logits));
-    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum::<f64>().max(0.0)
+    lp.iter()
+        .zip(&lq)
+        .map(|(a, b)| a.exp() * (a - b))
+        .sum::<f64>()
+        .max(0.0)
 }
 
 #[cfg(test)]
@@ -70,6 +83,9 @@ mod tests {
         assert_eq!(kl(&p, &p), 0.0);
         let a = agreement(&[p.to_vec(), vec![1.0, 0.0]], &[q.to_vec(), vec![2.0, 0.0]]);
         assert_eq!(a.positions, 2);
-        assert!((a.top1 - 0.5).abs() < 1e-12, "argmax ties go to the first index");
+        assert!(
+            (a.top1 - 0.5).abs() < 1e-12,
+            "argmax ties go to the first index"
+        );
     }
 }

@@ -19,15 +19,25 @@ use serde_json::json;
 use crate::cli::{BenchEdgeArgs, ModelArgs};
 
 pub fn run(args: BenchEdgeArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.no_train || (args.steps > 0 && !args.seq.is_empty() && !args.batch.is_empty()), "--steps, --seq and --batch must be positive and non-empty");
-    anyhow::ensure!(args.seq.iter().chain(&args.batch).all(|&n| n > 0), "--seq and --batch values must be positive");
-    anyhow::ensure!(args.no_decode || (args.rounds > 0 && args.decode_tokens > 0), "--rounds and --decode-tokens must be positive");
+    anyhow::ensure!(
+        args.no_train || (args.steps > 0 && !args.seq.is_empty() && !args.batch.is_empty()),
+        "--steps, --seq and --batch must be positive and non-empty"
+    );
+    anyhow::ensure!(
+        args.seq.iter().chain(&args.batch).all(|&n| n > 0),
+        "--seq and --batch values must be positive"
+    );
+    anyhow::ensure!(
+        args.no_decode || (args.rounds > 0 && args.decode_tokens > 0),
+        "--rounds and --decode-tokens must be positive"
+    );
     anyhow::ensure!(args.rank > 0, "--rank must be positive");
     let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
     println!("edge model {}", path.display());
     let llama = Model::load(&path)?;
     let text = tokens_of_text(&llama);
-    let edge = EdgeModel::load(&path, &Device::Cpu).with_context(|| format!("cannot load {} in candle", path.display()))?;
+    let edge = EdgeModel::load(&path, &Device::Cpu)
+        .with_context(|| format!("cannot load {} in candle", path.display()))?;
 
     let mut doc = json!({ "model": path.display().to_string() });
     if !args.no_train {
@@ -47,6 +57,17 @@ pub fn run(args: BenchEdgeArgs, models: &ModelArgs) -> anyhow::Result<()> {
 /// A real text for training steps and agreement checks: the 23-tool
 /// GPT4Tools prompt, as the edge model's token ids.
 fn tokens_of_text(model: &Model) -> Vec<u32> {
-    let text = render_instruction(&TOOLS, Some(("image/kdwpqzla.png", "Two dogs playing with a ball on the grass.")), "Segment the dogs.");
-    model.tokenize(&text, true).iter().map(|t| t.0 as u32).collect()
+    let text = render_instruction(
+        &TOOLS,
+        Some((
+            "image/kdwpqzla.png",
+            "Two dogs playing with a ball on the grass.",
+        )),
+        "Segment the dogs.",
+    );
+    model
+        .tokenize(&text, true)
+        .iter()
+        .map(|t| t.0 as u32)
+        .collect()
 }

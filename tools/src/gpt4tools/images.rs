@@ -43,7 +43,12 @@ impl Operation {
         }
     }
 
-    pub const ALL: [Operation; 4] = [Operation::Canny, Operation::Lines, Operation::Sketch, Operation::SoftEdges];
+    pub const ALL: [Operation; 4] = [
+        Operation::Canny,
+        Operation::Lines,
+        Operation::Sketch,
+        Operation::SoftEdges,
+    ];
 
     /// Applies the operation to an image in memory.
     pub fn apply(self, gray: &GrayImage) -> GrayImage {
@@ -52,9 +57,20 @@ impl Operation {
             Operation::Lines => {
                 let edges = imageproc::edges::canny(gray, 50.0, 100.0);
                 let vote = (gray.width().min(gray.height()) / 4).max(10);
-                let lines = detect_lines(&edges, LineDetectionOptions { vote_threshold: vote, suppression_radius: 8 });
+                let lines = detect_lines(
+                    &edges,
+                    LineDetectionOptions {
+                        vote_threshold: vote,
+                        suppression_radius: 8,
+                    },
+                );
                 let black = RgbImage::from_pixel(gray.width(), gray.height(), Rgb([0, 0, 0]));
-                image::DynamicImage::ImageRgb8(draw_polar_lines(&black, &lines, Rgb([255, 255, 255]))).to_luma8()
+                image::DynamicImage::ImageRgb8(draw_polar_lines(
+                    &black,
+                    &lines,
+                    Rgb([255, 255, 255]),
+                ))
+                .to_luma8()
             }
             Operation::Sketch => {
                 // Colour dodge of the image with its blurred negative.
@@ -66,16 +82,22 @@ impl Operation {
                 })
             }
             Operation::SoftEdges => {
-                let g = imageproc::gradients::sobel_gradients(&imageproc::filter::gaussian_blur_f32(gray, 1.5));
+                let g = imageproc::gradients::sobel_gradients(
+                    &imageproc::filter::gaussian_blur_f32(gray, 1.5),
+                );
                 let max = g.pixels().map(|p| p[0]).max().unwrap_or(1).max(1);
-                GrayImage::from_fn(g.width(), g.height(), |x, y| Luma([(u32::from(g.get_pixel(x, y)[0]) * 255 / u32::from(max)) as u8]))
+                GrayImage::from_fn(g.width(), g.height(), |x, y| {
+                    Luma([(u32::from(g.get_pixel(x, y)[0]) * 255 / u32::from(max)) as u8])
+                })
             }
         }
     }
 }
 
 fn invert(gray: &GrayImage) -> GrayImage {
-    GrayImage::from_fn(gray.width(), gray.height(), |x, y| Luma([255 - gray.get_pixel(x, y)[0]]))
+    GrayImage::from_fn(gray.width(), gray.height(), |x, y| {
+        Luma([255 - gray.get_pixel(x, y)[0]])
+    })
 }
 
 /// An image tool working on files.
@@ -84,7 +106,10 @@ pub struct ImageTool(pub Operation);
 
 /// Where the result of `op` on `input` is written: beside the input.
 pub fn output_path(input: &Path, op: Operation) -> PathBuf {
-    let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    let stem = input
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image");
     input.with_file_name(format!("{stem}_{}.png", op.suffix()))
 }
 
@@ -98,7 +123,11 @@ impl Tool for ImageTool {
     }
 
     fn description(&self) -> String {
-        TOOLS.iter().find(|t| t.name == self.0.tool_name()).map(|t| t.description.to_owned()).unwrap_or_default()
+        TOOLS
+            .iter()
+            .find(|t| t.name == self.0.tool_name())
+            .map(|t| t.description.to_owned())
+            .unwrap_or_default()
     }
 
     async fn call(&self, args: TextInput) -> Result<String, ToolError> {
@@ -106,7 +135,9 @@ impl Tool for ImageTool {
         let op = self.0;
         // Image work is CPU-bound; keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            let img = image::open(&input).map_err(|e| ToolError::Failed(format!("cannot open image {}: {e}", input.display())))?;
+            let img = image::open(&input).map_err(|e| {
+                ToolError::Failed(format!("cannot open image {}: {e}", input.display()))
+            })?;
             let out = output_path(&input, op);
             op.apply(&img.to_luma8())
                 .save(&out)

@@ -24,7 +24,11 @@ pub struct ToolInfo {
 impl ToolInfo {
     /// The spec of this tool: a free-text input with `arity` fields.
     pub fn spec(&self) -> ToolSpec {
-        ToolSpec { name: self.name.into(), description: self.description.into(), parameters: text_schema(self.arity) }
+        ToolSpec {
+            name: self.name.into(),
+            description: self.description.into(),
+            parameters: text_schema(self.arity),
+        }
     }
 }
 
@@ -34,7 +38,10 @@ impl ToolInfo {
 pub fn registry() -> Result<ToolRegistry> {
     let mut registry = ToolRegistry::new();
     for info in &TOOLS {
-        match Operation::ALL.into_iter().find(|op| op.tool_name() == info.name) {
+        match Operation::ALL
+            .into_iter()
+            .find(|op| op.tool_name() == info.name)
+        {
             Some(op) => registry.register(ImageTool(op))?,
             None => registry.register_spec(info.spec())?,
         }
@@ -43,7 +50,11 @@ pub fn registry() -> Result<ToolRegistry> {
 }
 
 const fn tool(name: &'static str, arity: usize, description: &'static str) -> ToolInfo {
-    ToolInfo { name, description, arity }
+    ToolInfo {
+        name,
+        description,
+        arity,
+    }
 }
 
 /// The training tools in the benchmark's canonical order.
@@ -80,7 +91,11 @@ pub fn render_system_prompt(tools: &[ToolInfo]) -> String {
 
 /// A full GPT4Tools-style instruction: system part, an image turn and the
 /// user's request, ready for the model to write the next assistant turn.
-pub fn render_instruction(tools: &[ToolInfo], image: Option<(&str, &str)>, request: &str) -> String {
+pub fn render_instruction(
+    tools: &[ToolInfo],
+    image: Option<(&str, &str)>,
+    request: &str,
+) -> String {
     let mut out = render_system_prompt(tools);
     out.push_str(&render_conversation(image, request));
     out
@@ -94,7 +109,10 @@ pub fn render_conversation(image: Option<(&str, &str)>, request: &str) -> String
             "Human: Provide an image named {path}. Description: {caption} Understand the image using tools.\nAI: Received.\n"
         ));
     }
-    out.push_str(&format!("\nNew input: {request}\n{}\n", crate::render::REMINDER));
+    out.push_str(&format!(
+        "\nNew input: {request}\n{}\n",
+        crate::render::REMINDER
+    ));
     out
 }
 
@@ -108,14 +126,22 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 23);
-        let three: Vec<&str> = TOOLS.iter().filter(|t| t.arity == 3).map(|t| t.name).collect();
+        let three: Vec<&str> = TOOLS
+            .iter()
+            .filter(|t| t.arity == 3)
+            .map(|t| t.name)
+            .collect();
         assert_eq!(three, ["Replace Something From The Photo"]);
         assert_eq!(TOOLS.iter().filter(|t| t.arity == 2).count(), 12);
     }
 
     #[test]
     fn prompt_lists_every_tool_and_the_protocol() {
-        let text = render_instruction(&TOOLS[..5], Some(("image/abcdefgh.png", "A dog on a beach.")), "Find the dog.");
+        let text = render_instruction(
+            &TOOLS[..5],
+            Some(("image/abcdefgh.png", "A dog on a beach.")),
+            "Find the dog.",
+        );
         for t in &TOOLS[..5] {
             assert!(text.contains(&format!("> {}: ", t.name)));
         }

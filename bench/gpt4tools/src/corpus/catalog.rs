@@ -45,38 +45,104 @@ impl CorpusTool {
     }
 }
 
-use Slot::{Image as I, Instruction as Ins, Object as O, Prompt as P, Question as Q, Replacement as R};
+use Slot::{
+    Image as I, Instruction as Ins, Object as O, Prompt as P, Question as Q, Replacement as R,
+};
 
 /// Slots, prerequisite and output of the training tools, by name.
 const SEEN: [(&str, &[Slot], Option<&str>, Output); 23] = [
     ("Detect the Give Object", &[I, O], None, Output::Detection),
     ("Segment the Image", &[I], None, Output::Image),
     ("Get Photo Description", &[I], None, Output::Caption),
-    ("Generate Image From User Input Text", &[P], None, Output::Image),
+    (
+        "Generate Image From User Input Text",
+        &[P],
+        None,
+        Output::Image,
+    ),
     ("Edge Detection On Image", &[I], None, Output::Image),
-    ("Generate Image Condition On Canny Image", &[I, P], Some("Edge Detection On Image"), Output::Image),
+    (
+        "Generate Image Condition On Canny Image",
+        &[I, P],
+        Some("Edge Detection On Image"),
+        Output::Image,
+    ),
     ("Predict Depth On Image", &[I], None, Output::Image),
-    ("Generate Image Condition On Depth", &[I, P], Some("Predict Depth On Image"), Output::Image),
-    ("Answer Question About The Image", &[I, Q], None, Output::Answer),
+    (
+        "Generate Image Condition On Depth",
+        &[I, P],
+        Some("Predict Depth On Image"),
+        Output::Image,
+    ),
+    (
+        "Answer Question About The Image",
+        &[I, Q],
+        None,
+        Output::Answer,
+    ),
     ("Instruct Image Using Text", &[I, Ins], None, Output::Image),
     ("Sketch Detection On Image", &[I], None, Output::Image),
-    ("Generate Image Condition On Sketch Image", &[I, P], Some("Sketch Detection On Image"), Output::Image),
-    ("Generate Image Condition On Segmentations", &[I, P], Some("Segment the Image"), Output::Image),
+    (
+        "Generate Image Condition On Sketch Image",
+        &[I, P],
+        Some("Sketch Detection On Image"),
+        Output::Image,
+    ),
+    (
+        "Generate Image Condition On Segmentations",
+        &[I, P],
+        Some("Segment the Image"),
+        Output::Image,
+    ),
     ("Pose Detection On Image", &[I], None, Output::Image),
-    ("Generate Image Condition On Pose Image", &[I, P], Some("Pose Detection On Image"), Output::Image),
+    (
+        "Generate Image Condition On Pose Image",
+        &[I, P],
+        Some("Pose Detection On Image"),
+        Output::Image,
+    ),
     ("Hed Detection On Image", &[I], None, Output::Image),
-    ("Generate Image Condition On Soft Hed Boundary Image", &[I, P], Some("Hed Detection On Image"), Output::Image),
+    (
+        "Generate Image Condition On Soft Hed Boundary Image",
+        &[I, P],
+        Some("Hed Detection On Image"),
+        Output::Image,
+    ),
     ("Predict Normal Map On Image", &[I], None, Output::Image),
-    ("Generate Image Condition On Normal Map", &[I, P], Some("Predict Normal Map On Image"), Output::Image),
+    (
+        "Generate Image Condition On Normal Map",
+        &[I, P],
+        Some("Predict Normal Map On Image"),
+        Output::Image,
+    ),
     ("Line Detection On Image", &[I], None, Output::Image),
     ("Segment the given object", &[I, O], None, Output::Image),
-    ("Remove Something From The Photo", &[I, O], None, Output::Image),
-    ("Replace Something From The Photo", &[I, O, R], None, Output::Image),
+    (
+        "Remove Something From The Photo",
+        &[I, O],
+        None,
+        Output::Image,
+    ),
+    (
+        "Replace Something From The Photo",
+        &[I, O, R],
+        None,
+        Output::Image,
+    ),
 ];
 
-const fn unseen(name: &'static str, slots: &'static [Slot], output: Output, description: &'static str) -> CorpusTool {
+const fn unseen(
+    name: &'static str,
+    slots: &'static [Slot],
+    output: Output,
+    description: &'static str,
+) -> CorpusTool {
     CorpusTool {
-        info: ToolInfo { name, description, arity: slots.len() },
+        info: ToolInfo {
+            name,
+            description,
+            arity: slots.len(),
+        },
         slots,
         prerequisite: None,
         output,
@@ -103,7 +169,13 @@ pub fn all_tools() -> Vec<CorpusTool> {
         .zip(SEEN)
         .map(|(info, (name, slots, prerequisite, output))| {
             debug_assert_eq!(info.name, name);
-            CorpusTool { info: *info, slots, prerequisite, output, unseen: false }
+            CorpusTool {
+                info: *info,
+                slots,
+                prerequisite,
+                output,
+                unseen: false,
+            }
         })
         .collect();
     tools.extend(UNSEEN_TOOLS);
@@ -112,7 +184,11 @@ pub fn all_tools() -> Vec<CorpusTool> {
 
 /// The arity of a known tool, for checking files.
 pub fn arity_of(name: &str) -> Option<usize> {
-    TOOLS.iter().chain(UNSEEN_TOOLS.iter().map(|t| &t.info)).find(|t| t.name == name).map(|t| t.arity)
+    TOOLS
+        .iter()
+        .chain(UNSEEN_TOOLS.iter().map(|t| &t.info))
+        .find(|t| t.name == name)
+        .map(|t| t.arity)
 }
 
 #[cfg(test)]

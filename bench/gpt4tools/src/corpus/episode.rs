@@ -32,36 +32,57 @@ impl Episode {
     pub fn cut(&self, k: usize) -> Item {
         let image = self.image.as_ref().map(|(p, c)| (p.as_str(), c.as_str()));
         let mut instruction = self.system.clone();
-        instruction.push_str(&loragen_tools::gpt4tools::render_conversation(image, &self.request));
+        instruction.push_str(&loragen_tools::gpt4tools::render_conversation(
+            image,
+            &self.request,
+        ));
         for turn in &self.turns[..k] {
             instruction.push_str(&turn.message);
-            instruction.push_str(&format!("\nObservation: {}\n", turn.observation.as_deref().unwrap_or_default()));
+            instruction.push_str(&format!(
+                "\nObservation: {}\n",
+                turn.observation.as_deref().unwrap_or_default()
+            ));
         }
         let turn = &self.turns[k];
         let output = match turn.observation {
             Some(_) => format!("{}\nObservation:", turn.message),
             None => turn.message.clone(),
         };
-        Item { id: String::new(), instruction, input: String::new(), output }
+        Item {
+            id: String::new(),
+            instruction,
+            input: String::new(),
+            output,
+        }
     }
 }
 
 /// A random image path: 8 lowercase letters and `.png`, maybe in a folder.
 pub fn image_path(rng: &mut impl Rng) -> String {
-    let dir = ["", "image/", "images/", "examples/", "cache/"].choose(rng).copied().unwrap_or_default();
-    let name: String = (0..8).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect();
+    let dir = ["", "image/", "images/", "examples/", "cache/"]
+        .choose(rng)
+        .copied()
+        .unwrap_or_default();
+    let name: String = (0..8)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect();
     format!("{dir}{name}.png")
 }
 
 /// A path for a tool's result, next to its input.
 fn result_path(rng: &mut impl Rng, input: &str) -> String {
     let dir = input.rfind('/').map_or("image/", |i| &input[..=i]);
-    let name: String = (0..8).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect();
+    let name: String = (0..8)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect();
     format!("{dir}{name}.png")
 }
 
 fn call(name: &str, args: &[String]) -> String {
-    format!("Thought: Do I need to use a tool? Yes\nAction: {name}\nAction Input: {}", args.join(", "))
+    format!(
+        "Thought: Do I need to use a tool? Yes\nAction: {name}\nAction Input: {}",
+        args.join(", ")
+    )
 }
 
 pub fn answer(text: &str) -> String {
@@ -83,8 +104,12 @@ impl Fill {
         let pick = |rng: &mut _, xs: &[String]| xs.choose(rng).cloned().unwrap_or_default();
         let object = pick(rng, &caption.objects);
         let q = pools.questions.choose(rng);
-        let question = q.map(|q| q.text.replace("{object}", &object)).unwrap_or_default();
-        let reply = q.map(|q| pick(rng, &q.answers).replace("{object}", &object)).unwrap_or_default();
+        let question = q
+            .map(|q| q.text.replace("{object}", &object))
+            .unwrap_or_default();
+        let reply = q
+            .map(|q| pick(rng, &q.answers).replace("{object}", &object))
+            .unwrap_or_default();
         let mut replacement = pick(rng, &pools.replacements);
         while replacement.ends_with(&format!(" {object}")) {
             replacement = pick(rng, &pools.replacements);
@@ -124,7 +149,9 @@ impl Fill {
 
 pub fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Builds an episode in which `tool` serves the request made from
@@ -137,23 +164,46 @@ pub fn tool_episode(
     template: &str,
     system: String,
 ) -> Episode {
-    let caption = pools.captions.choose(rng).cloned().unwrap_or_else(|| Caption { text: String::new(), objects: vec![] });
+    let caption = pools
+        .captions
+        .choose(rng)
+        .cloned()
+        .unwrap_or_else(|| Caption {
+            text: String::new(),
+            objects: vec![],
+        });
     let fill = Fill::draw(rng, pools, &caption);
     let path = image_path(rng);
-    let image = tool.needs_image().then(|| (path.clone(), caption.text.clone()));
+    let image = tool
+        .needs_image()
+        .then(|| (path.clone(), caption.text.clone()));
     let request = fill.request(template, &path);
     let mut turns = Vec::new();
     let mut input = path.clone();
     if let Some(pre) = prerequisite {
         let out = result_path(rng, &path);
-        turns.push(Turn { message: call(pre.info.name, std::slice::from_ref(&path)), observation: Some(saved(rng, &out)) });
+        turns.push(Turn {
+            message: call(pre.info.name, std::slice::from_ref(&path)),
+            observation: Some(saved(rng, &out)),
+        });
         input = out;
     }
     let args: Vec<String> = tool.slots.iter().map(|s| fill.slot(*s, &input)).collect();
     let (observation, reply) = result(rng, tool.output, &fill, &caption, &input);
-    turns.push(Turn { message: call(tool.info.name, &args), observation: Some(observation) });
-    turns.push(Turn { message: answer(&reply), observation: None });
-    Episode { system, image, request, turns }
+    turns.push(Turn {
+        message: call(tool.info.name, &args),
+        observation: Some(observation),
+    });
+    turns.push(Turn {
+        message: answer(&reply),
+        observation: None,
+    });
+    Episode {
+        system,
+        image,
+        request,
+        turns,
+    }
 }
 
 fn saved(rng: &mut impl Rng, path: &str) -> String {
@@ -165,12 +215,28 @@ fn saved(rng: &mut impl Rng, path: &str) -> String {
 }
 
 const SIGNS: [&str; 12] = [
-    "OPEN", "EXIT", "Main Street", "No Parking", "Welcome Home", "SALE 50% OFF", "Fresh Bread Daily", "STOP",
-    "Platform 2", "Coffee & Tea", "Do Not Enter", "Happy Birthday",
+    "OPEN",
+    "EXIT",
+    "Main Street",
+    "No Parking",
+    "Welcome Home",
+    "SALE 50% OFF",
+    "Fresh Bread Daily",
+    "STOP",
+    "Platform 2",
+    "Coffee & Tea",
+    "Do Not Enter",
+    "Happy Birthday",
 ];
 
 /// The observation of the main call and the assistant's closing reply.
-fn result(rng: &mut impl Rng, output: Output, fill: &Fill, caption: &Caption, input: &str) -> (String, String) {
+fn result(
+    rng: &mut impl Rng,
+    output: Output,
+    fill: &Fill,
+    caption: &Caption,
+    input: &str,
+) -> (String, String) {
     match output {
         Output::Image => {
             let out = result_path(rng, input);
@@ -190,22 +256,39 @@ fn result(rng: &mut impl Rng, output: Output, fill: &Fill, caption: &Caption, in
             let (x, y) = (rng.random_range(0..300), rng.random_range(0..300));
             let (w, h) = (rng.random_range(40..200), rng.random_range(40..200));
             let bbox = format!("[{x}, {y}, {}, {}]", x + w, y + h);
-            (format!("{} detected at box {bbox}", fill.object), format!("I found the {} at box {bbox}.", fill.object))
+            (
+                format!("{} detected at box {bbox}", fill.object),
+                format!("I found the {} at box {bbox}.", fill.object),
+            )
         }
         Output::Answer => (fill.reply.clone(), format!("{}.", capitalise(&fill.reply))),
         Output::Count => {
             let n = rng.random_range(1..10);
-            let text = format!("There are {n} {}{} in the image.", fill.object, if n == 1 { "" } else { "s" });
-            let text = if n == 1 { text.replace("There are", "There is") } else { text };
+            let text = format!(
+                "There are {n} {}{} in the image.",
+                fill.object,
+                if n == 1 { "" } else { "s" }
+            );
+            let text = if n == 1 {
+                text.replace("There are", "There is")
+            } else {
+                text
+            };
             (text.clone(), text)
         }
         Output::Text => {
             let sign = SIGNS.choose(rng).copied().unwrap_or("OPEN");
-            (format!("Text found: {sign}"), format!("The text in the image says \"{sign}\"."))
+            (
+                format!("Text found: {sign}"),
+                format!("The text in the image says \"{sign}\"."),
+            )
         }
         Output::Score => {
             let score = f64::from(rng.random_range(30..95u8)) / 10.0;
-            (format!("Aesthetic score: {score:.1} / 10"), format!("The image gets an aesthetic score of {score:.1} out of 10."))
+            (
+                format!("Aesthetic score: {score:.1} / 10"),
+                format!("The image gets an aesthetic score of {score:.1} out of 10."),
+            )
         }
     }
 }

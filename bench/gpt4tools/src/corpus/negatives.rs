@@ -14,7 +14,11 @@ pub fn negative(rng: &mut impl Rng, pools: &Pools) -> (String, String) {
         5..=6 => conversion(rng),
         7..=11 => definition(rng, pools),
         12..=14 => rewriting(rng, pools),
-        _ => pools.writing.choose(rng).cloned().unwrap_or_else(|| arithmetic(rng)),
+        _ => pools
+            .writing
+            .choose(rng)
+            .cloned()
+            .unwrap_or_else(|| arithmetic(rng)),
     }
 }
 
@@ -39,14 +43,26 @@ fn arithmetic(rng: &mut impl Rng) -> (String, String) {
 
 fn conversion(rng: &mut impl Rng) -> (String, String) {
     let n = rng.random_range(2..13i64);
-    let (big, small, factor) = *[("hours", "minutes", 60), ("minutes", "seconds", 60), ("weeks", "days", 7), ("meters", "centimeters", 100), ("kilograms", "grams", 1000), ("days", "hours", 24)]
-        .choose(rng)
-        .unwrap_or(&("hours", "minutes", 60));
-    (format!("How many {small} are in {n} {big}?"), format!("There are {} {small} in {n} {big}.", n * factor))
+    let (big, small, factor) = *[
+        ("hours", "minutes", 60),
+        ("minutes", "seconds", 60),
+        ("weeks", "days", 7),
+        ("meters", "centimeters", 100),
+        ("kilograms", "grams", 1000),
+        ("days", "hours", 24),
+    ]
+    .choose(rng)
+    .unwrap_or(&("hours", "minutes", 60));
+    (
+        format!("How many {small} are in {n} {big}?"),
+        format!("There are {} {small} in {n} {big}.", n * factor),
+    )
 }
 
 fn definition(rng: &mut impl Rng, pools: &Pools) -> (String, String) {
-    let Some((term, meaning)) = pools.definitions.choose(rng) else { return arithmetic(rng) };
+    let Some((term, meaning)) = pools.definitions.choose(rng) else {
+        return arithmetic(rng);
+    };
     let request = match rng.random_range(0..5) {
         0 => format!("What is {term}?"),
         1 => format!("Define {term}."),
@@ -58,18 +74,36 @@ fn definition(rng: &mut impl Rng, pools: &Pools) -> (String, String) {
 }
 
 fn rewriting(rng: &mut impl Rng, pools: &Pools) -> (String, String) {
-    let Some(caption) = pools.captions.choose(rng) else { return arithmetic(rng) };
+    let Some(caption) = pools.captions.choose(rng) else {
+        return arithmetic(rng);
+    };
     let text = &caption.text;
     match rng.random_range(0..4) {
-        0 => (format!("Rewrite this sentence in capital letters: {text}"), text.to_uppercase()),
+        0 => (
+            format!("Rewrite this sentence in capital letters: {text}"),
+            text.to_uppercase(),
+        ),
         1 => {
             let n = text.split_whitespace().count();
-            (format!("How many words are in this sentence? {text}"), format!("The sentence has {n} words."))
+            (
+                format!("How many words are in this sentence? {text}"),
+                format!("The sentence has {n} words."),
+            )
         }
         2 => {
-            let words: Vec<&str> = text.trim_end_matches('.').split_whitespace().rev().collect();
-            (format!("Reverse the order of the words in: {text}"), words.join(" "))
+            let words: Vec<&str> = text
+                .trim_end_matches('.')
+                .split_whitespace()
+                .rev()
+                .collect();
+            (
+                format!("Reverse the order of the words in: {text}"),
+                words.join(" "),
+            )
         }
-        _ => (format!("Rewrite this sentence in lower case: {text}"), text.to_lowercase()),
+        _ => (
+            format!("Rewrite this sentence in lower case: {text}"),
+            text.to_lowercase(),
+        ),
     }
 }

@@ -55,7 +55,14 @@ const DEFINITIONS: &str = include_str!("../../data/definitions.txt");
 const WRITING: &str = include_str!("../../data/writing.txt");
 
 /// Slot names a template may use.
-pub const SLOTS: [&str; 6] = ["{object}", "{replacement}", "{prompt}", "{question}", "{instruction}", "{image}"];
+pub const SLOTS: [&str; 6] = [
+    "{object}",
+    "{replacement}",
+    "{prompt}",
+    "{question}",
+    "{instruction}",
+    "{image}",
+];
 
 impl Pools {
     /// Parses the compiled-in data files.
@@ -64,12 +71,18 @@ impl Pools {
             templates: parse_templates(TEMPLATES)?,
             captions: pairs("captions.txt", CAPTIONS)?
                 .into_iter()
-                .map(|(text, objects)| Caption { text, objects: split_list(&objects) })
+                .map(|(text, objects)| Caption {
+                    text,
+                    objects: split_list(&objects),
+                })
                 .collect(),
             prompts: comma_free("prompts.txt", PROMPTS)?,
             questions: pairs("questions.txt", QUESTIONS)?
                 .into_iter()
-                .map(|(text, answers)| Question { text, answers: split_list(&answers) })
+                .map(|(text, answers)| Question {
+                    text,
+                    answers: split_list(&answers),
+                })
                 .collect(),
             edits: comma_free("edits.txt", EDITS)?,
             replacements: comma_free("replacements.txt", REPLACEMENTS)?,
@@ -87,15 +100,24 @@ impl Pools {
             detail: format!("no templates for tool `{name}`"),
         })?;
         if unseen {
-            return Ok(ToolTemplates { train: Vec::new(), held_out: all.clone() });
+            return Ok(ToolTemplates {
+                train: Vec::new(),
+                held_out: all.clone(),
+            });
         }
         let cut = all.len().saturating_sub(HELD_OUT_PER_TOOL);
-        Ok(ToolTemplates { train: all[..cut].to_vec(), held_out: all[cut..].to_vec() })
+        Ok(ToolTemplates {
+            train: all[..cut].to_vec(),
+            held_out: all[cut..].to_vec(),
+        })
     }
 }
 
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn parse_templates(text: &str) -> Result<BTreeMap<String, Vec<String>>> {
@@ -108,14 +130,22 @@ fn parse_templates(text: &str) -> Result<BTreeMap<String, Vec<String>>> {
             continue;
         }
         let Some(tool) = &current else {
-            return Err(Error::CorpusData { file: "templates.txt", line, detail: "template before any [Tool Name]".into() });
+            return Err(Error::CorpusData {
+                file: "templates.txt",
+                line,
+                detail: "template before any [Tool Name]".into(),
+            });
         };
         let mut rest = l.to_owned();
         for slot in SLOTS {
             rest = rest.replace(slot, "");
         }
         if rest.contains('{') || rest.contains('}') {
-            return Err(Error::CorpusData { file: "templates.txt", line, detail: format!("unknown slot in `{l}`") });
+            return Err(Error::CorpusData {
+                file: "templates.txt",
+                line,
+                detail: format!("unknown slot in `{l}`"),
+            });
         }
         blocks.entry(tool.clone()).or_default().push(l.to_owned());
     }
@@ -125,8 +155,14 @@ fn parse_templates(text: &str) -> Result<BTreeMap<String, Vec<String>>> {
 fn pairs(file: &'static str, text: &str) -> Result<Vec<(String, String)>> {
     lines(text)
         .map(|(line, l)| match l.split_once('|') {
-            Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => Ok((a.trim().to_owned(), b.trim().to_owned())),
-            _ => Err(Error::CorpusData { file, line, detail: "expected `left | right`".into() }),
+            Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+                Ok((a.trim().to_owned(), b.trim().to_owned()))
+            }
+            _ => Err(Error::CorpusData {
+                file,
+                line,
+                detail: "expected `left | right`".into(),
+            }),
         })
         .collect()
 }
@@ -136,7 +172,11 @@ fn comma_free(file: &'static str, text: &str) -> Result<Vec<String>> {
     lines(text)
         .map(|(line, l)| {
             if l.contains(',') {
-                Err(Error::CorpusData { file, line, detail: "argument values may not contain a comma".into() })
+                Err(Error::CorpusData {
+                    file,
+                    line,
+                    detail: "argument values may not contain a comma".into(),
+                })
             } else {
                 Ok(l.to_owned())
             }
@@ -145,7 +185,10 @@ fn comma_free(file: &'static str, text: &str) -> Result<Vec<String>> {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(';').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()
+    s.split(';')
+        .map(|x| x.trim().to_owned())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -162,7 +205,10 @@ mod tests {
         }
         assert_eq!(pools.templates.len(), 31, "a block names an unknown tool");
         assert!(pools.captions.len() >= 200);
-        assert!(pools.captions.iter().all(|c| !c.objects.is_empty() && c.objects.iter().all(|o| !o.contains(','))));
+        assert!(pools
+            .captions
+            .iter()
+            .all(|c| !c.objects.is_empty() && c.objects.iter().all(|o| !o.contains(','))));
         assert!(pools.questions.iter().all(|q| !q.text.contains(',')));
         assert!(pools.prompts.len() >= 100);
     }
@@ -173,7 +219,9 @@ mod tests {
         let seen = pools.tool_templates("Segment the Image", false).unwrap();
         assert_eq!(seen.held_out.len(), HELD_OUT_PER_TOOL);
         assert!(seen.train.iter().all(|t| !seen.held_out.contains(t)));
-        let unseen = pools.tool_templates("Count Objects In Image", true).unwrap();
+        let unseen = pools
+            .tool_templates("Count Objects In Image", true)
+            .unwrap();
         assert!(unseen.train.is_empty());
     }
 }

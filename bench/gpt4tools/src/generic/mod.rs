@@ -45,7 +45,11 @@ impl ToolDef {
     }
 
     pub fn spec(&self) -> loragen_tools::ToolSpec {
-        loragen_tools::ToolSpec { name: self.name.clone(), description: self.description.clone(), parameters: self.parameters.clone() }
+        loragen_tools::ToolSpec {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            parameters: self.parameters.clone(),
+        }
     }
 }
 
@@ -127,7 +131,10 @@ impl ToolSet {
         let mut index = HashMap::new();
         for (i, t) in tools.iter().enumerate() {
             if index.insert(t.key().to_owned(), i).is_some() {
-                return Err(Error::Generic(format!("two tools have the id `{}`", t.key())));
+                return Err(Error::Generic(format!(
+                    "two tools have the id `{}`",
+                    t.key()
+                )));
             }
         }
         Ok(ToolSet { tools, index })
@@ -135,9 +142,14 @@ impl ToolSet {
 
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let tools: Vec<ToolDef> = serde_json::from_str(&text)
-            .map_err(|e| Error::Malformed { path: path.into(), detail: format!("expected a JSON array of tool specs ({e})") })?;
-        Self::new(tools).map_err(|e| Error::Malformed { path: path.into(), detail: e.to_string() })
+        let tools: Vec<ToolDef> = serde_json::from_str(&text).map_err(|e| Error::Malformed {
+            path: path.into(),
+            detail: format!("expected a JSON array of tool specs ({e})"),
+        })?;
+        Self::new(tools).map_err(|e| Error::Malformed {
+            path: path.into(),
+            detail: e.to_string(),
+        })
     }
 
     /// The tools offered to `query`.
@@ -148,7 +160,10 @@ impl ToolSet {
                 .iter()
                 .map(|k| {
                     self.index.get(k).map(|&i| &self.tools[i]).ok_or_else(|| {
-                        Error::Generic(format!("query `{}` offers tool `{k}`, which the tools file does not define", query.id))
+                        Error::Generic(format!(
+                            "query `{}` offers tool `{k}`, which the tools file does not define",
+                            query.id
+                        ))
                     })
                 })
                 .collect(),
@@ -165,10 +180,17 @@ pub fn load_queries(path: &Path) -> Result<Vec<Query>> {
         if line.trim().is_empty() {
             continue;
         }
-        let q: Query = serde_json::from_str(&line)
-            .map_err(|e| Error::BadItem { path: path.into(), item: format!("line {}", i + 1), detail: e.to_string() })?;
+        let q: Query = serde_json::from_str(&line).map_err(|e| Error::BadItem {
+            path: path.into(),
+            item: format!("line {}", i + 1),
+            detail: e.to_string(),
+        })?;
         if q.expect == Some(Expect::Calls) && q.answers.is_empty() {
-            return Err(Error::BadItem { path: path.into(), item: q.id, detail: "expects calls but lists no answers".into() });
+            return Err(Error::BadItem {
+                path: path.into(),
+                item: q.id,
+                detail: "expects calls but lists no answers".into(),
+            });
         }
         out.push(q);
     }

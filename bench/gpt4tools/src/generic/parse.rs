@@ -34,13 +34,25 @@ pub fn parse_calls(output: &[u8]) -> ParsedCalls {
     match ReactParser.parse(output) {
         Ok(Step::Answer { .. }) => ParsedCalls::default(),
         Ok(Step::Call { action, input }) => match serde_json::from_str::<Value>(input.trim()) {
-            Ok(Value::Object(arguments)) => ParsedCalls { calls: vec![Call { name: action, arguments }], problem: None },
+            Ok(Value::Object(arguments)) => ParsedCalls {
+                calls: vec![Call {
+                    name: action,
+                    arguments,
+                }],
+                problem: None,
+            },
             Ok(_) | Err(_) => ParsedCalls {
-                calls: vec![Call { name: action, arguments: serde_json::Map::new() }],
+                calls: vec![Call {
+                    name: action,
+                    arguments: serde_json::Map::new(),
+                }],
                 problem: Some("the action input is not a JSON object".into()),
             },
         },
-        Err(e) => ParsedCalls { calls: Vec::new(), problem: Some(e.to_string()) },
+        Err(e) => ParsedCalls {
+            calls: Vec::new(),
+            problem: Some(e.to_string()),
+        },
     }
 }
 
@@ -50,7 +62,10 @@ mod tests {
 
     #[test]
     fn answers_calls_and_broken_inputs() {
-        assert_eq!(parse_calls(b"Thought: Do I need to use a tool? No\nAI: hi"), ParsedCalls::default());
+        assert_eq!(
+            parse_calls(b"Thought: Do I need to use a tool? No\nAI: hi"),
+            ParsedCalls::default()
+        );
         let multi = parse_calls(b"Action: f\nAction Input: {\"x\": [1,\n 2]}\nObservation:");
         assert_eq!(multi.calls[0].arguments["x"], serde_json::json!([1, 2]));
         let text = parse_calls(b"Action: f\nAction Input: [1, 2]");

@@ -13,13 +13,18 @@ pub fn score_query(query: &Query, calls: &[Call]) -> Option<bool> {
     Some(match query.expect? {
         Expect::NoCall => calls.is_empty(),
         Expect::AnyCall => !calls.is_empty(),
-        Expect::Calls => calls.len() == query.answers.len() && assign(&query.answers, calls, &mut vec![false; calls.len()]),
+        Expect::Calls => {
+            calls.len() == query.answers.len()
+                && assign(&query.answers, calls, &mut vec![false; calls.len()])
+        }
     })
 }
 
 /// Backtracking search for a one-to-one matching of answers to calls.
 fn assign(answers: &[AcceptedCall], calls: &[Call], used: &mut Vec<bool>) -> bool {
-    let Some((first, rest)) = answers.split_first() else { return true };
+    let Some((first, rest)) = answers.split_first() else {
+        return true;
+    };
     for i in 0..calls.len() {
         if !used[i] && call_matches(first, &calls[i]) {
             used[i] = true;
@@ -36,10 +41,12 @@ pub fn call_matches(accepted: &AcceptedCall, call: &Call) -> bool {
     if accepted.name != call.name {
         return false;
     }
-    let given_ok = call
-        .arguments
-        .iter()
-        .all(|(k, v)| accepted.arguments.get(k).is_some_and(|values| values.iter().any(|a| value_matches(a, v))));
+    let given_ok = call.arguments.iter().all(|(k, v)| {
+        accepted
+            .arguments
+            .get(k)
+            .is_some_and(|values| values.iter().any(|a| value_matches(a, v)))
+    });
     let omitted_ok = accepted
         .arguments
         .iter()
@@ -55,13 +62,19 @@ fn value_matches(accepted: &Value, given: &Value) -> bool {
             _ => a == b,
         },
         (Value::String(a), Value::String(b)) => normalise(a) == normalise(b),
-        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| value_matches(x, y)),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| value_matches(x, y))
+        }
         (Value::Object(a), Value::Object(b)) => {
             // Nested ground truth lists accepted values per field.
             a.iter().all(|(k, av)| match (b.get(k), av) {
-                (Some(bv), Value::Array(options)) => options.iter().any(|o| value_matches(o, bv)) || value_matches(av, bv),
+                (Some(bv), Value::Array(options)) => {
+                    options.iter().any(|o| value_matches(o, bv)) || value_matches(av, bv)
+                }
                 (Some(bv), _) => value_matches(av, bv),
-                (None, Value::Array(options)) => options.iter().any(|o| o == &Value::String(String::new())),
+                (None, Value::Array(options)) => {
+                    options.iter().any(|o| o == &Value::String(String::new()))
+                }
                 (None, _) => false,
             }) && b.keys().all(|k| a.contains_key(k))
         }
@@ -70,7 +83,10 @@ fn value_matches(accepted: &Value, given: &Value) -> bool {
 }
 
 fn normalise(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace() && !",./-_*^".contains(*c)).flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| !c.is_whitespace() && !",./-_*^".contains(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[cfg(test)]
@@ -87,18 +103,62 @@ mod tests {
     }
 
     fn query(expect: Expect, answers: Vec<AcceptedCall>) -> Query {
-        Query { id: "q".into(), messages: vec![], tools: None, expect: Some(expect), answers }
+        Query {
+            id: "q".into(),
+            messages: vec![],
+            tools: None,
+            expect: Some(expect),
+            answers,
+        }
     }
 
     #[test]
     fn values_optional_arguments_and_names() {
-        let a = accepted(json!({"name": "weather", "arguments": {"city": ["Paris, France"], "unit": ["", "celsius"], "days": [3]}}));
-        assert!(call_matches(&a, &call(json!({"name": "weather", "arguments": {"city": "paris france", "days": 3.0}}))));
-        assert!(call_matches(&a, &call(json!({"name": "weather", "arguments": {"city": "Paris, France", "unit": "celsius", "days": 3}}))));
-        assert!(!call_matches(&a, &call(json!({"name": "weather", "arguments": {"city": "Paris", "days": 3}}))), "wrong value");
-        assert!(!call_matches(&a, &call(json!({"name": "weather", "arguments": {"days": 3}}))), "required city omitted");
-        assert!(!call_matches(&a, &call(json!({"name": "weather", "arguments": {"city": "Paris, France", "days": 3, "x": 1}}))), "extra");
-        assert!(!call_matches(&a, &call(json!({"name": "Weather", "arguments": {"city": "Paris, France", "days": 3}}))), "name");
+        let a = accepted(
+            json!({"name": "weather", "arguments": {"city": ["Paris, France"], "unit": ["", "celsius"], "days": [3]}}),
+        );
+        assert!(call_matches(
+            &a,
+            &call(json!({"name": "weather", "arguments": {"city": "paris france", "days": 3.0}}))
+        ));
+        assert!(call_matches(
+            &a,
+            &call(
+                json!({"name": "weather", "arguments": {"city": "Paris, France", "unit": "celsius", "days": 3}})
+            )
+        ));
+        assert!(
+            !call_matches(
+                &a,
+                &call(json!({"name": "weather", "arguments": {"city": "Paris", "days": 3}}))
+            ),
+            "wrong value"
+        );
+        assert!(
+            !call_matches(
+                &a,
+                &call(json!({"name": "weather", "arguments": {"days": 3}}))
+            ),
+            "required city omitted"
+        );
+        assert!(
+            !call_matches(
+                &a,
+                &call(
+                    json!({"name": "weather", "arguments": {"city": "Paris, France", "days": 3, "x": 1}})
+                )
+            ),
+            "extra"
+        );
+        assert!(
+            !call_matches(
+                &a,
+                &call(
+                    json!({"name": "Weather", "arguments": {"city": "Paris, France", "days": 3}})
+                )
+            ),
+            "name"
+        );
     }
 
     #[test]
@@ -108,12 +168,20 @@ mod tests {
             accepted(json!({"name": "w", "arguments": {"city": ["Oslo"]}})),
         ];
         let q = query(Expect::Calls, answers);
-        let calls =
-            vec![call(json!({"name": "w", "arguments": {"city": "Oslo"}})), call(json!({"name": "w", "arguments": {"city": "Rome"}}))];
+        let calls = vec![
+            call(json!({"name": "w", "arguments": {"city": "Oslo"}})),
+            call(json!({"name": "w", "arguments": {"city": "Rome"}})),
+        ];
         assert_eq!(score_query(&q, &calls), Some(true));
         assert_eq!(score_query(&q, &calls[..1]), Some(false));
         assert_eq!(score_query(&query(Expect::NoCall, vec![]), &[]), Some(true));
-        assert_eq!(score_query(&query(Expect::NoCall, vec![]), &calls), Some(false));
-        assert_eq!(score_query(&query(Expect::AnyCall, vec![]), &calls[..1]), Some(true));
+        assert_eq!(
+            score_query(&query(Expect::NoCall, vec![]), &calls),
+            Some(false)
+        );
+        assert_eq!(
+            score_query(&query(Expect::AnyCall, vec![]), &calls[..1]),
+            Some(true)
+        );
     }
 }
