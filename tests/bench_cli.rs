@@ -342,3 +342,92 @@ fn eval_resumes_after_a_hard_kill_with_a_torn_last_line() {
         "{ids:?}"
     );
 }
+
+/// `--rescore` scores the stored predictions again without generating:
+/// a record whose scores are stale gets the current scorer's, the report
+/// is rewritten, and a different data file is refused.
+#[test]
+fn rescore_replaces_stale_scores_from_the_stored_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let run = dir.path().join("run");
+    let out = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--max-tokens",
+        "40",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = run.join("records.jsonl");
+    let fresh = std::fs::read_to_string(&records).unwrap();
+    // Stale scores, as an older scorer might have written them.
+    let mut stale: Vec<serde_json::Value> = fresh
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    stale[0]["scores"] = serde_json::json!({"thought_acc": 0.25, "action_acc": 0.25, "action_args_acc": 0.25, "acc": 0.0, "iou": 0.25});
+    let text: String = stale.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(&records, text).unwrap();
+
+    let page = dir.path().join("results.md");
+    let out = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--rescore",
+        "--out",
+        run.to_str().unwrap(),
+        "--results",
+        page.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rescored 2 records, 1 with new scores"));
+    let rescored: Vec<serde_json::Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let original: Vec<serde_json::Value> = fresh
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rescored, original,
+        "rescoring must restore exactly what the scorer gives"
+    );
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        page.contains("--rescore --out") && page.contains("| in-context | 2 |"),
+        "{page}"
+    );
+
+    // Another data file under the run's name is refused.
+    let other = dir.path().join("val_seen.json");
+    let out = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--rescore",
+        "--out",
+        run.to_str().unwrap(),
+        "--data",
+        other.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the data file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -189,7 +189,15 @@ fn overrides_must_be_gguf() {
         store.resolve(&choice, Some(&text)),
         Err(Error::NotGguf { .. })
     ));
+    // The magic alone is not enough: the header must parse.
     let fake = tmp.path().join("fake.gguf");
     fs::write(&fake, b"GGUF\x03\0\0\0").unwrap();
-    assert_eq!(store.resolve(&choice, Some(&fake)).unwrap(), fake);
+    let err = store.resolve(&choice, Some(&fake)).unwrap_err();
+    assert!(
+        matches!(err, Error::BadGguf { .. }) && err.to_string().contains("fake.gguf"),
+        "{err}"
+    );
+    let small = tmp.path().join("small.gguf");
+    loragen::generator::gguf_lora::write_lora_adapter(&small, "gemma3", 1.0, &[]).unwrap();
+    assert_eq!(store.resolve(&choice, Some(&small)).unwrap(), small);
 }

@@ -54,11 +54,12 @@ pub fn default_threads() -> usize {
     })
 }
 
-/// The thread count set by `LORAGEN_THREADS`: `None` when unset, an error
-/// naming the variable when it is not a positive integer.
+/// The thread count set by `LORAGEN_THREADS`: `None` when unset or empty,
+/// an error naming the variable when it is not a positive integer.
 pub fn env_threads() -> Result<Option<usize>> {
     match std::env::var(THREADS_ENV) {
         Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(Some(n)),
             _ => Err(Error::InvalidParam(format!(
