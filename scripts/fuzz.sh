@@ -1,41 +1,53 @@
 #!/usr/bin/env bash
-# Run with: scripts/fuzz.sh TARGET SECONDS [RUN_DIR]
+# Run with: scripts/fuzz.sh TARGET SECONDS [RECORDS...]
 #
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of one target in fuzz/:
 # react_parser, json_calls or gpt4tools_scorer. The seeds are real model
-# outputs recorded by the benchmark in RUN_DIR (default docs/runs/test_unseen,
-# whose run.json names the data file for the scorer's ground truths). The
-# last lines of the log (fuzz/logs/TARGET.log) hold libFuzzer's final stats:
-# the input count and the time. A crash leaves its input in
+# outputs in RECORDS, records files of `bench gpt4tools` (records.jsonl:
+# predictions in the ReAct protocol) or of `eval` (outputs in the JSON call
+# protocol). By default the ReAct parser and the scorer take
+# docs/runs/test_unseen/records.jsonl (whose run.json names the data file for
+# the scorer's ground truths), the JSON call parser the two eval runs in
+# docs/runs/bfcl_val/ (free and grammar-constrained decoding).
+# The last lines of the log (fuzz/logs/TARGET.log) hold libFuzzer's final
+# stats: the input count and the time. A crash leaves its input in
 # fuzz/artifacts/TARGET/ and a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${1:?usage: scripts/fuzz.sh TARGET SECONDS [RUN_DIR]}
-seconds=${2:?usage: scripts/fuzz.sh TARGET SECONDS [RUN_DIR]}
-run=${3:-docs/runs/test_unseen}
+usage="usage: scripts/fuzz.sh TARGET SECONDS [RECORDS...]"
+target=${1:?$usage}
+seconds=${2:?$usage}
+records=("${@:3}")
+if [ ${#records[@]} -eq 0 ]; then
+  case "$target" in
+    json_calls) records=(docs/runs/bfcl_val/calls.jsonl docs/runs/bfcl_val/calls-constrained.jsonl) ;;
+    *) records=(docs/runs/test_unseen/records.jsonl) ;;
+  esac
+fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 seeds=fuzz/seeds/$target
 rm -rf "$seeds"
 mkdir -p "$seeds" fuzz/corpus/"$target" fuzz/logs
-python3 - "$target" "$run" "$seeds" <<'PY'
+python3 - "$target" "$seeds" "${records[@]}" <<'PY'
 import json, os, sys
-target, run, seeds = sys.argv[1:]
-records = [json.loads(l) for l in open(os.path.join(run, "records.jsonl")) if l.strip()]
-meta = json.load(open(os.path.join(run, "run.json")))
-truth = {str(i["id"]): i["output"] for i in json.load(open(meta["data"]))}
+target, seeds, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+records, truth = [], {}
+for path in paths:
+    records += [json.loads(l) for l in open(path) if l.strip()]
+    if target == "gpt4tools_scorer":
+        meta = json.load(open(os.path.join(os.path.dirname(path), "run.json")))
+        truth.update({str(i["id"]): i["output"] for i in json.load(open(meta["data"]))})
 seen = set()
 for r in records:
-    if target == "gpt4tools_scorer":
-        data = truth[r["id"]].encode() + b"\0" + r["prediction"].encode()
-    else:
-        data = r["prediction"].encode()
+    text = r.get("prediction", r.get("output", "")).encode()
+    data = truth[r["id"]].encode() + b"\0" + text if truth else text
     if data in seen:
         continue
     seen.add(data)
     with open(os.path.join(seeds, f"{len(seen):05}"), "wb") as f:
         f.write(data)
-print(f"{len(seen)} distinct seeds from {len(records)} records in {run}")
+print(f"{len(seen)} distinct seeds from {len(records)} records in {', '.join(paths)}")
 PY
 cd fuzz
 status=0

@@ -45,35 +45,33 @@ fn header_len(path: &Path) -> usize {
     usize::try_from(content.tensor_data_offset).unwrap()
 }
 
-/// The edge model with the u32 metadata value `key` set to `value`.
-fn with_u32_key(base: &[u8], key: &str, value: u32) -> Vec<u8> {
+/// A copy of the model with the bytes right after `needle`, which must
+/// occur once in its first `header` bytes (the header), changed by `patch`.
+fn patched(base: &[u8], header: usize, needle: &[u8], patch: impl FnOnce(&mut [u8])) -> Vec<u8> {
     let mut bytes = base.to_vec();
-    // key, then the value type 4 (UINT32), then the value.
-    let at = find_once(
-        &bytes[..1 << 20],
-        &[gguf_str(key), 4u32.to_le_bytes().to_vec()].concat(),
-    );
-    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let at = find_once(&bytes[..header], needle);
+    patch(&mut bytes[at..]);
     bytes
+}
+
+/// The edge model with the u32 metadata value `key` set to `value`.
+fn with_u32_key(base: &[u8], header: usize, key: &str, value: u32) -> Vec<u8> {
+    // key, then the value type 4 (UINT32), then the value.
+    let needle = [gguf_str(key), 4u32.to_le_bytes().to_vec()].concat();
+    patched(base, header, &needle, |v| {
+        v[..4].copy_from_slice(&value.to_le_bytes())
+    })
 }
 
 /// The edge model with the two dimensions of a 2-D tensor swapped: the
 /// data size is unchanged, only the shape is wrong.
-fn with_swapped_dims(base: &[u8], tensor: &str) -> Vec<u8> {
-    let mut bytes = base.to_vec();
-    let at = find_once(
-        &bytes[..header_len_of(base)],
-        &[gguf_str(tensor), 2u32.to_le_bytes().to_vec()].concat(),
-    );
-    let (d0, d1) = (bytes[at..at + 8].to_vec(), bytes[at + 8..at + 16].to_vec());
-    bytes[at..at + 8].copy_from_slice(&d1);
-    bytes[at + 8..at + 16].copy_from_slice(&d0);
-    bytes
-}
-
-fn header_len_of(bytes: &[u8]) -> usize {
-    // The tensor table ends well inside the first 8 MiB of the edge model.
-    bytes.len().min(8 << 20)
+fn with_swapped_dims(base: &[u8], header: usize, tensor: &str) -> Vec<u8> {
+    // name, then the dimension count 2, then two u64 dimensions.
+    let needle = [gguf_str(tensor), 2u32.to_le_bytes().to_vec()].concat();
+    patched(base, header, &needle, |dims| {
+        let (d0, rest) = dims.split_at_mut(8);
+        d0.swap_with_slice(&mut rest[..8]);
+    })
 }
 
 struct Files {
@@ -97,17 +95,17 @@ fn files() -> Files {
     std::fs::write(p("truncated.gguf"), &base[..header + 4096]).unwrap();
     std::fs::write(
         p("wrong-shape.gguf"),
-        with_swapped_dims(&base, "blk.0.ffn_gate.weight"),
+        with_swapped_dims(&base, header, "blk.0.ffn_gate.weight"),
     )
     .unwrap();
     std::fs::write(
         p("zero-heads.gguf"),
-        with_u32_key(&base, "gemma3.attention.head_count", 0),
+        with_u32_key(&base, header, "gemma3.attention.head_count", 0),
     )
     .unwrap();
     std::fs::write(
         p("bad-kv-heads.gguf"),
-        with_u32_key(&base, "gemma3.attention.head_count_kv", 3),
+        with_u32_key(&base, header, "gemma3.attention.head_count_kv", 3),
     )
     .unwrap();
     // A small adapter on the first gate projection (2048 x 640).
@@ -158,22 +156,22 @@ fn malformed_gguf_files_are_clear_errors_in_every_loader() {
     let base = common::model_path(Role::Edge);
     let adapter = read_lora_adapter(&f.adapter).unwrap();
 
-    // Truncated: the header is whole, the tensor data cut short.
-    assert_names(
-        &Model::load(&f.truncated).unwrap_err(),
-        &f.truncated,
-        "truncated",
-    );
-    assert_names(
-        &EdgeModel::load(&f.truncated, &Device::Cpu).unwrap_err(),
-        &f.truncated,
-        "truncated",
-    );
-    assert_names(
-        &write_merged(&f.truncated, &adapter, 1.0, MergedType::Q8_0, &f.out).unwrap_err(),
-        &f.truncated,
-        "truncated",
-    );
+    // Truncated: the header is whole, the tensor data cut short; and a
+    // tensor whose shape contradicts the metadata. Both fail in all three
+    // loaders of a model file.
+    for (file, problem) in [
+        (&f.truncated, "truncated"),
+        (&f.wrong_shape, "blk.0.ffn_gate.weight"),
+    ] {
+        assert_names(&Model::load(file).unwrap_err(), file, problem);
+        assert_names(
+            &EdgeModel::load(file, &Device::Cpu).unwrap_err(),
+            file,
+            problem,
+        );
+        let merge = write_merged(file, &adapter, 1.0, MergedType::Q8_0, &f.out);
+        assert_names(&merge.unwrap_err(), file, problem);
+    }
     assert_names(
         &read_lora_adapter(&f.truncated_adapter).unwrap_err(),
         &f.truncated_adapter,
@@ -184,23 +182,6 @@ fn malformed_gguf_files_are_clear_errors_in_every_loader() {
         &model.load_adapter(&f.truncated_adapter).unwrap_err(),
         &f.truncated_adapter,
         "truncated",
-    );
-
-    // A tensor whose shape contradicts the metadata.
-    assert_names(
-        &Model::load(&f.wrong_shape).unwrap_err(),
-        &f.wrong_shape,
-        "blk.0.ffn_gate.weight",
-    );
-    assert_names(
-        &EdgeModel::load(&f.wrong_shape, &Device::Cpu).unwrap_err(),
-        &f.wrong_shape,
-        "blk.0.ffn_gate.weight",
-    );
-    assert_names(
-        &write_merged(&f.wrong_shape, &adapter, 1.0, MergedType::Q8_0, &f.out).unwrap_err(),
-        &f.wrong_shape,
-        "blk.0.ffn_gate.weight",
     );
 
     // Metadata with zero heads, or query heads not a multiple of the KV heads.

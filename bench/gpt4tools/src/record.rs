@@ -153,22 +153,12 @@ impl<R: Keyed> RecordLog<R> {
         &self.records
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Replaces every record with `records`, rewriting the file atomically
     /// (used to rescore a run).
     pub fn replace_all(&mut self, records: Vec<R>) -> Result<()> {
         let mut text = String::new();
         for (i, r) in records.iter().enumerate() {
-            let line = serde_json::to_string(r).map_err(|e| Error::Record {
-                path: self.path.clone(),
-                line: i + 1,
-                detail: e.to_string(),
-            })?;
-            text.push_str(&line);
-            text.push('\n');
+            text.push_str(&self.line(r, i + 1)?);
         }
         loragen_tools::atomic::write_atomic(&self.path, text.as_bytes())?;
         self.records.clear();
@@ -181,12 +171,7 @@ impl<R: Keyed> RecordLog<R> {
 
     /// Appends one record and flushes it to disk before returning.
     pub fn append(&mut self, record: R) -> Result<()> {
-        let mut line = serde_json::to_string(&record).map_err(|e| Error::Record {
-            path: self.path.clone(),
-            line: self.records.len() + 1,
-            detail: e.to_string(),
-        })?;
-        line.push('\n');
+        let line = self.line(&record, self.records.len() + 1)?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -197,6 +182,17 @@ impl<R: Keyed> RecordLog<R> {
             .map_err(|e| Error::io(&self.path, e))?;
         self.push(record);
         Ok(())
+    }
+
+    /// `record` as the JSON line it is stored as (line number `at`).
+    fn line(&self, record: &R, at: usize) -> Result<String> {
+        let mut line = serde_json::to_string(record).map_err(|e| Error::Record {
+            path: self.path.clone(),
+            line: at,
+            detail: e.to_string(),
+        })?;
+        line.push('\n');
+        Ok(line)
     }
 }
 
