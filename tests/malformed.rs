@@ -82,6 +82,7 @@ struct Files {
     bad_kv_heads: PathBuf,
     adapter: PathBuf,
     truncated_adapter: PathBuf,
+    wrong_shape_adapter: PathBuf,
     qwen_adapter: PathBuf,
     out: PathBuf,
 }
@@ -122,6 +123,13 @@ fn files() -> Files {
     )
     .unwrap();
     let adapter = std::fs::read(p("adapter.gguf")).unwrap();
+    // B (2048, 4) stored as (4, 2048): its rank no longer matches A's.
+    let adapter_header = header_len(&p("adapter.gguf"));
+    std::fs::write(
+        p("wrong-shape-adapter.gguf"),
+        with_swapped_dims(&adapter, adapter_header, "blk.0.ffn_gate.weight.lora_b"),
+    )
+    .unwrap();
     std::fs::write(
         p("truncated-adapter.gguf"),
         &adapter[..adapter.len() - 1000],
@@ -135,6 +143,7 @@ fn files() -> Files {
         bad_kv_heads: p("bad-kv-heads.gguf"),
         adapter: p("adapter.gguf"),
         truncated_adapter: p("truncated-adapter.gguf"),
+        wrong_shape_adapter: p("wrong-shape-adapter.gguf"),
         qwen_adapter: p("qwen-adapter.gguf"),
         out: p("merged.gguf"),
         _dir: dir,
@@ -182,6 +191,18 @@ fn malformed_gguf_files_are_clear_errors_in_every_loader() {
         &model.load_adapter(&f.truncated_adapter).unwrap_err(),
         &f.truncated_adapter,
         "truncated",
+    );
+
+    // An adapter whose factors do not fit together.
+    assert_names(
+        &read_lora_adapter(&f.wrong_shape_adapter).unwrap_err(),
+        &f.wrong_shape_adapter,
+        "blk.0.ffn_gate.weight",
+    );
+    assert_names(
+        &model.load_adapter(&f.wrong_shape_adapter).unwrap_err(),
+        &f.wrong_shape_adapter,
+        "LoRA adapter",
     );
 
     // Metadata with zero heads, or query heads not a multiple of the KV heads.

@@ -129,11 +129,12 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
             .tensor(&mut reader, &b_name, &device)?
             .dequantize(&device)?;
         if a.dims().len() != 2 || b.dims().len() != 2 || a.dims()[0] != b.dims()[1] {
-            return Err(Error::LoraShape {
+            let shape = Error::LoraShape {
                 target: weight,
                 a: a.dims().to_vec(),
                 b: b.dims().to_vec(),
-            });
+            };
+            return Err(bad(shape.to_string()));
         }
         pairs.push(LoraPair { weight, a, b });
     }
