@@ -292,6 +292,18 @@ pub struct BenchEdgeArgs {
     /// LoRA rank, for training and for the random adapter of the decode runs.
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
+    /// Training paths: `shared` (one LoRA for the batch) and `generated` (per-element deltas mixed from an expert pool by KeepTop-K gates).
+    #[arg(long, value_delimiter = ',', default_value = "shared,generated")]
+    pub path: Vec<TrainPath>,
+    /// Experts per layer in the generated path.
+    #[arg(long, default_value_t = 8)]
+    pub experts: usize,
+    /// Active experts per element in the generated path.
+    #[arg(long, default_value_t = 2)]
+    pub top_k: usize,
+    /// Also time each path with deltas on the top N layers only, the lower layers' outputs computed once and cached (0: skip).
+    #[arg(long, default_value_t = 9)]
+    pub upper_layers: usize,
     /// Sizes of the random adapters' ΔW relative to W, for the agreement table; the first one is also timed.
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.1")]
     pub relative: Vec<f32>,
@@ -316,6 +328,23 @@ pub struct BenchEdgeArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// How the LoRA deltas of a training step are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainPath {
+    Shared,
+    Generated,
+}
+
+impl std::fmt::Display for TrainPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrainPath::Shared => "shared",
+            TrainPath::Generated => "generated",
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -133,7 +133,10 @@ fn only_the_lora_gets_gradients() {
             &input,
             &[16],
             Some(&lora.layers),
-            Phase::Train { dropout: 0.0 },
+            Phase::Train {
+                dropout: 0.0,
+                seed: 0,
+            },
         )
         .unwrap();
     // Logits only where the loss is: the last 4 positions.

@@ -12,6 +12,9 @@ pub struct StepShape {
     pub seq: usize,
     /// Positions with a loss, over the whole batch: only they get logits.
     pub loss_positions: usize,
+    /// The first layer with deltas. The layers below it run once per
+    /// example, outside the step, and their outputs are cached.
+    pub first_layer: usize,
 }
 
 /// FLOPs of the forward and backward pass. Backward counts what is
@@ -25,7 +28,7 @@ pub fn train_step_flops(c: &EdgeConfig, lora: &LoraConfig, step: StepShape) -> f
         (c.n_head * c.head_dim) as f64,
         (c.n_head_kv * c.head_dim) as f64,
     );
-    let layers = c.n_layer as f64;
+    let layers = c.n_layer.saturating_sub(step.first_layer) as f64;
 
     let frozen_per_token = 2.0 * (d * q + 2.0 * d * kv + q * d + 3.0 * d * ff);
     let frozen = layers * tokens * frozen_per_token
@@ -81,6 +84,7 @@ mod tests {
             batch: 1,
             seq: 3,
             loss_positions: 1,
+            first_layer: 0,
         };
         // Per token and layer: q 4x4, k 4x2, v 4x2, o 4x4, gate/up/down 4x8.
         // Layers x tokens x 2 x weights, plus the logits of one position.
@@ -89,5 +93,18 @@ mod tests {
         let lora_fwd = 2.0 * 3.0 * 2.0 * (4.0 + 8.0);
         let expected = 2.0 * frozen_fwd + 3.0 * attention_fwd + 3.0 * lora_fwd;
         assert_eq!(train_step_flops(&c, &lora, step), expected);
+        // With the lower layer cached, one layer's work remains, and all of
+        // the logits.
+        let logits_fwd = 2.0 * 4.0 * 10.0;
+        let upper = StepShape {
+            first_layer: 1,
+            ..step
+        };
+        assert_eq!(
+            train_step_flops(&c, &lora, upper),
+            2.0 * ((frozen_fwd - logits_fwd) / 2.0 + logits_fwd)
+                + 3.0 * attention_fwd / 2.0
+                + 3.0 * lora_fwd / 2.0
+        );
     }
 }

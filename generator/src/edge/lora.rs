@@ -1,7 +1,8 @@
 //! LoRA deltas on the edge model's projections: `W x + (alpha / r) B (A x)`.
 //! A delta either is shared by the whole batch (a fixed, trainable LoRA:
 //! A is (r, in), B is (out, r)) or differs per batch element (generated:
-//! A is (batch, r, in), B is (batch, out, r)).
+//! A is (batch, r, in), B is (batch, out, r)). Generated deltas are mixed
+//! from a pool of experts by per-element gates (`ExpertLora`).
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -107,12 +108,12 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// `scale * B (A x)` for `x` of shape (batch, seq, in).
-    pub fn apply(&self, x: &Tensor, dropout: f32, train: bool) -> Result<Tensor> {
-        let x = if train && dropout > 0.0 {
-            candle_nn::ops::dropout(x, dropout)?
-        } else {
-            x.clone()
+    /// `scale * B (A dropout(x))` for `x` of shape (batch, seq, in), with
+    /// dropout (`Some((p, seed))`) only in training.
+    pub fn apply(&self, x: &Tensor, dropout: Option<(f32, u64)>) -> Result<Tensor> {
+        let x = match dropout {
+            Some((p, seed)) if p > 0.0 => super::fused::dropout(x, p, seed)?,
+            _ => x.clone(),
         };
         let (batch, seq, n_in) = x.dims3()?;
         // The scale goes on the rank-r intermediate, the smallest tensor.
@@ -167,19 +168,8 @@ impl FixedLora {
             let vb = vb.pp(format!("blk.{il}"));
             let mut deltas = Vec::new();
             for &target in &config.targets {
-                let (n_in, n_out) = dims(target);
-                let vb = vb.pp(target.gguf_stem());
-                let bound = 1.0 / (n_in as f64).sqrt();
-                let a = vb.get_with_hints(
-                    (config.rank, n_in),
-                    "lora_a",
-                    candle_nn::Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    },
-                )?;
-                let b =
-                    vb.get_with_hints((n_out, config.rank), "lora_b", candle_nn::Init::Const(0.0))?;
+                let (a, b) =
+                    init_factors(&vb.pp(target.gguf_stem()), &[], config.rank, dims(target))?;
                 deltas.push((
                     target,
                     Delta {
@@ -192,6 +182,143 @@ impl FixedLora {
             layers.push(LayerDeltas { deltas });
         }
         Ok(FixedLora { config, layers })
+    }
+}
+
+/// The initial factors of a LoRA (or of one expert): A small and
+/// uniform, B zero, so the delta starts at zero. `lead` prefixes both
+/// shapes (the expert axis of a pool).
+fn init_factors(
+    vb: &VarBuilder,
+    lead: &[usize],
+    rank: usize,
+    (n_in, n_out): (usize, usize),
+) -> Result<(Tensor, Tensor)> {
+    let shape = |dims: [usize; 2]| [lead, &dims].concat();
+    let bound = 1.0 / (n_in as f64).sqrt();
+    let a = vb.get_with_hints(
+        shape([rank, n_in]),
+        "lora_a",
+        candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )?;
+    let b = vb.get_with_hints(shape([n_out, rank]), "lora_b", candle_nn::Init::Const(0.0))?;
+    Ok((a, b))
+}
+
+/// A pool of LoRA experts for one projection: A (n, r, in), B (n, out, r).
+#[derive(Debug, Clone)]
+pub struct ExpertPool {
+    pub a: Tensor,
+    pub b: Tensor,
+    pub scale: f64,
+}
+
+impl ExpertPool {
+    /// Each batch element's delta from gates (batch, n): A_b = sum_j g_bj
+    /// A_j and B_b = sum_j g_bj B_j. Mixing the factors (rather than summing
+    /// the K products) keeps rank r, so a generated adapter exports as the
+    /// same GGUF LoRA as a fixed one, and costs the same FLOPs to apply.
+    pub fn mix(&self, gates: &Tensor) -> Result<Delta> {
+        let (n, rank, n_in) = self.a.dims3()?;
+        let (_, n_out, _) = self.b.dims3()?;
+        let batch = match gates.dims2()? {
+            (batch, g) if g == n => batch,
+            (_, g) => {
+                return Err(Error::Config(format!(
+                    "gates over {g} experts for a pool of {n}"
+                )))
+            }
+        };
+        let mix = |t: &Tensor, dims: (usize, usize, usize)| -> Result<Tensor> {
+            Ok(gates.matmul(&t.reshape((n, ()))?)?.reshape(dims)?)
+        };
+        Ok(Delta {
+            a: mix(&self.a, (batch, rank, n_in))?,
+            b: mix(&self.b, (batch, n_out, rank))?,
+            scale: self.scale,
+        })
+    }
+}
+
+/// A pool of `n_experts` LoRA experts per layer and target: the trainable
+/// part of the generator on the edge side. Given per-layer gates it yields
+/// per-element deltas for `EdgeModel::hidden`.
+#[derive(Debug, Clone)]
+pub struct ExpertLora {
+    pub config: LoraConfig,
+    pub n_experts: usize,
+    /// By layer, then by target.
+    pub layers: Vec<Vec<(Target, ExpertPool)>>,
+}
+
+impl ExpertLora {
+    /// Experts for the layers `0..n_layer`, named `blk.{layer}.{stem}.lora_{a,b}`
+    /// with a leading expert axis.
+    pub fn new(
+        config: LoraConfig,
+        n_experts: usize,
+        n_layer: usize,
+        dims: impl Fn(Target) -> (usize, usize),
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        config.validate()?;
+        if n_experts == 0 {
+            return Err(Error::Config(
+                "an expert pool needs at least one expert".into(),
+            ));
+        }
+        let mut layers = Vec::with_capacity(n_layer);
+        for il in 0..n_layer {
+            let vb = vb.pp(format!("blk.{il}"));
+            let mut pools = Vec::with_capacity(config.targets.len());
+            for &target in &config.targets {
+                let (a, b) = init_factors(
+                    &vb.pp(target.gguf_stem()),
+                    &[n_experts],
+                    config.rank,
+                    dims(target),
+                )?;
+                pools.push((
+                    target,
+                    ExpertPool {
+                        a,
+                        b,
+                        scale: config.scale(),
+                    },
+                ));
+            }
+            layers.push(pools);
+        }
+        Ok(ExpertLora {
+            config,
+            n_experts,
+            layers,
+        })
+    }
+
+    /// Per-element deltas of every layer from its gates (batch, n_experts).
+    pub fn deltas(&self, gates: &[Tensor]) -> Result<Vec<LayerDeltas>> {
+        if gates.len() != self.layers.len() {
+            return Err(Error::Config(format!(
+                "gates for {} layers, experts for {}",
+                gates.len(),
+                self.layers.len()
+            )));
+        }
+        self.layers
+            .iter()
+            .zip(gates)
+            .map(|(pools, g)| {
+                let deltas = pools
+                    .iter()
+                    .map(|(t, pool)| Ok((*t, pool.mix(g)?)))
+                    .collect::<Result<_>>()?;
+                Ok(LayerDeltas { deltas })
+            })
+            .collect()
     }
 }
 
@@ -214,7 +341,7 @@ mod tests {
             b: b.clone(),
             scale: 0.5,
         }
-        .apply(&x, 0.0, false)
+        .apply(&x, None)
         .unwrap();
         let stacked = |t: &Tensor| Tensor::stack(&[t, t, t], 0).unwrap();
         let per_element = Delta {
@@ -222,7 +349,7 @@ mod tests {
             b: stacked(&b),
             scale: 0.5,
         }
-        .apply(&x, 0.0, false)
+        .apply(&x, None)
         .unwrap();
         // scale * B (A x) for the first row, by hand.
         let row = x.get(0).unwrap().get(0).unwrap();

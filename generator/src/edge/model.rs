@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use super::config::{Activation, Arch, EdgeConfig};
 use super::frozen::Frozen;
 use super::fused;
-use super::lora::{Delta, LayerDeltas, Target};
+use super::lora::{LayerDeltas, Target};
 use crate::error::{Error, Result};
 use loragen_agent::store::read_gguf;
 
@@ -47,7 +47,13 @@ pub struct EdgeModel {
 /// How a forward pass treats LoRA dropout.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
-    Train { dropout: f32 },
+    /// Dropout with probability `dropout` on the input of every delta. Its
+    /// masks are a function of `seed`, the layer and the target: give each
+    /// step its own seed.
+    Train {
+        dropout: f32,
+        seed: u64,
+    },
     Eval,
 }
 
@@ -150,6 +156,51 @@ impl EdgeModel {
         })
     }
 
+    /// The model with every weight in `dtype` (f64 for gradient checks).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let t = |w: &Tensor| w.to_dtype(dtype);
+        let f = |l: &Frozen| -> Result<Frozen> {
+            Ok(Frozen {
+                weight: t(&l.weight)?,
+                bias: l.bias.as_ref().map(t).transpose()?,
+            })
+        };
+        let o = |w: &Option<Tensor>| w.as_ref().map(t).transpose();
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(Block {
+                    attn_norm: t(&b.attn_norm)?,
+                    q: f(&b.q)?,
+                    k: f(&b.k)?,
+                    v: f(&b.v)?,
+                    o: f(&b.o)?,
+                    q_norm: o(&b.q_norm)?,
+                    k_norm: o(&b.k_norm)?,
+                    attn_post_norm: o(&b.attn_post_norm)?,
+                    ffn_norm: t(&b.ffn_norm)?,
+                    gate: f(&b.gate)?,
+                    up: f(&b.up)?,
+                    down: f(&b.down)?,
+                    ffn_post_norm: o(&b.ffn_post_norm)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(EdgeModel {
+            config: self.config.clone(),
+            embed: f(&self.embed)?,
+            output: self.output.as_ref().map(f).transpose()?,
+            out_norm: t(&self.out_norm)?,
+            blocks,
+            device: self.device.clone(),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.embed.weight.dtype()
+    }
+
     /// Final hidden states (after the output norm), shape (batch, seq,
     /// n_embd), for right-padded `tokens` (batch, seq) whose real lengths
     /// are `lengths`.
@@ -160,47 +211,102 @@ impl EdgeModel {
         deltas: Option<&[LayerDeltas]>,
         phase: Phase,
     ) -> Result<Tensor> {
+        let x = self.embed(tokens)?;
+        self.hidden_from(&x, 0, lengths, deltas, phase)
+    }
+
+    /// The residual stream entering layer `layer`, computed without deltas
+    /// and without a graph: what the upper layers' training can cache once
+    /// per example when only they carry deltas.
+    pub fn lower_layers(&self, tokens: &Tensor, lengths: &[usize], layer: usize) -> Result<Tensor> {
+        let x = self.embed(tokens)?;
+        Ok(self
+            .run_layers(&x, 0..layer, lengths, None, Phase::Eval)?
+            .detach())
+    }
+
+    /// Final hidden states from the residual stream `x` (batch, seq, n_embd)
+    /// entering layer `first`: layers `first..`, then the output norm.
+    /// `deltas`, if any, hold one entry per layer run.
+    pub fn hidden_from(
+        &self,
+        x: &Tensor,
+        first: usize,
+        lengths: &[usize],
+        deltas: Option<&[LayerDeltas]>,
+        phase: Phase,
+    ) -> Result<Tensor> {
+        let x = self.run_layers(x, first..self.config.n_layer, lengths, deltas, phase)?;
+        self.norm(&x, &self.out_norm)
+    }
+
+    fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
         let c = &self.config;
         let (batch, seq) = tokens.dims2()?;
+        let x = self
+            .embed
+            .weight
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((batch, seq, c.n_embd))?;
+        Ok(match c.embed_scale {
+            Some(s) => (x * s)?,
+            None => x,
+        })
+    }
+
+    fn run_layers(
+        &self,
+        x: &Tensor,
+        layers: std::ops::Range<usize>,
+        lengths: &[usize],
+        deltas: Option<&[LayerDeltas]>,
+        phase: Phase,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (batch, seq, _) = x.dims3()?;
         if lengths.len() != batch || lengths.iter().any(|&l| l == 0 || l > seq) {
             return Err(Error::Config(format!(
                 "lengths {lengths:?} do not fit a batch of {batch} x {seq}"
             )));
         }
+        if layers.end > c.n_layer {
+            return Err(Error::Config(format!(
+                "layers {layers:?} of a model with {}",
+                c.n_layer
+            )));
+        }
         if let Some(d) = deltas {
-            if d.len() != c.n_layer {
+            if d.len() != layers.len() {
                 return Err(Error::Config(format!(
-                    "{} layers of deltas for {} layers",
+                    "{} layers of deltas for {} layers run",
                     d.len(),
-                    c.n_layer
+                    layers.len()
                 )));
             }
-        }
-        let mut x = self
-            .embed
-            .weight
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((batch, seq, c.n_embd))?;
-        if let Some(s) = c.embed_scale {
-            x = (x * s)?;
         }
         let masks = [
             self.mask(lengths, seq, false)?,
             self.mask(lengths, seq, true)?,
         ];
         let mut ropes: HashMap<u32, (Tensor, Tensor)> = HashMap::new();
-        for (il, block) in self.blocks.iter().enumerate() {
+        let mut x = x.clone();
+        for (i, il) in layers.enumerate() {
             let base = c.rope_base_of(il);
             let (cos, sin) = match ropes.entry(base.to_bits()) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(rope_tables(base, c.head_dim, seq, &self.device)?)
-                }
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(rope_tables(
+                    base,
+                    c.head_dim,
+                    seq,
+                    self.dtype(),
+                    &self.device,
+                )?),
             };
             let mask = &masks[usize::from(c.is_local(il))];
-            x = self.block(block, &x, cos, sin, mask, deltas.map(|d| &d[il]), phase)?;
+            let block = &self.blocks[il];
+            x = self.block(il, block, &x, cos, sin, mask, deltas.map(|d| &d[i]), phase)?;
         }
-        self.norm(&x, &self.out_norm)
+        Ok(x)
     }
 
     /// Logits of selected rows of `hidden` (n, n_embd) -> (n, n_vocab).
@@ -243,16 +349,16 @@ impl EdgeModel {
                 }
             }
         }
-        Ok(Tensor::from_vec(
-            m,
-            (lengths.len(), 1, seq, seq),
-            &self.device,
-        )?)
+        Ok(
+            Tensor::from_vec(m, (lengths.len(), 1, seq, seq), &self.device)?
+                .to_dtype(self.dtype())?,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
+        il: usize,
         b: &Block,
         x: &Tensor,
         cos: &Tensor,
@@ -263,14 +369,14 @@ impl EdgeModel {
     ) -> Result<Tensor> {
         let c = &self.config;
         let (batch, seq, _) = x.dims3()?;
-        let dropout = match phase {
-            Phase::Train { dropout } => Some(dropout),
-            Phase::Eval => None,
-        };
         let proj = |layer: &Frozen, h: &Tensor, target: Target| -> Result<Tensor> {
             let y = layer.forward(h)?;
+            let dropout = match phase {
+                Phase::Train { dropout, seed } => Some((dropout, site_seed(seed, il, target))),
+                Phase::Eval => None,
+            };
             match deltas.and_then(|d| d.get(target)) {
-                Some(delta) => Ok((y + apply(delta, h, dropout)?)?),
+                Some(delta) => Ok((y + delta.apply(h, dropout)?)?),
                 None => Ok(y),
             }
         };
@@ -375,8 +481,11 @@ impl Weights<'_> {
     }
 }
 
-fn apply(delta: &Delta, h: &Tensor, dropout: Option<f32>) -> Result<Tensor> {
-    delta.apply(h, dropout.unwrap_or(0.0), dropout.is_some())
+/// The dropout seed of one delta in one step: distinct per layer and target.
+fn site_seed(step_seed: u64, layer: usize, target: Target) -> u64 {
+    step_seed
+        .wrapping_mul(0x100_0000_01B3)
+        .wrapping_add((layer as u64) << 8 | target as u64)
 }
 
 /// cos and sin of the rope angles, (seq, head_dim / 2).
@@ -384,6 +493,7 @@ fn rope_tables(
     base: f32,
     head_dim: usize,
     seq: usize,
+    dtype: DType,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
@@ -395,7 +505,10 @@ fn rope_tables(
         .to_dtype(DType::F32)?
         .reshape((seq, 1))?;
     let angles = pos.broadcast_mul(&inv)?;
-    Ok((angles.cos()?, angles.sin()?))
+    Ok((
+        angles.cos()?.to_dtype(dtype)?,
+        angles.sin()?.to_dtype(dtype)?,
+    ))
 }
 
 fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {

@@ -41,8 +41,8 @@ pub fn run(args: BenchEdgeArgs, models: &ModelArgs) -> anyhow::Result<()> {
 
     let mut doc = json!({ "model": path.display().to_string() });
     if !args.no_train {
-        let rows = train::measure(&edge, &text, &args)?;
-        doc["train"] = serde_json::to_value(&rows)?;
+        let figures = train::measure(&edge, &text, &args)?;
+        doc["train"] = serde_json::to_value(&figures)?;
     }
     if !args.no_decode {
         let figures = decode::measure(&edge, llama, &path, &text, &args)?;
