@@ -6,5 +6,6 @@ pub mod error;
 pub mod gating;
 pub mod gguf_lora;
 pub mod merge;
+pub mod model;
 
 pub use error::{Error, Result};

@@ -1,0 +1,160 @@
+//! The generator's configuration: sizes of the meta-token resampler, the
+//! routers and the expert pool. Saved as `config.json` beside the weights.
+
+use serde::{Deserialize, Serialize};
+
+use crate::edge::{LoraConfig, Target};
+use crate::error::{Error, Result};
+
+/// How router logits become gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gating {
+    /// Softmax, keep the top K, renormalise (LoRA-Gen's default).
+    KeepTopK,
+}
+
+/// Sizes and settings of a generator.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_generator::model::GeneratorConfig;
+///
+/// let c = GeneratorConfig::default().with_edge_layers(18).with_cloud_dim(896);
+/// assert!(c.validate().is_ok());
+/// assert!(c.clone().with_top_k(9).validate().is_err(), "K above n experts");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorConfig {
+    /// Width of the cloud model's hidden states (the features).
+    pub cloud_dim: usize,
+    /// Edge layers: one meta token, router and expert pool each.
+    pub edge_layers: usize,
+    /// Width of the meta tokens.
+    pub meta_dim: usize,
+    /// Attention heads of the meta tokens' cross-attention.
+    pub meta_heads: usize,
+    /// Hidden width of each router (f1's output).
+    pub router_hidden: usize,
+    pub n_experts: usize,
+    pub top_k: usize,
+    pub gating: Gating,
+    /// Weight of the (sigma / mu)^2 load-balancing loss.
+    pub cv_weight: f64,
+    /// Rank, alpha, dropout and targets of every expert.
+    pub lora: LoraConfig,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            cloud_dim: 896,
+            edge_layers: 18,
+            meta_dim: 256,
+            meta_heads: 4,
+            router_hidden: 64,
+            n_experts: 8,
+            top_k: 2,
+            gating: Gating::KeepTopK,
+            cv_weight: 0.01,
+            lora: LoraConfig::default()
+                .with_rank(16)
+                .with_alpha(16.0)
+                .with_dropout(0.05)
+                .with_targets(Target::FFN.to_vec()),
+        }
+    }
+}
+
+impl GeneratorConfig {
+    #[must_use]
+    pub fn with_cloud_dim(mut self, cloud_dim: usize) -> Self {
+        self.cloud_dim = cloud_dim;
+        self
+    }
+
+    #[must_use]
+    pub fn with_edge_layers(mut self, edge_layers: usize) -> Self {
+        self.edge_layers = edge_layers;
+        self
+    }
+
+    #[must_use]
+    pub fn with_meta_dim(mut self, meta_dim: usize) -> Self {
+        self.meta_dim = meta_dim;
+        self
+    }
+
+    #[must_use]
+    pub fn with_meta_heads(mut self, meta_heads: usize) -> Self {
+        self.meta_heads = meta_heads;
+        self
+    }
+
+    #[must_use]
+    pub fn with_router_hidden(mut self, router_hidden: usize) -> Self {
+        self.router_hidden = router_hidden;
+        self
+    }
+
+    #[must_use]
+    pub fn with_experts(mut self, n_experts: usize) -> Self {
+        self.n_experts = n_experts;
+        self
+    }
+
+    #[must_use]
+    pub fn with_top_k(mut self, top_k: usize) -> Self {
+        self.top_k = top_k;
+        self
+    }
+
+    #[must_use]
+    pub fn with_cv_weight(mut self, cv_weight: f64) -> Self {
+        self.cv_weight = cv_weight;
+        self
+    }
+
+    #[must_use]
+    pub fn with_lora(mut self, lora: LoraConfig) -> Self {
+        self.lora = lora;
+        self
+    }
+
+    /// Every size positive, heads dividing the meta width, 1 <= K <= n.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Config(format!("generator config: {what}")));
+        if [
+            self.cloud_dim,
+            self.edge_layers,
+            self.meta_dim,
+            self.meta_heads,
+            self.router_hidden,
+            self.n_experts,
+        ]
+        .contains(&0)
+        {
+            return bad(format!("every size must be positive: {self:?}"));
+        }
+        if self.meta_dim % self.meta_heads != 0 {
+            return bad(format!(
+                "{} meta heads do not divide the meta width {}",
+                self.meta_heads, self.meta_dim
+            ));
+        }
+        if !(1..=self.n_experts).contains(&self.top_k) {
+            return bad(format!(
+                "K = {} is not between 1 and the {} experts",
+                self.top_k, self.n_experts
+            ));
+        }
+        if !(self.cv_weight >= 0.0 && self.cv_weight.is_finite()) {
+            return bad(format!(
+                "cv_weight {} must be finite and >= 0",
+                self.cv_weight
+            ));
+        }
+        self.lora.validate()
+    }
+}

@@ -1,0 +1,150 @@
+//! The LoRA-Gen generator: meta tokens over cloud features, a router per
+//! edge layer, KeepTop-K gates and an expert pool per layer, whose gated
+//! mix is the edge model's LoRA. One assembly rule everywhere: the experts'
+//! A and B factors are mixed by the gates (`ExpertPool::mix`), in training
+//! and in the exported adapter alike.
+
+mod config;
+mod meta;
+mod router;
+
+use candle_core::{DType, Tensor, D};
+use candle_nn::VarBuilder;
+
+pub use config::{Gating, GeneratorConfig};
+pub use meta::MetaTokens;
+pub use router::Router;
+
+use crate::edge::{ExpertLora, LayerDeltas};
+use crate::error::{Error, Result};
+use crate::gating::keep_top_k;
+use crate::gguf_lora::{LoraAdapter, LoraPair};
+
+/// The trainable generator.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    pub config: GeneratorConfig,
+    meta: MetaTokens,
+    routers: Vec<Router>,
+    pub experts: ExpertLora,
+}
+
+impl Generator {
+    /// Builds the generator; `dims(target)` gives an edge projection's (in, out).
+    pub fn new(
+        config: GeneratorConfig,
+        dims: impl Fn(crate::edge::Target) -> (usize, usize),
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        config.validate()?;
+        let meta = MetaTokens::new(&config, vb.pp("meta"))?;
+        let routers = (0..config.edge_layers)
+            .map(|il| Router::new(&config, vb.pp(format!("router.{il}"))))
+            .collect::<Result<_>>()?;
+        let experts = ExpertLora::new(
+            config.lora.clone(),
+            config.n_experts,
+            config.edge_layers,
+            dims,
+            vb.pp("experts"),
+        )?;
+        Ok(Generator {
+            config,
+            meta,
+            routers,
+            experts,
+        })
+    }
+
+    /// Each layer's gates (batch, n_experts), from each element's cloud
+    /// features (tokens, cloud_dim).
+    pub fn gates(&self, features: &[Tensor], train: bool) -> Result<Vec<Tensor>> {
+        let t = self.meta.forward(features)?;
+        self.routers
+            .iter()
+            .enumerate()
+            .map(|(il, router)| {
+                let logits = router.forward_t(&t.narrow(1, il, 1)?.squeeze(1)?, train)?;
+                keep_top_k(&logits, self.config.top_k)
+            })
+            .collect()
+    }
+
+    /// Per-element deltas of every edge layer.
+    pub fn deltas(&self, gates: &[Tensor]) -> Result<Vec<LayerDeltas>> {
+        self.experts.deltas(gates)
+    }
+
+    /// The compiled adapter of one registry: its gates at inference (running
+    /// BatchNorm statistics), mixed into one rank-r LoRA per projection.
+    pub fn adapter(&self, features: &Tensor, arch: &str) -> Result<LoraAdapter> {
+        let gates = self.gates(std::slice::from_ref(features), false)?;
+        let mut pairs = Vec::new();
+        for (il, (pools, g)) in self.experts.layers.iter().zip(&gates).enumerate() {
+            for (target, pool) in pools {
+                let delta = pool.mix(g)?;
+                pairs.push(LoraPair {
+                    weight: format!("blk.{il}.{}.weight", target.gguf_stem()),
+                    a: delta.a.squeeze(0)?.to_dtype(DType::F32)?,
+                    b: delta.b.squeeze(0)?.to_dtype(DType::F32)?,
+                });
+            }
+        }
+        Ok(LoraAdapter {
+            arch: arch.to_owned(),
+            alpha: self.config.lora.alpha as f32,
+            pairs,
+        })
+    }
+}
+
+/// The load-balancing loss: per layer, the squared coefficient of variation
+/// (population variance over squared mean) of each expert's gate mass over
+/// the batch, averaged over layers.
+///
+/// # Examples
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use loragen_generator::model::cv_loss;
+///
+/// // Masses 1.5 and 0.5: mean 1, variance 0.25.
+/// let g = Tensor::new(&[[1f32, 0.0], [0.5, 0.5]], &Device::Cpu)?;
+/// let cv = cv_loss(&[g])?.to_scalar::<f32>()?;
+/// assert!((cv - 0.25).abs() < 1e-6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn cv_loss(gates: &[Tensor]) -> Result<Tensor> {
+    if gates.is_empty() {
+        return Err(Error::Config("the CV loss needs at least one layer".into()));
+    }
+    let per_layer = gates
+        .iter()
+        .map(|g| {
+            let mass = g.sum(0)?;
+            let mean = mass.mean_keepdim(D::Minus1)?;
+            let var = mass.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
+            var.broadcast_div(&(mean.sqr()? + 1e-10)?)?.squeeze(0)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&per_layer, 0)?.mean(0)?)
+}
+
+/// Each expert's share of the gate mass over a batch, per layer: the
+/// utilisation that training logs.
+pub fn utilisation(gates: &[Tensor]) -> Result<Vec<Vec<f32>>> {
+    gates
+        .iter()
+        .map(|g| {
+            let mass = g.sum(0)?;
+            let total = mass.sum_all()?;
+            Ok(mass
+                .broadcast_div(&total)?
+                .to_dtype(DType::F32)?
+                .to_vec1()?)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

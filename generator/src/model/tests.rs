@@ -1,0 +1,189 @@
+#![allow(clippy::unwrap_used)]
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+
+use super::*;
+use crate::edge::{LoraConfig, Target};
+
+fn small() -> GeneratorConfig {
+    GeneratorConfig::default()
+        .with_cloud_dim(12)
+        .with_edge_layers(3)
+        .with_meta_dim(8)
+        .with_meta_heads(2)
+        .with_router_hidden(6)
+        .with_experts(4)
+        .with_top_k(2)
+        .with_lora(LoraConfig::default().with_rank(2).with_alpha(2.0))
+}
+
+fn dims(t: Target) -> (usize, usize) {
+    match t {
+        Target::Down => (7, 5),
+        _ => (5, 7),
+    }
+}
+
+fn build(varmap: &VarMap) -> Generator {
+    let vb = VarBuilder::from_varmap(varmap, DType::F64, &Device::Cpu);
+    Generator::new(small(), dims, vb).unwrap()
+}
+
+fn features(lengths: &[usize]) -> Vec<Tensor> {
+    lengths
+        .iter()
+        .map(|&t| Tensor::randn(0f64, 1.0, (t, 12), &Device::Cpu).unwrap())
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+#[test]
+fn gates_have_one_row_per_element_with_k_kept_summing_to_one() {
+    let generator = build(&VarMap::new());
+    let gates = generator.gates(&features(&[5, 9, 1]), true).unwrap();
+    assert_eq!(gates.len(), 3);
+    for g in &gates {
+        assert_eq!(g.dims(), &[3, 4]);
+        for row in g.to_vec2::<f64>().unwrap() {
+            assert_eq!(row.iter().filter(|&&v| v > 0.0).count(), 2, "{row:?}");
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+    let deltas = generator.deltas(&gates).unwrap();
+    assert_eq!(deltas.len(), 3);
+    let up = deltas[0].get(Target::Up).unwrap();
+    assert_eq!((up.a.dims(), up.b.dims()), (&[3, 2, 5][..], &[3, 7, 2][..]));
+}
+
+#[test]
+fn padding_does_not_change_an_elements_meta_tokens() {
+    let generator = build(&VarMap::new());
+    let f = features(&[4, 11]);
+    let together = generator.meta.forward(&f).unwrap();
+    let alone = generator.meta.forward(&f[..1]).unwrap();
+    assert!(max_diff(&together.narrow(0, 0, 1).unwrap(), &alone) < 1e-12);
+    assert_eq!(together.dims(), &[2, 3, 8]);
+}
+
+#[test]
+fn batch_norm_trains_on_batch_statistics_and_infers_on_running_ones() {
+    let varmap = VarMap::new();
+    let generator = build(&varmap);
+    let running = |name: &str| {
+        varmap.data().lock().unwrap()[&format!("router.0.bn.{name}")]
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    assert_eq!(running("running_mean"), vec![0.0; 4]);
+    let f = features(&[3, 6, 2, 8]);
+    let t = generator.meta.forward(&f).unwrap();
+    let t0 = t.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
+    let train = generator.routers[0].forward_t(&t0, true).unwrap();
+    // Batch statistics: each expert's logits have mean 0 over the batch.
+    for m in train.mean(0).unwrap().to_vec1::<f64>().unwrap() {
+        assert!(m.abs() < 1e-9);
+    }
+    assert_ne!(
+        running("running_mean"),
+        vec![0.0; 4],
+        "training updates the running mean"
+    );
+    let eval = generator.routers[0].forward_t(&t0, false).unwrap();
+    assert!(
+        max_diff(&train, &eval) > 1e-3,
+        "inference uses the running statistics"
+    );
+    // One element alone: fine at inference, an error in training.
+    let one = t0.narrow(0, 0, 1).unwrap();
+    assert!(
+        max_diff(
+            &generator.routers[0].forward_t(&one, false).unwrap(),
+            &eval.narrow(0, 0, 1).unwrap()
+        ) < 1e-12
+    );
+    assert!(generator.routers[0].forward_t(&one, true).is_err());
+}
+
+#[test]
+fn cv_loss_matches_a_hand_computed_value() {
+    let dev = Device::Cpu;
+    // Layer 1: masses (2, 0, 0, 0): mean 0.5, variance 0.75, cv^2 = 3.
+    // Layer 2: masses (0.5, 0.5, 0.5, 0.5): cv^2 = 0.
+    let a = Tensor::new(&[[1f64, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], &dev).unwrap();
+    let b = Tensor::new(&[[0.5f64, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]], &dev).unwrap();
+    let cv = cv_loss(&[a.clone(), b])
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!((cv - 1.5).abs() < 1e-9, "{cv}");
+    assert_eq!(utilisation(&[a]).unwrap()[0], vec![1.0, 0.0, 0.0, 0.0]);
+    assert!(cv_loss(&[]).is_err());
+}
+
+#[test]
+fn one_optimiser_step_on_a_toy_batch_lowers_the_loss() {
+    let varmap = VarMap::new();
+    let generator = build(&varmap);
+    let f = features(&[3, 5, 4]);
+    let x = Tensor::randn(0f64, 1.0, (3, 6, 5), &Device::Cpu).unwrap();
+    let target = Tensor::randn(0f64, 1.0, (3, 6, 7), &Device::Cpu).unwrap();
+    let loss = |g: &Generator| {
+        let gates = g.gates(&f, true).unwrap();
+        let deltas = g.deltas(&gates).unwrap();
+        let y = deltas[1]
+            .get(Target::Gate)
+            .unwrap()
+            .apply(&x, None)
+            .unwrap();
+        let mse = (y - &target).unwrap().sqr().unwrap().mean_all().unwrap();
+        (mse + (cv_loss(&gates).unwrap() * g.config.cv_weight).unwrap()).unwrap()
+    };
+    let mut opt = candle_nn::AdamW::new_lr(varmap.all_vars(), 1e-2).unwrap();
+    let before = loss(&generator);
+    opt.backward_step(&before).unwrap();
+    let after = loss(&generator);
+    let (b, a) = (
+        before.to_scalar::<f64>().unwrap(),
+        after.to_scalar::<f64>().unwrap(),
+    );
+    assert!(a < b, "loss went from {b} to {a}");
+}
+
+#[test]
+fn the_adapter_is_the_mix_at_inference_gates() {
+    let varmap = VarMap::new();
+    let generator = build(&varmap);
+    // Give B a value, so the factors are not trivially zero.
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        if name.ends_with("lora_b") {
+            var.set(&Tensor::randn(0f64, 1.0, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    let f = features(&[6]);
+    let adapter = generator.adapter(&f[0], "llama").unwrap();
+    assert_eq!(adapter.pairs.len(), 3 * 3);
+    assert_eq!(adapter.alpha, 2.0);
+    let gates = generator.gates(&f, false).unwrap();
+    let pool = &generator.experts.layers[2][1].1;
+    let mixed = pool.mix(&gates[2]).unwrap();
+    let pair = adapter
+        .pairs
+        .iter()
+        .find(|p| p.weight == "blk.2.ffn_up.weight")
+        .unwrap();
+    assert_eq!(pair.a.dims(), &[2, 5]);
+    let expected = mixed.b.squeeze(0).unwrap();
+    assert!(max_diff(&pair.b.to_dtype(DType::F64).unwrap(), &expected) < 1e-6);
+}
