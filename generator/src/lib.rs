@@ -3,6 +3,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod features;
 pub mod gating;
 pub mod gguf_lora;
 pub mod merge;

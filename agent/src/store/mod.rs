@@ -266,6 +266,33 @@ fn step_style() -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+/// The sha256 of a model file, from the store's stamp when the file is a
+/// verified store file (its size and mtime still match), else by hashing it.
+pub fn model_sha256(path: &Path) -> Result<String> {
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let stamp = path.with_file_name(format!(
+        "{}.verified",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    if let Ok(text) = fs::read_to_string(&stamp) {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        if let Some(sha) = text
+            .strip_suffix(&format!(" {} {}\n", meta.len(), mtime))
+            .filter(|sha| sha.len() == 64)
+        {
+            return Ok(sha.to_owned());
+        }
+    }
+    sha256_file(path, &ProgressBar::hidden())
+}
+
 /// Streams a file through sha256, advancing `bar` by the bytes read.
 pub(crate) fn sha256_file(path: &Path, bar: &ProgressBar) -> Result<String> {
     let mut file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -284,4 +311,37 @@ pub(crate) fn sha256_file(path: &Path, bar: &ProgressBar) -> Result<String> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn model_sha256_trusts_only_a_stamp_that_matches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        fs::write(&path, b"abc").unwrap();
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(model_sha256(&path).unwrap(), abc);
+        let meta = fs::metadata(&path).unwrap();
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let stamp = dir.path().join("m.gguf.verified");
+        let fake = "f".repeat(64);
+        fs::write(&stamp, format!("{fake} 3 {mtime}\n")).unwrap();
+        assert_eq!(
+            model_sha256(&path).unwrap(),
+            fake,
+            "a matching stamp is used"
+        );
+        fs::write(&stamp, format!("{fake} 4 {mtime}\n")).unwrap();
+        assert_eq!(model_sha256(&path).unwrap(), abc, "a stale stamp is not");
+        assert!(model_sha256(&dir.path().join("missing")).is_err());
+    }
 }

@@ -1,0 +1,254 @@
+//! Cloud features: the frozen cloud model's final-layer hidden states of a
+//! registry's system part, which the meta tokens attend over.
+//!
+//! A system part is split into blocks (the shared preamble, one block per
+//! tool, the shared protocol rules) and each block is encoded on its own,
+//! so a registry's features are the concatenation of its blocks' and a new
+//! registry costs one cloud pass per tool never seen before. Blocks are
+//! cached on disk as f16 under `features/<cloud sha256>/<renderer>/`,
+//! keyed by the sha256 of the block's text.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use loragen_agent::runtime::{Model, Session, SessionParams};
+use loragen_tools::atomic::write_atomic_with;
+
+/// How system parts are cut into blocks; part of every cache key.
+pub const RENDERER: &str = "blocks-v1";
+
+/// The protocol rules name the registry's tools (`one of [A, B]`); the tool
+/// blocks carry the names already, so the shared block gets this instead
+/// and is the same text for every registry.
+const TOOL_LIST_STANDIN: &str = "one of the tools above";
+
+/// The blocks of a GPT4Tools-style system part: everything before the
+/// first `> name: description` line, each such line, and the rest (with
+/// its list of tool names replaced, so that block is shared). A system part
+/// without tool lines is one block.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_generator::features::system_blocks;
+///
+/// let s = "Persona.\n> A: does a.\n> B: does b.\nAction: one of [A, B]\nEnd.";
+/// assert_eq!(
+///     system_blocks(s),
+///     vec!["Persona.\n", "> A: does a.\n", "> B: does b.\n", "Action: one of the tools above\nEnd."]
+/// );
+/// ```
+pub fn system_blocks(system: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut preamble = String::new();
+    let mut rest = String::new();
+    for line in system.split_inclusive('\n') {
+        if line.starts_with("> ") && rest.is_empty() {
+            blocks.push(line.to_owned());
+        } else if blocks.is_empty() {
+            preamble.push_str(line);
+        } else {
+            rest.push_str(line);
+        }
+    }
+    let rest = match (rest.find("one of ["), rest.find(']')) {
+        (Some(start), Some(_)) => {
+            let end = rest[start..]
+                .find(']')
+                .map_or(rest.len(), |e| start + e + 1);
+            format!("{}{TOOL_LIST_STANDIN}{}", &rest[..start], &rest[end..])
+        }
+        _ => rest,
+    };
+    let mut out = Vec::with_capacity(blocks.len() + 2);
+    if !preamble.is_empty() {
+        out.push(preamble);
+    }
+    out.extend(blocks);
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// The on-disk cache of block features for one cloud model.
+#[derive(Debug, Clone)]
+pub struct FeatureCache {
+    dir: PathBuf,
+}
+
+/// Counts of one `registry` call, for progress and the compile report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encoded {
+    pub blocks: usize,
+    /// Blocks that needed a cloud pass.
+    pub computed: usize,
+    /// Cloud tokens those passes read.
+    pub tokens: usize,
+}
+
+impl FeatureCache {
+    /// The cache under `root` (usually `$LORAGEN_HOME/features`) for the
+    /// cloud model whose file has `cloud_sha256`.
+    pub fn new(root: &Path, cloud_sha256: &str) -> Self {
+        FeatureCache {
+            dir: root.join(cloud_sha256).join(RENDERER),
+        }
+    }
+
+    fn path_of(&self, text: &str) -> PathBuf {
+        let digest = Sha256::digest(text.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{hex}.safetensors"))
+    }
+
+    /// A cached block's features (tokens, cloud_dim) as f32, if present.
+    pub fn get(&self, text: &str) -> Result<Option<Tensor>> {
+        let path = self.path_of(text);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+            Error::Config(format!(
+                "{}: unreadable cached features ({e}); delete the file to recompute it",
+                path.display()
+            ))
+        })?;
+        let t = tensors
+            .remove("features")
+            .ok_or_else(|| Error::Config(format!("{}: no `features` tensor", path.display())))?;
+        Ok(Some(t.to_dtype(DType::F32)?))
+    }
+
+    /// A registry's features: its system part's blocks, each from the cache
+    /// or from one cloud pass (then cached), concatenated.
+    pub fn registry(
+        &self,
+        cloud: &mut CloudEncoder<'_>,
+        system: &str,
+    ) -> Result<(Tensor, Encoded)> {
+        let blocks = system_blocks(system);
+        if blocks.is_empty() {
+            return Err(Error::Config(
+                "the system part is empty: nothing to compile".into(),
+            ));
+        }
+        let mut counts = Encoded {
+            blocks: blocks.len(),
+            ..Encoded::default()
+        };
+        let mut parts = Vec::with_capacity(blocks.len());
+        for block in &blocks {
+            let features = match self.get(block)? {
+                Some(t) => t,
+                None => {
+                    let t = cloud.encode(block)?;
+                    counts.computed += 1;
+                    counts.tokens += t.dim(0)?;
+                    self.store(block, &t)?;
+                    t
+                }
+            };
+            parts.push(features);
+        }
+        Ok((Tensor::cat(&parts, 0)?, counts))
+    }
+
+    fn store(&self, text: &str, features: &Tensor) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let f16 = features.to_dtype(DType::F16)?;
+        write_atomic_with(&self.path_of(text), |tmp| {
+            f16.save_safetensors("features", tmp).map_err(Error::from)
+        })
+    }
+}
+
+/// The frozen cloud model in a session that returns hidden states, each
+/// text encoded on its own (no KV reuse between texts).
+#[derive(Debug)]
+pub struct CloudEncoder<'m> {
+    model: &'m Model,
+    session: Session<'m>,
+}
+
+impl<'m> CloudEncoder<'m> {
+    pub fn new(model: &'m Model) -> Result<Self> {
+        let session = model.session(
+            SessionParams::default()
+                .with_embeddings(true)
+                .with_prefix_reuse(false)
+                .with_n_ctx(4096),
+        )?;
+        Ok(CloudEncoder { model, session })
+    }
+
+    /// Final-layer hidden states of every token of `text` (tokens, n_embd).
+    pub fn encode(&mut self, text: &str) -> Result<Tensor> {
+        let tokens = self.model.tokenize(text, false);
+        if tokens.is_empty() {
+            return Err(Error::Config(format!("{text:?} has no tokens to encode")));
+        }
+        let positions: Vec<usize> = (0..tokens.len()).collect();
+        let states = self.session.hidden_states(&tokens, &positions)?;
+        let width = self.model.n_embd();
+        let flat: Vec<f32> = states.into_iter().flatten().collect();
+        Ok(Tensor::from_vec(flat, (tokens.len(), width), &Device::Cpu)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn blocks_of_a_real_system_part_share_the_preamble_and_rules() {
+        let lines = |names: &[&str]| {
+            let tools: String = names
+                .iter()
+                .map(|n| format!("> {n}: does {n}.\n"))
+                .collect();
+            format!(
+                "Persona line.\n\nTOOLS:\n------\n\nVisual assistant has access to the following tools:\n{tools}\nTo use a tool:\nAction: the tool to use, one of [{}]\nAction Input: x\n",
+                names.join(", ")
+            )
+        };
+        let (a, b) = (
+            system_blocks(&lines(&["A", "B"])),
+            system_blocks(&lines(&["B"])),
+        );
+        assert_eq!(a.len(), 4);
+        assert_eq!(a[0], b[0], "the preamble is shared");
+        assert_eq!(a[2], b[1], "a tool's block does not depend on the others");
+        assert_eq!(
+            a[3], b[2],
+            "the rules are shared once the names are replaced"
+        );
+        assert_eq!(
+            a.concat(),
+            lines(&["A", "B"]).replace("one of [A, B]", "one of the tools above")
+        );
+        assert_eq!(system_blocks("no tools here"), vec!["no tools here"]);
+        assert!(system_blocks("").is_empty());
+    }
+
+    #[test]
+    fn a_cached_block_comes_back_as_f32_and_corrupt_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::new(dir.path(), "abc");
+        assert!(cache.get("block").unwrap().is_none());
+        let t = Tensor::new(&[[1f32, 2.5], [-3.0, 0.125]], &Device::Cpu).unwrap();
+        cache.store("block", &t).unwrap();
+        let back = cache.get("block").unwrap().unwrap();
+        assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
+        std::fs::write(cache.path_of("block"), b"garbage").unwrap();
+        let err = cache.get("block").unwrap_err().to_string();
+        assert!(err.contains("unreadable cached features"), "{err}");
+    }
+}
