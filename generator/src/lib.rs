@@ -8,5 +8,6 @@ pub mod gating;
 pub mod gguf_lora;
 pub mod merge;
 pub mod model;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,12 @@
+//! Training the generator: seeded initialisation, examples and batches,
+//! AdamW with saved state, and the trainer with exact resume.
+
+pub mod data;
+pub mod optim;
+pub mod seeded;
+pub mod trainer;
+
+pub use data::{batch_of, examples, Example};
+pub use optim::{AdamW, AdamWParams};
+pub use seeded::seeded_var_builder;
+pub use trainer::{checkpoint_dir, read_state, CheckpointState, StepLog, TrainConfig, Trainer};

@@ -1,0 +1,410 @@
+//! The generator's trainer: batches of examples with different system
+//! parts, their generated deltas on the edge model, the LM loss on output
+//! tokens plus the CV load-balancing loss, AdamW with warm-up and cosine
+//! decay, gradient clipping, and checkpoints a resumed run continues from
+//! exactly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use super::data::{batch_of, Example};
+use super::optim::{AdamW, AdamWParams};
+use super::seeded::seeded_var_builder;
+use crate::edge::{cross_entropy, EdgeModel, Phase};
+use crate::error::{Error, Result};
+use crate::model::{cv_loss, utilisation, Generator, GeneratorConfig};
+use loragen_tools::atomic::write_atomic_with;
+
+/// Optimisation settings.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_generator::train::TrainConfig;
+///
+/// let c = TrainConfig::default().with_steps(300).with_lr(5e-4);
+/// assert!(c.validate().is_ok());
+/// assert!(c.with_batch(1).validate().is_err(), "BatchNorm needs 2 or more");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub steps: usize,
+    /// Examples per step; at least 2 (the routers' BatchNorm).
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    /// Largest global gradient norm.
+    pub clip: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 1000,
+            batch: 4,
+            lr: 5e-4,
+            warmup: 50,
+            weight_decay: 0.1,
+            clip: 1.0,
+            seed: 0,
+            checkpoint_every: 25,
+        }
+    }
+}
+
+impl TrainConfig {
+    #[must_use]
+    pub fn with_steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+    #[must_use]
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    #[must_use]
+    pub fn with_warmup(mut self, warmup: usize) -> Self {
+        self.warmup = warmup;
+        self
+    }
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    #[must_use]
+    pub fn with_checkpoint_every(mut self, every: usize) -> Self {
+        self.checkpoint_every = every;
+        self
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.steps > 0
+            && self.batch >= 2
+            && self.lr > 0.0
+            && self.lr.is_finite()
+            && (0.0..1.0).contains(&self.weight_decay)
+            && self.clip > 0.0
+            && self.checkpoint_every > 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "training needs steps > 0, batch >= 2, a finite lr > 0, weight decay in [0, 1), clip > 0 and checkpoint_every > 0; got {self:?}"
+            )))
+        }
+    }
+
+    /// Linear warm-up to `lr`, then cosine decay to zero at `steps`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        let span = self.steps.saturating_sub(self.warmup).max(1) as f64;
+        let done = ((step - self.warmup) as f64 / span).min(1.0);
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+    }
+}
+
+/// What one step did; a line of the training log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub loss: f64,
+    pub lm_loss: f64,
+    pub cv_loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens: usize,
+    pub ms: f64,
+    /// Per layer, each expert's share of the batch's gate mass.
+    pub utilisation: Vec<Vec<f32>>,
+}
+
+/// `config.json` of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub generator: GeneratorConfig,
+    pub train: TrainConfig,
+    /// Steps done.
+    pub step: usize,
+    /// The edge model's GGUF architecture and file sha256.
+    pub edge_arch: String,
+    pub edge_sha256: String,
+}
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "config.json";
+
+pub struct Trainer<'e> {
+    pub config: TrainConfig,
+    edge: &'e EdgeModel,
+    edge_sha256: String,
+    pub generator: Generator,
+    varmap: VarMap,
+    opt: AdamW,
+    examples: Vec<Example>,
+    /// Cloud features of each system part.
+    features: HashMap<String, Tensor>,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("step", &self.step())
+            .field("examples", &self.examples.len())
+            .field("registries", &self.features.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'e> Trainer<'e> {
+    /// A fresh generator, initialised from the seed. Every example's system
+    /// part must have features.
+    pub fn new(
+        generator: GeneratorConfig,
+        config: TrainConfig,
+        edge: &'e EdgeModel,
+        edge_sha256: String,
+        examples: Vec<Example>,
+        features: HashMap<String, Tensor>,
+    ) -> Result<Self> {
+        config.validate()?;
+        if examples.len() < config.batch {
+            return Err(Error::Config(format!(
+                "{} examples for batches of {}",
+                examples.len(),
+                config.batch
+            )));
+        }
+        if let Some(e) = examples.iter().find(|e| !features.contains_key(&e.system)) {
+            return Err(Error::Config(format!(
+                "no cloud features for the system part of an example ({} bytes)",
+                e.system.len()
+            )));
+        }
+        if generator.edge_layers != edge.config.n_layer {
+            return Err(Error::Config(format!(
+                "the generator has {} layers, the edge model {}",
+                generator.edge_layers, edge.config.n_layer
+            )));
+        }
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, config.seed, DType::F32, edge.device());
+        let model = Generator::new(generator, |t| edge.dims(t), vb)?;
+        // BatchNorm's running statistics change in the forward, not by
+        // gradients: they stay out of the optimiser.
+        let trainable = varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::Config("the variable map's lock is poisoned".into()))?
+            .iter()
+            .filter(|(name, _)| !name.contains(".running_"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let opt = AdamW::new(
+            trainable,
+            AdamWParams {
+                lr: config.lr_at(0),
+                weight_decay: config.weight_decay,
+                ..AdamWParams::default()
+            },
+        )?;
+        Ok(Trainer {
+            config,
+            edge,
+            edge_sha256,
+            generator: model,
+            varmap,
+            opt,
+            examples,
+            features,
+        })
+    }
+
+    /// Steps done so far.
+    pub fn step(&self) -> usize {
+        self.opt.steps()
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// One optimiser step on the next batch.
+    pub fn train_step(&mut self) -> Result<StepLog> {
+        let started = Instant::now();
+        let step = self.step();
+        let idx = batch_of(
+            step,
+            self.config.batch,
+            self.examples.len(),
+            self.config.seed,
+        );
+        let batch: Vec<&Example> = idx.iter().map(|&i| &self.examples[i]).collect();
+        let features: Vec<Tensor> = batch
+            .iter()
+            .map(|e| self.features[&e.system].clone())
+            .collect();
+        let gates = self.generator.gates(&features, true)?;
+        let deltas = self.generator.deltas(&gates)?;
+
+        let seq = batch.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
+        let mut ids = vec![0u32; batch.len() * seq];
+        let mut at = Vec::new();
+        let mut targets = Vec::new();
+        for (b, e) in batch.iter().enumerate() {
+            ids[b * seq..b * seq + e.tokens.len()].copy_from_slice(&e.tokens);
+            for t in e.output_from - 1..e.tokens.len() - 1 {
+                at.push((b, t));
+                targets.push(e.tokens[t + 1]);
+            }
+        }
+        let lengths: Vec<usize> = batch.iter().map(|e| e.tokens.len()).collect();
+        let input = Tensor::from_vec(ids, (batch.len(), seq), self.edge.device())?;
+        let phase = Phase::Train {
+            dropout: self.generator.config.lora.dropout,
+            seed: self
+                .config
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(step as u64),
+        };
+        let hidden = self.edge.hidden(&input, &lengths, Some(&deltas), phase)?;
+        let logits = self.edge.logits(&self.edge.select(&hidden, &at)?)?;
+        let lm = cross_entropy(&logits, &targets)?;
+        let cv = cv_loss(&gates)?;
+        let loss = (&lm + (&cv * self.generator.config.cv_weight)?)?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::Config(format!(
+                "the loss became {loss_value} at step {step}; lower the learning rate"
+            )));
+        }
+        let mut grads = loss.backward()?;
+        let grad_norm = self.opt.clip(&mut grads, self.config.clip)?;
+        let lr = self.config.lr_at(step);
+        self.opt.params.lr = lr;
+        self.opt.step(&grads)?;
+        Ok(StepLog {
+            step: step + 1,
+            loss: loss_value,
+            lm_loss: lm.to_scalar::<f32>()? as f64,
+            cv_loss: cv.to_scalar::<f32>()? as f64,
+            lr,
+            grad_norm,
+            tokens: lengths.iter().sum(),
+            ms: started.elapsed().as_secs_f64() * 1e3,
+            utilisation: utilisation(&gates)?,
+        })
+    }
+
+    /// Writes the checkpoint into `dir/checkpoint`: the files go to a
+    /// partial directory first, which then replaces the old checkpoint, so
+    /// a kill at any moment leaves one whole checkpoint.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let partial = dir.join("checkpoint.partial");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+        }
+        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        write_atomic_with(&partial.join(MODEL_FILE), |tmp| {
+            self.varmap.save(tmp).map_err(Error::from)
+        })?;
+        self.opt.save(&partial.join(OPTIMIZER_FILE))?;
+        let state = CheckpointState {
+            generator: self.generator.config.clone(),
+            train: self.config.clone(),
+            step: self.step(),
+            edge_arch: self.edge.config.arch.gguf_name().to_owned(),
+            edge_sha256: self.edge_sha256.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::Config(e.to_string()))?;
+        write_atomic_with(&partial.join(STATE_FILE), |tmp| {
+            std::fs::write(tmp, &json).map_err(io(tmp))
+        })?;
+        let (current, old) = (dir.join("checkpoint"), dir.join("checkpoint.old"));
+        if current.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            }
+            std::fs::rename(&current, &old).map_err(io(&current))?;
+        }
+        std::fs::rename(&partial, &current).map_err(io(&partial))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+
+    /// Continues from the checkpoint in `dir`, which must come from the same
+    /// settings and edge model.
+    pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        let ckpt = checkpoint_dir(dir).ok_or_else(|| {
+            Error::Config(format!("{}: no checkpoint to resume from", dir.display()))
+        })?;
+        let state = read_state(&ckpt)?;
+        let expected = (&self.generator.config, &self.config, &self.edge_sha256);
+        if (&state.generator, &state.train, &state.edge_sha256) != expected {
+            return Err(Error::Config(format!(
+                "{}: the checkpoint was made with other settings or another edge model; use another --out or the same settings",
+                ckpt.display()
+            )));
+        }
+        self.varmap.load(ckpt.join(MODEL_FILE))?;
+        self.opt.load(&ckpt.join(OPTIMIZER_FILE))?;
+        if self.opt.steps() != state.step {
+            return Err(Error::Config(format!(
+                "{}: the optimiser has {} steps, config.json {}",
+                ckpt.display(),
+                self.opt.steps(),
+                state.step
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint directory under `dir`: `checkpoint`, or `checkpoint.old`
+/// when a save was cut between its renames.
+pub fn checkpoint_dir(dir: &Path) -> Option<PathBuf> {
+    ["checkpoint", "checkpoint.old"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.join(STATE_FILE).exists())
+}
+
+/// A checkpoint's `config.json`.
+pub fn read_state(ckpt: &Path) -> Result<CheckpointState> {
+    let path = ckpt.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Config(format!(
+            "{}: not a generator checkpoint ({e})",
+            path.display()
+        ))
+    })
+}
