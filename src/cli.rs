@@ -55,6 +55,57 @@ pub enum Command {
     /// Export LoRA adapters for llama.cpp and merge them into edge models.
     #[command(subcommand)]
     Adapter(AdapterCommand),
+    /// Train the LoRA generator.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train the generator (meta tokens, routers, experts) on a GPT4Tools-format corpus; resumes from --out.
+    Generator(TrainGeneratorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainGeneratorArgs {
+    /// A GPT4Tools-format training file (e.g. data/gpt4tools/train.json).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Run directory: checkpoint/, train.jsonl. An existing checkpoint with the same settings is resumed.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Optimiser steps in all.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    /// Examples per step (at least 2: the routers' BatchNorm).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 25)]
+    pub checkpoint_every: usize,
+    /// Also keep the weights of every Nth step in snapshots/step-N, for validation curves (0: never).
+    #[arg(long, default_value_t = 250)]
+    pub snapshot_every: usize,
+    /// Longest example in edge tokens; longer ones are left out.
+    #[arg(long, default_value_t = 256)]
+    pub max_seq: usize,
+    /// Experts per layer.
+    #[arg(long, default_value_t = 8)]
+    pub experts: usize,
+    /// Active experts per registry and layer.
+    #[arg(long, default_value_t = 2)]
+    pub top_k: usize,
+    /// Only the first N items of --data.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

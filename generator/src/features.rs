@@ -8,6 +8,7 @@
 //! cached on disk as f16 under `features/<cloud sha256>/<renderer>/`,
 //! keyed by the sha256 of the block's text.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -74,6 +75,56 @@ pub fn system_blocks(system: &str) -> Vec<String> {
     out
 }
 
+/// Block features in memory, and registries' features assembled from them
+/// on demand: 24,000 training prompts share a few dozen blocks, but as
+/// concatenated tensors they would not fit in memory.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryFeatures {
+    blocks: HashMap<String, Tensor>,
+}
+
+impl RegistryFeatures {
+    pub fn insert_block(&mut self, text: String, features: Tensor) {
+        self.blocks.insert(text, features);
+    }
+
+    pub fn has_block(&self, text: &str) -> bool {
+        self.blocks.contains_key(text)
+    }
+
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Whether every block of `system` is present.
+    pub fn covers(&self, system: &str) -> bool {
+        let blocks = system_blocks(system);
+        !blocks.is_empty() && blocks.iter().all(|b| self.has_block(b))
+    }
+
+    /// The features of a system part: its blocks' concatenated.
+    pub fn of(&self, system: &str) -> Result<Tensor> {
+        let parts = system_blocks(system)
+            .iter()
+            .map(|b| {
+                self.blocks.get(b).cloned().ok_or_else(|| {
+                    Error::Config(format!("no cloud features for the block {:?}", short(b)))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if parts.is_empty() {
+            return Err(Error::Config(
+                "the system part is empty: nothing to compile".into(),
+            ));
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+fn short(text: &str) -> String {
+    text.chars().take(60).collect()
+}
+
 /// The on-disk cache of block features for one cloud model.
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
@@ -123,8 +174,23 @@ impl FeatureCache {
         Ok(Some(t.to_dtype(DType::F32)?))
     }
 
+    /// A block's features from the cache, or from `encode` (then cached).
+    /// The second value tells whether `encode` ran.
+    pub fn block(
+        &self,
+        text: &str,
+        encode: impl FnOnce(&str) -> Result<Tensor>,
+    ) -> Result<(Tensor, bool)> {
+        if let Some(t) = self.get(text)? {
+            return Ok((t, false));
+        }
+        let t = encode(text)?;
+        self.store(text, &t)?;
+        Ok((t, true))
+    }
+
     /// A registry's features: its system part's blocks, each from the cache
-    /// or from one cloud pass (then cached), concatenated.
+    /// or from one cloud pass, concatenated.
     pub fn registry(
         &self,
         cloud: &mut CloudEncoder<'_>,
@@ -142,17 +208,12 @@ impl FeatureCache {
         };
         let mut parts = Vec::with_capacity(blocks.len());
         for block in &blocks {
-            let features = match self.get(block)? {
-                Some(t) => t,
-                None => {
-                    let t = cloud.encode(block)?;
-                    counts.computed += 1;
-                    counts.tokens += t.dim(0)?;
-                    self.store(block, &t)?;
-                    t
-                }
-            };
-            parts.push(features);
+            let (t, computed) = self.block(block, |text| cloud.encode(text))?;
+            if computed {
+                counts.computed += 1;
+                counts.tokens += t.dim(0)?;
+            }
+            parts.push(t);
         }
         Ok((Tensor::cat(&parts, 0)?, counts))
     }

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod generate;
 pub mod models;
 pub mod repl;
+pub mod train;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

@@ -197,6 +197,21 @@ impl EdgeModel {
         })
     }
 
+    /// A copy with only the first `n_layer` layers (and the same embeddings,
+    /// output norm and output matrix): a small real model for tests.
+    pub fn truncated(&self, n_layer: usize) -> Result<Self> {
+        if n_layer == 0 || n_layer > self.config.n_layer {
+            return Err(Error::Config(format!(
+                "cannot keep {n_layer} of {} layers",
+                self.config.n_layer
+            )));
+        }
+        let mut copy = self.clone();
+        copy.blocks.truncate(n_layer);
+        copy.config.n_layer = n_layer;
+        Ok(copy)
+    }
+
     pub fn dtype(&self) -> DType {
         self.embed.weight.dtype()
     }

@@ -4,7 +4,6 @@
 //! decay, gradient clipping, and checkpoints a resumed run continues from
 //! exactly.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use super::optim::{AdamW, AdamWParams};
 use super::seeded::seeded_var_builder;
 use crate::edge::{cross_entropy, EdgeModel, Phase};
 use crate::error::{Error, Result};
+use crate::features::RegistryFeatures;
 use crate::model::{cv_loss, utilisation, Generator, GeneratorConfig};
 use loragen_tools::atomic::write_atomic_with;
 
@@ -159,8 +159,8 @@ pub struct Trainer<'e> {
     varmap: VarMap,
     opt: AdamW,
     examples: Vec<Example>,
-    /// Cloud features of each system part.
-    features: HashMap<String, Tensor>,
+    /// Cloud features of the system parts' blocks.
+    features: RegistryFeatures,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -169,7 +169,7 @@ impl std::fmt::Debug for Trainer<'_> {
             .field("config", &self.config)
             .field("step", &self.step())
             .field("examples", &self.examples.len())
-            .field("registries", &self.features.len())
+            .field("feature_blocks", &self.features.block_count())
             .finish_non_exhaustive()
     }
 }
@@ -183,7 +183,7 @@ impl<'e> Trainer<'e> {
         edge: &'e EdgeModel,
         edge_sha256: String,
         examples: Vec<Example>,
-        features: HashMap<String, Tensor>,
+        features: RegistryFeatures,
     ) -> Result<Self> {
         config.validate()?;
         if examples.len() < config.batch {
@@ -193,7 +193,7 @@ impl<'e> Trainer<'e> {
                 config.batch
             )));
         }
-        if let Some(e) = examples.iter().find(|e| !features.contains_key(&e.system)) {
+        if let Some(e) = examples.iter().find(|e| !features.covers(&e.system)) {
             return Err(Error::Config(format!(
                 "no cloud features for the system part of an example ({} bytes)",
                 e.system.len()
@@ -260,8 +260,8 @@ impl<'e> Trainer<'e> {
         let batch: Vec<&Example> = idx.iter().map(|&i| &self.examples[i]).collect();
         let features: Vec<Tensor> = batch
             .iter()
-            .map(|e| self.features[&e.system].clone())
-            .collect();
+            .map(|e| self.features.of(&e.system))
+            .collect::<Result<_>>()?;
         let gates = self.generator.gates(&features, true)?;
         let deltas = self.generator.deltas(&gates)?;
 
@@ -327,22 +327,8 @@ impl<'e> Trainer<'e> {
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
         }
-        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
-        write_atomic_with(&partial.join(MODEL_FILE), |tmp| {
-            self.varmap.save(tmp).map_err(Error::from)
-        })?;
+        self.snapshot(&partial)?;
         self.opt.save(&partial.join(OPTIMIZER_FILE))?;
-        let state = CheckpointState {
-            generator: self.generator.config.clone(),
-            train: self.config.clone(),
-            step: self.step(),
-            edge_arch: self.edge.config.arch.gguf_name().to_owned(),
-            edge_sha256: self.edge_sha256.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::Config(e.to_string()))?;
-        write_atomic_with(&partial.join(STATE_FILE), |tmp| {
-            std::fs::write(tmp, &json).map_err(io(tmp))
-        })?;
         let (current, old) = (dir.join("checkpoint"), dir.join("checkpoint.old"));
         if current.exists() {
             if old.exists() {
@@ -355,6 +341,36 @@ impl<'e> Trainer<'e> {
             std::fs::remove_dir_all(&old).map_err(io(&old))?;
         }
         Ok(())
+    }
+
+    /// The weights and `config.json` alone (no optimiser state) in `dir`:
+    /// what `loragen compile` needs, kept along the run for validation.
+    pub fn snapshot(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        write_atomic_with(&dir.join(MODEL_FILE), |tmp| {
+            self.varmap.save(tmp).map_err(Error::from)
+        })?;
+        let json =
+            serde_json::to_vec_pretty(&self.state()).map_err(|e| Error::Config(e.to_string()))?;
+        write_atomic_with(&dir.join(STATE_FILE), |tmp| {
+            std::fs::write(tmp, &json).map_err(|source| Error::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })
+        })
+    }
+
+    fn state(&self) -> CheckpointState {
+        CheckpointState {
+            generator: self.generator.config.clone(),
+            train: self.config.clone(),
+            step: self.step(),
+            edge_arch: self.edge.config.arch.gguf_name().to_owned(),
+            edge_sha256: self.edge_sha256.clone(),
+        }
     }
 
     /// Continues from the checkpoint in `dir`, which must come from the same

@@ -1,0 +1,221 @@
+//! `loragen train generator`: examples from a GPT4Tools-format corpus, the
+//! cloud features of every system part (through the feature cache), then
+//! the trainer, with a progress bar, a JSONL log, checkpoints and weight
+//! snapshots for validation curves. A run
+//! directory with a checkpoint of the same settings is resumed; Ctrl-C
+//! saves a checkpoint and stops.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use loragen_agent::runtime::Model;
+use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
+use loragen_generator::edge::EdgeModel;
+use loragen_generator::features::{system_blocks, CloudEncoder, FeatureCache, RegistryFeatures};
+use loragen_generator::model::GeneratorConfig;
+use loragen_generator::train::{checkpoint_dir, examples, StepLog, TrainConfig, Trainer};
+
+use crate::cli::{ModelArgs, TrainGeneratorArgs};
+
+const LOG_FILE: &str = "train.jsonl";
+
+pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    let mut items = loragen_gpt4tools::dataset::load(&args.data)?;
+    if let Some(n) = args.limit {
+        items.truncate(n);
+    }
+    let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+    let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
+    let tokenizer = Model::load(&edge_path)?;
+    let (examples, dropped) = examples(
+        items
+            .iter()
+            .map(|i| (i.system_part(), i.compiled_prompt(), i.output.as_str())),
+        |text, bos| {
+            tokenizer
+                .tokenize(text, bos)
+                .iter()
+                .map(|t| t.0 as u32)
+                .collect()
+        },
+        args.max_seq,
+    );
+    anyhow::ensure!(
+        examples.iter().all(|e| !e.system.is_empty()),
+        "{}: an item has no system part (no `Previous conversation:` marker), so there is nothing to compile",
+        args.data.display()
+    );
+    println!(
+        "{} examples from {} ({} longer than {} tokens left out)",
+        examples.len(),
+        args.data.display(),
+        dropped,
+        args.max_seq
+    );
+
+    let features = registry_features(&examples, &cloud_path)?;
+    let edge = EdgeModel::load(&edge_path, &Device::Cpu)
+        .with_context(|| format!("cannot load {} in candle", edge_path.display()))?;
+    let generator = GeneratorConfig::default()
+        .with_edge_layers(edge.config.n_layer)
+        .with_cloud_dim(cloud_dim(&features, &examples)?)
+        .with_experts(args.experts)
+        .with_top_k(args.top_k);
+    let config = TrainConfig::default()
+        .with_steps(args.steps)
+        .with_batch(args.batch)
+        .with_lr(args.lr)
+        .with_warmup(args.warmup)
+        .with_seed(args.seed)
+        .with_checkpoint_every(args.checkpoint_every);
+    let mut trainer = Trainer::new(
+        generator,
+        config,
+        &edge,
+        model_sha256(&edge_path)?,
+        examples,
+        features,
+    )?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    if checkpoint_dir(&args.out).is_some() {
+        trainer.resume(&args.out)?;
+        println!("resumed at step {}", trainer.step());
+    }
+    keep_log_until(&args.out.join(LOG_FILE), trainer.step())?;
+    println!(
+        "generator: {} parameters; {} steps of {} examples",
+        trainer.parameter_count(),
+        args.steps,
+        args.batch
+    );
+
+    let stop = super::interrupt_flag()?;
+    let bar = ProgressBar::new(args.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {msg} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step() as u64);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.out.join(LOG_FILE))?;
+    while trainer.step() < args.steps && !stop.load(Ordering::SeqCst) {
+        let step = trainer.train_step()?;
+        log_step(&mut log, &step)?;
+        bar.set_position(step.step as u64);
+        bar.set_message(format!(
+            "loss {:.3} (cv {:.3}), {:.0} tokens/s",
+            step.lm_loss,
+            step.cv_loss,
+            step.tokens as f64 / (step.ms / 1e3)
+        ));
+        if step.step % args.checkpoint_every == 0 || step.step == args.steps {
+            trainer.save(&args.out)?;
+        }
+        if args.snapshot_every > 0 && step.step % args.snapshot_every == 0 {
+            trainer.snapshot(
+                &args
+                    .out
+                    .join("snapshots")
+                    .join(format!("step-{}", step.step)),
+            )?;
+        }
+    }
+    trainer.save(&args.out)?;
+    bar.finish();
+    println!(
+        "step {} of {}; checkpoint in {}",
+        trainer.step(),
+        args.steps,
+        args.out.join("checkpoint").display()
+    );
+    Ok(())
+}
+
+/// Cloud features of every block of the examples' system parts: from the
+/// cache, or from one pass of the cloud model (loaded only if a block is
+/// missing).
+fn registry_features(
+    examples: &[loragen_generator::train::Example],
+    cloud_path: &Path,
+) -> anyhow::Result<RegistryFeatures> {
+    let store = ModelStore::from_env()?;
+    let cache = FeatureCache::new(&store.home().join("features"), &model_sha256(cloud_path)?);
+    let mut features = RegistryFeatures::default();
+    let mut cloud: Option<Model> = None;
+    let mut encoded_tokens = 0;
+    let systems: std::collections::BTreeSet<&str> =
+        examples.iter().map(|e| e.system.as_str()).collect();
+    for system in &systems {
+        for block in system_blocks(system) {
+            if features.has_block(&block) {
+                continue;
+            }
+            let (t, computed) = cache.block(&block, |text| {
+                let model = match cloud.take() {
+                    Some(model) => model,
+                    None => {
+                        println!(
+                            "loading the cloud model for features: {}",
+                            cloud_path.display()
+                        );
+                        Model::load(cloud_path)?
+                    }
+                };
+                let t = CloudEncoder::new(&model)?.encode(text);
+                cloud = Some(model);
+                t
+            })?;
+            if computed {
+                encoded_tokens += t.dim(0)?;
+            }
+            features.insert_block(block, t);
+        }
+    }
+    println!(
+        "cloud features: {} system parts from {} distinct blocks ({} cloud tokens encoded now, the rest cached)",
+        systems.len(),
+        features.block_count(),
+        encoded_tokens
+    );
+    Ok(features)
+}
+
+/// The width of the cloud features (the cloud model's hidden size).
+fn cloud_dim(
+    features: &RegistryFeatures,
+    examples: &[loragen_generator::train::Example],
+) -> anyhow::Result<usize> {
+    let first = examples.first().context("no training examples")?;
+    Ok(features.of(&first.system)?.dim(1)?)
+}
+
+fn log_step(log: &mut std::fs::File, step: &StepLog) -> anyhow::Result<()> {
+    let mut line = serde_json::to_string(step)?;
+    line.push('\n');
+    log.write_all(line.as_bytes())?;
+    Ok(())
+}
+
+/// Drops log lines past the resumed step (a killed run may have logged steps
+/// its last checkpoint does not hold), rewriting the file atomically.
+fn keep_log_until(path: &Path, step: usize) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<StepLog>(l).is_ok_and(|s| s.step <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        super::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}

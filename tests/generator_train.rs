@@ -1,0 +1,137 @@
+//! The generator's trainer on a 2-layer copy of the real edge model, with
+//! dropout and BatchNorm active: a run checkpointed, resumed and continued
+//! equals an uninterrupted one bit for bit, and a checkpoint made with
+//! other settings is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use loragen::agent::store::Role;
+use loragen::generator::edge::EdgeModel;
+use loragen::generator::features::RegistryFeatures;
+use loragen::generator::model::GeneratorConfig;
+use loragen::generator::train::{Example, StepLog, TrainConfig, Trainer};
+use rand::{Rng, SeedableRng};
+
+const CLOUD_DIM: usize = 24;
+
+fn edge() -> EdgeModel {
+    EdgeModel::load(&common::model_path(Role::Edge), &Device::Cpu)
+        .unwrap()
+        .truncated(2)
+        .unwrap()
+}
+
+/// Eight examples over three system parts, with seeded tokens and features.
+fn data() -> (Vec<Example>, RegistryFeatures) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut features = RegistryFeatures::default();
+    for s in 0..3 {
+        let rows = 4 + s * 3;
+        let v: Vec<f32> = (0..rows * CLOUD_DIM)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        features.insert_block(
+            format!("system {s}"),
+            Tensor::from_vec(v, (rows, CLOUD_DIM), &Device::Cpu).unwrap(),
+        );
+    }
+    let examples = (0..8)
+        .map(|i| {
+            let len = 10 + i % 4;
+            Example {
+                system: format!("system {}", i % 3),
+                tokens: (0..len).map(|_| rng.random_range(10..5000)).collect(),
+                output_from: len - 3,
+            }
+        })
+        .collect();
+    (examples, features)
+}
+
+fn config(edge: &EdgeModel) -> (GeneratorConfig, TrainConfig) {
+    (
+        GeneratorConfig::default()
+            .with_edge_layers(edge.config.n_layer)
+            .with_cloud_dim(CLOUD_DIM)
+            .with_meta_dim(16)
+            .with_router_hidden(8),
+        TrainConfig::default()
+            .with_steps(6)
+            .with_batch(3)
+            .with_lr(1e-2)
+            .with_warmup(2)
+            .with_seed(11),
+    )
+}
+
+fn trainer(edge: &EdgeModel) -> Trainer<'_> {
+    let (examples, features) = data();
+    let (g, t) = config(edge);
+    Trainer::new(g, t, edge, "sha".into(), examples, features).unwrap()
+}
+
+fn weights(dir: &std::path::Path) -> HashMap<String, Vec<f32>> {
+    candle_core::safetensors::load(dir.join("checkpoint/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+fn losses(logs: &[StepLog]) -> Vec<f64> {
+    logs.iter().map(|l| l.loss).collect()
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
+    let edge = edge();
+    let (straight, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let mut a = trainer(&edge);
+    let logs_a: Vec<StepLog> = (0..6).map(|_| a.train_step().unwrap()).collect();
+    a.save(straight.path()).unwrap();
+
+    let mut b = trainer(&edge);
+    let mut logs_b: Vec<StepLog> = (0..3).map(|_| b.train_step().unwrap()).collect();
+    b.save(resumed.path()).unwrap();
+    // One more step that the checkpoint does not hold, as a kill would lose.
+    b.train_step().unwrap();
+    drop(b);
+    let mut c = trainer(&edge);
+    c.resume(resumed.path()).unwrap();
+    assert_eq!(c.step(), 3);
+    logs_b.extend((0..3).map(|_| c.train_step().unwrap()));
+    c.save(resumed.path()).unwrap();
+
+    assert_eq!(losses(&logs_a), losses(&logs_b));
+    assert!(
+        logs_a.iter().any(|l| l.loss != logs_a[0].loss),
+        "the steps must differ for the comparison to mean anything"
+    );
+    let (wa, wb) = (weights(straight.path()), weights(resumed.path()));
+    assert_eq!(wa.len(), wb.len());
+    for (name, v) in &wa {
+        assert_eq!(v, &wb[name], "{name} differs");
+    }
+    // BatchNorm's running statistics moved, and are part of the checkpoint.
+    assert!(wa["router.0.bn.running_mean"].iter().any(|&x| x != 0.0));
+}
+
+#[test]
+fn a_checkpoint_of_other_settings_is_refused() {
+    let edge = edge();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = trainer(&edge);
+    a.train_step().unwrap();
+    a.save(dir.path()).unwrap();
+    let (examples, features) = data();
+    let (g, t) = config(&edge);
+    let mut other =
+        Trainer::new(g, t.with_lr(5e-3), &edge, "sha".into(), examples, features).unwrap();
+    let err = other.resume(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("other settings"), "{err}");
+}
