@@ -58,6 +58,25 @@ pub enum Command {
     /// Train the LoRA generator.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Compile a tool registry into a LoRA adapter for the edge model with a trained generator.
+    Compile(CompileArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["registry", "system_file"])))]
+pub struct CompileArgs {
+    /// A built-in registry: `gpt4tools` (the 23 GPT4Tools tools).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// A file holding the system part to compile (persona, tool lines, protocol rules).
+    #[arg(long, value_name = "FILE")]
+    pub system_file: Option<PathBuf>,
+    /// The generator: a checkpoint or snapshot directory of `loragen train generator`.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// Where to write the GGUF adapter; its manifest goes beside it as <OUT>.manifest.json.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
         cli::Command::Bench(cli::BenchCommand::Edge(args)) => cmd::bench_edge::run(args, &models),
         cli::Command::Train(cli::TrainCommand::Generator(args)) => cmd::train::run(args, &models),
+        cli::Command::Compile(args) => cmd::compile::run(args, &models),
     }
 }
 

@@ -301,3 +301,76 @@ fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
         "{adapted:?}"
     );
 }
+
+/// The generator's export rule against its training rule: the adapter
+/// `Generator::adapter` writes, loaded in llama.cpp, gives the logits that
+/// candle gives with the generated deltas. The experts' B factors are
+/// randomised (they start at zero) so that the adapter moves llama.cpp's
+/// logits by more than ten times the bound.
+#[test]
+fn a_generated_adapter_in_llama_cpp_matches_candle_with_its_deltas() {
+    use candle_nn::VarMap;
+    use loragen::generator::model::{Generator, GeneratorConfig};
+
+    let edge = edge_model();
+    let llama = common::edge();
+    let tokens = &text_tokens(llama)[..300];
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    use loragen::generator::train::seeded_var_builder;
+    use rand::{Rng, SeedableRng};
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut seeded = |shape: &candle_core::Shape, scale: f32| {
+        let v: Vec<f32> = (0..shape.elem_count())
+            .map(|_| rng.random_range(-scale..scale))
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    };
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, 3, candle_core::DType::F32, &Device::Cpu);
+    let config = GeneratorConfig::default()
+        .with_edge_layers(edge.config.n_layer)
+        .with_cloud_dim(32)
+        .with_meta_dim(16)
+        .with_router_hidden(8);
+    let generator = Generator::new(config, |t| edge.dims(t), vb).unwrap();
+    let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    names.sort();
+    for name in names.iter().filter(|n| n.ends_with("lora_b")) {
+        let var = varmap.data().lock().unwrap()[name].clone();
+        var.set(&seeded(var.shape(), 0.15)).unwrap();
+    }
+    let features = seeded(&(12, 32).into(), 1.0);
+    let gates = generator
+        .gates(std::slice::from_ref(&features), false)
+        .unwrap();
+    let deltas = generator.deltas(&gates).unwrap();
+    let candle = candle_logits(edge, tokens, Some(&deltas));
+
+    let adapter = generator.adapter(&features, "gemma3").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("generated.gguf");
+    write_lora_adapter(&path, &adapter.arch, adapter.alpha, &adapter.pairs).unwrap();
+    let mut model = Model::load(common::model_path(Role::Edge)).unwrap();
+    let mut loaded = model.load_adapter(&path).unwrap();
+    let mut session = model
+        .session(
+            SessionParams::default()
+                .with_n_ctx(1024)
+                .with_prefix_reuse(false),
+        )
+        .unwrap();
+    let base = session.logits(tokens, &positions).unwrap();
+    session.set_adapter(&mut loaded, 1.0).unwrap();
+    let adapted = session.logits(tokens, &positions).unwrap();
+
+    let parity = agreement(&adapted, &candle);
+    let moved = agreement(&base, &adapted);
+    report("generated adapter: candle vs llama.cpp", &parity);
+    report("generated adapter: llama.cpp with vs without it", &moved);
+    assert!(parity.mean_kl <= 0.02, "{parity:?}");
+    assert!(
+        moved.mean_kl > 10.0 * 0.02,
+        "the adapter must move the model: {moved:?}"
+    );
+}

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use loragen_agent::runtime::{Model, Session, SessionParams};
+use loragen_agent::runtime::{Model, SessionParams};
 use loragen_tools::atomic::write_atomic_with;
 
 /// How system parts are cut into blocks; part of every cache key.
@@ -131,9 +131,10 @@ pub struct FeatureCache {
     dir: PathBuf,
 }
 
-/// Counts of one `registry` call, for progress and the compile report.
+/// Counts of one `features` call, for the logs and the compile report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Encoded {
+    /// Distinct blocks.
     pub blocks: usize,
     /// Blocks that needed a cloud pass.
     pub computed: usize,
@@ -189,33 +190,36 @@ impl FeatureCache {
         Ok((t, true))
     }
 
-    /// A registry's features: its system part's blocks, each from the cache
-    /// or from one cloud pass, concatenated.
-    pub fn registry(
+    /// The features of every block of `systems`: from the cache, or from
+    /// one pass of the cloud model each (then cached).
+    pub fn features<'s>(
         &self,
-        cloud: &mut CloudEncoder<'_>,
-        system: &str,
-    ) -> Result<(Tensor, Encoded)> {
-        let blocks = system_blocks(system);
-        if blocks.is_empty() {
-            return Err(Error::Config(
-                "the system part is empty: nothing to compile".into(),
-            ));
-        }
-        let mut counts = Encoded {
-            blocks: blocks.len(),
-            ..Encoded::default()
-        };
-        let mut parts = Vec::with_capacity(blocks.len());
-        for block in &blocks {
-            let (t, computed) = self.block(block, |text| cloud.encode(text))?;
-            if computed {
-                counts.computed += 1;
-                counts.tokens += t.dim(0)?;
+        systems: impl IntoIterator<Item = &'s str>,
+        cloud: &mut Cloud<'_>,
+    ) -> Result<(RegistryFeatures, Encoded)> {
+        let mut features = RegistryFeatures::default();
+        let mut counts = Encoded::default();
+        for system in systems {
+            let blocks = system_blocks(system);
+            if blocks.is_empty() {
+                return Err(Error::Config(
+                    "the system part is empty: nothing to compile".into(),
+                ));
             }
-            parts.push(t);
+            for block in blocks {
+                if features.has_block(&block) {
+                    continue;
+                }
+                let (t, computed) = self.block(&block, |text| cloud.encode(text))?;
+                counts.blocks += 1;
+                if computed {
+                    counts.computed += 1;
+                    counts.tokens += t.dim(0)?;
+                }
+                features.insert_block(block, t);
+            }
         }
-        Ok((Tensor::cat(&parts, 0)?, counts))
+        Ok((features, counts))
     }
 
     fn store(&self, text: &str, features: &Tensor) -> Result<()> {
@@ -230,37 +234,55 @@ impl FeatureCache {
     }
 }
 
-/// The frozen cloud model in a session that returns hidden states, each
-/// text encoded on its own (no KV reuse between texts).
+/// The frozen cloud model, loaded on first use (a run whose blocks are
+/// all cached never loads it). Each text is encoded on its own, in a fresh
+/// session with hidden states on.
 #[derive(Debug)]
-pub struct CloudEncoder<'m> {
-    model: &'m Model,
-    session: Session<'m>,
+pub struct Cloud<'p> {
+    path: &'p Path,
+    model: Option<Model>,
 }
 
-impl<'m> CloudEncoder<'m> {
-    pub fn new(model: &'m Model) -> Result<Self> {
-        let session = model.session(
-            SessionParams::default()
-                .with_embeddings(true)
-                .with_prefix_reuse(false)
-                .with_n_ctx(4096),
-        )?;
-        Ok(CloudEncoder { model, session })
+impl<'p> Cloud<'p> {
+    pub fn new(path: &'p Path) -> Self {
+        Cloud { path, model: None }
     }
 
     /// Final-layer hidden states of every token of `text` (tokens, n_embd).
     pub fn encode(&mut self, text: &str) -> Result<Tensor> {
-        let tokens = self.model.tokenize(text, false);
-        if tokens.is_empty() {
-            return Err(Error::Config(format!("{text:?} has no tokens to encode")));
-        }
-        let positions: Vec<usize> = (0..tokens.len()).collect();
-        let states = self.session.hidden_states(&tokens, &positions)?;
-        let width = self.model.n_embd();
-        let flat: Vec<f32> = states.into_iter().flatten().collect();
-        Ok(Tensor::from_vec(flat, (tokens.len(), width), &Device::Cpu)?)
+        let model = match self.model.take() {
+            Some(model) => model,
+            None => {
+                tracing::info!(path = %self.path.display(), "loading the cloud model for features");
+                Model::load(self.path)?
+            }
+        };
+        let encoded = encode(&model, text);
+        self.model = Some(model);
+        encoded
     }
+}
+
+fn encode(model: &Model, text: &str) -> Result<Tensor> {
+    let _span = tracing::info_span!("cloud_encode", bytes = text.len()).entered();
+    let tokens = model.tokenize(text, false);
+    if tokens.is_empty() {
+        return Err(Error::Config(format!("{text:?} has no tokens to encode")));
+    }
+    let mut session = model.session(
+        SessionParams::default()
+            .with_embeddings(true)
+            .with_prefix_reuse(false)
+            .with_n_ctx((tokens.len() as u32 + 16).max(64)),
+    )?;
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    let states = session.hidden_states(&tokens, &positions)?;
+    let flat: Vec<f32> = states.into_iter().flatten().collect();
+    Ok(Tensor::from_vec(
+        flat,
+        (tokens.len(), model.n_embd()),
+        &Device::Cpu,
+    )?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod bench_edge;
 pub mod bench_gpt4tools;
 pub mod bench_runtime;
 pub mod bfcl;
+pub mod compile;
 pub mod data;
 pub mod eval;
 pub mod generate;

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::runtime::Model;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::edge::EdgeModel;
-use loragen_generator::features::{system_blocks, CloudEncoder, FeatureCache, RegistryFeatures};
+use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
 use loragen_generator::model::GeneratorConfig;
 use loragen_generator::train::{checkpoint_dir, examples, StepLog, TrainConfig, Trainer};
 
@@ -138,51 +138,24 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cloud features of every block of the examples' system parts: from the
-/// cache, or from one pass of the cloud model (loaded only if a block is
-/// missing).
+/// Cloud features of every block of the examples' system parts, through
+/// the feature cache.
 fn registry_features(
     examples: &[loragen_generator::train::Example],
     cloud_path: &Path,
 ) -> anyhow::Result<RegistryFeatures> {
     let store = ModelStore::from_env()?;
     let cache = FeatureCache::new(&store.home().join("features"), &model_sha256(cloud_path)?);
-    let mut features = RegistryFeatures::default();
-    let mut cloud: Option<Model> = None;
-    let mut encoded_tokens = 0;
     let systems: std::collections::BTreeSet<&str> =
         examples.iter().map(|e| e.system.as_str()).collect();
-    for system in &systems {
-        for block in system_blocks(system) {
-            if features.has_block(&block) {
-                continue;
-            }
-            let (t, computed) = cache.block(&block, |text| {
-                let model = match cloud.take() {
-                    Some(model) => model,
-                    None => {
-                        println!(
-                            "loading the cloud model for features: {}",
-                            cloud_path.display()
-                        );
-                        Model::load(cloud_path)?
-                    }
-                };
-                let t = CloudEncoder::new(&model)?.encode(text);
-                cloud = Some(model);
-                t
-            })?;
-            if computed {
-                encoded_tokens += t.dim(0)?;
-            }
-            features.insert_block(block, t);
-        }
-    }
+    let (features, encoded) =
+        cache.features(systems.iter().copied(), &mut Cloud::new(cloud_path))?;
     println!(
-        "cloud features: {} system parts from {} distinct blocks ({} cloud tokens encoded now, the rest cached)",
+        "cloud features: {} system parts from {} distinct blocks ({} encoded now, {} cloud tokens; the rest cached)",
         systems.len(),
-        features.block_count(),
-        encoded_tokens
+        encoded.blocks,
+        encoded.computed,
+        encoded.tokens
     );
     Ok(features)
 }

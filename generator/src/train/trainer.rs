@@ -413,9 +413,11 @@ pub fn checkpoint_dir(dir: &Path) -> Option<PathBuf> {
 /// A checkpoint's `config.json`.
 pub fn read_state(ckpt: &Path) -> Result<CheckpointState> {
     let path = ckpt.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::Config(format!(
+            "{}: not a generator checkpoint (cannot read {STATE_FILE}: {e})",
+            ckpt.display()
+        ))
     })?;
     serde_json::from_str(&text).map_err(|e| {
         Error::Config(format!(
