@@ -133,5 +133,8 @@ fn a_checkpoint_of_other_settings_is_refused() {
     let mut other =
         Trainer::new(g, t.with_lr(5e-3), &edge, "sha".into(), examples, features).unwrap();
     let err = other.resume(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("other settings"), "{err}");
+    assert!(
+        err.contains("other settings (train.lr: 0.01 -> 0.005)"),
+        "{err}"
+    );
 }

@@ -380,11 +380,12 @@ impl<'e> Trainer<'e> {
             Error::Config(format!("{}: no checkpoint to resume from", dir.display()))
         })?;
         let state = read_state(&ckpt)?;
-        let expected = (&self.generator.config, &self.config, &self.edge_sha256);
-        if (&state.generator, &state.train, &state.edge_sha256) != expected {
+        let differences = differing_keys(&state, &self.state());
+        if !differences.is_empty() {
             return Err(Error::Config(format!(
-                "{}: the checkpoint was made with other settings or another edge model; use another --out or the same settings",
-                ckpt.display()
+                "{}: the checkpoint was made with other settings ({}); use the same settings to resume, or another --out",
+                ckpt.display(),
+                differences.join(", ")
             )));
         }
         self.varmap.load(ckpt.join(MODEL_FILE))?;
@@ -399,6 +400,39 @@ impl<'e> Trainer<'e> {
         }
         Ok(())
     }
+}
+
+/// The settings in which two checkpoint states differ (the step aside), as
+/// `key: saved -> now`.
+fn differing_keys(saved: &CheckpointState, now: &CheckpointState) -> Vec<String> {
+    let flat = |s: &CheckpointState| {
+        let mut out = Vec::new();
+        if let Ok(serde_json::Value::Object(top)) = serde_json::to_value(s) {
+            for (k, v) in top {
+                match v {
+                    serde_json::Value::Object(inner) => {
+                        out.extend(inner.into_iter().map(|(ik, iv)| (format!("{k}.{ik}"), iv)))
+                    }
+                    v if k != "step" => out.push((k, v)),
+                    _ => {}
+                }
+            }
+        }
+        out
+    };
+    let now = flat(now);
+    flat(saved)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let current = now.iter().find(|(n, _)| *n == k).map(|(_, c)| c);
+            (current != Some(&v)).then(|| {
+                format!(
+                    "{k}: {v} -> {}",
+                    current.map_or("none".to_owned(), |c| c.to_string())
+                )
+            })
+        })
+        .collect()
 }
 
 /// The checkpoint directory under `dir`: `checkpoint`, or `checkpoint.old`

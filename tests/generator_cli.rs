@@ -1,0 +1,196 @@
+//! `loragen train generator` and `loragen compile` on the real models: a
+//! short run writes its log, checkpoint and snapshot and resumes; its
+//! checkpoint compiles the GPT4Tools registry into an adapter with a
+//! manifest, and a second compile comes from the cache. Bad checkpoints and
+//! registries get a one-line error and leave nothing under the output.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use loragen::agent::store::Role;
+
+/// The program with its own `LORAGEN_HOME` (features and compile caches)
+/// and the default models by path.
+fn loragen(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(args)
+        .env("LORAGEN_HOME", home)
+        .env(Role::Edge.env_var(), common::model_path(Role::Edge))
+        .env(Role::Cloud.env_var(), common::model_path(Role::Cloud))
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// A 10-item training file and a 3-step run on it, checkpointed.
+fn trained(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    ok(&loragen(
+        dir,
+        &[
+            "data",
+            "gpt4tools",
+            "--out",
+            data.to_str().unwrap(),
+            "--train",
+            "10",
+            "--val-seen",
+            "2",
+            "--test-unseen",
+            "2",
+        ],
+    ));
+    let run = dir.join("run");
+    let train = |steps: &str| {
+        loragen(
+            dir,
+            &[
+                "train",
+                "generator",
+                "--data",
+                data.join("train.json").to_str().unwrap(),
+                "--out",
+                run.to_str().unwrap(),
+                "--steps",
+                steps,
+                "--batch",
+                "2",
+                "--checkpoint-every",
+                "1",
+                "--snapshot-every",
+                "2",
+            ],
+        )
+    };
+    let first = ok(&train("3"));
+    assert!(first.contains("cloud features"), "{first}");
+    assert_eq!(lines(&run.join("train.jsonl")), 3);
+    assert!(run.join("snapshots/step-2/model.safetensors").exists());
+    // The same command again resumes at the end: nothing left to do.
+    let again = ok(&train("3"));
+    assert!(again.contains("resumed at step 3"), "{again}");
+    assert_eq!(lines(&run.join("train.jsonl")), 3);
+    // Other settings are refused, naming what differs.
+    let err = failed(&train("4"));
+    assert!(err.contains("train.steps: 3 -> 4"), "{err}");
+    run.join("checkpoint")
+}
+
+#[test]
+fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = trained(dir.path());
+    let out = dir.path().join("out/gpt4tools.gguf");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let compile = || {
+        loragen(
+            dir.path(),
+            &[
+                "compile",
+                "--registry",
+                "gpt4tools",
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let cold = ok(&compile());
+    assert!(!cold.contains("from the compile cache"), "{cold}");
+    let first = std::fs::read(&out).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out/gpt4tools.gguf.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["prompt_format"], "react-compiled-v1");
+    assert_eq!(manifest["adapter_sha256"].as_str().unwrap().len(), 64);
+    let warm = ok(&compile());
+    assert!(warm.contains("from the compile cache"), "{warm}");
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+
+    // A checkpoint for another edge model, garbage weights, an empty
+    // registry: one-line errors, and nothing written.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in ["model.safetensors", "config.json", "optimizer.safetensors"] {
+        std::fs::copy(checkpoint.join(f), other.join(f)).unwrap();
+    }
+    let state = std::fs::read_to_string(other.join("config.json")).unwrap();
+    let sha = manifest["edge_sha256"].as_str().unwrap();
+    std::fs::write(
+        other.join("config.json"),
+        state.replace(sha, &"0".repeat(64)),
+    )
+    .unwrap();
+    let bad_out = dir.path().join("bad/x.gguf");
+    let run = |args: &[&str]| loragen(dir.path(), args);
+    let err = failed(&run(&[
+        "compile",
+        "--registry",
+        "gpt4tools",
+        "--checkpoint",
+        other.to_str().unwrap(),
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("trained for the edge model"), "{err}");
+    std::fs::write(other.join("config.json"), &state).unwrap();
+    std::fs::write(other.join("model.safetensors"), b"not weights").unwrap();
+    let err = failed(&run(&[
+        "compile",
+        "--registry",
+        "gpt4tools",
+        "--checkpoint",
+        other.to_str().unwrap(),
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("does not fit"), "{err}");
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    let err = failed(&run(&[
+        "compile",
+        "--system-file",
+        empty.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("empty"), "{err}");
+    let err = failed(&run(&[
+        "compile",
+        "--registry",
+        "gpt4tools",
+        "--checkpoint",
+        dir.path().join("missing").to_str().unwrap(),
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("not a generator checkpoint"), "{err}");
+    assert!(!bad_out.exists() && !dir.path().join("bad/x.gguf.manifest.json").exists());
+}
