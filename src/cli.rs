@@ -435,8 +435,11 @@ pub struct BenchGpt4toolsArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Compiled mode: the generated GGUF LoRA adapter.
-    #[arg(long, value_name = "FILE", conflicts_with = "merged_model")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["merged_model", "generator"])]
     pub adapter: Option<PathBuf>,
+    /// Compiled mode: a generator checkpoint; each item's system part is compiled into its own adapter.
+    #[arg(long, value_name = "DIR", conflicts_with = "merged_model")]
+    pub generator: Option<PathBuf>,
     /// Compiled mode: an edge model with the generated adapter merged in.
     #[arg(long, value_name = "FILE")]
     pub merged_model: Option<PathBuf>,

@@ -51,6 +51,9 @@ pub struct CompileRequest<'a> {
     pub cloud_sha256: &'a str,
     /// `$LORAGEN_HOME`: features/ and compiled/ live under it.
     pub home: &'a Path,
+    /// Keep the adapter in the compile cache (`compiled/`). Validation runs
+    /// that compile hundreds of registries once each turn it off.
+    pub cache: bool,
 }
 
 /// What a compile produced, and whether it came from the cache.
@@ -106,9 +109,15 @@ pub fn compile(req: &CompileRequest<'_>, out: &Path) -> Result<Compiled> {
         )
         .as_bytes(),
     );
-    let cached = req.home.join("compiled").join(format!("{key}.gguf"));
+    let dir = if req.cache {
+        req.home.join("compiled")
+    } else {
+        out.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let cached = dir.join(format!("{key}.gguf"));
     let mut cloud_tokens = 0;
-    let was_cached = cached.exists();
+    let was_cached = req.cache && cached.exists();
     if !was_cached {
         let (content, _) = read_gguf(req.edge_path)?;
         let edge = EdgeConfig::from_gguf(req.edge_path, &content)?;
@@ -125,7 +134,6 @@ pub fn compile(req: &CompileRequest<'_>, out: &Path) -> Result<Compiled> {
         let (features, encoded) = cache.features([req.system], &mut Cloud::new(req.cloud_path))?;
         cloud_tokens = encoded.tokens;
         let adapter = generator.adapter(&features.of(req.system)?, edge.arch.gguf_name())?;
-        let dir = req.home.join("compiled");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
@@ -144,12 +152,19 @@ pub fn compile(req: &CompileRequest<'_>, out: &Path) -> Result<Compiled> {
         prompt_format: PROMPT_FORMAT.to_owned(),
         adapter_sha256: sha256_hex(&bytes),
     };
-    write_atomic_with(out, |tmp| {
-        std::fs::write(tmp, &bytes).map_err(|source| Error::Io {
-            path: tmp.to_path_buf(),
+    if req.cache {
+        write_atomic_with(out, |tmp| {
+            std::fs::write(tmp, &bytes).map_err(|source| Error::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })
+        })?;
+    } else {
+        std::fs::rename(&cached, out).map_err(|source| Error::Io {
+            path: out.to_path_buf(),
             source,
-        })
-    })?;
+        })?;
+    }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&manifest_path(out), &json)?;
     Ok(Compiled {

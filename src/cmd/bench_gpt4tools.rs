@@ -12,7 +12,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::grammar::call_grammar;
 use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
-use loragen_agent::store::{ModelChoice, Role};
+use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
+use loragen_generator::compile::{compile, CompileRequest};
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
 use loragen_tools::protocol::STEP_STOPS;
@@ -47,7 +48,12 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!items.is_empty(), "{} holds no items", data.display());
     let out = args.out.clone().unwrap_or_else(|| default_out(&data));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let meta = RunMeta::for_run(&data, &text, &args);
+    let generator_sha256 = plans
+        .iter()
+        .find_map(|p| p.generator.as_ref())
+        .map(|g| g.generator_sha256())
+        .transpose()?;
+    let meta = RunMeta::for_run(&data, &text, &args, generator_sha256);
     meta.check_or_write(&out)?;
     let mut log: RecordLog = RecordLog::open(&out.join(RECORDS))?;
 
@@ -165,11 +171,21 @@ struct RunMeta {
     command: Option<String>,
     #[serde(default)]
     date: Option<String>,
+    /// sha256 of the generator weights (compiled mode with --generator):
+    /// records of another generator must not mix with these.
+    #[serde(default)]
+    generator_sha256: Option<String>,
 }
 
 impl RunMeta {
-    fn for_run(data: &Path, bytes: &[u8], args: &BenchGpt4toolsArgs) -> Self {
+    fn for_run(
+        data: &Path,
+        bytes: &[u8],
+        args: &BenchGpt4toolsArgs,
+        generator_sha256: Option<String>,
+    ) -> Self {
         RunMeta {
+            generator_sha256,
             data: data.to_owned(),
             data_sha256: sha256_hex(bytes),
             constrained: args.constrained,
@@ -204,6 +220,12 @@ impl RunMeta {
                 old.data.display()
             );
             anyhow::ensure!(
+                old.generator_sha256 == self.generator_sha256,
+                "{} holds a run of another generator ({}); use another --out or delete it",
+                out.display(),
+                old.generator_sha256.as_deref().unwrap_or("none")
+            );
+            anyhow::ensure!(
                 old.constrained == self.constrained && old.max_tokens == self.max_tokens,
                 "{} holds a run with other decoding settings (constrained {}, max tokens {}); use another --out or delete it",
                 out.display(),
@@ -224,8 +246,50 @@ struct ModePlan {
     mode: Mode,
     model: PathBuf,
     adapter: Option<PathBuf>,
+    /// Compiled mode with a generator: an adapter per system part.
+    generator: Option<GeneratorPlan>,
     with_system: bool,
     reuse_prefix: bool,
+}
+
+/// A generator and the models it compiles for.
+struct GeneratorPlan {
+    checkpoint: PathBuf,
+    edge: PathBuf,
+    edge_sha256: String,
+    cloud: PathBuf,
+    cloud_sha256: String,
+    home: PathBuf,
+}
+
+impl GeneratorPlan {
+    fn generator_sha256(&self) -> anyhow::Result<String> {
+        let weights = self
+            .checkpoint
+            .join(loragen_generator::train::trainer::MODEL_FILE);
+        let bytes = std::fs::read(&weights)
+            .with_context(|| format!("cannot read {}", weights.display()))?;
+        Ok(sha256_hex(&bytes))
+    }
+
+    /// Compiles one system part into `dir`; returns the adapter's path.
+    fn compile(&self, system: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+        let out = dir.join(format!("{}.gguf", &sha256_hex(system.as_bytes())[..16]));
+        let compiled = compile(
+            &CompileRequest {
+                system,
+                checkpoint: &self.checkpoint,
+                edge_path: &self.edge,
+                edge_sha256: &self.edge_sha256,
+                cloud_path: &self.cloud,
+                cloud_sha256: &self.cloud_sha256,
+                home: &self.home,
+                cache: false,
+            },
+            &out,
+        )?;
+        Ok(compiled.adapter)
+    }
 }
 
 impl ModePlan {
@@ -235,17 +299,35 @@ impl ModePlan {
             mode,
             model,
             adapter,
+            generator: None,
             with_system,
             reuse_prefix,
         };
         Ok(match mode {
             Mode::InContext => plan(edge()?, None, true, false),
             Mode::InContextCached => plan(edge()?, None, true, true),
-            Mode::Compiled => match (&args.adapter, &args.merged_model) {
-                (Some(a), None) => plan(edge()?, Some(a.clone()), false, false),
-                (None, Some(m)) => plan(m.clone(), None, false, false),
+            Mode::Compiled => match (&args.adapter, &args.merged_model, &args.generator) {
+                (Some(a), None, None) => plan(edge()?, Some(a.clone()), false, false),
+                (None, Some(m), None) => plan(m.clone(), None, false, false),
+                (None, None, Some(checkpoint)) => {
+                    let (edge, cloud) = (
+                        edge()?,
+                        super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?,
+                    );
+                    let generator = GeneratorPlan {
+                        checkpoint: checkpoint.clone(),
+                        edge_sha256: model_sha256(&edge)?,
+                        cloud_sha256: model_sha256(&cloud)?,
+                        edge: edge.clone(),
+                        cloud,
+                        home: ModelStore::from_env()?.home().to_owned(),
+                    };
+                    let mut p = plan(edge, None, false, false);
+                    p.generator = Some(generator);
+                    p
+                }
                 _ => anyhow::bail!(
-                    "mode compiled needs the compiled tools: give --adapter FILE (a generated GGUF LoRA adapter) or --merged-model FILE (an edge model with the adapter merged in)"
+                    "mode compiled needs the compiled tools: give --adapter FILE (a generated GGUF LoRA adapter), --merged-model FILE (an edge model with the adapter merged in) or --generator DIR (a generator checkpoint that compiles each item's tools)"
                 ),
             },
             Mode::Lora => {
@@ -278,77 +360,101 @@ fn run_mode(
         println!("{}: all {} items already done", plan.mode, items.len());
         return Ok(());
     }
-    if plan.reuse_prefix {
+    if plan.reuse_prefix || plan.generator.is_some() {
         // Items with the same system part run back to back, so its KV
-        // state is computed once per group.
+        // state (or its compiled adapter) is made once per group.
         order.sort_by(|a, b| a.system_part().cmp(b.system_part()));
     }
+    let groups: Vec<Vec<&Item>> = match plan.generator {
+        Some(_) => order
+            .chunk_by(|a, b| a.system_part() == b.system_part())
+            .map(<[&Item]>::to_vec)
+            .collect(),
+        None => vec![order],
+    };
     super::reset_peak_rss();
     let mut model = Model::load(&plan.model)?;
-    let mut adapter = plan
-        .adapter
-        .as_ref()
-        .map(|p| model.load_adapter(p))
-        .transpose()?;
     let mut session_params = SessionParams::default().with_prefix_reuse(plan.reuse_prefix);
     if let Some(t) = args.threads {
         session_params = session_params.with_threads(t);
     }
-    let mut session = model.session(session_params)?;
-    if let Some(adapter) = adapter.as_mut() {
-        session.set_adapter(adapter, 1.0)?;
-    }
     let params = GenerateParams::default()
         .with_max_tokens(args.max_tokens)
         .with_stop(STEP_STOPS);
+    let adapters = tempfile::tempdir()?;
 
-    let bar = progress(plan.mode, order.len(), items.len() - order.len());
+    let todo = groups.iter().map(Vec::len).sum();
+    let bar = progress(plan.mode, todo, items.len() - todo);
     let mut scores = Vec::new();
     let started = Instant::now();
-    for item in order {
-        let prompt = if plan.with_system {
-            item.full_prompt()
-        } else {
-            item.compiled_prompt()
+    let mut compile_s = 0.0;
+    for group in groups {
+        let adapter_path = match (&plan.generator, group.first()) {
+            (Some(generator), Some(first)) => {
+                let compiling = Instant::now();
+                let path = generator.compile(first.system_part(), adapters.path())?;
+                compile_s += compiling.elapsed().as_secs_f64();
+                Some(path)
+            }
+            _ => plan.adapter.clone(),
         };
-        let params = if args.constrained {
-            params.clone().with_grammar(Some(item_grammar(item)?))
-        } else {
-            params.clone()
-        };
-        let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
-        if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
-            break;
+        let mut adapter = adapter_path.map(|p| model.load_adapter(p)).transpose()?;
+        let mut session = model.session(session_params.clone())?;
+        if let Some(adapter) = adapter.as_mut() {
+            session.set_adapter(adapter, 1.0)?;
         }
-        let prediction = completion.text.trim_end().to_owned();
-        let item_scores = score_item(&item.output, &prediction);
-        scores.push(item_scores);
-        let s = completion.stats;
-        log.append(Record {
-            id: item.id.clone(),
-            mode: plan.mode,
-            prediction,
-            scores: item_scores,
-            prompt_tokens: s.prompt_tokens,
-            reused_tokens: s.reused_tokens,
-            prefill_ms: s.prefill_ms,
-            decode_ms: s.decode_ms,
-            decode_tokens: s.decode_tokens,
-            peak_rss_mib: super::peak_rss_mib(),
-        })?;
-        let a = Aggregate::of(&scores);
-        bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
-        bar.inc(1);
-        if bar.is_hidden() && (scores.len() % 50 == 0) {
-            eprintln!(
-                "{}: {} items in {:.0} s, SR {:.1}, Avg {:.1}",
-                plan.mode,
-                scores.len(),
-                started.elapsed().as_secs_f64(),
-                a.sr,
-                a.average
-            );
+        for item in group {
+            let prompt = if plan.with_system {
+                item.full_prompt()
+            } else {
+                item.compiled_prompt()
+            };
+            let params = if args.constrained {
+                params.clone().with_grammar(Some(item_grammar(item)?))
+            } else {
+                params.clone()
+            };
+            let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
+            if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
+                bar.finish();
+                return Ok(());
+            }
+            let prediction = completion.text.trim_end().to_owned();
+            let item_scores = score_item(&item.output, &prediction);
+            scores.push(item_scores);
+            let s = completion.stats;
+            log.append(Record {
+                id: item.id.clone(),
+                mode: plan.mode,
+                prediction,
+                scores: item_scores,
+                prompt_tokens: s.prompt_tokens,
+                reused_tokens: s.reused_tokens,
+                prefill_ms: s.prefill_ms,
+                decode_ms: s.decode_ms,
+                decode_tokens: s.decode_tokens,
+                peak_rss_mib: super::peak_rss_mib(),
+            })?;
+            let a = Aggregate::of(&scores);
+            bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
+            bar.inc(1);
+            if bar.is_hidden() && (scores.len() % 50 == 0) {
+                eprintln!(
+                    "{}: {} items in {:.0} s, SR {:.1}, Avg {:.1}",
+                    plan.mode,
+                    scores.len(),
+                    started.elapsed().as_secs_f64(),
+                    a.sr,
+                    a.average
+                );
+            }
         }
+    }
+    if plan.generator.is_some() {
+        println!(
+            "{}: compiling the items' registries took {compile_s:.1} s in all (not part of the per-item latency)",
+            plan.mode
+        );
     }
     bar.finish();
     Ok(())

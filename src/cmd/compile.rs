@@ -32,6 +32,7 @@ pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
             cloud_path: &cloud_path,
             cloud_sha256: &cloud_sha256,
             home: store.home(),
+            cache: true,
         },
         &args.out,
     )?;

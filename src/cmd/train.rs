@@ -87,6 +87,12 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
         println!("resumed at step {}", trainer.step());
     }
     keep_log_until(&args.out.join(LOG_FILE), trainer.step())?;
+    let snapshots = args.out.join("snapshots");
+    if args.snapshot_every > 0 && trainer.step() == 0 {
+        // The untrained generator, the curves' first point. Its experts'
+        // B factors are zero, so its adapters are zero adapters.
+        trainer.snapshot(&snapshots.join("step-0"))?;
+    }
     println!(
         "generator: {} parameters; {} steps of {} examples",
         trainer.parameter_count(),
@@ -119,12 +125,7 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
             trainer.save(&args.out)?;
         }
         if args.snapshot_every > 0 && step.step % args.snapshot_every == 0 {
-            trainer.snapshot(
-                &args
-                    .out
-                    .join("snapshots")
-                    .join(format!("step-{}", step.step)),
-            )?;
+            trainer.snapshot(&snapshots.join(format!("step-{}", step.step)))?;
         }
     }
     trainer.save(&args.out)?;
