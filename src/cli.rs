@@ -83,20 +83,48 @@ pub struct CompileArgs {
 pub enum TrainCommand {
     /// Train the generator (meta tokens, routers, experts) on a GPT4Tools-format corpus; resumes from --out.
     Generator(TrainGeneratorArgs),
+    /// Train a plain LoRA baseline (one fixed LoRA, r = 16) on the same data with the same trainer.
+    Lora(TrainLoraArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct TrainGeneratorArgs {
+    #[command(flatten)]
+    pub run: TrainArgs,
+    /// Experts per layer.
+    #[arg(long, default_value_t = 8)]
+    pub experts: usize,
+    /// Active experts per registry and layer.
+    #[arg(long, default_value_t = 2)]
+    pub top_k: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("tools").required(true).args(["with_tools", "without_tools"])))]
+pub struct TrainLoraArgs {
+    #[command(flatten)]
+    pub run: TrainArgs,
+    /// Keep the system part (the tool definitions) in the prompts.
+    #[arg(long)]
+    pub with_tools: bool,
+    /// Drop the system part, as compiled mode does.
+    #[arg(long)]
+    pub without_tools: bool,
+}
+
+/// What every training run takes.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
     /// A GPT4Tools-format training file (e.g. data/gpt4tools/train.json).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Run directory: checkpoint/, train.jsonl. An existing checkpoint with the same settings is resumed.
+    /// Run directory: checkpoint/, train.jsonl, snapshots/. An existing checkpoint with the same settings is resumed.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Optimiser steps in all.
     #[arg(long, default_value_t = 1000)]
     pub steps: usize,
-    /// Examples per step (at least 2: the routers' BatchNorm).
+    /// Examples per step (at least 2: the generator's BatchNorm).
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
     /// Peak learning rate.
@@ -110,18 +138,12 @@ pub struct TrainGeneratorArgs {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 25)]
     pub checkpoint_every: usize,
-    /// Also keep the weights of every Nth step in snapshots/step-N, for validation curves (0: never).
+    /// Also keep the weights of step 0 and of every Nth step in snapshots/step-N, for validation curves (0: never).
     #[arg(long, default_value_t = 250)]
     pub snapshot_every: usize,
     /// Longest example in edge tokens; longer ones are left out.
     #[arg(long, default_value_t = 256)]
     pub max_seq: usize,
-    /// Experts per layer.
-    #[arg(long, default_value_t = 8)]
-    pub experts: usize,
-    /// Active experts per registry and layer.
-    #[arg(long, default_value_t = 2)]
-    pub top_k: usize,
     /// Only the first N items of --data.
     #[arg(long)]
     pub limit: Option<usize>,

@@ -58,7 +58,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Eval(args) => cmd::eval::run(args, &models),
         cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
         cli::Command::Bench(cli::BenchCommand::Edge(args)) => cmd::bench_edge::run(args, &models),
-        cli::Command::Train(cli::TrainCommand::Generator(args)) => cmd::train::run(args, &models),
+        cli::Command::Train(cmd) => cmd::train::run(cmd, &models),
         cli::Command::Compile(args) => cmd::compile::run(args, &models),
     }
 }

@@ -194,3 +194,80 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
     assert!(err.contains("not a generator checkpoint"), "{err}");
     assert!(!bad_out.exists() && !dir.path().join("bad/x.gguf.manifest.json").exists());
 }
+
+#[test]
+fn a_lora_baseline_trains_exports_and_is_refused_by_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&loragen(
+        dir.path(),
+        &[
+            "data",
+            "gpt4tools",
+            "--out",
+            data.to_str().unwrap(),
+            "--train",
+            "6",
+            "--val-seen",
+            "2",
+            "--test-unseen",
+            "2",
+        ],
+    ));
+    let run = dir.path().join("lora");
+    let train_file = data.join("train.json");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "lora",
+            "--data",
+            train_file.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--snapshot-every",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        loragen(dir.path(), &args)
+    };
+    // clap's usage error names the missing choice.
+    let usage = train(&[]);
+    assert!(!usage.status.success());
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("<--with-tools|--without-tools>"));
+    let out = ok(&train(&["--without-tools"]));
+    assert!(out.contains("LoRA:"), "{out}");
+    assert!(
+        !out.contains("cloud features"),
+        "a LoRA needs no cloud pass: {out}"
+    );
+    let adapter = dir.path().join("lora.gguf");
+    ok(&loragen(
+        dir.path(),
+        &[
+            "adapter",
+            "export",
+            "--checkpoint",
+            run.join("snapshots/step-2").to_str().unwrap(),
+            "--out",
+            adapter.to_str().unwrap(),
+        ],
+    ));
+    assert!(adapter.exists());
+    let err = failed(&loragen(
+        dir.path(),
+        &[
+            "compile",
+            "--registry",
+            "gpt4tools",
+            "--checkpoint",
+            run.join("checkpoint").to_str().unwrap(),
+            "-o",
+            dir.path().join("x.gguf").to_str().unwrap(),
+        ],
+    ));
+    assert!(err.contains("plain LoRA checkpoint"), "{err}");
+}

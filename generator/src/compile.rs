@@ -90,6 +90,12 @@ pub fn compile(req: &CompileRequest<'_>, out: &Path) -> Result<Compiled> {
         ));
     }
     let state = read_state(req.checkpoint)?;
+    let Some(generator_config) = state.generator.clone() else {
+        return Err(Error::Config(format!(
+            "{}: a plain LoRA checkpoint, not a generator; export it with `loragen adapter export`",
+            req.checkpoint.display()
+        )));
+    };
     if state.edge_sha256 != req.edge_sha256 {
         return Err(Error::Config(format!(
             "{}: the generator was trained for the edge model {}, not {} ({})",
@@ -123,7 +129,7 @@ pub fn compile(req: &CompileRequest<'_>, out: &Path) -> Result<Compiled> {
         let edge = EdgeConfig::from_gguf(req.edge_path, &content)?;
         let mut varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let generator = Generator::new(state.generator.clone(), |t| edge.dims(t), vb)?;
+        let generator = Generator::new(generator_config, |t| edge.dims(t), vb)?;
         varmap.load(&weights).map_err(|e| {
             Error::Config(format!(
                 "{}: does not fit the generator its config.json describes ({e})",

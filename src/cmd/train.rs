@@ -1,6 +1,6 @@
-//! `loragen train generator`: examples from a GPT4Tools-format corpus, the
-//! cloud features of every system part (through the feature cache), then
-//! the trainer, with a progress bar, a JSONL log, checkpoints and weight
+//! `loragen train generator|lora`: examples from a GPT4Tools-format corpus,
+//! for the generator the cloud features of every system part (through the
+//! feature cache), then the trainer, with a progress bar, a JSONL log, checkpoints and weight
 //! snapshots for validation curves. A run
 //! directory with a checkpoint of the same settings is resumed; Ctrl-C
 //! saves a checkpoint and stops.
@@ -15,26 +15,47 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::runtime::Model;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::edge::EdgeModel;
+use loragen_generator::edge::LoraConfig;
 use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
 use loragen_generator::model::GeneratorConfig;
-use loragen_generator::train::{checkpoint_dir, examples, StepLog, TrainConfig, Trainer};
+use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
 
-use crate::cli::{ModelArgs, TrainGeneratorArgs};
+use crate::cli::{ModelArgs, TrainCommand};
 
 const LOG_FILE: &str = "train.jsonl";
 
-pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
+    let (args, kind) = match cmd {
+        TrainCommand::Generator(a) => (
+            a.run,
+            Kind::Generator {
+                experts: a.experts,
+                top_k: a.top_k,
+            },
+        ),
+        TrainCommand::Lora(a) => (
+            a.run,
+            Kind::Lora {
+                with_tools: a.with_tools,
+            },
+        ),
+    };
     let mut items = loragen_gpt4tools::dataset::load(&args.data)?;
     if let Some(n) = args.limit {
         items.truncate(n);
     }
     let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
-    let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
     let tokenizer = Model::load(&edge_path)?;
+    let with_system = matches!(kind, Kind::Lora { with_tools: true });
     let (examples, dropped) = examples(
-        items
-            .iter()
-            .map(|i| (i.system_part(), i.compiled_prompt(), i.output.as_str())),
+        items.iter().map(|i| {
+            let prompt = if with_system {
+                i.full_prompt()
+            } else {
+                i.compiled_prompt()
+            };
+            (i.system_part(), prompt, i.output.as_str())
+        }),
         |text, bos| {
             tokenizer
                 .tokenize(text, bos)
@@ -44,11 +65,6 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
         },
         args.max_seq,
     );
-    anyhow::ensure!(
-        examples.iter().all(|e| !e.system.is_empty()),
-        "{}: an item has no system part (no `Previous conversation:` marker), so there is nothing to compile",
-        args.data.display()
-    );
     println!(
         "{} examples from {} ({} longer than {} tokens left out)",
         examples.len(),
@@ -56,15 +72,32 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
         dropped,
         args.max_seq
     );
-
-    let features = registry_features(&examples, &cloud_path)?;
     let edge = EdgeModel::load(&edge_path, &Device::Cpu)
         .with_context(|| format!("cannot load {} in candle", edge_path.display()))?;
-    let generator = GeneratorConfig::default()
-        .with_edge_layers(edge.config.n_layer)
-        .with_cloud_dim(cloud_dim(&features, &examples)?)
-        .with_experts(args.experts)
-        .with_top_k(args.top_k);
+    let (learner, features) = match kind {
+        Kind::Generator { experts, top_k } => {
+            anyhow::ensure!(
+                examples.iter().all(|e| !e.system.is_empty()),
+                "{}: an item has no system part (no `Previous conversation:` marker), so there is nothing to compile",
+                args.data.display()
+            );
+            let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
+            let features = registry_features(&examples, &cloud_path)?;
+            let generator = GeneratorConfig::default()
+                .with_edge_layers(edge.config.n_layer)
+                .with_cloud_dim(cloud_dim(&features, &examples)?)
+                .with_experts(experts)
+                .with_top_k(top_k);
+            (Learner::Generator(generator), features)
+        }
+        Kind::Lora { with_tools } => (
+            Learner::Lora {
+                lora: LoraConfig::default().with_dropout(0.05),
+                with_tools,
+            },
+            RegistryFeatures::default(),
+        ),
+    };
     let config = TrainConfig::default()
         .with_steps(args.steps)
         .with_batch(args.batch)
@@ -73,7 +106,7 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .with_seed(args.seed)
         .with_checkpoint_every(args.checkpoint_every);
     let mut trainer = Trainer::new(
-        generator,
+        learner,
         config,
         &edge,
         model_sha256(&edge_path)?,
@@ -89,12 +122,17 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
     keep_log_until(&args.out.join(LOG_FILE), trainer.step())?;
     let snapshots = args.out.join("snapshots");
     if args.snapshot_every > 0 && trainer.step() == 0 {
-        // The untrained generator, the curves' first point. Its experts'
-        // B factors are zero, so its adapters are zero adapters.
+        // The untrained learner, the curves' first point. Its B factors
+        // are zero, so its adapters are zero adapters.
         trainer.snapshot(&snapshots.join("step-0"))?;
     }
     println!(
-        "generator: {} parameters; {} steps of {} examples",
+        "{}: {} parameters; {} steps of {} examples",
+        if trainer.generator().is_some() {
+            "generator"
+        } else {
+            "LoRA"
+        },
         trainer.parameter_count(),
         args.steps,
         args.batch
@@ -137,6 +175,12 @@ pub fn run(args: TrainGeneratorArgs, models: &ModelArgs) -> anyhow::Result<()> {
         args.out.join("checkpoint").display()
     );
     Ok(())
+}
+
+/// What `loragen train` trains.
+enum Kind {
+    Generator { experts: usize, top_k: usize },
+    Lora { with_tools: bool },
 }
 
 /// Cloud features of every block of the examples' system parts, through

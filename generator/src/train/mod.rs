@@ -9,4 +9,7 @@ pub mod trainer;
 pub use data::{batch_of, examples, Example};
 pub use optim::{AdamW, AdamWParams};
 pub use seeded::seeded_var_builder;
-pub use trainer::{checkpoint_dir, read_state, CheckpointState, StepLog, TrainConfig, Trainer};
+pub use trainer::{
+    checkpoint_dir, read_state, CheckpointState, Learner, LoraBaseline, StepLog, TrainConfig,
+    Trainer,
+};

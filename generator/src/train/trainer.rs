@@ -1,6 +1,7 @@
-//! The generator's trainer: batches of examples with different system
-//! parts, their generated deltas on the edge model, the LM loss on output
-//! tokens plus the CV load-balancing loss, AdamW with warm-up and cosine
+//! The trainer of the generator and of the plain LoRA baselines: batches
+//! of examples (for the generator with different system parts, hence
+//! different generated deltas), the LM loss on output tokens (plus the CV
+//! load-balancing loss for the generator), AdamW with warm-up and cosine
 //! decay, gradient clipping, and checkpoints a resumed run continues from
 //! exactly.
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{batch_of, Example};
 use super::optim::{AdamW, AdamWParams};
 use super::seeded::seeded_var_builder;
-use crate::edge::{cross_entropy, EdgeModel, Phase};
+use crate::edge::{cross_entropy, EdgeModel, FixedLora, LoraConfig, Phase};
 use crate::error::{Error, Result};
 use crate::features::RegistryFeatures;
 use crate::model::{cv_loss, utilisation, Generator, GeneratorConfig};
@@ -135,16 +136,60 @@ pub struct StepLog {
     pub utilisation: Vec<Vec<f32>>,
 }
 
-/// `config.json` of a checkpoint.
+/// What a trainer trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Learner {
+    /// The LoRA generator.
+    Generator(GeneratorConfig),
+    /// One fixed LoRA, the vanilla baseline; `with_tools` records whether
+    /// its prompts kept the system part.
+    Lora { lora: LoraConfig, with_tools: bool },
+}
+
+/// `config.json` of a checkpoint. Exactly one of `generator` and
+/// `lora_baseline` is present.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointState {
-    pub generator: GeneratorConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_baseline: Option<LoraBaseline>,
     pub train: TrainConfig,
     /// Steps done.
     pub step: usize,
     /// The edge model's GGUF architecture and file sha256.
     pub edge_arch: String,
     pub edge_sha256: String,
+}
+
+/// The plain LoRA baseline's settings in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraBaseline {
+    pub lora: LoraConfig,
+    pub with_tools: bool,
+}
+
+impl CheckpointState {
+    pub fn learner(&self) -> Result<Learner> {
+        match (&self.generator, &self.lora_baseline) {
+            (Some(g), None) => Ok(Learner::Generator(g.clone())),
+            (None, Some(b)) => Ok(Learner::Lora {
+                lora: b.lora.clone(),
+                with_tools: b.with_tools,
+            }),
+            _ => Err(Error::Config(
+                "a checkpoint config.json names exactly one of `generator` and `lora_baseline`"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// The trainable part.
+#[derive(Debug)]
+enum Model {
+    Generator(Box<Generator>),
+    Lora { lora: FixedLora, with_tools: bool },
 }
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -155,7 +200,7 @@ pub struct Trainer<'e> {
     pub config: TrainConfig,
     edge: &'e EdgeModel,
     edge_sha256: String,
-    pub generator: Generator,
+    model: Model,
     varmap: VarMap,
     opt: AdamW,
     examples: Vec<Example>,
@@ -175,10 +220,10 @@ impl std::fmt::Debug for Trainer<'_> {
 }
 
 impl<'e> Trainer<'e> {
-    /// A fresh generator, initialised from the seed. Every example's system
-    /// part must have features.
+    /// A fresh learner, initialised from the seed. For the generator, every
+    /// example's system part must have features.
     pub fn new(
-        generator: GeneratorConfig,
+        learner: Learner,
         config: TrainConfig,
         edge: &'e EdgeModel,
         edge_sha256: String,
@@ -193,21 +238,29 @@ impl<'e> Trainer<'e> {
                 config.batch
             )));
         }
-        if let Some(e) = examples.iter().find(|e| !features.covers(&e.system)) {
-            return Err(Error::Config(format!(
-                "no cloud features for the system part of an example ({} bytes)",
-                e.system.len()
-            )));
-        }
-        if generator.edge_layers != edge.config.n_layer {
-            return Err(Error::Config(format!(
-                "the generator has {} layers, the edge model {}",
-                generator.edge_layers, edge.config.n_layer
-            )));
-        }
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, config.seed, DType::F32, edge.device());
-        let model = Generator::new(generator, |t| edge.dims(t), vb)?;
+        let model = match learner {
+            Learner::Generator(generator) => {
+                if let Some(e) = examples.iter().find(|e| !features.covers(&e.system)) {
+                    return Err(Error::Config(format!(
+                        "no cloud features for the system part of an example ({} bytes)",
+                        e.system.len()
+                    )));
+                }
+                if generator.edge_layers != edge.config.n_layer {
+                    return Err(Error::Config(format!(
+                        "the generator has {} layers, the edge model {}",
+                        generator.edge_layers, edge.config.n_layer
+                    )));
+                }
+                Model::Generator(Box::new(Generator::new(generator, |t| edge.dims(t), vb)?))
+            }
+            Learner::Lora { lora, with_tools } => Model::Lora {
+                lora: FixedLora::new(lora, edge.config.n_layer, |t| edge.dims(t), vb)?,
+                with_tools,
+            },
+        };
         // BatchNorm's running statistics change in the forward, not by
         // gradients: they stay out of the optimiser.
         let trainable = varmap
@@ -230,7 +283,7 @@ impl<'e> Trainer<'e> {
             config,
             edge,
             edge_sha256,
-            generator: model,
+            model,
             varmap,
             opt,
             examples,
@@ -241,6 +294,14 @@ impl<'e> Trainer<'e> {
     /// Steps done so far.
     pub fn step(&self) -> usize {
         self.opt.steps()
+    }
+
+    /// The generator being trained, if that is what this trainer trains.
+    pub fn generator(&self) -> Option<&Generator> {
+        match &self.model {
+            Model::Generator(g) => Some(g),
+            Model::Lora { .. } => None,
+        }
     }
 
     pub fn parameter_count(&self) -> usize {
@@ -258,12 +319,19 @@ impl<'e> Trainer<'e> {
             self.config.seed,
         );
         let batch: Vec<&Example> = idx.iter().map(|&i| &self.examples[i]).collect();
-        let features: Vec<Tensor> = batch
-            .iter()
-            .map(|e| self.features.of(&e.system))
-            .collect::<Result<_>>()?;
-        let gates = self.generator.gates(&features, true)?;
-        let deltas = self.generator.deltas(&gates)?;
+        let (deltas, gates, dropout, cv_weight) = match &self.model {
+            Model::Generator(generator) => {
+                let features: Vec<Tensor> = batch
+                    .iter()
+                    .map(|e| self.features.of(&e.system))
+                    .collect::<Result<_>>()?;
+                let gates = generator.gates(&features, true)?;
+                let deltas = generator.deltas(&gates)?;
+                let c = &generator.config;
+                (deltas, Some(gates), c.lora.dropout, c.cv_weight)
+            }
+            Model::Lora { lora, .. } => (lora.layers.clone(), None, lora.config.dropout, 0.0),
+        };
 
         let seq = batch.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
         let mut ids = vec![0u32; batch.len() * seq];
@@ -279,7 +347,7 @@ impl<'e> Trainer<'e> {
         let lengths: Vec<usize> = batch.iter().map(|e| e.tokens.len()).collect();
         let input = Tensor::from_vec(ids, (batch.len(), seq), self.edge.device())?;
         let phase = Phase::Train {
-            dropout: self.generator.config.lora.dropout,
+            dropout,
             seed: self
                 .config
                 .seed
@@ -289,8 +357,13 @@ impl<'e> Trainer<'e> {
         let hidden = self.edge.hidden(&input, &lengths, Some(&deltas), phase)?;
         let logits = self.edge.logits(&self.edge.select(&hidden, &at)?)?;
         let lm = cross_entropy(&logits, &targets)?;
-        let cv = cv_loss(&gates)?;
-        let loss = (&lm + (&cv * self.generator.config.cv_weight)?)?;
+        let (loss, cv) = match &gates {
+            Some(gates) => {
+                let cv = cv_loss(gates)?;
+                ((&lm + (&cv * cv_weight)?)?, cv.to_scalar::<f32>()? as f64)
+            }
+            None => (lm.clone(), 0.0),
+        };
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
             return Err(Error::Config(format!(
@@ -306,12 +379,16 @@ impl<'e> Trainer<'e> {
             step: step + 1,
             loss: loss_value,
             lm_loss: lm.to_scalar::<f32>()? as f64,
-            cv_loss: cv.to_scalar::<f32>()? as f64,
+            cv_loss: cv,
             lr,
             grad_norm,
             tokens: lengths.iter().sum(),
             ms: started.elapsed().as_secs_f64() * 1e3,
-            utilisation: utilisation(&gates)?,
+            utilisation: gates
+                .as_deref()
+                .map(utilisation)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -353,6 +430,15 @@ impl<'e> Trainer<'e> {
         write_atomic_with(&dir.join(MODEL_FILE), |tmp| {
             self.varmap.save(tmp).map_err(Error::from)
         })?;
+        if let Model::Lora { lora, .. } = &self.model {
+            // Also as a LoRA checkpoint, for `loragen adapter export`.
+            let config = crate::edge::checkpoint::CheckpointConfig {
+                arch: self.edge.config.arch.gguf_name().to_owned(),
+                n_layer: self.edge.config.n_layer,
+                lora: lora.config.clone(),
+            };
+            crate::edge::checkpoint::save(dir, &config, &self.varmap)?;
+        }
         let json =
             serde_json::to_vec_pretty(&self.state()).map_err(|e| Error::Config(e.to_string()))?;
         write_atomic_with(&dir.join(STATE_FILE), |tmp| {
@@ -364,8 +450,19 @@ impl<'e> Trainer<'e> {
     }
 
     fn state(&self) -> CheckpointState {
+        let (generator, lora_baseline) = match &self.model {
+            Model::Generator(g) => (Some(g.config.clone()), None),
+            Model::Lora { lora, with_tools } => (
+                None,
+                Some(LoraBaseline {
+                    lora: lora.config.clone(),
+                    with_tools: *with_tools,
+                }),
+            ),
+        };
         CheckpointState {
-            generator: self.generator.config.clone(),
+            generator,
+            lora_baseline,
             train: self.config.clone(),
             step: self.step(),
             edge_arch: self.edge.config.arch.gguf_name().to_owned(),
