@@ -147,50 +147,29 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
     )
     .unwrap();
     let bad_out = dir.path().join("bad/x.gguf");
-    let run = |args: &[&str]| loragen(dir.path(), args);
-    let err = failed(&run(&[
-        "compile",
-        "--registry",
-        "gpt4tools",
-        "--checkpoint",
-        other.to_str().unwrap(),
-        "-o",
-        bad_out.to_str().unwrap(),
-    ]));
+    let refused = |source: &[&str], checkpoint: &Path| {
+        let mut args = vec!["compile"];
+        args.extend_from_slice(source);
+        args.extend([
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "-o",
+            bad_out.to_str().unwrap(),
+        ]);
+        failed(&loragen(dir.path(), &args))
+    };
+    let gpt4tools = ["--registry", "gpt4tools"];
+    let err = refused(&gpt4tools, &other);
     assert!(err.contains("trained for the edge model"), "{err}");
     std::fs::write(other.join("config.json"), &state).unwrap();
     std::fs::write(other.join("model.safetensors"), b"not weights").unwrap();
-    let err = failed(&run(&[
-        "compile",
-        "--registry",
-        "gpt4tools",
-        "--checkpoint",
-        other.to_str().unwrap(),
-        "-o",
-        bad_out.to_str().unwrap(),
-    ]));
+    let err = refused(&gpt4tools, &other);
     assert!(err.contains("does not fit"), "{err}");
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "  \n").unwrap();
-    let err = failed(&run(&[
-        "compile",
-        "--system-file",
-        empty.to_str().unwrap(),
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "-o",
-        bad_out.to_str().unwrap(),
-    ]));
+    let err = refused(&["--system-file", empty.to_str().unwrap()], &checkpoint);
     assert!(err.contains("empty"), "{err}");
-    let err = failed(&run(&[
-        "compile",
-        "--registry",
-        "gpt4tools",
-        "--checkpoint",
-        dir.path().join("missing").to_str().unwrap(),
-        "-o",
-        bad_out.to_str().unwrap(),
-    ]));
+    let err = refused(&gpt4tools, &dir.path().join("missing"));
     assert!(err.contains("not a generator checkpoint"), "{err}");
     assert!(!bad_out.exists() && !dir.path().join("bad/x.gguf.manifest.json").exists());
 }

@@ -12,3 +12,6 @@ pub mod model;
 pub mod train;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod test_util;

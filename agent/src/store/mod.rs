@@ -243,13 +243,19 @@ impl ModelStore {
 }
 
 fn stamp_text(spec: &ModelSpec, meta: &fs::Metadata) -> String {
+    format!("{}{}", spec.sha256, stamp_suffix(meta))
+}
+
+/// What follows the sha256 in a stamp: the file's size and mtime, which
+/// must still match for the stamp to count.
+fn stamp_suffix(meta: &fs::Metadata) -> String {
     let mtime = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{} {} {}\n", spec.sha256, meta.len(), mtime)
+    format!(" {} {}\n", meta.len(), mtime)
 }
 
 fn bytes_style() -> ProgressStyle {
@@ -277,14 +283,8 @@ pub fn model_sha256(path: &Path) -> Result<String> {
             .unwrap_or_default()
     ));
     if let Ok(text) = fs::read_to_string(&stamp) {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
         if let Some(sha) = text
-            .strip_suffix(&format!(" {} {}\n", meta.len(), mtime))
+            .strip_suffix(&stamp_suffix(&meta))
             .filter(|sha| sha.len() == 64)
         {
             return Ok(sha.to_owned());

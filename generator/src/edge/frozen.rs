@@ -80,18 +80,8 @@ impl CustomOp1 for FrozenProduct {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_util::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     #[test]
     fn matches_a_plain_product_forward_and_backward() {

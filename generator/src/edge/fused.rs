@@ -654,20 +654,8 @@ fn softmax_bwd<T: Float>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_util::max_diff;
     use candle_core::{Device, Var, D};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     /// Forward values and the input's gradient (of a random projection of
     /// the output, so every output element matters) agree with `reference`.
@@ -675,7 +663,7 @@ mod tests {
         shape: &[usize],
         ours: impl Fn(&Tensor) -> Tensor,
         reference: impl Fn(&Tensor) -> Tensor,
-        tol: f32,
+        tol: f64,
     ) {
         let dev = Device::Cpu;
         let x = Var::randn(0f32, 1.0, shape, &dev).unwrap();

@@ -5,6 +5,7 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 
 use super::*;
 use crate::edge::{LoraConfig, Target};
+use crate::test_util::max_diff;
 
 fn small() -> GeneratorConfig {
     GeneratorConfig::default()
@@ -35,17 +36,6 @@ fn features(lengths: &[usize]) -> Vec<Tensor> {
         .iter()
         .map(|&t| Tensor::randn(0f64, 1.0, (t, 12), &Device::Cpu).unwrap())
         .collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

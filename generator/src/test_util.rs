@@ -1,0 +1,18 @@
+//! Helpers of the crate's unit tests.
+#![allow(clippy::unwrap_used)]
+
+use candle_core::{DType, Tensor};
+
+/// The largest absolute difference of two tensors of one shape, in f64.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
