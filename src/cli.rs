@@ -147,6 +147,14 @@ pub struct TrainArgs {
     /// Only the first N items of --data.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Also train on the allowed BFCL train split in this directory
+    /// (`train_tools.json`, `train_queries.jsonl` from `loragen data bfcl`),
+    /// as JSON-protocol targets (rules in docs/generator.md).
+    #[arg(long, value_name = "DIR")]
+    pub bfcl: Option<PathBuf>,
+    /// Times each BFCL item is repeated in the mix (its share grows with it).
+    #[arg(long, default_value_t = 1, requires = "bfcl")]
+    pub bfcl_repeat: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +208,10 @@ pub struct EvalArgs {
     /// A GGUF LoRA adapter for the edge model.
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
+    /// Compiled mode with a generator checkpoint: each query's tools are
+    /// compiled (through the compile cache) into the adapter it runs with.
+    #[arg(long, value_name = "DIR")]
+    pub generator: Option<PathBuf>,
     /// Predicted calls, one JSON object per line; an existing file is resumed.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -209,6 +221,9 @@ pub struct EvalArgs {
     /// Constrain each message with the call grammar of the offered tools.
     #[arg(long)]
     pub constrained: bool,
+    /// Most calls one message may make under --constrained (parallel calls).
+    #[arg(long, default_value_t = 8)]
+    pub max_calls: usize,
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
 }
@@ -365,6 +380,82 @@ pub enum BenchCommand {
     Gpt4tools(BenchGpt4toolsArgs),
     /// The edge model: LoRA training-step throughput in candle, decode speed of base, adapter and merged models.
     Edge(BenchEdgeArgs),
+    /// JSON function calling with and without the compact call grammar, side by side: time, schema validity, accuracy.
+    Calls(BenchCallsArgs),
+    /// Compile time of the GPT4Tools registry, cold and warm, against a bare cloud prefill of the same text.
+    Compile(BenchCompileArgs),
+    /// Two GPT4Tools runs over the same items: each metric's difference with a paired-bootstrap 95% interval.
+    Compare(BenchCompareArgs),
+    /// A training run's curves: loss from train.jsonl and validation SR from DIR/val/step-N, charted as SVG and PNG.
+    Curve(BenchCurveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCallsArgs {
+    /// JSON array of tool specs (the generic format, e.g. data/bfcl/val_tools.json).
+    #[arg(long, value_name = "FILE")]
+    pub tools: PathBuf,
+    /// JSON lines of queries (e.g. data/bfcl/val_queries.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub queries: PathBuf,
+    /// The first N queries.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Most calls one message may make under the grammar.
+    #[arg(long, default_value_t = 8)]
+    pub max_calls: usize,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCompileArgs {
+    /// A generator checkpoint or snapshot directory.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCompareArgs {
+    /// Run directory A (the baseline).
+    #[arg(long, value_name = "DIR")]
+    pub a: PathBuf,
+    /// Run directory B.
+    #[arg(long, value_name = "DIR")]
+    pub b: PathBuf,
+    /// A's mode, when its records hold several.
+    #[arg(long)]
+    pub mode_a: Option<loragen_tools::Mode>,
+    /// B's mode, when its records hold several.
+    #[arg(long)]
+    pub mode_b: Option<loragen_tools::Mode>,
+    #[arg(long, default_value_t = loragen_gpt4tools::paired::RESAMPLES)]
+    pub resamples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCurveArgs {
+    /// NAME=DIR: a training run directory (train.jsonl, val/step-N/); repeat for several runs.
+    #[arg(long, required = true)]
+    pub run: Vec<String>,
+    /// Where to write the chart: OUT.svg and OUT.png.
+    #[arg(long, short = 'o', value_name = "OUT")]
+    pub out: PathBuf,
+    /// Steps averaged per point of the loss curve.
+    #[arg(long, default_value_t = 25)]
+    pub window: usize,
+    #[arg(long, default_value = "Training loss and validation SR")]
+    pub title: String,
+    /// Seed of the bootstrap resampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -512,9 +603,13 @@ pub struct ReplArgs {
     /// edge, cloud, or a path to a GGUF file.
     #[arg(long, default_value = "edge")]
     pub model: ModelChoice,
-    /// A GGUF LoRA adapter to apply.
+    /// A GGUF LoRA adapter to apply (a compiled one is checked against its manifest).
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
+    /// Compile the registry with this generator checkpoint (through the
+    /// compile cache) and apply the result, instead of --adapter.
+    #[arg(long, value_name = "DIR")]
+    pub generator: Option<PathBuf>,
     /// Model messages per turn.
     #[arg(long, default_value_t = 5)]
     pub max_steps: usize,

@@ -58,6 +58,14 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Eval(args) => cmd::eval::run(args, &models),
         cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
         cli::Command::Bench(cli::BenchCommand::Edge(args)) => cmd::bench_edge::run(args, &models),
+        cli::Command::Bench(cli::BenchCommand::Calls(args)) => {
+            cmd::bench_calls::run(&args, &models)
+        }
+        cli::Command::Bench(cli::BenchCommand::Compile(args)) => {
+            cmd::bench_compile::run(&args, &models)
+        }
+        cli::Command::Bench(cli::BenchCommand::Compare(args)) => cmd::bench_curve::compare(&args),
+        cli::Command::Bench(cli::BenchCommand::Curve(args)) => cmd::bench_curve::curve(&args),
         cli::Command::Train(cmd) => cmd::train::run(cmd, &models),
         cli::Command::Compile(args) => cmd::compile::run(args, &models),
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, LanguageModel, Mode, Outcome};
 use loragen::agent::runtime::{Completion, FinishReason, GenerateParams, Stats};
+use loragen::tools::protocol::JsonCallsParser;
 use loragen::tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -195,7 +196,9 @@ async fn run(replies: &[&str], config: AgentConfig) -> (Outcome, Vec<Event>, Scr
 }
 
 fn observation(outcome: &Outcome, step: usize) -> &str {
-    outcome.steps[step].observation.as_deref().unwrap()
+    let observations = &outcome.steps[step].observations;
+    assert_eq!(observations.len(), 1, "one call, one observation");
+    &observations[0]
 }
 
 #[tokio::test]
@@ -374,4 +377,88 @@ async fn compiled_mode_drops_the_definitions_and_memory_carries_over() {
     assert!(!prompts[0].contains("> Add:"));
     assert!(prompts[0].starts_with("Previous conversation:\n"));
     assert!(prompts[1].contains("Human: what is 2+3?\nAI: 5\n"));
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct MeetArgs {
+    who: String,
+    /// Milliseconds to wait after meeting, so later calls can finish first.
+    linger_ms: u64,
+}
+
+/// Waits at a barrier that only two calls together can pass: if the agent
+/// ran its calls one after the other, the first would wait until its
+/// timeout, and the scenario would see a time-out, not a meeting.
+struct Meet(Arc<tokio::sync::Barrier>);
+
+#[async_trait]
+impl Tool for Meet {
+    type Args = MeetArgs;
+    type Output = String;
+    fn name(&self) -> String {
+        "Meet".into()
+    }
+    fn description(&self) -> String {
+        "Meets another call.".into()
+    }
+    async fn call(&self, args: MeetArgs) -> Result<String, ToolError> {
+        self.0.wait().await;
+        tokio::time::sleep(Duration::from_millis(args.linger_ms)).await;
+        Ok(format!("met {}", args.who))
+    }
+}
+
+/// A JSON-protocol agent whose first message makes `calls` at once.
+async fn run_parallel(calls: &[(&str, &str)]) -> (Outcome, Scripted) {
+    let tools = ToolRegistry::new()
+        .with(Meet(Arc::new(tokio::sync::Barrier::new(2))))
+        .and_then(|r| r.with(Add))
+        .and_then(|r| r.with(Slow))
+        .unwrap();
+    let message: String = calls
+        .iter()
+        .map(|(tool, input)| format!("Action: {tool}\nAction Input: {input}\n"))
+        .collect();
+    let first = format!("Thought: Do I need to use a tool? Yes\n{message}Observation: (made up)");
+    let mut agent = Agent::new(
+        Scripted::new(&[&first, &answer("done")]),
+        Arc::new(tools),
+        AgentConfig::default().with_tool_timeout(Duration::from_secs(5)),
+    )
+    .unwrap()
+    .with_parser(Box::new(JsonCallsParser));
+    let outcome = agent
+        .run("do both", &mut |_| ControlFlow::Continue(()))
+        .await
+        .unwrap();
+    let model = std::mem::replace(agent.model_mut(), Scripted::new(&[]));
+    (outcome, model)
+}
+
+#[tokio::test]
+async fn parallel_calls_run_concurrently_and_answer_in_call_order() {
+    // The first call lingers, so the second finishes first.
+    let (out, model) = run_parallel(&[
+        ("Meet", r#"{"who": "a", "linger_ms": 300}"#),
+        ("Meet", r#"{"who": "b", "linger_ms": 0}"#),
+    ])
+    .await;
+    assert_eq!(out.finish, AgentFinish::Answered);
+    assert_eq!(out.steps[0].observations, ["met a", "met b"]);
+    assert_eq!(out.steps[0].actions.len(), 2);
+    assert!(
+        model.prompts[1].ends_with("Observation: met a\nObservation: met b\n"),
+        "{}",
+        model.prompts[1]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_time_out_in_one_parallel_call_keeps_the_others_result() {
+    // Paused clock: the 30 s tool times out at 5 s of virtual time.
+    let (out, _) = run_parallel(&[("Slow", "now"), ("Add", r#"{"a": 2, "b": 3}"#)]).await;
+    let obs = &out.steps[0].observations;
+    assert!(obs[0].contains("timed out after 5.0 s"), "{obs:?}");
+    assert_eq!(obs[1], "5");
+    assert_eq!(out.finish, AgentFinish::Answered);
 }

@@ -10,7 +10,7 @@ use loragen::agent::agent::{Agent, AgentConfig, LanguageModel};
 use loragen::agent::grammar::call_grammar;
 use loragen::agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen::tools::gpt4tools::registry;
-use loragen::tools::protocol::{conversation_prompt, OutputParser, ReactParser, Step};
+use loragen::tools::protocol::{conversation_prompt, Call, OutputParser, ReactParser, Step};
 
 /// Twenty requests; `true` where the request needs a tool.
 const REQUESTS: [(&str, bool); 20] = [
@@ -67,11 +67,13 @@ fn constrained_calls_name_registered_tools_with_valid_arguments() {
             out.text
         );
         match ReactParser.parse(out.text.as_bytes()) {
-            Ok(Step::Call { action, input }) => {
-                calls += 1;
-                tools.prepare(&action, &input).unwrap_or_else(|e| {
-                    panic!("{request:?}: invalid call {action:?}({input:?}): {e}")
-                });
+            Ok(Step::Calls(made)) => {
+                for Call { action, input } in made {
+                    calls += 1;
+                    tools.prepare(&action, &input).unwrap_or_else(|e| {
+                        panic!("{request:?}: invalid call {action:?}({input:?}): {e}")
+                    });
+                }
             }
             Ok(Step::Answer { text }) => {
                 assert!(

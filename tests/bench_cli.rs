@@ -149,6 +149,33 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
         compiled["compression"].as_f64().unwrap() > 3.0,
         "{compiled}"
     );
+
+    // The run now names its compiled adapter: another one is refused
+    // rather than mixed in.
+    let other = dir.path().join("other.gguf");
+    loragen::generator::gguf_lora::write_lora_adapter(&other, "gemma3", 2.0, &[]).unwrap();
+    let mixed = loragen(&[
+        "bench",
+        "gpt4tools",
+        "--data",
+        data.to_str().unwrap(),
+        "--mode",
+        "compiled",
+        "--adapter",
+        other.to_str().unwrap(),
+        "--limit",
+        "3",
+        "--max-tokens",
+        "40",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&mixed.stderr)
+            .contains("compiled records made with another adapter"),
+        "{}",
+        String::from_utf8_lossy(&mixed.stderr)
+    );
 }
 
 #[test]

@@ -132,6 +132,60 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
     assert!(warm.contains("from the compile cache"), "{warm}");
     assert_eq!(std::fs::read(&out).unwrap(), first);
 
+    // The manifest travels with the adapter: a changed file, or one made
+    // for another edge model, is refused where it is used.
+    let tampered = dir.path().join("out/tampered.gguf");
+    let mut bytes = first.clone();
+    bytes.push(0);
+    std::fs::write(&tampered, bytes).unwrap();
+    std::fs::copy(
+        dir.path().join("out/gpt4tools.gguf.manifest.json"),
+        dir.path().join("out/tampered.gguf.manifest.json"),
+    )
+    .unwrap();
+    let used = loragen(
+        dir.path(),
+        &[
+            "repl",
+            "--mode",
+            "compiled",
+            "--adapter",
+            tampered.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        failed(&used).contains("changed after compiling"),
+        "{}",
+        failed(&used)
+    );
+    let mut foreign = manifest.clone();
+    foreign["edge_sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(
+        dir.path().join("out/gpt4tools.gguf.manifest.json"),
+        serde_json::to_vec(&foreign).unwrap(),
+    )
+    .unwrap();
+    let used = loragen(
+        dir.path(),
+        &[
+            "repl",
+            "--mode",
+            "compiled",
+            "--adapter",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        failed(&used).contains("compiled for the edge model"),
+        "{}",
+        failed(&used)
+    );
+    std::fs::write(
+        dir.path().join("out/gpt4tools.gguf.manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+
     // A checkpoint for another edge model, garbage weights, an empty
     // registry: one-line errors, and nothing written.
     let other = dir.path().join("other");

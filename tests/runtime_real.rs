@@ -285,3 +285,23 @@ fn grammar_restricts_output_to_the_allowed_calls() {
     let err = session.generate(&prompt("x"), &broken).unwrap_err();
     assert!(err.to_string().contains("grammar"), "{err}");
 }
+
+#[test]
+fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
+    use loragen::generator::features::Cloud;
+    let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
+    let long = "> Segment the Image: useful when you want to segment all the parts of the image. The input to this tool should be a string, representing the image_path.";
+    let short = "> Answer Question About The Image: useful when you need an answer about an image.";
+    let together = cloud.encode_all(&[long, short]).unwrap();
+    let alone = cloud.encode_all(&[short]).unwrap();
+    assert_eq!(together[1].dims(), alone[0].dims());
+    let diff = (&together[1] - &alone[0])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-4, "features differ by {diff} after another text");
+}

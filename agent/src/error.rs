@@ -101,6 +101,15 @@ pub enum Error {
     #[error("invalid GBNF grammar: {detail}")]
     Grammar { detail: String },
 
+    /// A compiled adapter that does not fit what runs it, or whose manifest
+    /// is unreadable.
+    #[error("{}: {detail}", path.display())]
+    Adapter { path: PathBuf, detail: String },
+
+    /// Compiling a registry into an adapter failed.
+    #[error("compiling the tools failed: {0}")]
+    Compile(#[source] Box<dyn std::error::Error + Send + Sync>),
+
     /// Caller passed parameters that make no sense.
     #[error("invalid parameter: {0}")]
     InvalidParam(String),

@@ -2,6 +2,7 @@
 //! safe runtime over llama.cpp that the agent loop, the benchmark and the
 //! generator share.
 
+pub mod adapter;
 pub mod agent;
 pub mod error;
 pub mod grammar;

@@ -7,41 +7,21 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::edge::EdgeConfig;
 use crate::error::{Error, Result};
 use crate::features::{Cloud, FeatureCache};
 use crate::gguf_lora::write_lora_adapter;
-use crate::model::Generator;
+use crate::model::{Generator, GeneratorConfig};
 use crate::train::{read_state, trainer::MODEL_FILE};
+use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
 use loragen_agent::store::read_gguf;
-use loragen_tools::atomic::{write_atomic, write_atomic_with};
+use loragen_tools::atomic::write_atomic_with;
+use loragen_tools::digest::{sha256_file, sha256_hex};
 
-/// The version of the prompt format a compiled adapter serves (the
-/// GPT4Tools/ReAct protocol without the system part).
-pub const PROMPT_FORMAT: &str = "react-compiled-v1";
-
-/// What a compiled adapter was made from; written beside it as
-/// `<adapter>.manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// sha256 of the system part's text.
-    pub registry_fingerprint: String,
-    pub edge_sha256: String,
-    pub cloud_sha256: String,
-    /// sha256 of the generator's `model.safetensors`.
-    pub generator_sha256: String,
-    pub prompt_format: String,
-    /// sha256 of the adapter file.
-    pub adapter_sha256: String,
-}
-
-/// The inputs of a compile.
+/// Where a compiler finds its generator, models and caches.
 #[derive(Debug, Clone)]
-pub struct CompileRequest<'a> {
-    pub system: &'a str,
+pub struct CompilerSpec<'a> {
     /// A generator checkpoint or snapshot directory (`config.json`,
     /// `model.safetensors`).
     pub checkpoint: &'a Path,
@@ -51,141 +31,180 @@ pub struct CompileRequest<'a> {
     pub cloud_sha256: &'a str,
     /// `$LORAGEN_HOME`: features/ and compiled/ live under it.
     pub home: &'a Path,
-    /// Keep the adapter in the compile cache (`compiled/`). Validation runs
-    /// that compile hundreds of registries once each turn it off.
-    pub cache: bool,
 }
 
-/// What a compile produced, and whether it came from the cache.
+/// What a compile produced.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    pub adapter: PathBuf,
-    pub manifest: Manifest,
-    pub cached: bool,
+    pub artifact: CompiledAdapter,
     /// Cloud tokens encoded for blocks not in the feature cache.
     pub cloud_tokens: usize,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A generator checkpoint, checked against the edge model and hashed once,
+/// that compiles any number of registries. The generator, the edge model's
+/// shapes and the cloud model are loaded by the first compile that misses
+/// the cache, then kept: a validation run compiling hundreds of registries
+/// pays for them once.
+#[derive(Debug)]
+pub struct Compiler {
+    checkpoint: PathBuf,
+    config: GeneratorConfig,
+    generator_sha256: String,
+    edge_path: PathBuf,
+    edge_sha256: String,
+    cloud_sha256: String,
+    compiled_dir: PathBuf,
+    features: FeatureCache,
+    cloud: Cloud,
+    built: Option<(Generator, &'static str)>,
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(sha256_hex(&bytes))
-}
+impl Compiler {
+    /// Checks that `spec.checkpoint` is a generator made for this edge model
+    /// and hashes its weights; loads nothing else yet.
+    pub fn open(spec: &CompilerSpec<'_>) -> Result<Self> {
+        let state = read_state(spec.checkpoint)?;
+        let Some(config) = state.generator else {
+            return Err(Error::Config(format!(
+                "{}: a plain LoRA checkpoint, not a generator; export it with `loragen adapter export`",
+                spec.checkpoint.display()
+            )));
+        };
+        if state.edge_sha256 != spec.edge_sha256 {
+            return Err(Error::Config(format!(
+                "{}: the generator was trained for the edge model {}, not {} ({})",
+                spec.checkpoint.display(),
+                short(&state.edge_sha256),
+                short(spec.edge_sha256),
+                spec.edge_path.display()
+            )));
+        }
+        let weights = spec.checkpoint.join(MODEL_FILE);
+        let generator_sha256 = sha256_file(&weights).map_err(io_at(&weights))?;
+        Ok(Compiler {
+            checkpoint: spec.checkpoint.to_path_buf(),
+            config,
+            generator_sha256,
+            edge_path: spec.edge_path.to_path_buf(),
+            edge_sha256: spec.edge_sha256.to_owned(),
+            cloud_sha256: spec.cloud_sha256.to_owned(),
+            compiled_dir: spec.home.join("compiled"),
+            features: FeatureCache::new(&spec.home.join("features"), spec.cloud_sha256),
+            cloud: Cloud::new(spec.cloud_path),
+            built: None,
+        })
+    }
 
-/// Compiles `req.system` into `out` (a `.gguf` adapter) and its manifest.
-/// Nothing is written under `out` unless the compile succeeds.
-pub fn compile(req: &CompileRequest<'_>, out: &Path) -> Result<Compiled> {
-    if req.system.trim().is_empty() {
-        return Err(Error::Config(
-            "the registry is empty: there is nothing to compile".into(),
-        ));
+    /// sha256 of the generator's `model.safetensors`.
+    pub fn generator_sha256(&self) -> &str {
+        &self.generator_sha256
     }
-    let state = read_state(req.checkpoint)?;
-    let Some(generator_config) = state.generator.clone() else {
-        return Err(Error::Config(format!(
-            "{}: a plain LoRA checkpoint, not a generator; export it with `loragen adapter export`",
-            req.checkpoint.display()
-        )));
-    };
-    if state.edge_sha256 != req.edge_sha256 {
-        return Err(Error::Config(format!(
-            "{}: the generator was trained for the edge model {}, not {} ({})",
-            req.checkpoint.display(),
-            short(&state.edge_sha256),
-            short(req.edge_sha256),
-            req.edge_path.display()
-        )));
+
+    /// Compiles `system` into `out` (a `.gguf` adapter) and its manifest.
+    /// With `cache`, the adapter is taken from (or kept in) the compile
+    /// cache; validation runs that compile hundreds of registries once each
+    /// turn it off. Nothing is written under `out` unless the compile
+    /// succeeds.
+    pub fn compile(&mut self, system: &str, out: &Path, cache: bool) -> Result<Compiled> {
+        let _span = tracing::info_span!("compile", bytes = system.len(), cache).entered();
+        if system.trim().is_empty() {
+            return Err(Error::Config(
+                "the registry is empty: there is nothing to compile".into(),
+            ));
+        }
+        let registry_fingerprint = sha256_hex(system.as_bytes());
+        let key = sha256_hex(
+            format!(
+                "{registry_fingerprint} {} {} {} {PROMPT_FORMAT}",
+                self.generator_sha256, self.edge_sha256, self.cloud_sha256
+            )
+            .as_bytes(),
+        );
+        let dir = if cache {
+            self.compiled_dir.clone()
+        } else {
+            out.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+        let staged = dir.join(format!("{key}.gguf"));
+        let was_cached = cache && staged.exists();
+        let mut cloud_tokens = 0;
+        if !was_cached {
+            self.build()?;
+            let (features, encoded) = self.features.features([system], &mut self.cloud)?;
+            cloud_tokens = encoded.tokens;
+            let Some((generator, arch)) = &self.built else {
+                return Err(Error::Config("the generator was not built".into()));
+            };
+            let adapter = generator.adapter(&features.of(system)?, arch)?;
+            std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            write_lora_adapter(&staged, &adapter.arch, adapter.alpha, &adapter.pairs)?;
+        }
+        let manifest = Manifest {
+            registry_fingerprint,
+            edge_sha256: self.edge_sha256.clone(),
+            cloud_sha256: self.cloud_sha256.clone(),
+            generator_sha256: self.generator_sha256.clone(),
+            prompt_format: PROMPT_FORMAT.to_owned(),
+            adapter_sha256: sha256_file(&staged).map_err(io_at(&staged))?,
+        };
+        if cache {
+            write_atomic_with(out, |tmp| {
+                std::fs::copy(&staged, tmp).map(drop).map_err(io_at(tmp))
+            })?;
+        } else {
+            std::fs::rename(&staged, out).map_err(io_at(out))?;
+        }
+        manifest.write(out)?;
+        Ok(Compiled {
+            artifact: CompiledAdapter {
+                path: out.to_path_buf(),
+                manifest,
+                cached: was_cached,
+            },
+            cloud_tokens,
+        })
     }
-    let weights = req.checkpoint.join(MODEL_FILE);
-    let generator_sha256 = sha256_file(&weights)?;
-    let registry_fingerprint = sha256_hex(req.system.as_bytes());
-    let key = sha256_hex(
-        format!(
-            "{registry_fingerprint} {generator_sha256} {} {} {PROMPT_FORMAT}",
-            req.edge_sha256, req.cloud_sha256
-        )
-        .as_bytes(),
-    );
-    let dir = if req.cache {
-        req.home.join("compiled")
-    } else {
-        out.parent()
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    };
-    let cached = dir.join(format!("{key}.gguf"));
-    let mut cloud_tokens = 0;
-    let was_cached = req.cache && cached.exists();
-    if !was_cached {
-        let (content, _) = read_gguf(req.edge_path)?;
-        let edge = EdgeConfig::from_gguf(req.edge_path, &content)?;
+
+    /// Builds the generator with its weights, once.
+    fn build(&mut self) -> Result<()> {
+        if self.built.is_some() {
+            return Ok(());
+        }
+        let (content, _) = read_gguf(&self.edge_path)?;
+        let edge = EdgeConfig::from_gguf(&self.edge_path, &content)?;
         let mut varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let generator = Generator::new(generator_config, |t| edge.dims(t), vb)?;
+        let generator = Generator::new(self.config.clone(), |t| edge.dims(t), vb)?;
+        let weights = self.checkpoint.join(MODEL_FILE);
         varmap.load(&weights).map_err(|e| {
             Error::Config(format!(
                 "{}: does not fit the generator its config.json describes ({e})",
                 weights.display()
             ))
         })?;
-        let cache = FeatureCache::new(&req.home.join("features"), req.cloud_sha256);
-        let (features, encoded) = cache.features([req.system], &mut Cloud::new(req.cloud_path))?;
-        cloud_tokens = encoded.tokens;
-        let adapter = generator.adapter(&features.of(req.system)?, edge.arch.gguf_name())?;
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        write_lora_adapter(&cached, &adapter.arch, adapter.alpha, &adapter.pairs)?;
+        self.built = Some((generator, edge.arch.gguf_name()));
+        Ok(())
     }
-    let bytes = std::fs::read(&cached).map_err(|source| Error::Io {
-        path: cached.clone(),
-        source,
-    })?;
-    let manifest = Manifest {
-        registry_fingerprint,
-        edge_sha256: req.edge_sha256.to_owned(),
-        cloud_sha256: req.cloud_sha256.to_owned(),
-        generator_sha256,
-        prompt_format: PROMPT_FORMAT.to_owned(),
-        adapter_sha256: sha256_hex(&bytes),
-    };
-    if req.cache {
-        write_atomic_with(out, |tmp| {
-            std::fs::write(tmp, &bytes).map_err(|source| Error::Io {
-                path: tmp.to_path_buf(),
-                source,
-            })
-        })?;
-    } else {
-        std::fs::rename(&cached, out).map_err(|source| Error::Io {
-            path: out.to_path_buf(),
-            source,
-        })?;
-    }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Config(e.to_string()))?;
-    write_atomic(&manifest_path(out), &json)?;
-    Ok(Compiled {
-        adapter: out.to_path_buf(),
-        manifest,
-        cached: was_cached,
-        cloud_tokens,
-    })
 }
 
-/// `<adapter>.manifest.json`.
-pub fn manifest_path(adapter: &Path) -> PathBuf {
-    let mut name = adapter.as_os_str().to_owned();
-    name.push(".manifest.json");
-    PathBuf::from(name)
+impl AdapterSource for Compiler {
+    fn compile_adapter(
+        &mut self,
+        system: &str,
+        out: &Path,
+        cache: bool,
+    ) -> loragen_agent::Result<CompiledAdapter> {
+        self.compile(system, out, cache)
+            .map(|c| c.artifact)
+            .map_err(|e| loragen_agent::Error::Compile(Box::new(e)))
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
 }
 
 fn short(sha: &str) -> &str {

@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use loragen_agent::runtime::{Model, SessionParams};
 use loragen_tools::atomic::write_atomic_with;
+use loragen_tools::digest::sha256_hex;
 
 /// How system parts are cut into blocks; part of every cache key.
 pub const RENDERER: &str = "blocks-v1";
@@ -26,10 +26,11 @@ pub const RENDERER: &str = "blocks-v1";
 /// and is the same text for every registry.
 const TOOL_LIST_STANDIN: &str = "one of the tools above";
 
-/// The blocks of a GPT4Tools-style system part: everything before the
-/// first `> name: description` line, each such line, and the rest (with
-/// its list of tool names replaced, so that block is shared). A system part
-/// without tool lines is one block.
+/// The blocks of a system part: everything before the first tool line,
+/// each tool line, and the rest (with its list of tool names replaced, so
+/// that block is shared). Tool lines are GPT4Tools' `> name: description`
+/// and the JSON protocol's one-object-per-line specs (`{"...`). A system
+/// part without tool lines is one block.
 ///
 /// # Examples
 ///
@@ -47,7 +48,8 @@ pub fn system_blocks(system: &str) -> Vec<String> {
     let mut preamble = String::new();
     let mut rest = String::new();
     for line in system.split_inclusive('\n') {
-        if line.starts_with("> ") && rest.is_empty() {
+        let tool_line = line.starts_with("> ") || line.starts_with("{\"");
+        if tool_line && rest.is_empty() {
             blocks.push(line.to_owned());
         } else if blocks.is_empty() {
             preamble.push_str(line);
@@ -152,9 +154,8 @@ impl FeatureCache {
     }
 
     fn path_of(&self, text: &str) -> PathBuf {
-        let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}.safetensors"))
+        self.dir
+            .join(format!("{}.safetensors", sha256_hex(text.as_bytes())))
     }
 
     /// A cached block's features (tokens, cloud_dim) as f32, if present.
@@ -175,30 +176,17 @@ impl FeatureCache {
         Ok(Some(t.to_dtype(DType::F32)?))
     }
 
-    /// A block's features from the cache, or from `encode` (then cached).
-    /// The second value tells whether `encode` ran.
-    pub fn block(
-        &self,
-        text: &str,
-        encode: impl FnOnce(&str) -> Result<Tensor>,
-    ) -> Result<(Tensor, bool)> {
-        if let Some(t) = self.get(text)? {
-            return Ok((t, false));
-        }
-        let t = encode(text)?;
-        self.store(text, &t)?;
-        Ok((t, true))
-    }
-
     /// The features of every block of `systems`: from the cache, or from
-    /// one pass of the cloud model each (then cached).
+    /// one pass of the cloud model each (then cached). The blocks missing
+    /// from the cache are encoded together, in one cloud session.
     pub fn features<'s>(
         &self,
         systems: impl IntoIterator<Item = &'s str>,
-        cloud: &mut Cloud<'_>,
+        cloud: &mut Cloud,
     ) -> Result<(RegistryFeatures, Encoded)> {
         let mut features = RegistryFeatures::default();
         let mut counts = Encoded::default();
+        let mut missing: Vec<String> = Vec::new();
         for system in systems {
             let blocks = system_blocks(system);
             if blocks.is_empty() {
@@ -207,17 +195,22 @@ impl FeatureCache {
                 ));
             }
             for block in blocks {
-                if features.has_block(&block) {
+                if features.has_block(&block) || missing.contains(&block) {
                     continue;
                 }
-                let (t, computed) = self.block(&block, |text| cloud.encode(text))?;
                 counts.blocks += 1;
-                if computed {
-                    counts.computed += 1;
-                    counts.tokens += t.dim(0)?;
+                match self.get(&block)? {
+                    Some(t) => features.insert_block(block, t),
+                    None => missing.push(block),
                 }
-                features.insert_block(block, t);
             }
+        }
+        let texts: Vec<&str> = missing.iter().map(String::as_str).collect();
+        for (block, t) in missing.iter().zip(cloud.encode_all(&texts)?) {
+            self.store(block, &t)?;
+            counts.computed += 1;
+            counts.tokens += t.dim(0)?;
+            features.insert_block(block.clone(), t);
         }
         Ok((features, counts))
     }
@@ -238,51 +231,62 @@ impl FeatureCache {
 /// all cached never loads it). Each text is encoded on its own, in a fresh
 /// session with hidden states on.
 #[derive(Debug)]
-pub struct Cloud<'p> {
-    path: &'p Path,
+pub struct Cloud {
+    path: PathBuf,
     model: Option<Model>,
 }
 
-impl<'p> Cloud<'p> {
-    pub fn new(path: &'p Path) -> Self {
-        Cloud { path, model: None }
+impl Cloud {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Cloud {
+            path: path.into(),
+            model: None,
+        }
     }
 
-    /// Final-layer hidden states of every token of `text` (tokens, n_embd).
-    pub fn encode(&mut self, text: &str) -> Result<Tensor> {
-        let model = match self.model.take() {
-            Some(model) => model,
-            None => {
-                tracing::info!(path = %self.path.display(), "loading the cloud model for features");
-                Model::load(self.path)?
-            }
+    /// Final-layer hidden states of every token of each text (tokens,
+    /// n_embd), each text encoded on its own. One session serves them all:
+    /// making a llama.cpp context costs more than encoding a short block.
+    pub fn encode_all(&mut self, texts: &[&str]) -> Result<Vec<Tensor>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.model.is_none() {
+            tracing::info!(path = %self.path.display(), "loading the cloud model for features");
+            self.model = Some(Model::load(&self.path)?);
+        }
+        let Some(model) = self.model.as_ref() else {
+            return Err(Error::Config("the cloud model did not load".into()));
         };
-        let encoded = encode(&model, text);
-        self.model = Some(model);
-        encoded
+        let tokenized: Vec<_> = texts.iter().map(|t| model.tokenize(t, false)).collect();
+        if let Some(i) = tokenized.iter().position(Vec::is_empty) {
+            return Err(Error::Config(format!(
+                "{:?} has no tokens to encode",
+                texts[i]
+            )));
+        }
+        let longest = tokenized.iter().map(Vec::len).max().unwrap_or(0);
+        let mut session = model.session(
+            SessionParams::default()
+                .with_embeddings(true)
+                .with_prefix_reuse(false)
+                .with_n_ctx((longest as u32 + 16).max(64)),
+        )?;
+        let mut out = Vec::with_capacity(texts.len());
+        for (text, tokens) in texts.iter().zip(&tokenized) {
+            let _span = tracing::info_span!("cloud_encode", bytes = text.len()).entered();
+            session.clear_cache();
+            let positions: Vec<usize> = (0..tokens.len()).collect();
+            let states = session.hidden_states(tokens, &positions)?;
+            let flat: Vec<f32> = states.into_iter().flatten().collect();
+            out.push(Tensor::from_vec(
+                flat,
+                (tokens.len(), model.n_embd()),
+                &Device::Cpu,
+            )?);
+        }
+        Ok(out)
     }
-}
-
-fn encode(model: &Model, text: &str) -> Result<Tensor> {
-    let _span = tracing::info_span!("cloud_encode", bytes = text.len()).entered();
-    let tokens = model.tokenize(text, false);
-    if tokens.is_empty() {
-        return Err(Error::Config(format!("{text:?} has no tokens to encode")));
-    }
-    let mut session = model.session(
-        SessionParams::default()
-            .with_embeddings(true)
-            .with_prefix_reuse(false)
-            .with_n_ctx((tokens.len() as u32 + 16).max(64)),
-    )?;
-    let positions: Vec<usize> = (0..tokens.len()).collect();
-    let states = session.hidden_states(&tokens, &positions)?;
-    let flat: Vec<f32> = states.into_iter().flatten().collect();
-    Ok(Tensor::from_vec(
-        flat,
-        (tokens.len(), model.n_embd()),
-        &Device::Cpu,
-    )?)
 }
 
 #[cfg(test)]
@@ -319,6 +323,24 @@ mod tests {
         );
         assert_eq!(system_blocks("no tools here"), vec!["no tools here"]);
         assert!(system_blocks("").is_empty());
+    }
+
+    #[test]
+    fn json_protocol_system_parts_cut_at_each_spec_line() {
+        use loragen_tools::render::json_system_prompt;
+        use loragen_tools::ToolSpec;
+        let spec = |name: &str| ToolSpec {
+            name: name.into(),
+            description: format!("does {name}"),
+            parameters: serde_json::json!({"type": "object", "properties": {}}),
+        };
+        let ab = system_blocks(&json_system_prompt(&[spec("a"), spec("b")]));
+        let cb = system_blocks(&json_system_prompt(&[spec("c"), spec("b")]));
+        assert_eq!(ab.len(), 4, "{ab:?}");
+        assert!(ab[1].starts_with("{\"") && ab[1].contains("\"a\""));
+        // Preamble and rules are shared; the `b` spec is the same block.
+        assert_eq!((&ab[0], &ab[2], &ab[3]), (&cb[0], &cb[2], &cb[3]));
+        assert!(ab[3].contains("several calls at once"));
     }
 
     #[test]

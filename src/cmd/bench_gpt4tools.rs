@@ -3,23 +3,24 @@
 //! record per item, resumes where it stopped, and writes the report,
 //! the chart and optionally the results page.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use loragen_agent::adapter::{check_adapter, AdapterSource};
 use loragen_agent::grammar::call_grammar;
 use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
-use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
-use loragen_generator::compile::{compile, CompileRequest};
+use loragen_agent::store::{model_sha256, ModelChoice, Role};
+use loragen_generator::compile::Compiler;
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
+use loragen_tools::digest::sha256_hex;
 use loragen_tools::protocol::STEP_STOPS;
 use loragen_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::cli::{BenchGpt4toolsArgs, ModelArgs};
 
@@ -36,7 +37,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     } else {
         args.mode.clone()
     };
-    let plans: Vec<ModePlan> = modes
+    let mut plans: Vec<ModePlan> = modes
         .iter()
         .map(|&m| ModePlan::new(m, &args, models))
         .collect::<anyhow::Result<_>>()?;
@@ -51,15 +52,22 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let generator_sha256 = plans
         .iter()
         .find_map(|p| p.generator.as_ref())
-        .map(|g| g.generator_sha256())
-        .transpose()?;
-    let meta = RunMeta::for_run(&data, &text, &args, generator_sha256);
+        .map(|g| g.generator_sha256().to_owned());
+    let artifact_sha256 = plans
+        .iter()
+        .map(|p| {
+            p.artifact_sha256()
+                .map(|sha| sha.map(|sha| (p.mode.to_string(), sha)))
+        })
+        .filter_map(Result::transpose)
+        .collect::<anyhow::Result<_>>()?;
+    let meta = RunMeta::for_run(&data, &text, &args, generator_sha256, artifact_sha256);
     meta.check_or_write(&out)?;
     let mut log: RecordLog = RecordLog::open(&out.join(RECORDS))?;
 
     let stop = super::interrupt_flag()?;
 
-    for plan in &plans {
+    for plan in &mut plans {
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -152,10 +160,6 @@ fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
 
 const RECORDS: &str = "records.jsonl";
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 /// The settings a run directory was made with (`run.json`): resuming with
 /// other settings would mix incomparable records, and rescoring needs the
 /// data file and the decoding settings.
@@ -175,6 +179,10 @@ struct RunMeta {
     /// records of another generator must not mix with these.
     #[serde(default)]
     generator_sha256: Option<String>,
+    /// sha256 of the fixed adapter or merged model each mode ran with, by
+    /// mode: a rerun with another artifact must not mix its records in.
+    #[serde(default)]
+    artifact_sha256: BTreeMap<String, String>,
 }
 
 impl RunMeta {
@@ -183,9 +191,11 @@ impl RunMeta {
         bytes: &[u8],
         args: &BenchGpt4toolsArgs,
         generator_sha256: Option<String>,
+        artifact_sha256: BTreeMap<String, String>,
     ) -> Self {
         RunMeta {
             generator_sha256,
+            artifact_sha256,
             data: data.to_owned(),
             data_sha256: sha256_hex(bytes),
             constrained: args.constrained,
@@ -225,6 +235,16 @@ impl RunMeta {
                 out.display(),
                 old.generator_sha256.as_deref().unwrap_or("none")
             );
+            for (mode, sha) in &self.artifact_sha256 {
+                if let Some(old_sha) = old.artifact_sha256.get(mode) {
+                    anyhow::ensure!(
+                        old_sha == sha,
+                        "{} holds {mode} records made with another adapter or merged model (sha256 {}); use another --out or delete it",
+                        out.display(),
+                        old_sha.get(..12).unwrap_or(old_sha)
+                    );
+                }
+            }
             anyhow::ensure!(
                 old.constrained == self.constrained && old.max_tokens == self.max_tokens,
                 "{} holds a run with other decoding settings (constrained {}, max tokens {}); use another --out or delete it",
@@ -232,7 +252,16 @@ impl RunMeta {
                 old.constrained,
                 old.max_tokens
             );
-            return Ok(());
+            // A mode run here for the first time adds its artifact.
+            let mut merged = old.clone();
+            merged.artifact_sha256.extend(self.artifact_sha256.clone());
+            if merged.artifact_sha256 == old.artifact_sha256 {
+                return Ok(());
+            }
+            return Ok(super::write_atomic(
+                &out.join("run.json"),
+                serde_json::to_string_pretty(&merged)?.as_bytes(),
+            )?);
         }
         Ok(super::write_atomic(
             &out.join("run.json"),
@@ -247,52 +276,23 @@ struct ModePlan {
     model: PathBuf,
     adapter: Option<PathBuf>,
     /// Compiled mode with a generator: an adapter per system part.
-    generator: Option<GeneratorPlan>,
+    generator: Option<Compiler>,
     with_system: bool,
     reuse_prefix: bool,
 }
 
-/// A generator and the models it compiles for.
-struct GeneratorPlan {
-    checkpoint: PathBuf,
-    edge: PathBuf,
-    edge_sha256: String,
-    cloud: PathBuf,
-    cloud_sha256: String,
-    home: PathBuf,
-}
-
-impl GeneratorPlan {
-    fn generator_sha256(&self) -> anyhow::Result<String> {
-        let weights = self
-            .checkpoint
-            .join(loragen_generator::train::trainer::MODEL_FILE);
-        let bytes = std::fs::read(&weights)
-            .with_context(|| format!("cannot read {}", weights.display()))?;
-        Ok(sha256_hex(&bytes))
-    }
-
-    /// Compiles one system part into `dir`; returns the adapter's path.
-    fn compile(&self, system: &str, dir: &Path) -> anyhow::Result<PathBuf> {
-        let out = dir.join(format!("{}.gguf", &sha256_hex(system.as_bytes())[..16]));
-        let compiled = compile(
-            &CompileRequest {
-                system,
-                checkpoint: &self.checkpoint,
-                edge_path: &self.edge,
-                edge_sha256: &self.edge_sha256,
-                cloud_path: &self.cloud,
-                cloud_sha256: &self.cloud_sha256,
-                home: &self.home,
-                cache: false,
-            },
-            &out,
-        )?;
-        Ok(compiled.adapter)
-    }
-}
-
 impl ModePlan {
+    /// sha256 of the fixed adapter, or of the model file when it is not
+    /// the edge model (a merged model).
+    fn artifact_sha256(&self) -> anyhow::Result<Option<String>> {
+        let file = match &self.adapter {
+            Some(adapter) => adapter,
+            None if self.mode == Mode::Compiled && self.generator.is_none() => &self.model,
+            None => return Ok(None),
+        };
+        Ok(Some(model_sha256(file)?))
+    }
+
     fn new(mode: Mode, args: &BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<Self> {
         let edge = || super::resolve_model(&ModelChoice::Role(Role::Edge), models);
         let plan = |model, adapter, with_system, reuse_prefix| ModePlan {
@@ -307,23 +307,15 @@ impl ModePlan {
             Mode::InContext => plan(edge()?, None, true, false),
             Mode::InContextCached => plan(edge()?, None, true, true),
             Mode::Compiled => match (&args.adapter, &args.merged_model, &args.generator) {
-                (Some(a), None, None) => plan(edge()?, Some(a.clone()), false, false),
+                (Some(a), None, None) => {
+                    let edge = edge()?;
+                    check_adapter(a, &model_sha256(&edge)?)?;
+                    plan(edge, Some(a.clone()), false, false)
+                }
                 (None, Some(m), None) => plan(m.clone(), None, false, false),
                 (None, None, Some(checkpoint)) => {
-                    let (edge, cloud) = (
-                        edge()?,
-                        super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?,
-                    );
-                    let generator = GeneratorPlan {
-                        checkpoint: checkpoint.clone(),
-                        edge_sha256: model_sha256(&edge)?,
-                        cloud_sha256: model_sha256(&cloud)?,
-                        edge: edge.clone(),
-                        cloud,
-                        home: ModelStore::from_env()?.home().to_owned(),
-                    };
-                    let mut p = plan(edge, None, false, false);
-                    p.generator = Some(generator);
+                    let mut p = plan(edge()?, None, false, false);
+                    p.generator = Some(super::compile::open_compiler(checkpoint, models, None)?);
                     p
                 }
                 _ => anyhow::bail!(
@@ -346,7 +338,7 @@ fn default_out(data: &Path) -> PathBuf {
 }
 
 fn run_mode(
-    plan: &ModePlan,
+    plan: &mut ModePlan,
     items: &[Item],
     log: &mut RecordLog,
     args: &BenchGpt4toolsArgs,
@@ -365,7 +357,7 @@ fn run_mode(
         // state (or its compiled adapter) is made once per group.
         order.sort_by(|a, b| a.system_part().cmp(b.system_part()));
     }
-    let groups: Vec<Vec<&Item>> = match plan.generator {
+    let groups: Vec<Vec<&Item>> = match &plan.generator {
         Some(_) => order
             .chunk_by(|a, b| a.system_part() == b.system_part())
             .map(<[&Item]>::to_vec)
@@ -388,16 +380,29 @@ fn run_mode(
     let mut scores = Vec::new();
     let started = Instant::now();
     let mut compile_s = 0.0;
+    let mut loaded_adapters = 0;
     for group in groups {
-        let adapter_path = match (&plan.generator, group.first()) {
+        let adapter_path = match (plan.generator.as_mut(), group.first()) {
             (Some(generator), Some(first)) => {
+                let system = first.system_part();
+                let out = adapters
+                    .path()
+                    .join(format!("{}.gguf", &sha256_hex(system.as_bytes())[..16]));
                 let compiling = Instant::now();
-                let path = generator.compile(first.system_part(), adapters.path())?;
+                let source: &mut dyn AdapterSource = generator;
+                let compiled = source.compile_adapter(system, &out, false)?;
                 compile_s += compiling.elapsed().as_secs_f64();
-                Some(path)
+                Some(compiled.path)
             }
             _ => plan.adapter.clone(),
         };
+        if adapter_path.is_some() {
+            if loaded_adapters == super::ADAPTERS_PER_MODEL_LOAD {
+                model = Model::load(&plan.model)?;
+                loaded_adapters = 0;
+            }
+            loaded_adapters += 1;
+        }
         let mut adapter = adapter_path.map(|p| model.load_adapter(p)).transpose()?;
         let mut session = model.session(session_params.clone())?;
         if let Some(adapter) = adapter.as_mut() {

@@ -1,11 +1,13 @@
 //! `loragen compile`: a registry into a GGUF adapter and its manifest,
-//! through the generator library's `compile`.
+//! through the generator library's `Compiler`.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use loragen_agent::adapter::manifest_path;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
-use loragen_generator::compile::{compile, manifest_path, CompileRequest};
+use loragen_generator::compile::{Compiler, CompilerSpec};
 use loragen_tools::gpt4tools::{render_system_prompt, TOOLS};
 
 use crate::cli::{CompileArgs, ModelArgs};
@@ -18,31 +20,17 @@ pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", file.display()))?,
         _ => anyhow::bail!("give --registry or --system-file"),
     };
-    let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
-    let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
-    let store = ModelStore::from_env()?;
     let started = Instant::now();
-    let (edge_sha256, cloud_sha256) = (model_sha256(&edge_path)?, model_sha256(&cloud_path)?);
-    let compiled = compile(
-        &CompileRequest {
-            system: &system,
-            checkpoint: &args.checkpoint,
-            edge_path: &edge_path,
-            edge_sha256: &edge_sha256,
-            cloud_path: &cloud_path,
-            cloud_sha256: &cloud_sha256,
-            home: store.home(),
-            cache: true,
-        },
-        &args.out,
-    )?;
+    let compiled =
+        open_compiler(&args.checkpoint, models, None)?.compile(&system, &args.out, true)?;
+    let artifact = &compiled.artifact;
     println!(
         "compiled {} bytes of registry into {} ({}) in {:.2} s{}",
         system.len(),
-        compiled.adapter.display(),
-        manifest_path(&compiled.adapter).display(),
+        artifact.path.display(),
+        manifest_path(&artifact.path).display(),
         started.elapsed().as_secs_f64(),
-        if compiled.cached {
+        if artifact.cached {
             ", from the compile cache".to_owned()
         } else {
             format!(", {} cloud tokens encoded", compiled.cloud_tokens)
@@ -50,8 +38,29 @@ pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
     );
     println!(
         "registry fingerprint {}",
-        compiled.manifest.registry_fingerprint
+        artifact.manifest.registry_fingerprint
     );
-    println!("adapter sha256 {}", compiled.manifest.adapter_sha256);
+    println!("adapter sha256 {}", artifact.manifest.adapter_sha256);
     Ok(())
+}
+
+/// The generator checkpoint at `checkpoint`, for the edge and cloud models
+/// that `models` selects, caching under `cache_home` (default
+/// `$LORAGEN_HOME`).
+pub fn open_compiler(
+    checkpoint: &Path,
+    models: &ModelArgs,
+    cache_home: Option<&Path>,
+) -> anyhow::Result<Compiler> {
+    let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+    let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
+    let store = ModelStore::from_env()?;
+    Ok(Compiler::open(&CompilerSpec {
+        checkpoint,
+        edge_sha256: &model_sha256(&edge_path)?,
+        edge_path: &edge_path,
+        cloud_sha256: &model_sha256(&cloud_path)?,
+        cloud_path: &cloud_path,
+        home: cache_home.unwrap_or(store.home()),
+    })?)
 }

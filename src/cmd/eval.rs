@@ -4,11 +4,12 @@
 //! and scores them where the queries carry answers.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::grammar::call_grammar;
-use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
+use loragen_agent::adapter::AdapterSource;
+use loragen_agent::grammar::{call_grammar_with, GrammarParams};
+use loragen_agent::runtime::{FinishReason, GenerateParams, Model, Session, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::generic::{
     load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolSet,
@@ -27,12 +28,23 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         queries.truncate(limit);
     }
     for q in &queries {
-        tools.for_query(q)?;
+        let offered = tools.for_query(q)?;
+        if args.constrained {
+            // Every grammar is built before the run, so an inexpressible
+            // schema stops it at once rather than halfway.
+            let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
+            grammar_for(&specs, args.max_calls)
+                .map_err(|e| anyhow::anyhow!("query {}: {e}", q.id))?;
+        }
     }
     anyhow::ensure!(
-        args.mode.definitions_in_context() || args.adapter.is_some(),
-        "mode {} needs --adapter FILE (a GGUF LoRA adapter)",
+        args.mode.definitions_in_context() || args.adapter.is_some() || args.generator.is_some(),
+        "mode {} needs --adapter FILE (a GGUF LoRA adapter) or --generator DIR (compiles each query's tools)",
         args.mode
+    );
+    anyhow::ensure!(
+        !(args.adapter.is_some() && args.generator.is_some()),
+        "give --adapter or --generator, not both"
     );
     let mut log: RecordLog<EvalRecord> = RecordLog::open(&args.out)?;
     let todo: Vec<&Query> = queries.iter().filter(|q| !log.is_done(&q.id)).collect();
@@ -47,16 +59,12 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
 
     let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
     let mut model = Model::load(&path)?;
-    let mut adapter = args
-        .adapter
+    let mut compiler = args
+        .generator
         .as_ref()
-        .map(|p| model.load_adapter(p))
+        .map(|c| super::compile::open_compiler(c, models, None))
         .transpose()?;
-    let mut session =
-        model.session(SessionParams::default().with_prefix_reuse(args.mode.reuses_prefix()))?;
-    if let Some(adapter) = adapter.as_mut() {
-        session.set_adapter(adapter, 1.0)?;
-    }
+    let session_params = SessionParams::default().with_prefix_reuse(args.mode.reuses_prefix());
     let stop = super::interrupt_flag()?;
 
     let bar = ProgressBar::new(todo.len() as u64);
@@ -66,39 +74,51 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix("eval");
-    for query in todo {
-        let offered = tools.for_query(query)?;
-        let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-        let system = args
-            .mode
-            .definitions_in_context()
-            .then(|| json_system_prompt(&specs));
-        let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
-        let prompt = conversation_prompt(system.as_deref(), &[], &input.join("\n"), "");
-        let mut params = GenerateParams::default()
-            .with_max_tokens(args.max_tokens)
-            .with_stop(STEP_STOPS);
-        if args.constrained {
-            params = params.with_grammar(grammar_for(&specs));
+    if let Some(compiler) = compiler.as_mut() {
+        // Each query's tools compiled into its own adapter (through the
+        // compile cache); llama.cpp frees adapters only with their model.
+        let adapters = tempfile::tempdir()?;
+        let mut loaded = 0;
+        let mut compile_s = 0.0;
+        for query in todo {
+            let offered = tools.for_query(query)?;
+            let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
+            let started = std::time::Instant::now();
+            let out = adapters.path().join(format!("{loaded}.gguf"));
+            let compiled = compiler.compile_adapter(&json_system_prompt(&specs), &out, true)?;
+            compile_s += started.elapsed().as_secs_f64();
+            if loaded == super::ADAPTERS_PER_MODEL_LOAD {
+                model = Model::load(&path)?;
+                loaded = 0;
+            }
+            loaded += 1;
+            let mut adapter = model.load_adapter(&compiled.path)?;
+            let mut session = model.session(session_params.clone())?;
+            session.set_adapter(&mut adapter, 1.0)?;
+            if !answer(&mut session, query, &specs, &args, &mut log, &stop)? {
+                break;
+            }
+            bar.inc(1);
         }
-        let completion = session.generate_streaming(&prompt, &params, super::until(&stop))?;
-        if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
-            break;
+        println!("compiling the queries' tools took {compile_s:.1} s in all (not part of the per-query latency)");
+    } else {
+        let mut adapter = args
+            .adapter
+            .as_ref()
+            .map(|p| super::load_checked_adapter(&mut model, &path, p))
+            .transpose()?;
+        let mut session = model.session(session_params)?;
+        if let Some(adapter) = adapter.as_mut() {
+            session.set_adapter(adapter, 1.0)?;
         }
-        let ParsedCalls { calls, problem } = parse_calls(completion.text.as_bytes());
-        let correct = score_query(query, &calls);
-        let s = completion.stats;
-        log.append(EvalRecord {
-            id: query.id.clone(),
-            calls,
-            correct,
-            problem,
-            output: completion.text.trim_end().to_owned(),
-            prompt_tokens: s.prompt_tokens,
-            prefill_ms: s.prefill_ms,
-            decode_ms: s.decode_ms,
-        })?;
-        bar.inc(1);
+        for query in todo {
+            let offered = tools.for_query(query)?;
+            let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
+            if !answer(&mut session, query, &specs, &args, &mut log, &stop)? {
+                break;
+            }
+            bar.inc(1);
+        }
     }
     bar.finish();
     summarise(log.records(), &queries);
@@ -108,19 +128,77 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The agent's call grammar over the offered tools; a schema that the
-/// grammar converter rejects leaves this query unconstrained.
-fn grammar_for(specs: &[loragen_tools::ToolSpec]) -> Option<String> {
-    let registry = ToolRegistry::from_specs(specs.iter().cloned()).ok()?;
-    call_grammar(&registry)
-        .map_err(|e| tracing::warn!("unconstrained: {e}"))
-        .ok()
+/// Generates and scores one query's message and appends its record;
+/// `false` when the run was interrupted.
+fn answer(
+    session: &mut Session<'_>,
+    query: &Query,
+    specs: &[loragen_tools::ToolSpec],
+    args: &EvalArgs,
+    log: &mut RecordLog<EvalRecord>,
+    stop: &AtomicBool,
+) -> anyhow::Result<bool> {
+    let prompt = query_prompt(query, args.mode.definitions_in_context().then_some(specs));
+    let mut params = GenerateParams::default()
+        .with_max_tokens(args.max_tokens)
+        .with_stop(STEP_STOPS);
+    if args.constrained {
+        params = params.with_grammar(Some(grammar_for(specs, args.max_calls)?));
+    }
+    let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
+    if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    let ParsedCalls { calls, problem } = parse_calls(completion.text.as_bytes());
+    let correct = score_query(query, &calls);
+    let s = completion.stats;
+    log.append(EvalRecord {
+        id: query.id.clone(),
+        calls,
+        correct,
+        problem,
+        output: completion.text.trim_end().to_owned(),
+        prompt_tokens: s.prompt_tokens,
+        prefill_ms: s.prefill_ms,
+        decode_ms: s.decode_ms,
+    })?;
+    Ok(true)
+}
+
+/// The prompt of `query`, with the JSON rendering of `specs` as its system
+/// part when given (in-context modes), without it in compiled modes.
+pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_tools::ToolSpec]>) -> String {
+    let system = specs.map(json_system_prompt);
+    let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
+    conversation_prompt(system.as_deref(), &[], &input.join("\n"), "")
+}
+
+/// The call grammar over the offered tools, up to `max_calls` parallel
+/// calls. A schema the grammar cannot express is an error naming the tool
+/// and the keyword, never a silent fall back to free text.
+pub(super) fn grammar_for(
+    specs: &[loragen_tools::ToolSpec],
+    max_calls: usize,
+) -> anyhow::Result<String> {
+    let registry = ToolRegistry::from_specs(specs.iter().cloned())?;
+    Ok(call_grammar_with(
+        &registry,
+        &GrammarParams::default().with_max_calls(max_calls),
+    )?)
 }
 
 /// Accuracy per category (the id up to its last `_`) and overall.
 fn summarise(records: &[EvalRecord], queries: &[Query]) {
+    /// Scored queries, right ones, prompt tokens and latencies.
+    #[derive(Default)]
+    struct Row {
+        scored: usize,
+        right: usize,
+        prompt_tokens: usize,
+        ms: Vec<f64>,
+    }
     let ids: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
-    let mut per: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut per: BTreeMap<String, Row> = BTreeMap::new();
     for r in records.iter().filter(|r| ids.contains(r.id.as_str())) {
         let Some(correct) = r.correct else { continue };
         let category =
@@ -129,15 +207,23 @@ fn summarise(records: &[EvalRecord], queries: &[Query]) {
                 .to_owned();
         for key in [category, "all".to_owned()] {
             let e = per.entry(key).or_default();
-            e.0 += usize::from(correct);
-            e.1 += 1;
+            e.right += usize::from(correct);
+            e.scored += 1;
+            e.prompt_tokens += r.prompt_tokens;
+            e.ms.push(r.prefill_ms + r.decode_ms);
         }
     }
-    println!("| category | scored | accuracy |\n|---|---|---|");
-    for (k, (right, n)) in &per {
+    println!(
+        "| category | scored | accuracy | mean prompt tokens | p50 ms |\n|---|---|---|---|---|"
+    );
+    for (k, row) in &per {
+        let n = row.scored.max(1) as f64;
         println!(
-            "| {k} | {n} | {:.1}% |",
-            100.0 * *right as f64 / (*n).max(1) as f64
+            "| {k} | {} | {:.1}% | {:.0} | {:.0} |",
+            row.scored,
+            100.0 * row.right as f64 / n,
+            row.prompt_tokens as f64 / n,
+            loragen_gpt4tools::report::quantile(&row.ms, 0.5)
         );
     }
 }

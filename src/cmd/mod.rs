@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
 pub mod adapter;
+pub mod bench_calls;
+pub mod bench_compile;
+pub mod bench_curve;
 pub mod bench_edge;
 pub mod bench_gpt4tools;
 pub mod bench_runtime;
@@ -18,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use loragen_agent::store::{ModelChoice, ModelStore, Role};
+use loragen_agent::adapter::check_adapter;
+use loragen_agent::runtime::{Adapter, Model};
+use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 
 use crate::cli::ModelArgs;
 
@@ -31,6 +36,22 @@ pub fn resolve_model(choice: &ModelChoice, models: &ModelArgs) -> anyhow::Result
         ModelChoice::Path(_) => None,
     };
     Ok(store.resolve(choice, override_path)?)
+}
+
+/// llama.cpp frees a LoRA adapter only with its model, so a run that
+/// compiles an adapter per registry reloads the edge model after this many
+/// adapters (each holds about 9 MB).
+pub const ADAPTERS_PER_MODEL_LOAD: usize = 32;
+
+/// Loads `adapter` into `model` (the file at `model_path`) after checking
+/// its manifest, if it has one, against that model.
+pub fn load_checked_adapter(
+    model: &mut Model,
+    model_path: &Path,
+    adapter: &Path,
+) -> anyhow::Result<Adapter> {
+    check_adapter(adapter, &model_sha256(model_path)?)?;
+    Ok(model.load_adapter(adapter)?)
 }
 
 /// A flag that Ctrl-C sets, so long runs stop between items and keep

@@ -1,6 +1,7 @@
 //! `loragen repl`: an interactive agent on the edge model.
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::cli::{ModelArgs, ReplArgs};
 /// Longest line the REPL hands to the model.
 const MAX_INPUT_CHARS: usize = 8_000;
 
-const HELP: &str = ":tools  list tools | :mode in-context|in-context-cached|compiled|lora | :image PATH  share an image | :stats | :reset | :quit";
+const HELP: &str = ":tools  list tools | :mode in-context|in-context-cached|compiled|lora | :compile  compile the tools again (with --generator) | :image PATH  share an image | :stats | :reset | :quit";
 
 /// The one line shown when a mode without definitions in context has no
 /// adapter to carry them.
@@ -23,31 +24,60 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
     (!mode.definitions_in_context() && !has_adapter).then(|| {
         format!(
             "warning: {mode} mode without an adapter: the model sees neither the tool definitions nor an adapter; \
-             restart with --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
+             restart with --generator DIR (a generator checkpoint, to compile the tools), --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
         )
     })
 }
 
+/// Compiles the REPL's registry with the generator at `checkpoint`
+/// (through the compile cache) and returns the adapter's path.
+fn compile_registry(checkpoint: &Path, models: &ModelArgs) -> anyhow::Result<PathBuf> {
+    let store = loragen_agent::store::ModelStore::from_env()?;
+    let out = store.home().join("compiled").join("repl-gpt4tools.gguf");
+    let system = loragen_tools::gpt4tools::render_system_prompt(&loragen_tools::gpt4tools::TOOLS);
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "compiling the {}-tool registry with {}",
+        loragen_tools::gpt4tools::TOOLS.len(),
+        checkpoint.display()
+    ));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let compiled =
+        super::compile::open_compiler(checkpoint, models, None)?.compile(&system, &out, true)?;
+    spinner.finish_with_message(format!(
+        "compiled the registry{} into {}",
+        if compiled.artifact.cached {
+            " (cached)"
+        } else {
+            ""
+        },
+        out.display()
+    ));
+    Ok(out)
+}
+
+/// How a conversation with one agent ended.
+enum Exit {
+    Quit,
+    /// `:compile`: compile the registry again and go on with the new adapter.
+    Recompile,
+}
+
 pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let path = super::resolve_model(&args.model, models)?;
+    // The model outlives each agent: `:compile` ends the agent (its
+    // session borrows the model), loads the new adapter into the model,
+    // and starts a new agent with the old one's memory and mode.
     let mut model = Model::load(&path)?;
-    let mut adapter = args
-        .adapter
-        .as_ref()
-        .map(|p| model.load_adapter(p))
-        .transpose()?;
-    let mut session = model.session(SessionParams::default())?;
-    if let Some(adapter) = adapter.as_mut() {
-        session.set_adapter(adapter, 1.0)?;
-    }
+    let mut adapter_path = match (&args.generator, &args.adapter) {
+        (Some(checkpoint), None) => Some(compile_registry(checkpoint, models)?),
+        (None, adapter) => adapter.clone(),
+        (Some(_), Some(_)) => anyhow::bail!("give --adapter or --generator, not both"),
+    };
     let tools = Arc::new(loragen_tools::gpt4tools::registry()?);
-    let config = AgentConfig::for_mode(args.mode).with_max_steps(args.max_steps);
-    let mut agent = Agent::new(session, tools, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-
     let mut editor = rustyline::DefaultEditor::new()?;
     // Ctrl-C during generation stops the turn, not the REPL. Installed
     // after the editor, which otherwise keeps SIGINT for itself; while a
@@ -64,85 +94,47 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     println!(
         "loragen agent on {} ({} mode). {HELP}",
         path.display(),
-        agent.config().mode
+        args.mode
     );
-    if let Some(warning) = missing_adapter_warning(args.mode, adapter.is_some()) {
-        eprintln!("{}", style(warning).yellow());
-    }
-    let mut last: Option<Outcome> = None;
+    let mut mode = args.mode;
+    let mut memory: Vec<(String, String)> = Vec::new();
     loop {
-        let line = match editor.readline(&format!("{} ", style("you>").green().bold())) {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                eprintln!("input is not valid UTF-8; try again");
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        let mut adapter = adapter_path
+            .as_ref()
+            .map(|p| super::load_checked_adapter(&mut model, &path, p))
+            .transpose()?;
+        let mut session = model.session(SessionParams::default())?;
+        if let Some(adapter) = adapter.as_mut() {
+            session.set_adapter(adapter, 1.0)?;
+        }
+        let config = AgentConfig::for_mode(mode).with_max_steps(args.max_steps);
+        let mut agent = Agent::new(session, Arc::clone(&tools), config)?;
+        for (human, ai) in &memory {
+            agent.remember(human.clone(), ai.clone());
+        }
+        if let Some(warning) = missing_adapter_warning(mode, adapter.is_some()) {
+            eprintln!("{}", style(warning).yellow());
+        }
+        let chat = Chat {
+            runtime: &runtime,
+            interrupted: &interrupted,
+            has_adapter: adapter.is_some(),
+            can_compile: args.generator.is_some(),
         };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let _ = editor.add_history_entry(line);
-        if line.chars().count() > MAX_INPUT_CHARS {
-            eprintln!(
-                "input of {} characters is too long (limit {MAX_INPUT_CHARS})",
-                line.chars().count()
-            );
-            continue;
-        }
-        match line
-            .split_once(' ')
-            .map_or((line, ""), |(c, rest)| (c, rest.trim()))
-        {
-            (":quit" | ":q", _) => break,
-            (":help", _) => println!("{HELP}"),
-            (":tools", _) => {
-                for spec in agent.tools().specs() {
-                    println!("  {}", spec.name);
-                }
-            }
-            (":reset", _) => {
-                agent.reset();
-                agent.model_mut().clear_cache();
-                println!("conversation cleared");
-            }
-            (":stats", _) => print_stats(&agent, last.as_ref()),
-            (":mode", mode) => match mode.parse::<Mode>() {
-                Ok(mode) => {
-                    agent.set_mode(mode);
-                    if let Some(warning) = missing_adapter_warning(mode, adapter.is_some()) {
-                        eprintln!("{}", style(warning).yellow());
+        let exit = chat.converse(&mut agent, &mut editor)?;
+        mode = agent.config().mode;
+        memory = agent.memory().to_vec();
+        match exit {
+            Exit::Quit => break,
+            Exit::Recompile => {
+                drop(agent);
+                if let Some(checkpoint) = &args.generator {
+                    // A fresh compiler: the checkpoint may have moved on.
+                    match compile_registry(checkpoint, models) {
+                        Ok(p) => adapter_path = Some(p),
+                        Err(e) => eprintln!("{}", style(format!("compile failed: {e:#}")).red()),
                     }
-                    println!(
-                        "mode {mode}, constrained decoding {}",
-                        agent.config().constrained
-                    );
                 }
-                Err(e) => eprintln!("{e}"),
-            },
-            (":image", path) if !path.is_empty() => {
-                agent.remember(
-                    format!("Provide an image named {path}. Description: an image shared by the user. Understand the image using tools."),
-                    "Received.",
-                );
-                println!("image {path} added to the conversation");
-            }
-            (cmd, _) if cmd.starts_with(':') => eprintln!("unknown command {cmd}; {HELP}"),
-            _ => {
-                interrupted.store(false, Ordering::SeqCst);
-                let outcome =
-                    runtime.block_on(agent.run(line, &mut |event| show(event, &interrupted)))?;
-                println!();
-                if outcome.answer.is_none() {
-                    println!(
-                        "{}",
-                        style(format!("(turn ended: {:?})", outcome.finish)).yellow()
-                    );
-                }
-                last = Some(outcome);
             }
         }
     }
@@ -150,6 +142,106 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
         let _ = editor.save_history(h);
     }
     Ok(())
+}
+
+/// What one conversation needs besides its agent.
+struct Chat<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    interrupted: &'a AtomicBool,
+    has_adapter: bool,
+    can_compile: bool,
+}
+
+impl Chat<'_> {
+    /// Reads lines and runs turns until `:quit`, end of input or `:compile`.
+    fn converse(
+        &self,
+        agent: &mut Agent<Session<'_>>,
+        editor: &mut rustyline::DefaultEditor,
+    ) -> anyhow::Result<Exit> {
+        let mut last: Option<Outcome> = None;
+        loop {
+            let line = match editor.readline(&format!("{} ", style("you>").green().bold())) {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => return Ok(Exit::Quit),
+                Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    eprintln!("input is not valid UTF-8; try again");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let _ = editor.add_history_entry(line);
+            if line.chars().count() > MAX_INPUT_CHARS {
+                eprintln!(
+                    "input of {} characters is too long (limit {MAX_INPUT_CHARS})",
+                    line.chars().count()
+                );
+                continue;
+            }
+            match line
+                .split_once(' ')
+                .map_or((line, ""), |(c, rest)| (c, rest.trim()))
+            {
+                (":quit" | ":q", _) => return Ok(Exit::Quit),
+                (":help", _) => println!("{HELP}"),
+                (":compile", _) if self.can_compile => return Ok(Exit::Recompile),
+                (":compile", _) => eprintln!(
+                    "no generator to compile with: restart with --generator DIR (a generator checkpoint)"
+                ),
+                (":tools", _) => {
+                    for spec in agent.tools().specs() {
+                        println!("  {}", spec.name);
+                    }
+                }
+                (":reset", _) => {
+                    agent.reset();
+                    agent.model_mut().clear_cache();
+                    println!("conversation cleared");
+                }
+                (":stats", _) => print_stats(agent, last.as_ref()),
+                (":mode", mode) => match mode.parse::<Mode>() {
+                    Ok(mode) => {
+                        agent.set_mode(mode);
+                        if let Some(warning) = missing_adapter_warning(mode, self.has_adapter) {
+                            eprintln!("{}", style(warning).yellow());
+                        }
+                        println!(
+                            "mode {mode}, constrained decoding {}",
+                            agent.config().constrained
+                        );
+                    }
+                    Err(e) => eprintln!("{e}"),
+                },
+                (":image", path) if !path.is_empty() => {
+                    agent.remember(
+                        format!("Provide an image named {path}. Description: an image shared by the user. Understand the image using tools."),
+                        "Received.",
+                    );
+                    println!("image {path} added to the conversation");
+                }
+                (cmd, _) if cmd.starts_with(':') => eprintln!("unknown command {cmd}; {HELP}"),
+                _ => {
+                    self.interrupted.store(false, Ordering::SeqCst);
+                    let outcome = self.runtime.block_on(
+                        agent.run(line, &mut |event| show(event, self.interrupted)),
+                    )?;
+                    println!();
+                    if outcome.answer.is_none() {
+                        println!(
+                            "{}",
+                            style(format!("(turn ended: {:?})", outcome.finish)).yellow()
+                        );
+                    }
+                    last = Some(outcome);
+                }
+            }
+        }
+    }
 }
 
 /// Prints one event; asks to stop once Ctrl-C was pressed.

@@ -24,6 +24,23 @@ use crate::cli::{ModelArgs, TrainCommand};
 
 const LOG_FILE: &str = "train.jsonl";
 
+/// The BFCL train split of `dir` as training items in the JSON protocol.
+fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
+    use loragen_gpt4tools::generic::{load_queries, training_items, ToolSet};
+    let tools = ToolSet::load(&dir.join("train_tools.json"))?;
+    let queries = load_queries(&dir.join("train_queries.jsonl"))?;
+    let (items, skipped) = training_items(&tools, &queries)?;
+    println!(
+        "BFCL: {} training items from {} queries in {} ({} without a single target, {} whose target fails its schema)",
+        items.len(),
+        queries.len(),
+        dir.display(),
+        skipped.no_single_target,
+        skipped.invalid
+    );
+    Ok(items)
+}
+
 pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
     let (args, kind) = match cmd {
         TrainCommand::Generator(a) => (
@@ -43,6 +60,21 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
     let mut items = loragen_gpt4tools::dataset::load(&args.data)?;
     if let Some(n) = args.limit {
         items.truncate(n);
+    }
+    if let Some(dir) = &args.bfcl {
+        let gpt4tools = items.len();
+        let bfcl = bfcl_items(dir)?;
+        anyhow::ensure!(args.bfcl_repeat > 0, "--bfcl-repeat must be positive");
+        for _ in 0..args.bfcl_repeat {
+            items.extend(bfcl.iter().cloned());
+        }
+        let added = bfcl.len() * args.bfcl_repeat;
+        println!(
+            "mix: {gpt4tools} GPT4Tools items and {} BFCL items x{} = {:.1}% BFCL",
+            bfcl.len(),
+            args.bfcl_repeat,
+            100.0 * added as f64 / (gpt4tools + added) as f64
+        );
     }
     let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
     let tokenizer = Model::load(&edge_path)?;

@@ -2,6 +2,7 @@
 //! OpenAI-style specs with a canonical fingerprint, and prompt rendering.
 
 pub mod atomic;
+pub mod digest;
 pub mod error;
 pub mod gpt4tools;
 pub mod mode;

@@ -8,11 +8,30 @@
 
 use crate::render::REMINDER;
 
+/// One tool call in a message: the tool's name and its raw input text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub action: String,
+    pub input: String,
+}
+
+impl Call {
+    pub fn new(action: impl Into<String>, input: impl Into<String>) -> Self {
+        Call {
+            action: action.into(),
+            input: input.into(),
+        }
+    }
+}
+
 /// What the model decided in one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Call `action` with the raw `input` text.
-    Call { action: String, input: String },
+    /// Call these tools, never none: exactly one in the GPT4Tools protocol
+    /// ([`ReactParser`]), one or more in the JSON protocol
+    /// ([`JsonCallsParser`]), whose calls run concurrently and whose
+    /// observations come back in call order.
+    Calls(Vec<Call>),
     /// Reply to the user without a tool.
     Answer { text: String },
 }
@@ -59,74 +78,158 @@ const INPUT: &str = "Action Input:";
 const ANSWER: &str = "AI:";
 const OBSERVATION: &str = "Observation:";
 
+/// The JSON function-calling protocol: the GPT4Tools layout, with the
+/// arguments as one JSON object, and any number of calls in one message:
+///
+/// ```text
+/// Thought: Do I need to use a tool? Yes
+/// Action: get_weather
+/// Action Input: {"city":"Paris"}
+/// Action: get_weather
+/// Action Input: {"city":"Tokyo"}
+/// ```
+///
+/// The agent runs the calls concurrently and answers with one
+/// `Observation:` line per call, in call order ([`observation_lines`]).
+/// Each input runs to the next `Action:` or `Observation:` line.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::protocol::{Call, JsonCallsParser, OutputParser, Step};
+///
+/// let step = JsonCallsParser.parse(
+///     b"Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {\"x\":1}\nAction: g\nAction Input: {}",
+/// );
+/// assert_eq!(step, Ok(Step::Calls(vec![Call::new("f", "{\"x\":1}"), Call::new("g", "{}")])));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCallsParser;
+
 impl OutputParser for ReactParser {
     fn parse(&self, output: &[u8]) -> Result<Step, ParseError> {
-        let text = String::from_utf8_lossy(output);
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(ParseError::Empty);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        let wants_tool = lines
-            .iter()
-            .find_map(|l| {
-                l.find(THOUGHT)
-                    .map(|at| l[at + THOUGHT.len()..].trim().to_ascii_lowercase())
-            })
-            .map(|answer| answer.starts_with("yes"));
-        let action_at = lines
-            .iter()
-            .position(|l| l.trim_start().starts_with(ACTION));
-        let answer_at = lines
-            .iter()
-            .position(|l| l.trim_start().starts_with(ANSWER));
-
-        // An explicit "No" with an answer is an answer; otherwise whichever
-        // of action and answer comes first decides.
-        let is_call = match (action_at, answer_at) {
-            (Some(_), Some(_)) if wants_tool == Some(false) => false,
-            (Some(a), Some(b)) => a < b,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if let (true, Some(a)) = (is_call, action_at) {
-            let action = after(lines[a], ACTION).trim().to_owned();
-            if action.is_empty() {
-                return Err(ParseError::EmptyAction);
-            }
-            let Some(i) = lines
-                .iter()
-                .skip(a + 1)
-                .position(|l| l.trim_start().starts_with(INPUT))
-                .map(|i| i + a + 1)
-            else {
-                return Err(ParseError::MissingInput { action });
-            };
-            // The input runs to the next Observation line (JSON may span lines).
-            let mut input = vec![after(lines[i], INPUT)];
-            input.extend(
-                lines[i + 1..]
-                    .iter()
-                    .take_while(|l| !l.trim_start().starts_with(OBSERVATION))
-                    .copied(),
-            );
-            return Ok(Step::Call {
-                action,
-                input: input.join("\n").trim().to_owned(),
-            });
-        }
-        if let Some(b) = answer_at {
-            let mut answer = vec![after(lines[b], ANSWER)];
-            answer.extend(lines[b + 1..].iter().copied());
-            return Ok(Step::Answer {
-                text: answer.join("\n").trim().to_owned(),
-            });
-        }
-        if wants_tool == Some(true) {
-            return Err(ParseError::MissingAction);
-        }
-        Err(ParseError::NoProtocol)
+        parse_message(output, false)
     }
+}
+
+impl OutputParser for JsonCallsParser {
+    fn parse(&self, output: &[u8]) -> Result<Step, ParseError> {
+        parse_message(output, true)
+    }
+}
+
+/// Parses one message; with `parallel`, every `Action:` / `Action Input:`
+/// pair is a call, else only the first.
+fn parse_message(output: &[u8], parallel: bool) -> Result<Step, ParseError> {
+    let text = String::from_utf8_lossy(output);
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let wants_tool = lines
+        .iter()
+        .find_map(|l| {
+            l.find(THOUGHT)
+                .map(|at| l[at + THOUGHT.len()..].trim().to_ascii_lowercase())
+        })
+        .map(|answer| answer.starts_with("yes"));
+    let action_at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with(ACTION));
+    let answer_at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with(ANSWER));
+
+    // An explicit "No" with an answer is an answer; otherwise whichever
+    // of action and answer comes first decides.
+    let is_call = match (action_at, answer_at) {
+        (Some(_), Some(_)) if wants_tool == Some(false) => false,
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if let (true, Some(first)) = (is_call, action_at) {
+        let mut calls = Vec::new();
+        let mut a = first;
+        loop {
+            let (call, next) = parse_call(&lines, a, parallel)?;
+            calls.push(call);
+            match next {
+                Some(n) if parallel => a = n,
+                _ => return Ok(Step::Calls(calls)),
+            }
+        }
+    }
+    if let Some(b) = answer_at {
+        let mut answer = vec![after(lines[b], ANSWER)];
+        answer.extend(lines[b + 1..].iter().copied());
+        return Ok(Step::Answer {
+            text: answer.join("\n").trim().to_owned(),
+        });
+    }
+    if wants_tool == Some(true) {
+        return Err(ParseError::MissingAction);
+    }
+    Err(ParseError::NoProtocol)
+}
+
+/// The call whose `Action:` line is `lines[a]`, and the line of the next
+/// call's `Action:` when `parallel` lets one follow. The input runs to the
+/// next `Observation:` line (JSON may span lines) or, with `parallel`, to
+/// the next `Action:` line.
+fn parse_call(
+    lines: &[&str],
+    a: usize,
+    parallel: bool,
+) -> Result<(Call, Option<usize>), ParseError> {
+    let action = after(lines[a], ACTION).trim().to_owned();
+    if action.is_empty() {
+        return Err(ParseError::EmptyAction);
+    }
+    let starts = |l: &&str, marker: &str| l.trim_start().starts_with(marker);
+    let Some(i) = lines[a + 1..]
+        .iter()
+        .take_while(|l| !(parallel && starts(l, ACTION)))
+        .position(|l| starts(l, INPUT))
+        .map(|i| i + a + 1)
+    else {
+        return Err(ParseError::MissingInput { action });
+    };
+    let mut input = vec![after(lines[i], INPUT)];
+    let mut next = None;
+    for (j, line) in lines.iter().enumerate().skip(i + 1) {
+        if starts(line, OBSERVATION) {
+            break;
+        }
+        if parallel && starts(line, ACTION) {
+            next = Some(j);
+            break;
+        }
+        input.push(line);
+    }
+    let input = input.join("\n").trim().to_owned();
+    Ok((Call { action, input }, next))
+}
+
+/// The observations of a message's calls, one `Observation:` line each, in
+/// call order: what the model reads after its calls.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::protocol::observation_lines;
+///
+/// assert_eq!(
+///     observation_lines(&["12 C".into(), "25 C".into()]),
+///     "Observation: 12 C\nObservation: 25 C\n"
+/// );
+/// ```
+pub fn observation_lines(observations: &[String]) -> String {
+    observations
+        .iter()
+        .map(|o| format!("Observation: {o}\n"))
+        .collect()
 }
 
 /// Where one model message ends: before the tool's observation, or where
@@ -178,7 +281,7 @@ mod tests {
     fn tool_call_and_answer() {
         assert_eq!(
             parse("Thought: Do I need to use a tool? Yes\nAction: Segment the Image\nAction Input: a.png\nObservation:"),
-            Ok(Step::Call { action: "Segment the Image".into(), input: "a.png".into() })
+            Ok(Step::Calls(vec![Call::new("Segment the Image", "a.png")]))
         );
         assert_eq!(
             parse("Thought: Do I need to use a tool? No\nAI: Paris.\nIt is in France."),
@@ -193,10 +296,40 @@ mod tests {
         let step = parse("Action: add\nAction Input: {\"a\": 1,\n \"b\": 2}\nObservation: 3");
         assert_eq!(
             step,
-            Ok(Step::Call {
-                action: "add".into(),
-                input: "{\"a\": 1,\n \"b\": 2}".into()
-            })
+            Ok(Step::Calls(vec![Call::new(
+                "add",
+                "{\"a\": 1,\n \"b\": 2}"
+            )]))
+        );
+    }
+
+    #[test]
+    fn the_gpt4tools_protocol_takes_one_call_the_json_protocol_all() {
+        let two = "Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {\"a\":\n1}\nAction: g\nAction Input: {}\nObservation: x";
+        assert_eq!(
+            JsonCallsParser.parse(two.as_bytes()),
+            Ok(Step::Calls(vec![
+                Call::new("f", "{\"a\":\n1}"),
+                Call::new("g", "{}")
+            ]))
+        );
+        // One call per message: the second pair is part of the first input.
+        assert_eq!(
+            parse(two),
+            Ok(Step::Calls(vec![Call::new(
+                "f",
+                "{\"a\":\n1}\nAction: g\nAction Input: {}"
+            )]))
+        );
+        // A later call without its input is an error, not a dropped call.
+        assert_eq!(
+            JsonCallsParser
+                .parse(b"Action: f\nAction Input: {}\nAction: g\nAction: h\nAction Input: {}"),
+            Err(ParseError::MissingInput { action: "g".into() })
+        );
+        assert_eq!(
+            JsonCallsParser.parse(b"Action: f\nAction Input: {}\nAction:  \nAction Input: {}"),
+            Err(ParseError::EmptyAction)
         );
     }
 

@@ -38,8 +38,13 @@ pub fn json_system_prompt(specs: &[ToolSpec]) -> String {
         &names.join(", "),
         "the arguments as one JSON object",
     ));
+    out.push_str(PARALLEL_RULE);
     out
 }
+
+/// How the JSON protocol makes several calls at once (see
+/// `protocol::JsonCallsParser`).
+const PARALLEL_RULE: &str = "To make several calls at once, write one Action and Action Input pair per call, one after the other, before any Observation. Each call's result comes back as its own Observation line, in the order of the calls.\n\n";
 
 fn protocol_rules(names: &str, input: &str) -> String {
     format!(

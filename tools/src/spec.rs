@@ -99,11 +99,7 @@ pub fn fingerprint(specs: &[ToolSpec]) -> String {
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::hex(&hasher.finalize())
 }
 
 /// Compact JSON with object keys sorted at every level, whatever map

@@ -4,7 +4,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use loragen_tools::protocol::{conversation_prompt, OutputParser, ReactParser, Step, STEP_STOPS};
+use loragen_tools::protocol::{
+    conversation_prompt, observation_lines, Call, OutputParser, ReactParser, Step, STEP_STOPS,
+};
 use loragen_tools::render::gpt4tools_system_prompt;
 use loragen_tools::{ToolError, ToolRegistry};
 use serde_json::Value;
@@ -55,8 +57,11 @@ pub enum AgentFinish {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {
     pub output: String,
-    pub action: Option<(String, String)>,
-    pub observation: Option<String>,
+    /// The calls the message made, (tool, input), in order.
+    pub actions: Vec<(String, String)>,
+    /// What the model read next: the calls' observations in call order,
+    /// or the one format error; empty after an answer.
+    pub observations: Vec<String>,
     pub stats: Stats,
     pub tool_ms: f64,
 }
@@ -149,6 +154,11 @@ impl<M: LanguageModel> Agent<M> {
         self.history.push((human.into(), ai.into()));
     }
 
+    /// The conversation so far, (human, AI) pairs.
+    pub fn memory(&self) -> &[(String, String)] {
+        &self.history
+    }
+
     pub fn reset(&mut self) {
         self.history.clear();
     }
@@ -188,8 +198,8 @@ impl<M: LanguageModel> Agent<M> {
             let output = completion.text.trim_end().to_owned();
             let mut record = StepRecord {
                 output: output.clone(),
-                action: None,
-                observation: None,
+                actions: Vec::new(),
+                observations: Vec::new(),
                 stats: completion.stats,
                 tool_ms: 0.0,
             };
@@ -207,7 +217,7 @@ impl<M: LanguageModel> Agent<M> {
             {
                 let _ = on_event(&Event::Thought(thought.trim().to_owned()));
             }
-            let (observation, failed) = match self.parser.parse(output.as_bytes()) {
+            let (observations, failed) = match self.parser.parse(output.as_bytes()) {
                 Ok(Step::Answer { text }) => {
                     let _ = on_event(&Event::Answer(text.clone()));
                     let _ = on_event(&Event::StepDone {
@@ -222,35 +232,38 @@ impl<M: LanguageModel> Agent<M> {
                         steps,
                     });
                 }
-                Ok(Step::Call {
-                    action,
-                    input: args,
-                }) => {
-                    let _ = on_event(&Event::Action {
-                        tool: action.clone(),
-                        input: args.clone(),
-                    });
-                    let start = Instant::now();
-                    let result = self.call_tool(&action, &args).await;
-                    record.tool_ms = start.elapsed().as_secs_f64() * 1e3;
-                    record.action = Some((action, args));
-                    match result {
-                        Ok(text) => (text, false),
-                        Err(e) => (e.to_string(), true),
+                Ok(Step::Calls(calls)) => {
+                    for call in &calls {
+                        let _ = on_event(&Event::Action {
+                            tool: call.action.clone(),
+                            input: call.input.clone(),
+                        });
                     }
+                    let start = Instant::now();
+                    let results = self.call_tools(&calls).await;
+                    record.tool_ms = start.elapsed().as_secs_f64() * 1e3;
+                    record.actions = calls.into_iter().map(|c| (c.action, c.input)).collect();
+                    let failed = results.iter().any(Result::is_err);
+                    let observations = results
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(|e| e.to_string()))
+                        .collect();
+                    (observations, failed)
                 }
-                Err(e) => (format!("{e}. Reply in the required format."), true),
+                Err(e) => (vec![format!("{e}. Reply in the required format.")], true),
             };
-            let _ = on_event(&Event::Observation {
-                text: observation.clone(),
-                failed,
-            });
+            for text in &observations {
+                let _ = on_event(&Event::Observation {
+                    text: text.clone(),
+                    failed,
+                });
+            }
             let _ = on_event(&Event::StepDone {
                 stats: record.stats,
                 tool_ms: record.tool_ms,
             });
-            trace.push_str(&format!("{output}\nObservation: {observation}\n"));
-            record.observation = Some(observation);
+            trace.push_str(&format!("{output}\n{}", observation_lines(&observations)));
+            record.observations = observations;
             steps.push(record);
             failures = if failed { failures + 1 } else { 0 };
             if failed && failures > self.config.max_retries {
@@ -268,27 +281,42 @@ impl<M: LanguageModel> Agent<M> {
         })
     }
 
-    /// Validates and runs a call on tokio with a timeout. A panic inside
-    /// the tool is caught by the task boundary.
-    async fn call_tool(&self, name: &str, input: &str) -> Result<String, ToolError> {
-        let call = self.tools.prepare(name, input)?;
+    /// Validates and runs the calls of one message concurrently on tokio,
+    /// each under its own timeout, and returns their results in call order.
+    /// One call failing, timing out or panicking (caught at its task
+    /// boundary) leaves the others' results intact.
+    async fn call_tools(&self, calls: &[Call]) -> Vec<Result<String, ToolError>> {
         let timeout = self.config.tool_timeout;
-        let mut task = tokio::spawn(call.run());
-        match tokio::time::timeout(timeout, &mut task).await {
-            Ok(Ok(Ok(value))) => Ok(observation_text(&value)),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(join)) if join.is_panic() => {
-                Err(ToolError::Failed(format!("tool `{name}` crashed")))
-            }
-            Ok(Err(_)) => Err(ToolError::Failed(format!("tool `{name}` was cancelled"))),
-            Err(_) => {
-                task.abort();
-                Err(ToolError::Failed(format!(
-                    "tool `{name}` timed out after {:.1} s",
-                    timeout.as_secs_f64()
-                )))
-            }
+        // Every task is spawned before any is awaited, so all run at once.
+        let started: Vec<_> = calls
+            .iter()
+            .map(|call| {
+                let task = self
+                    .tools
+                    .prepare(&call.action, &call.input)
+                    .map(|prepared| tokio::spawn(tokio::time::timeout(timeout, prepared.run())));
+                (call.action.as_str(), task)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(calls.len());
+        for (name, task) in started {
+            results.push(match task {
+                Err(e) => Err(e),
+                Ok(task) => match task.await {
+                    Ok(Ok(Ok(value))) => Ok(observation_text(&value)),
+                    Ok(Ok(Err(e))) => Err(e),
+                    Ok(Err(_elapsed)) => Err(ToolError::Failed(format!(
+                        "tool `{name}` timed out after {:.1} s",
+                        timeout.as_secs_f64()
+                    ))),
+                    Err(join) if join.is_panic() => {
+                        Err(ToolError::Failed(format!("tool `{name}` crashed")))
+                    }
+                    Err(_) => Err(ToolError::Failed(format!("tool `{name}` was cancelled"))),
+                },
+            });
         }
+        results
     }
 }
 

@@ -120,6 +120,24 @@ impl Model {
         self.inner.vocab().is_eog(token)
     }
 
+    /// Whether the GBNF `grammar` (root rule `root`) admits `text` whole,
+    /// checked by llama.cpp's own grammar engine on this model's
+    /// tokenization of it: what constrained decoding could produce.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn main() -> loragen_agent::Result<()> {
+    /// let model = loragen_agent::runtime::Model::load("edge.gguf")?;
+    /// assert!(model.grammar_admits(r#"root ::= "a" [0-9]{1,3}"#, "a42")?);
+    /// assert!(!model.grammar_admits(r#"root ::= "a" [0-9]{1,3}"#, "a 42")?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grammar_admits(&self, grammar: &str, text: &str) -> Result<bool> {
+        super::sampler::grammar_admits(&self.inner, grammar, &self.tokenize(text, false))
+    }
+
     /// Loads a GGUF LoRA adapter made for this model.
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<Adapter> {
         let path = path.as_ref();

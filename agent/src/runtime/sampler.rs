@@ -14,7 +14,12 @@ use crate::error::{Error, Result};
 pub(crate) struct Chooser {
     base: LlamaSampler,
     grammar: Option<LlamaSampler>,
+    greedy: bool,
 }
+
+/// Candidates a greedy constrained step tries, most likely first, before
+/// it falls back to checking the whole vocabulary.
+const GREEDY_SHORTLIST: usize = 4096;
 
 impl Chooser {
     pub fn new(model: &LlamaModel, params: &GenerateParams) -> Result<Self> {
@@ -40,7 +45,12 @@ impl Chooser {
                 LlamaSampler::dist(seed),
             ]),
         };
-        Ok(Chooser { base, grammar })
+        let greedy = matches!(params.sampling, Sampling::Greedy);
+        Ok(Chooser {
+            base,
+            grammar,
+            greedy,
+        })
     }
 
     /// Picks the token for output `idx` of the last decode.
@@ -56,26 +66,84 @@ impl Chooser {
         };
         let mut all = ctx.token_data_array_ith(idx);
         let token = pick(&mut all, &mut self.base);
-        let logit = all
-            .data
-            .iter()
-            .find(|d| d.id() == token)
-            .map_or(0.0, LlamaTokenData::logit);
-        let mut single =
-            LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, logit, 1.0)], false);
-        single.apply_sampler(grammar);
-        let allowed = single.data.first().is_some_and(|d| d.logit().is_finite());
+        let allowed = allows(grammar, token);
         let token = if allowed {
             token
         } else {
-            let mut all = ctx.token_data_array_ith(idx);
-            all.apply_sampler(grammar);
-            pick(&mut all, &mut self.base)
+            // Greedy under a grammar is the most likely allowed token, so
+            // trying candidates in order of logit finds it exactly; a
+            // shortlist spares checking all 262k entries at each step.
+            let shortlisted = if self.greedy {
+                first_allowed(&all.data, grammar, GREEDY_SHORTLIST)
+            } else {
+                None
+            };
+            match shortlisted {
+                Some(token) => token,
+                None => {
+                    let mut all = ctx.token_data_array_ith(idx);
+                    all.apply_sampler(grammar);
+                    pick(&mut all, &mut self.base)
+                }
+            }
         };
         grammar.accept(token);
         self.base.accept(token);
         token
     }
+}
+
+/// The most likely of the `n` most likely candidates that `grammar`
+/// allows, checked one at a time, or `None` if none is.
+fn first_allowed(
+    candidates: &[LlamaTokenData],
+    grammar: &mut LlamaSampler,
+    n: usize,
+) -> Option<LlamaToken> {
+    let mut order: Vec<(f32, LlamaToken)> =
+        candidates.iter().map(|d| (d.logit(), d.id())).collect();
+    let n = n.min(order.len());
+    if n == 0 {
+        return None;
+    }
+    let by_logit = |a: &(f32, LlamaToken), b: &(f32, LlamaToken)| {
+        b.0.total_cmp(&a.0).then(a.1 .0.cmp(&b.1 .0))
+    };
+    order.select_nth_unstable_by(n - 1, by_logit);
+    order.truncate(n);
+    order.sort_unstable_by(by_logit);
+    order
+        .into_iter()
+        .map(|(_, token)| token)
+        .find(|&token| allows(grammar, token))
+}
+
+/// Whether `grammar`, in its current state, allows `token` next.
+fn allows(grammar: &mut LlamaSampler, token: LlamaToken) -> bool {
+    let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 1.0)], false);
+    single.apply_sampler(grammar);
+    single.data.first().is_some_and(|d| d.logit().is_finite())
+}
+
+/// Whether `grammar` admits exactly `tokens`: each token allowed in turn,
+/// and then the end of generation. A disallowed token is never accepted
+/// (llama.cpp aborts on that), so any grammar and tokens are safe here.
+pub(crate) fn grammar_admits(
+    model: &LlamaModel,
+    grammar: &str,
+    tokens: &[LlamaToken],
+) -> Result<bool> {
+    let mut sampler =
+        LlamaSampler::grammar(model, grammar, "root").map_err(|e| Error::Grammar {
+            detail: e.to_string(),
+        })?;
+    for &token in tokens {
+        if !allows(&mut sampler, token) {
+            return Ok(false);
+        }
+        sampler.accept(token);
+    }
+    Ok(allows(&mut sampler, model.vocab().eos()))
 }
 
 /// Applies the base sampler to candidates and returns its choice, or the

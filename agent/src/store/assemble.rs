@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
-use super::{hex, spec::ModelSpec};
+use super::spec::ModelSpec;
 use crate::error::{Error, Result};
+use loragen_tools::digest::hex;
 
 /// Writes the chunks of `wheels` (in spec order) to `dest`.
 ///

@@ -7,12 +7,11 @@ mod resolve;
 mod spec;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
+use loragen_tools::digest::sha256_reader;
 
 pub use resolve::{check_gguf, read_gguf, ModelChoice};
 pub use spec::{Chunk, ModelSpec, Role};
@@ -295,22 +294,8 @@ pub fn model_sha256(path: &Path) -> Result<String> {
 
 /// Streams a file through sha256, advancing `bar` by the bytes read.
 pub(crate) fn sha256_file(path: &Path, bar: &ProgressBar) -> Result<String> {
-    let mut file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bar.inc(n as u64);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    sha256_reader(file, |n| bar.inc(n as u64)).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

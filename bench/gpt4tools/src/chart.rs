@@ -1,11 +1,13 @@
-//! The accuracy-versus-latency chart of a report, like Figure 1 of the
-//! LoRA-Gen paper: one point per mode, written as SVG and PNG.
+//! Charts, written as SVG and PNG: the accuracy-versus-latency chart of a
+//! report, like Figure 1 of the LoRA-Gen paper (one point per mode), and
+//! the training curves of runs (loss, and validation SR with its interval).
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::paired::Interval;
 use crate::report::Report;
 
 /// TrueType fonts tried for the PNG's text, most common first.
@@ -16,20 +18,117 @@ const FONTS: [&str; 4] = [
     "/System/Library/Fonts/Supplemental/Arial.ttf",
 ];
 
+/// Draws one chart into `stem.svg` and `stem.png`, through the same code.
+macro_rules! svg_and_png {
+    ($stem:expr, $size:expr, $draw:ident ( $($arg:expr),* )) => {{
+        register_font()?;
+        $draw(
+            SVGBackend::new(&$stem.with_extension("svg"), $size).into_drawing_area(),
+            $($arg),*
+        )?;
+        $draw(
+            BitMapBackend::new(&$stem.with_extension("png"), $size).into_drawing_area(),
+            $($arg),*
+        )
+    }};
+}
+
 /// Writes `stem.svg` and `stem.png`. Text layout needs a TrueType font on
 /// the machine, for both formats; without one the error says what to install.
 pub fn write_chart(report: &Report, stem: &Path, title: &str) -> Result<()> {
-    register_font()?;
-    draw(
-        SVGBackend::new(&stem.with_extension("svg"), (800, 520)).into_drawing_area(),
-        report,
-        title,
-    )?;
-    draw(
-        BitMapBackend::new(&stem.with_extension("png"), (800, 520)).into_drawing_area(),
-        report,
-        title,
-    )
+    svg_and_png!(stem, (800, 520), draw(report, title))
+}
+
+/// One training run's curves: (step, training loss) and (step, validation
+/// success rate in percent with its 95% interval).
+#[derive(Debug, Clone, Default)]
+pub struct Curve {
+    pub name: String,
+    pub loss: Vec<(f64, f64)>,
+    pub val: Vec<(f64, Interval)>,
+}
+
+/// Writes the training curves of `curves` as `stem.svg` and `stem.png`:
+/// loss above, validation SR with its interval below, one colour per run.
+pub fn write_curves(curves: &[Curve], stem: &Path, title: &str) -> Result<()> {
+    svg_and_png!(stem, (900, 760), draw_curves(curves, title))
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    curves: &[Curve],
+    title: &str,
+) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Chart(e.to_string());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
+    let (top, bottom) = root.split_vertically(360);
+    let max_step = curves
+        .iter()
+        .flat_map(|c| c.loss.iter().map(|p| p.0).chain(c.val.iter().map(|p| p.0)))
+        .fold(1.0, f64::max);
+    let max_loss = curves
+        .iter()
+        .flat_map(|c| c.loss.iter().map(|p| p.1))
+        .fold(0.1, f64::max)
+        * 1.05;
+    let mut loss = ChartBuilder::on(&top)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..max_step, 0.0..max_loss)
+        .map_err(|e| err(&e))?;
+    loss.configure_mesh()
+        .x_desc("optimiser step")
+        .y_desc("training loss (LM)")
+        .draw()
+        .map_err(|e| err(&e))?;
+    let mut sr = ChartBuilder::on(&bottom)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..max_step, 0.0..100.0)
+        .map_err(|e| err(&e))?;
+    sr.configure_mesh()
+        .x_desc("optimiser step")
+        .y_desc("validation SR (%), 95% interval")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, curve) in curves.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        loss.draw_series(LineSeries::new(
+            curve.loss.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| err(&e))?
+        .label(curve.name.as_str())
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        sr.draw_series(LineSeries::new(
+            curve.val.iter().map(|(s, i)| (*s, i.mean)),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| err(&e))?
+        .label(curve.name.as_str())
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        sr.draw_series(
+            curve
+                .val
+                .iter()
+                .map(|(s, i)| ErrorBar::new_vertical(*s, i.lo, i.mean, i.hi, color.filled(), 8)),
+        )
+        .map_err(|e| err(&e))?;
+    }
+    for mut chart_labels in [loss.configure_series_labels(), sr.configure_series_labels()] {
+        chart_labels
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
 }
 
 fn register_font() -> Result<()> {
@@ -138,6 +237,38 @@ mod tests {
         let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
         assert!(svg.contains("in-context") && svg.contains("compiled"));
         let png = std::fs::read(dir.path().join("c.png")).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+    }
+
+    #[test]
+    fn curves_are_written_with_every_run_named() {
+        let curve = |name: &str, k: f64| Curve {
+            name: name.into(),
+            loss: (0..100)
+                .map(|s| (f64::from(s), k / (1.0 + f64::from(s))))
+                .collect(),
+            val: [0.0, 50.0, 99.0]
+                .iter()
+                .map(|&s| {
+                    let mean = s / 2.0;
+                    (
+                        s,
+                        Interval {
+                            mean,
+                            lo: mean - 5.0,
+                            hi: mean + 5.0,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("curves");
+        write_curves(&[curve("generator", 2.0), curve("lora", 3.0)], &stem, "t").unwrap();
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("generator") && svg.contains("lora"));
+        assert!(svg.contains("validation SR"));
+        let png = std::fs::read(stem.with_extension("png")).unwrap();
         assert_eq!(&png[..4], b"\x89PNG");
     }
 }

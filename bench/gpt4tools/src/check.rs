@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+use loragen_tools::protocol::{Call, OutputParser, ReactParser, Step};
 use regex::RegexSet;
 
 use crate::corpus::{all_tools, arity_of, Pools};
@@ -106,19 +106,21 @@ pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
         match ReactParser.parse(item.output.as_bytes()) {
             Err(e) => problem(format!("the output does not parse: {e}")),
             Ok(Step::Answer { .. }) => {}
-            Ok(Step::Call { action, input }) => {
-                if !listed.contains(&action.as_str()) {
-                    problem(format!(
-                        "the output calls `{action}`, which the system part does not list"
-                    ));
-                }
-                match arity_of(&action) {
-                    Some(arity) if input.split(',').count() != arity => problem(format!(
-                        "`{action}` takes {arity} argument(s) but the output gives {}",
-                        input.split(',').count()
-                    )),
-                    Some(_) => {}
-                    None => *report.unknown_arity.entry(action.clone()).or_default() += 1,
+            Ok(Step::Calls(calls)) => {
+                for Call { action, input } in calls {
+                    if !listed.contains(&action.as_str()) {
+                        problem(format!(
+                            "the output calls `{action}`, which the system part does not list"
+                        ));
+                    }
+                    match arity_of(&action) {
+                        Some(arity) if input.split(',').count() != arity => problem(format!(
+                            "`{action}` takes {arity} argument(s) but the output gives {}",
+                            input.split(',').count()
+                        )),
+                        Some(_) => {}
+                        None => *report.unknown_arity.entry(action.clone()).or_default() += 1,
+                    }
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod generic;
 pub mod metrics;
+pub mod paired;
 pub mod record;
 pub mod report;
 pub mod stats;

@@ -15,6 +15,7 @@
 
 mod parse;
 mod score;
+mod target;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
@@ -25,6 +26,7 @@ use serde_json::Value;
 
 pub use parse::{parse_calls, ParsedCalls};
 pub use score::{call_matches, score_query};
+pub use target::{compact, training_items, Skipped, IRRELEVANT_ANSWER};
 
 use crate::error::{Error, Result};
 

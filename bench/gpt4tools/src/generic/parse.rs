@@ -1,9 +1,9 @@
 //! Reading the calls out of a model message in the JSON protocol:
 //! `Action:` names the function and `Action Input:` holds its arguments as
-//! one JSON object. Total: any bytes give calls and, where the message
+//! one JSON object, one pair per call, several calls to a message. Total: any bytes give calls and, where the message
 //! could not be fully understood, the reason.
 
-use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+use loragen_tools::protocol::{JsonCallsParser, OutputParser, Step};
 use serde_json::Value;
 
 use super::Call;
@@ -31,24 +31,27 @@ pub struct ParsedCalls {
 /// assert!(parse_calls(b"\xff nonsense").problem.is_some());
 /// ```
 pub fn parse_calls(output: &[u8]) -> ParsedCalls {
-    match ReactParser.parse(output) {
+    match JsonCallsParser.parse(output) {
         Ok(Step::Answer { .. }) => ParsedCalls::default(),
-        Ok(Step::Call { action, input }) => match serde_json::from_str::<Value>(input.trim()) {
-            Ok(Value::Object(arguments)) => ParsedCalls {
-                calls: vec![Call {
-                    name: action,
+        Ok(Step::Calls(made)) => {
+            let mut parsed = ParsedCalls::default();
+            for made in made {
+                let arguments = match serde_json::from_str::<Value>(made.input.trim()) {
+                    Ok(Value::Object(arguments)) => arguments,
+                    Ok(_) | Err(_) => {
+                        parsed.problem.get_or_insert_with(|| {
+                            format!("the action input of `{}` is not a JSON object", made.action)
+                        });
+                        serde_json::Map::new()
+                    }
+                };
+                parsed.calls.push(Call {
+                    name: made.action,
                     arguments,
-                }],
-                problem: None,
-            },
-            Ok(_) | Err(_) => ParsedCalls {
-                calls: vec![Call {
-                    name: action,
-                    arguments: serde_json::Map::new(),
-                }],
-                problem: Some("the action input is not a JSON object".into()),
-            },
-        },
+                });
+            }
+            parsed
+        }
         Err(e) => ParsedCalls {
             calls: Vec::new(),
             problem: Some(e.to_string()),
@@ -73,5 +76,17 @@ mod tests {
         assert!(text.problem.unwrap().contains("JSON object"));
         let none = parse_calls(b"Action: f\n");
         assert!(none.calls.is_empty() && none.problem.unwrap().contains("Action Input"));
+    }
+
+    #[test]
+    fn parallel_calls_come_back_in_order_and_one_bad_input_is_named() {
+        let two = parse_calls(
+            b"Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {\"x\":1}\nAction: g\nAction Input: 7\n",
+        );
+        let names: Vec<&str> = two.calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["f", "g"]);
+        assert_eq!(two.calls[0].arguments["x"], serde_json::json!(1));
+        assert!(two.calls[1].arguments.is_empty());
+        assert!(two.problem.unwrap().contains("`g`"));
     }
 }

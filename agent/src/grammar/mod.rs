@@ -1,0 +1,158 @@
+//! The call grammar of a registry (GBNF): the model may only name
+//! registered tools, and each tool's input must fit its schema. With it the
+//! edge model calls tools correctly even when their definitions are not in
+//! its context.
+
+use loragen_tools::{InputKind, ToolRegistry};
+
+use crate::error::{Error, Result};
+
+mod compact;
+
+pub use compact::CompactLimits;
+
+/// What a call grammar admits beyond the tools' own inputs.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_agent::grammar::GrammarParams;
+///
+/// let p = GrammarParams::default().with_max_calls(4);
+/// assert_eq!(p.max_calls, 4);
+/// assert!(GrammarParams::default().with_max_calls(0).validate().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrammarParams {
+    /// Calls one message may make: 1 for the GPT4Tools protocol, more for
+    /// the JSON protocol's parallel calls.
+    pub max_calls: usize,
+    /// Bounds of the compact JSON where a schema sets none.
+    pub limits: CompactLimits,
+}
+
+impl Default for GrammarParams {
+    fn default() -> Self {
+        GrammarParams {
+            max_calls: 1,
+            limits: CompactLimits::default(),
+        }
+    }
+}
+
+impl GrammarParams {
+    #[must_use]
+    pub fn with_max_calls(mut self, max_calls: usize) -> Self {
+        self.max_calls = max_calls;
+        self
+    }
+
+    #[must_use]
+    pub fn with_limits(mut self, limits: CompactLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let l = self.limits;
+        if self.max_calls == 0 || l.max_items == 0 || l.max_digits == 0 {
+            return Err(Error::InvalidParam(format!(
+                "a call grammar needs at least one call, one array item and one digit (got {self:?})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A grammar for one GPT4Tools/ReAct message: either a call of a
+/// registered tool or a direct answer.
+pub fn call_grammar(tools: &ToolRegistry) -> Result<String> {
+    call_grammar_with(tools, &GrammarParams::default())
+}
+
+/// A grammar for one message: either up to `params.max_calls` calls of
+/// registered tools, one `Action:` / `Action Input:` pair each, or a direct
+/// answer. JSON inputs follow the compact grammar of the tool's schema
+/// (see [`CompactLimits`]); a schema it cannot express is an error naming
+/// the tool and the keyword.
+pub fn call_grammar_with(tools: &ToolRegistry, params: &GrammarParams) -> Result<String> {
+    params.validate()?;
+    let mut rules = vec![
+        r#"root ::= "Thought: Do I need to use a tool? " (yes | no)"#.to_owned(),
+        r#"no ::= "No\nAI: " [^\n]{1,300} "\n""#.to_owned(),
+    ];
+    if tools.is_empty() {
+        rules[0] = r#"root ::= "Thought: Do I need to use a tool? " no"#.to_owned();
+        return Ok(rules.join("\n") + "\n");
+    }
+    let mut alternatives = Vec::new();
+    for (i, spec) in tools.specs().enumerate() {
+        let prefix = format!("t{i}-");
+        let args = match spec.input_kind() {
+            InputKind::Text { fields } => {
+                // Every field but the last is comma-free; the last takes the
+                // rest of the line. Lengths are bounded so a call always
+                // finishes within the agent's token limit.
+                let head = format!(r#"{prefix}field ::= [^,\n]{{1,64}}"#);
+                let body = (1..fields)
+                    .map(|_| format!(r#"{prefix}field ", " "#))
+                    .collect::<String>();
+                rules.push(head);
+                rules.push(format!(r#"{prefix}args ::= {body}[^\n]{{1,96}}"#));
+                format!("{prefix}args")
+            }
+            InputKind::Json => {
+                let (json_rules, value) =
+                    compact::schema_rules(&spec.parameters, &prefix, params.limits).map_err(
+                        |detail| Error::Grammar {
+                            detail: format!("tool `{}`: {detail}", spec.name),
+                        },
+                    )?;
+                rules.extend(json_rules);
+                value
+            }
+        };
+        rules.push(format!(
+            r#"{prefix}call ::= {} "\nAction Input: " {args} "\n""#,
+            gbnf_string(&spec.name)
+        ));
+        alternatives.push(format!("{prefix}call"));
+    }
+    rules.push(format!(
+        r#"call ::= "Action: " ({})"#,
+        alternatives.join(" | ")
+    ));
+    // The calls may be followed by `Observation:` (a stop string): after a
+    // call the model wants to write it, and were it forbidden, the most
+    // likely allowed token would start yet another call.
+    rules.push(match params.max_calls {
+        1 => r#"yes ::= "Yes\n" call "Observation:"?"#.to_owned(),
+        n => format!(r#"yes ::= "Yes\n" call{{1,{n}}} "Observation:"?"#),
+    });
+    Ok(rules.join("\n") + "\n")
+}
+
+/// A GBNF string literal.
+fn gbnf_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(gbnf_string("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
+    }
+}

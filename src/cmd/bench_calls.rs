@@ -1,0 +1,150 @@
+//! `loragen bench calls`: JSON function calling on the edge model with and
+//! without the compact call grammar, side by side on the same queries in
+//! one process (each query runs both ways, in alternating order): time per
+//! query (mean, p50, p95), how many calls parse and pass `jsonschema`
+//! validation against their tool, and accuracy.
+
+use std::time::Instant;
+
+use loragen_agent::runtime::{GenerateParams, Model, SessionParams};
+use loragen_agent::store::{ModelChoice, Role};
+use loragen_gpt4tools::generic::{load_queries, parse_calls, score_query, ToolDef, ToolSet};
+use loragen_gpt4tools::report::quantile;
+use loragen_tools::protocol::STEP_STOPS;
+use serde_json::json;
+
+use super::eval::{grammar_for, query_prompt};
+use crate::cli::{BenchCallsArgs, ModelArgs};
+
+/// What one decoding way did over the queries.
+#[derive(Debug, Default)]
+struct Tally {
+    ms: Vec<f64>,
+    decode_tokens: usize,
+    calls: usize,
+    valid_calls: usize,
+    unreadable: usize,
+    scored: usize,
+    correct: usize,
+}
+
+impl Tally {
+    fn row(&self, name: &str) -> String {
+        let mean = self.ms.iter().sum::<f64>() / self.ms.len().max(1) as f64;
+        format!(
+            "| {name} | {} | {mean:.0} | {:.0} | {:.0} | {:.1} | {} | {:.1}% | {} | {:.1}% |",
+            self.ms.len(),
+            quantile(&self.ms, 0.5),
+            quantile(&self.ms, 0.95),
+            self.decode_tokens as f64 / self.ms.len().max(1) as f64,
+            self.calls,
+            100.0 * self.valid_calls as f64 / self.calls.max(1) as f64,
+            self.unreadable,
+            100.0 * self.correct as f64 / self.scored.max(1) as f64,
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "queries": self.ms.len(),
+            "mean_ms": self.ms.iter().sum::<f64>() / self.ms.len().max(1) as f64,
+            "p50_ms": quantile(&self.ms, 0.5),
+            "p95_ms": quantile(&self.ms, 0.95),
+            "calls": self.calls,
+            "valid_calls": self.valid_calls,
+            "unreadable_messages": self.unreadable,
+            "accuracy": self.correct as f64 / self.scored.max(1) as f64,
+        })
+    }
+}
+
+pub fn run(args: &BenchCallsArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    let tools = ToolSet::load(&args.tools)?;
+    let mut queries = load_queries(&args.queries)?;
+    queries.truncate(args.limit);
+    anyhow::ensure!(
+        !queries.is_empty(),
+        "{} holds no queries",
+        args.queries.display()
+    );
+    let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+    let model = Model::load(&path)?;
+    let mut session = model.session(SessionParams::default().with_prefix_reuse(false))?;
+    let (mut free, mut constrained) = (Tally::default(), Tally::default());
+    let started = Instant::now();
+    for (i, query) in queries.iter().enumerate() {
+        let offered = tools.for_query(query)?;
+        let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
+        let prompt = query_prompt(query, Some(&specs));
+        let plain = GenerateParams::default()
+            .with_max_tokens(args.max_tokens)
+            .with_stop(STEP_STOPS);
+        let grammar = grammar_for(&specs, args.max_calls)
+            .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
+        let with_grammar = plain.clone().with_grammar(Some(grammar));
+        for constrain in if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            let params = if constrain { &with_grammar } else { &plain };
+            let tally = if constrain {
+                &mut constrained
+            } else {
+                &mut free
+            };
+            session.clear_cache();
+            let completion = session.generate(&prompt, params)?;
+            let s = completion.stats;
+            tally.ms.push(s.prefill_ms + s.decode_ms);
+            tally.decode_tokens += s.decode_tokens;
+            let parsed = parse_calls(completion.text.as_bytes());
+            tally.unreadable += usize::from(parsed.problem.is_some());
+            for call in &parsed.calls {
+                tally.calls += 1;
+                tally.valid_calls += usize::from(valid(call, &offered));
+            }
+            if let Some(correct) = score_query(query, &parsed.calls) {
+                tally.scored += 1;
+                tally.correct += usize::from(correct);
+            }
+        }
+        eprintln!(
+            "{}/{} queries, {:.0} s",
+            i + 1,
+            queries.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "\n{} queries of {} on {}, both ways per query in alternating order, greedy, max {} tokens",
+        queries.len(),
+        args.queries.display(),
+        path.display(),
+        args.max_tokens
+    );
+    println!("| decoding | queries | mean ms | p50 ms | p95 ms | decode tokens / query | calls | schema-valid calls | unreadable messages | accuracy |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("{}", free.row("unconstrained"));
+    println!("{}", constrained.row("constrained"));
+    let ratio = constrained.ms.iter().sum::<f64>() / free.ms.iter().sum::<f64>().max(1e-9);
+    println!("\nconstrained / unconstrained mean time: {ratio:.2}x");
+    if let Some(file) = &args.json {
+        let doc = json!({"unconstrained": free.json(), "constrained": constrained.json(), "mean_ratio": ratio});
+        super::write_atomic(file, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A call names an offered tool and its arguments pass that tool's schema.
+fn valid(call: &loragen_gpt4tools::generic::Call, offered: &[&ToolDef]) -> bool {
+    offered
+        .iter()
+        .find(|t| t.name == call.name)
+        .is_some_and(|t| {
+            jsonschema::is_valid(
+                &t.parameters,
+                &serde_json::Value::Object(call.arguments.clone()),
+            )
+        })
+}

@@ -1,0 +1,236 @@
+//! `loragen bench compare` and `loragen bench curve`: what benchmark runs
+//! say together. A paired bootstrap over the items both runs scored tells
+//! whether a difference in success rate is real; the curves of a training
+//! run chart its loss and its validation SR per snapshot.
+//!
+//! A training run directory keeps its validations under `val/step-N/`
+//! (the `--out` of `loragen bench gpt4tools` on snapshot `step-N`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use loragen_gpt4tools::chart::{write_curves, Curve};
+use loragen_gpt4tools::paired::{bootstrap_mean, paired_bootstrap, Interval, RESAMPLES};
+use loragen_gpt4tools::{ItemScores, Mode, Record, RecordLog};
+
+use crate::cli::{BenchCompareArgs, BenchCurveArgs};
+
+/// The per-item scores of one mode of a benchmark run directory, by id.
+fn scores_of(
+    dir: &Path,
+    mode: Option<Mode>,
+) -> anyhow::Result<(Mode, HashMap<String, ItemScores>)> {
+    let path = dir.join("records.jsonl");
+    anyhow::ensure!(
+        path.exists(),
+        "{} has no records.jsonl; is it a `loragen bench gpt4tools` run directory?",
+        dir.display()
+    );
+    let log: RecordLog<Record> = RecordLog::open(&path)?;
+    let mut modes: Vec<Mode> = log.records().iter().map(|r| r.mode).collect();
+    modes.sort_by_key(|m| m.to_string());
+    modes.dedup();
+    let mode = match (mode, modes.as_slice()) {
+        (Some(m), _) if modes.contains(&m) => m,
+        (Some(m), _) => anyhow::bail!(
+            "{} has no records of mode {m} (it has {modes:?})",
+            dir.display()
+        ),
+        (None, [m]) => *m,
+        (None, []) => anyhow::bail!("{} holds no records", path.display()),
+        (None, _) => anyhow::bail!(
+            "{} holds several modes ({modes:?}); say which with --mode-a/--mode-b",
+            dir.display()
+        ),
+    };
+    let scores = log
+        .records()
+        .iter()
+        .filter(|r| r.mode == mode)
+        .map(|r| (r.id.clone(), r.scores))
+        .collect();
+    Ok((mode, scores))
+}
+
+/// One score of an item.
+type Metric = fn(&ItemScores) -> f64;
+
+/// The metrics compared, in percent.
+const METRICS: [(&str, Metric); 5] = [
+    ("SR_t", |s| s.thought_acc),
+    ("SR_act", |s| s.action_acc),
+    ("SR_args", |s| s.action_args_acc),
+    ("SR", |s| s.acc),
+    ("IoU", |s| s.iou),
+];
+
+/// Per-item values of `metric`, in percent, for the ids in order.
+fn column(
+    scores: &HashMap<String, ItemScores>,
+    ids: &[&String],
+    metric: fn(&ItemScores) -> f64,
+) -> Vec<f64> {
+    ids.iter()
+        .map(|id| 100.0 * scores.get(*id).map_or(0.0, metric))
+        .collect()
+}
+
+fn shared_ids<'a>(
+    a: &'a HashMap<String, ItemScores>,
+    b: &HashMap<String, ItemScores>,
+) -> Vec<&'a String> {
+    let mut ids: Vec<&String> = a.keys().filter(|id| b.contains_key(*id)).collect();
+    ids.sort();
+    ids
+}
+
+fn fmt(i: &Interval) -> String {
+    format!("{:+.1} [{:+.1}, {:+.1}]", i.mean, i.lo, i.hi)
+}
+
+pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
+    let (mode_a, a) = scores_of(&args.a, args.mode_a)?;
+    let (mode_b, b) = scores_of(&args.b, args.mode_b)?;
+    let ids = shared_ids(&a, &b);
+    anyhow::ensure!(
+        !ids.is_empty(),
+        "{} and {} share no items",
+        args.a.display(),
+        args.b.display()
+    );
+    println!(
+        "A = {} ({mode_a}), B = {} ({mode_b}): {} items in both ({} only in A, {} only in B)",
+        args.a.display(),
+        args.b.display(),
+        ids.len(),
+        a.len() - ids.len(),
+        b.len() - ids.len()
+    );
+    println!(
+        "paired bootstrap, {} resamples, seed {}\n",
+        args.resamples, args.seed
+    );
+    println!("| metric | A | B | B - A, 95% interval |");
+    println!("|---|---|---|---|");
+    for (name, metric) in METRICS {
+        let (xa, xb) = (column(&a, &ids, metric), column(&b, &ids, metric));
+        let d = paired_bootstrap(&xa, &xb, args.resamples, args.seed)?;
+        let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+        println!(
+            "| {name} | {:.1} | {:.1} | {} |",
+            mean(&xa),
+            mean(&xb),
+            fmt(&d)
+        );
+    }
+    Ok(())
+}
+
+/// `train.jsonl`'s LM loss, averaged over windows of `window` steps and
+/// placed at each window's last step.
+fn loss_curve(run: &Path, window: usize) -> anyhow::Result<Vec<(f64, f64)>> {
+    let path = run.join("train.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+        let (Some(step), Some(loss)) = (value["step"].as_f64(), value["lm_loss"].as_f64()) else {
+            anyhow::bail!("{} line {}: no step or lm_loss", path.display(), i + 1);
+        };
+        points.push((step, loss));
+    }
+    // A last window cut short (a run still going) is left out: a mean of a
+    // few steps is noise beside the others.
+    Ok(points
+        .chunks_exact(window.max(1))
+        .filter_map(|w| {
+            let last = w.last()?.0;
+            Some((last, w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64))
+        })
+        .collect())
+}
+
+/// The validations of a run: `val/step-N` directories, by step.
+fn validations(run: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
+    let dir = run.join("val");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(found);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(step) = step {
+            found.push((step, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
+    let mut curves = Vec::new();
+    for spec in &args.run {
+        let (name, dir) = spec
+            .split_once('=')
+            .map(|(n, d)| (n.to_owned(), PathBuf::from(d)))
+            .with_context(|| format!("--run {spec}: give NAME=DIR"))?;
+        let mut curve = Curve {
+            name: name.clone(),
+            loss: loss_curve(&dir, args.window)?,
+            val: Vec::new(),
+        };
+        println!(
+            "\n{name} ({}): validation SR per snapshot, 95% bootstrap intervals",
+            dir.display()
+        );
+        println!("| step | items | SR | IoU | SR change since the previous snapshot (paired) |");
+        println!("|---|---|---|---|---|");
+        let mut previous: Option<HashMap<String, ItemScores>> = None;
+        for (step, val) in validations(&dir)? {
+            let (_, scores) = scores_of(&val, None)?;
+            let mut ids: Vec<&String> = scores.keys().collect();
+            ids.sort();
+            let sr = bootstrap_mean(&column(&scores, &ids, |s| s.acc), RESAMPLES, args.seed)?;
+            let iou = column(&scores, &ids, |s| s.iou);
+            let change = match &previous {
+                Some(prev) => {
+                    let shared = shared_ids(prev, &scores);
+                    let d = paired_bootstrap(
+                        &column(prev, &shared, |s| s.acc),
+                        &column(&scores, &shared, |s| s.acc),
+                        RESAMPLES,
+                        args.seed,
+                    )?;
+                    format!("{} over {} items", fmt(&d), shared.len())
+                }
+                None => "–".into(),
+            };
+            println!(
+                "| {step} | {} | {:.1} [{:.1}, {:.1}] | {:.1} | {change} |",
+                ids.len(),
+                sr.mean,
+                sr.lo,
+                sr.hi,
+                iou.iter().sum::<f64>() / iou.len() as f64
+            );
+            curve.val.push((step as f64, sr));
+            previous = Some(scores);
+        }
+        curves.push(curve);
+    }
+    write_curves(&curves, &args.out, &args.title)?;
+    println!(
+        "\nchart: {} and {}",
+        args.out.with_extension("svg").display(),
+        args.out.with_extension("png").display()
+    );
+    Ok(())
+}
