@@ -97,6 +97,18 @@ pub struct TrainGeneratorArgs {
     /// Active experts per registry and layer.
     #[arg(long, default_value_t = 2)]
     pub top_k: usize,
+    /// Sample the kept experts in training with Gumbel noise at this
+    /// temperature (the gating ablation); KeepTop-K without noise when absent.
+    #[arg(long, value_name = "TAU")]
+    pub gumbel_tau: Option<f64>,
+    /// Start every expert at this plain LoRA checkpoint or snapshot (from
+    /// `loragen train lora`, same rank) plus a little noise, so training
+    /// starts from the baseline. Only for a fresh run.
+    #[arg(long, value_name = "DIR")]
+    pub warm_start: Option<PathBuf>,
+    /// The warm start's noise, relative to each factor's standard deviation.
+    #[arg(long, default_value_t = 0.01, requires = "warm_start")]
+    pub warm_start_noise: f64,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ use loragen::generator::edge::{
 };
 use loragen::generator::gguf_lora::write_lora_adapter;
 use loragen::generator::merge::{write_dequantised, MergedType};
+use loragen::generator::model::GatePass;
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 
 const N_TOKENS: usize = 1000;
@@ -342,7 +343,7 @@ fn a_generated_adapter_in_llama_cpp_matches_candle_with_its_deltas() {
     }
     let features = seeded(&(12, 32).into(), 1.0);
     let gates = generator
-        .gates(std::slice::from_ref(&features), false)
+        .gates(std::slice::from_ref(&features), GatePass::Eval)
         .unwrap();
     let deltas = generator.deltas(&gates).unwrap();
     let candle = candle_logits(edge, tokens, Some(&deltas));

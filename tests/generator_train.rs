@@ -169,3 +169,81 @@ fn a_checkpoint_of_other_settings_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_from() {
+    let edge = edge();
+    let dir = tempfile::tempdir().unwrap();
+    let (examples, features) = data();
+    let (g, t) = config(&edge);
+    let mut lora = Trainer::new(
+        Learner::Lora {
+            lora: LoraConfig::default().with_dropout(0.1),
+            with_tools: false,
+        },
+        t.clone(),
+        &edge,
+        "sha".into(),
+        examples.clone(),
+        features.clone(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        lora.train_step().unwrap();
+    }
+    lora.snapshot(dir.path()).unwrap();
+    let baseline = loragen::generator::edge::checkpoint::to_adapter(dir.path()).unwrap();
+
+    let product =
+        |a: &Tensor, b: &Tensor, scale: f32| (b.matmul(a).unwrap() * f64::from(scale)).unwrap();
+    let max_diff = |x: &Tensor, y: &Tensor| -> f32 {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    for (noise, equal) in [(0.0, true), (0.2, false)] {
+        let mut generator = Trainer::new(
+            Learner::Generator(g.clone()),
+            t.clone(),
+            &edge,
+            "sha".into(),
+            examples.clone(),
+            features.clone(),
+        )
+        .unwrap();
+        generator.warm_start_experts(dir.path(), noise).unwrap();
+        let gen = generator.generator().unwrap();
+        for system in ["system 0", "system 2"] {
+            let adapter = gen
+                .adapter(&features.of(system).unwrap(), "gemma3")
+                .unwrap();
+            for (ours, theirs) in adapter.pairs.iter().zip(&baseline.pairs) {
+                assert_eq!(ours.weight, theirs.weight);
+                let d = max_diff(
+                    &product(&ours.a, &ours.b, adapter.scale_of(ours)),
+                    &product(&theirs.a, &theirs.b, baseline.scale_of(theirs)),
+                );
+                let size = max_diff(
+                    &product(&theirs.a, &theirs.b, baseline.scale_of(theirs)),
+                    &Tensor::zeros_like(&theirs.b.matmul(&theirs.a).unwrap()).unwrap(),
+                );
+                assert!(size > 0.0, "the LoRA must have moved");
+                assert_eq!(
+                    d < 1e-5 * size.max(1.0),
+                    equal,
+                    "noise {noise}: {} differs by {d}",
+                    ours.weight
+                );
+            }
+        }
+    }
+    // After a step the initial weights are gone: no warm start then.
+    let mut late = trainer(&edge, false);
+    late.train_step().unwrap();
+    assert!(late.warm_start_experts(dir.path(), 0.0).is_err());
+}

@@ -6,7 +6,7 @@
 //! saves a checkpoint and stops.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::edge::EdgeModel;
 use loragen_generator::edge::LoraConfig;
 use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
-use loragen_generator::model::GeneratorConfig;
+use loragen_generator::model::{Gating, GeneratorConfig};
 use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
 
 use crate::cli::{ModelArgs, TrainCommand};
@@ -48,6 +48,10 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
             Kind::Generator {
                 experts: a.experts,
                 top_k: a.top_k,
+                gating: a
+                    .gumbel_tau
+                    .map_or(Gating::KeepTopK, |tau| Gating::GumbelTopK { tau }),
+                warm_start: a.warm_start.map(|dir| (dir, a.warm_start_noise)),
             },
         ),
         TrainCommand::Lora(a) => (
@@ -106,8 +110,17 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
     );
     let edge = EdgeModel::load(&edge_path, &Device::Cpu)
         .with_context(|| format!("cannot load {} in candle", edge_path.display()))?;
+    let warm_start = match &kind {
+        Kind::Generator { warm_start, .. } => warm_start.clone(),
+        Kind::Lora { .. } => None,
+    };
     let (learner, features) = match kind {
-        Kind::Generator { experts, top_k } => {
+        Kind::Generator {
+            experts,
+            top_k,
+            gating,
+            ..
+        } => {
             anyhow::ensure!(
                 examples.iter().all(|e| !e.system.is_empty()),
                 "{}: an item has no system part (no `Previous conversation:` marker), so there is nothing to compile",
@@ -119,7 +132,8 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
                 .with_edge_layers(edge.config.n_layer)
                 .with_cloud_dim(cloud_dim(&features, &examples)?)
                 .with_experts(experts)
-                .with_top_k(top_k);
+                .with_top_k(top_k)
+                .with_gating(gating);
             (Learner::Generator(generator), features)
         }
         Kind::Lora { with_tools } => (
@@ -150,6 +164,12 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
     if checkpoint_dir(&args.out).is_some() {
         trainer.resume(&args.out)?;
         println!("resumed at step {}", trainer.step());
+    } else if let Some((dir, noise)) = &warm_start {
+        trainer.warm_start_experts(dir, *noise)?;
+        println!(
+            "every expert starts at the LoRA in {} (noise {noise})",
+            dir.display()
+        );
     }
     keep_log_until(&args.out.join(LOG_FILE), trainer.step())?;
     let snapshots = args.out.join("snapshots");
@@ -211,8 +231,16 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
 
 /// What `loragen train` trains.
 enum Kind {
-    Generator { experts: usize, top_k: usize },
-    Lora { with_tools: bool },
+    Generator {
+        experts: usize,
+        top_k: usize,
+        gating: Gating,
+        /// A plain LoRA to start every expert from, and the noise.
+        warm_start: Option<(PathBuf, f64)>,
+    },
+    Lora {
+        with_tools: bool,
+    },
 }
 
 /// Cloud features of every block of the examples' system parts, through

@@ -7,11 +7,16 @@ use crate::edge::{LoraConfig, Target};
 use crate::error::{Error, Result};
 
 /// How router logits become gates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gating {
     /// Softmax, keep the top K, renormalise (LoRA-Gen's default).
     KeepTopK,
+    /// For the ablation: in training, Gumbel noise is added to the router
+    /// logits and the result divided by `tau` before KeepTop-K, so the
+    /// choice of experts is sampled; at inference, KeepTop-K of
+    /// `logits / tau` without noise.
+    GumbelTopK { tau: f64 },
 }
 
 /// Sizes and settings of a generator.
@@ -117,6 +122,12 @@ impl GeneratorConfig {
     }
 
     #[must_use]
+    pub fn with_gating(mut self, gating: Gating) -> Self {
+        self.gating = gating;
+        self
+    }
+
+    #[must_use]
     pub fn with_lora(mut self, lora: LoraConfig) -> Self {
         self.lora = lora;
         self
@@ -142,6 +153,13 @@ impl GeneratorConfig {
                 "{} meta heads do not divide the meta width {}",
                 self.meta_heads, self.meta_dim
             ));
+        }
+        if let Gating::GumbelTopK { tau } = self.gating {
+            if !(tau.is_finite() && tau > 0.0) {
+                return bad(format!(
+                    "the Gumbel temperature must be positive, got {tau}"
+                ));
+            }
         }
         if !(1..=self.n_experts).contains(&self.top_k) {
             return bad(format!(

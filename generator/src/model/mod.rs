@@ -20,6 +20,29 @@ use crate::error::{Error, Result};
 use crate::gating::keep_top_k;
 use crate::gguf_lora::{LoraAdapter, LoraPair};
 
+/// How gates are computed: at inference (BatchNorm's running statistics,
+/// no noise), or in training (batch statistics; Gumbel noise from
+/// `noise_seed` when the gating samples).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatePass {
+    Eval,
+    Train { noise_seed: u64 },
+}
+
+/// Standard Gumbel noise -ln(-ln u) of `shape`, from `seed`, in the dtype
+/// and on the device of `like`.
+fn gumbel_noise(shape: (usize, usize), seed: u64, like: &Tensor) -> Result<Tensor> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f64> = (0..shape.0 * shape.1)
+        .map(|_| {
+            let u: f64 = rng.random::<f64>().clamp(1e-12, 1.0 - 1e-12);
+            -(-u.ln()).ln()
+        })
+        .collect();
+    Ok(Tensor::from_vec(values, shape, like.device())?.to_dtype(like.dtype())?)
+}
+
 /// The trainable generator.
 #[derive(Debug, Clone)]
 pub struct Generator {
@@ -58,13 +81,22 @@ impl Generator {
 
     /// Each layer's gates (batch, n_experts), from each element's cloud
     /// features (tokens, cloud_dim).
-    pub fn gates(&self, features: &[Tensor], train: bool) -> Result<Vec<Tensor>> {
+    pub fn gates(&self, features: &[Tensor], pass: GatePass) -> Result<Vec<Tensor>> {
         let t = self.meta.forward(features)?;
+        let train = matches!(pass, GatePass::Train { .. });
         self.routers
             .iter()
             .enumerate()
             .map(|(il, router)| {
                 let logits = router.forward_t(&t.narrow(1, il, 1)?.squeeze(1)?, train)?;
+                let logits = match (self.config.gating, pass) {
+                    (Gating::KeepTopK, _) => logits,
+                    (Gating::GumbelTopK { tau }, GatePass::Eval) => (logits / tau)?,
+                    (Gating::GumbelTopK { tau }, GatePass::Train { noise_seed }) => {
+                        let noise = gumbel_noise(logits.dims2()?, noise_seed ^ il as u64, &logits)?;
+                        ((logits + noise)? / tau)?
+                    }
+                };
                 keep_top_k(&logits, self.config.top_k)
             })
             .collect()
@@ -78,7 +110,7 @@ impl Generator {
     /// The compiled adapter of one registry: its gates at inference (running
     /// BatchNorm statistics), mixed into one rank-r LoRA per projection.
     pub fn adapter(&self, features: &Tensor, arch: &str) -> Result<LoraAdapter> {
-        let gates = self.gates(std::slice::from_ref(features), false)?;
+        let gates = self.gates(std::slice::from_ref(features), GatePass::Eval)?;
         let mut pairs = Vec::new();
         for (il, (pools, g)) in self.experts.layers.iter().zip(&gates).enumerate() {
             for (target, pool) in pools {

@@ -41,7 +41,9 @@ fn features(lengths: &[usize]) -> Vec<Tensor> {
 #[test]
 fn gates_have_one_row_per_element_with_k_kept_summing_to_one() {
     let generator = build(&VarMap::new());
-    let gates = generator.gates(&features(&[5, 9, 1]), true).unwrap();
+    let gates = generator
+        .gates(&features(&[5, 9, 1]), GatePass::Train { noise_seed: 0 })
+        .unwrap();
     assert_eq!(gates.len(), 3);
     for g in &gates {
         assert_eq!(g.dims(), &[3, 4]);
@@ -129,7 +131,7 @@ fn one_optimiser_step_on_a_toy_batch_lowers_the_loss() {
     let x = Tensor::randn(0f64, 1.0, (3, 6, 5), &Device::Cpu).unwrap();
     let target = Tensor::randn(0f64, 1.0, (3, 6, 7), &Device::Cpu).unwrap();
     let loss = |g: &Generator| {
-        let gates = g.gates(&f, true).unwrap();
+        let gates = g.gates(&f, GatePass::Train { noise_seed: 0 }).unwrap();
         let deltas = g.deltas(&gates).unwrap();
         let y = deltas[1]
             .get(Target::Gate)
@@ -165,7 +167,7 @@ fn the_adapter_is_the_mix_at_inference_gates() {
     let adapter = generator.adapter(&f[0], "llama").unwrap();
     assert_eq!(adapter.pairs.len(), 3 * 3);
     assert_eq!(adapter.alpha, 2.0);
-    let gates = generator.gates(&f, false).unwrap();
+    let gates = generator.gates(&f, GatePass::Eval).unwrap();
     let pool = &generator.experts.layers[2][1].1;
     let mixed = pool.mix(&gates[2]).unwrap();
     let pair = adapter
@@ -176,4 +178,71 @@ fn the_adapter_is_the_mix_at_inference_gates() {
     assert_eq!(pair.a.dims(), &[2, 5]);
     let expected = mixed.b.squeeze(0).unwrap();
     assert!(max_diff(&pair.b.to_dtype(DType::F64).unwrap(), &expected) < 1e-6);
+}
+
+#[test]
+fn gumbel_gating_samples_in_training_from_its_seed_and_is_exact_at_inference() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    let config = small().with_gating(Gating::GumbelTopK { tau: 0.5 });
+    let gumbel = Generator::new(config.clone(), dims, vb).unwrap();
+    let f = features(&[4, 6, 3, 5]);
+    let train = |seed| {
+        gumbel
+            .gates(&f, GatePass::Train { noise_seed: seed })
+            .unwrap()
+            .iter()
+            .map(|g| g.to_vec2::<f64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(train(3), train(3), "the same seed draws the same noise");
+    let kept = |gates: &[Vec<Vec<f64>>]| -> Vec<Vec<bool>> {
+        gates
+            .iter()
+            .flatten()
+            .map(|row| row.iter().map(|&v| v > 0.0).collect())
+            .collect()
+    };
+    assert!(
+        (0..20).any(|s| kept(&train(s)) != kept(&train(s + 100))),
+        "the noise must change which experts are kept"
+    );
+    for layer in &train(7) {
+        for row in layer {
+            assert_eq!(row.iter().filter(|&&v| v > 0.0).count(), 2);
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+    // At inference: KeepTop-K of logits / tau, no noise. The same weights
+    // under KeepTop-K gating give KeepTop-K of the logits themselves: the
+    // same experts, sharper weights.
+    let eval = gumbel.gates(&f, GatePass::Eval).unwrap();
+    let plain = Generator {
+        config: small(),
+        ..gumbel.clone()
+    }
+    .gates(&f, GatePass::Eval)
+    .unwrap();
+    for (g, p) in eval.iter().zip(&plain) {
+        let (g, p) = (g.to_vec2::<f64>().unwrap(), p.to_vec2::<f64>().unwrap());
+        for (gr, pr) in g.iter().zip(&p) {
+            let on = |r: &[f64]| r.iter().map(|&v| v > 0.0).collect::<Vec<_>>();
+            assert_eq!(on(gr), on(pr));
+            let (gmax, pmax) = (
+                gr.iter().cloned().fold(0.0, f64::max),
+                pr.iter().cloned().fold(0.0, f64::max),
+            );
+            assert!(gmax >= pmax - 1e-12, "tau < 1 sharpens: {gr:?} vs {pr:?}");
+        }
+    }
+    assert!(small()
+        .with_gating(Gating::GumbelTopK { tau: 0.0 })
+        .validate()
+        .is_err());
+    let json = serde_json::to_string(&config.gating).unwrap();
+    assert_eq!(json, r#"{"gumbel_top_k":{"tau":0.5}}"#);
+    assert_eq!(
+        serde_json::from_str::<Gating>(r#""keep_top_k""#).unwrap(),
+        Gating::KeepTopK
+    );
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::data::{batch_of, Example};
@@ -18,7 +19,7 @@ use super::seeded::seeded_var_builder;
 use crate::edge::{cross_entropy, EdgeModel, FixedLora, LoraConfig, Phase};
 use crate::error::{Error, Result};
 use crate::features::RegistryFeatures;
-use crate::model::{cv_loss, utilisation, Generator, GeneratorConfig};
+use crate::model::{cv_loss, utilisation, GatePass, Generator, GeneratorConfig};
 use loragen_tools::atomic::write_atomic_with;
 
 /// Optimisation settings.
@@ -192,6 +193,13 @@ enum Model {
     Lora { lora: FixedLora, with_tools: bool },
 }
 
+/// A standard normal sample (Box-Muller).
+fn gaussian(rng: &mut impl Rng) -> f32 {
+    let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+    let u2: f32 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "config.json";
@@ -304,6 +312,93 @@ impl<'e> Trainer<'e> {
         }
     }
 
+    /// Starts every expert at the plain LoRA checkpoint in `lora_dir`, plus
+    /// Gaussian noise of `noise` times each factor's standard deviation
+    /// (seeded by the run's seed). The KeepTop-K gates sum to one and the
+    /// adapter mixes A and B factors, so with `noise` 0 the generated
+    /// adapter is that LoRA for every registry: training starts from the
+    /// baseline and only has to learn what depends on the tools. Only a
+    /// generator at step 0 can be warm-started.
+    pub fn warm_start_experts(&mut self, lora_dir: &Path, noise: f64) -> Result<()> {
+        let Model::Generator(generator) = &self.model else {
+            return Err(Error::Config(
+                "only a generator's experts can be warm-started".into(),
+            ));
+        };
+        if self.step() > 0 {
+            return Err(Error::Config(format!(
+                "a warm start replaces the initial weights; this run is at step {}",
+                self.step()
+            )));
+        }
+        let lora = crate::edge::checkpoint::to_adapter(lora_dir)?;
+        let ours = &generator.config.lora;
+        let vars = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::Config("the variable map's lock is poisoned".into()))?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x5741_524d);
+        let mut started = 0;
+        for pair in &lora.pairs {
+            let stem = pair.weight.trim_end_matches(".weight");
+            // B carries the ratio of the two scales (alpha / r), so that
+            // the expert's product equals the LoRA's.
+            let ratio = f64::from(lora.scale_of(pair)) * ours.rank as f64 / ours.alpha;
+            for (suffix, base, factor) in [("lora_a", &pair.a, 1.0), ("lora_b", &pair.b, ratio)] {
+                let name = format!("experts.{stem}.{suffix}");
+                let Some(var) = vars.get(&name) else {
+                    return Err(Error::Config(format!(
+                        "{}: the LoRA has `{stem}`, which the generator's experts lack",
+                        lora_dir.display()
+                    )));
+                };
+                let (n, rest) = match var.dims() {
+                    [n, rest @ ..] if rest == base.dims() => (*n, rest.to_vec()),
+                    dims => {
+                        return Err(Error::Config(format!(
+                            "{}: `{stem}.{suffix}` is {:?}, the experts' {dims:?}",
+                            lora_dir.display(),
+                            base.dims()
+                        )))
+                    }
+                };
+                let base = (base.to_dtype(DType::F32)? * factor)?;
+                let values: Vec<f32> = base.flatten_all()?.to_vec1()?;
+                let mean = values.iter().sum::<f32>() / values.len().max(1) as f32;
+                let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>()
+                    / values.len().max(1) as f32)
+                    .sqrt();
+                let sigma = std * noise as f32;
+                let noisy: Vec<f32> = (0..n)
+                    .flat_map(|_| {
+                        values
+                            .iter()
+                            .map(|v| v + sigma * gaussian(&mut rng))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let mut shape = vec![n];
+                shape.extend(rest);
+                var.set(&Tensor::from_vec(noisy, shape, base.device())?)?;
+                started += 1;
+            }
+        }
+        let expected = vars
+            .keys()
+            .filter(|k| {
+                k.starts_with("experts.") && (k.ends_with(".lora_a") || k.ends_with(".lora_b"))
+            })
+            .count();
+        if started != expected {
+            return Err(Error::Config(format!(
+                "{}: the LoRA covers {started} of the experts' {expected} factors",
+                lora_dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn parameter_count(&self) -> usize {
         self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
     }
@@ -325,7 +420,11 @@ impl<'e> Trainer<'e> {
                     .iter()
                     .map(|e| self.features.of(&e.system))
                     .collect::<Result<_>>()?;
-                let gates = generator.gates(&features, true)?;
+                // Gumbel noise (if the gating samples) is a function of
+                // (seed, step), so a resumed run draws the same.
+                let noise_seed =
+                    self.config.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let gates = generator.gates(&features, GatePass::Train { noise_seed })?;
                 let deltas = generator.deltas(&gates)?;
                 let c = &generator.config;
                 (deltas, Some(gates), c.lora.dropout, c.cv_weight)
