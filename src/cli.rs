@@ -580,6 +580,10 @@ pub struct BenchGpt4toolsArgs {
     /// Constrain each message with the agent's call grammar over the item's tools.
     #[arg(long)]
     pub constrained: bool,
+    /// With --constrained: feed the spans the grammar forces in one batched
+    /// decode instead of sampling them (jump-forward decoding).
+    #[arg(long, requires = "constrained")]
+    pub jump_forward: bool,
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

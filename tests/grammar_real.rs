@@ -366,7 +366,10 @@ fn twenty_constrained_bfcl_queries_all_end_with_schema_valid_calls() {
     let mut session = model
         .session(SessionParams::default().with_prefix_reuse(false))
         .unwrap();
-    for query in &queries {
+    let mut forced = 0;
+    // Every query plainly constrained; every fourth also with jump-forward,
+    // whose output must be a message the grammar admits as well.
+    for (i, query) in queries.iter().enumerate() {
         let offered = tools.for_query(query).unwrap();
         let specs: Vec<ToolSpec> = offered.iter().map(|t| t.spec()).collect();
         let registry = ToolRegistry::from_specs(specs.clone()).unwrap();
@@ -379,16 +382,34 @@ fn twenty_constrained_bfcl_queries_all_end_with_schema_valid_calls() {
             &input.join("\n"),
             "",
         );
+        let params = GenerateParams::default()
+            .with_max_tokens(256)
+            .with_stop(STEP_STOPS)
+            .with_grammar(Some(grammar.clone()));
+        if i % 4 == 0 {
+            session.clear_cache();
+            let jumped = session
+                .generate(&prompt, &params.clone().with_jump_forward(true))
+                .unwrap();
+            forced += jumped.stats.forced_tokens;
+            // The message stops before `Observation:`, which the grammar
+            // allows after the calls.
+            assert!(
+                model
+                    .grammar_admits(&grammar, &format!("{}Observation:", jumped.text))
+                    .unwrap(),
+                "{}: jump-forward made a message the grammar refuses\n{}",
+                query.id,
+                jumped.text
+            );
+            assert!(
+                !parse_calls(jumped.text.as_bytes()).calls.is_empty(),
+                "{}",
+                jumped.text
+            );
+        }
         session.clear_cache();
-        let out = session
-            .generate(
-                &prompt,
-                &GenerateParams::default()
-                    .with_max_tokens(256)
-                    .with_stop(STEP_STOPS)
-                    .with_grammar(Some(grammar)),
-            )
-            .unwrap();
+        let out = session.generate(&prompt, &params).unwrap();
         let parsed = parse_calls(out.text.as_bytes());
         assert!(
             parsed.problem.is_none(),
@@ -415,4 +436,5 @@ fn twenty_constrained_bfcl_queries_all_end_with_schema_valid_calls() {
             );
         }
     }
+    assert!(forced > 0, "jump-forward never forced a token");
 }

@@ -16,11 +16,8 @@ use loragen_gpt4tools::{ItemScores, Mode, Record, RecordLog};
 
 use crate::cli::{BenchCompareArgs, BenchCurveArgs};
 
-/// The per-item scores of one mode of a benchmark run directory, by id.
-fn scores_of(
-    dir: &Path,
-    mode: Option<Mode>,
-) -> anyhow::Result<(Mode, HashMap<String, ItemScores>)> {
+/// The records of one mode of a benchmark run directory, by id.
+fn records_of(dir: &Path, mode: Option<Mode>) -> anyhow::Result<(Mode, HashMap<String, Record>)> {
     let path = dir.join("records.jsonl");
     anyhow::ensure!(
         path.exists(),
@@ -44,13 +41,25 @@ fn scores_of(
             dir.display()
         ),
     };
-    let scores = log
+    let records = log
         .records()
         .iter()
         .filter(|r| r.mode == mode)
-        .map(|r| (r.id.clone(), r.scores))
+        .map(|r| (r.id.clone(), r.clone()))
         .collect();
-    Ok((mode, scores))
+    Ok((mode, records))
+}
+
+/// The per-item scores of one mode of a run directory, by id.
+fn scores_of(
+    dir: &Path,
+    mode: Option<Mode>,
+) -> anyhow::Result<(Mode, HashMap<String, ItemScores>)> {
+    let (mode, records) = records_of(dir, mode)?;
+    Ok((
+        mode,
+        records.into_iter().map(|(id, r)| (id, r.scores)).collect(),
+    ))
 }
 
 /// One score of an item.
@@ -90,8 +99,12 @@ fn fmt(i: &Interval) -> String {
 }
 
 pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
-    let (mode_a, a) = scores_of(&args.a, args.mode_a)?;
-    let (mode_b, b) = scores_of(&args.b, args.mode_b)?;
+    let (mode_a, records_a) = records_of(&args.a, args.mode_a)?;
+    let (mode_b, records_b) = records_of(&args.b, args.mode_b)?;
+    let scores = |r: &HashMap<String, Record>| -> HashMap<String, ItemScores> {
+        r.iter().map(|(id, r)| (id.clone(), r.scores)).collect()
+    };
+    let (a, b) = (scores(&records_a), scores(&records_b));
     let ids = shared_ids(&a, &b);
     anyhow::ensure!(
         !ids.is_empty(),

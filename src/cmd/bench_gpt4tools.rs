@@ -170,6 +170,8 @@ struct RunMeta {
     constrained: bool,
     max_tokens: usize,
     #[serde(default)]
+    jump_forward: bool,
+    #[serde(default)]
     threads: Option<usize>,
     #[serde(default)]
     command: Option<String>,
@@ -200,6 +202,7 @@ impl RunMeta {
             data_sha256: sha256_hex(bytes),
             constrained: args.constrained,
             max_tokens: args.max_tokens,
+            jump_forward: args.jump_forward,
             threads: Some(
                 args.threads
                     .unwrap_or_else(loragen_agent::runtime::default_threads),
@@ -246,11 +249,14 @@ impl RunMeta {
                 }
             }
             anyhow::ensure!(
-                old.constrained == self.constrained && old.max_tokens == self.max_tokens,
-                "{} holds a run with other decoding settings (constrained {}, max tokens {}); use another --out or delete it",
+                old.constrained == self.constrained
+                    && old.max_tokens == self.max_tokens
+                    && old.jump_forward == self.jump_forward,
+                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}); use another --out or delete it",
                 out.display(),
                 old.constrained,
-                old.max_tokens
+                old.max_tokens,
+                old.jump_forward
             );
             // A mode run here for the first time adds its artifact.
             let mut merged = old.clone();
@@ -372,7 +378,8 @@ fn run_mode(
     }
     let params = GenerateParams::default()
         .with_max_tokens(args.max_tokens)
-        .with_stop(STEP_STOPS);
+        .with_stop(STEP_STOPS)
+        .with_jump_forward(args.jump_forward);
     let adapters = tempfile::tempdir()?;
 
     let todo = groups.iter().map(Vec::len).sum();

@@ -1,6 +1,7 @@
 //! A loaded GGUF model and the LoRA adapters attached to it.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
@@ -17,6 +18,8 @@ use crate::store::check_gguf;
 pub struct Model {
     pub(crate) inner: LlamaModel,
     path: PathBuf,
+    /// For each byte value, a token whose text is exactly that byte.
+    byte_tokens: OnceLock<Vec<Option<LlamaToken>>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -62,6 +65,7 @@ impl Model {
         Ok(Model {
             inner,
             path: path.to_path_buf(),
+            byte_tokens: OnceLock::new(),
         })
     }
 
@@ -136,6 +140,23 @@ impl Model {
     /// ```
     pub fn grammar_admits(&self, grammar: &str, text: &str) -> Result<bool> {
         super::sampler::grammar_admits(&self.inner, grammar, &self.tokenize(text, false))
+    }
+
+    /// For each byte value, a token whose text is exactly that byte (the
+    /// ASCII characters and the vocabulary's byte-fallback tokens), found
+    /// by one pass over the vocabulary on first use. Jump-forward decoding
+    /// probes the grammar with them.
+    pub(crate) fn byte_tokens(&self) -> &[Option<LlamaToken>] {
+        self.byte_tokens.get_or_init(|| {
+            let mut table = vec![None; 256];
+            for id in 0..self.inner.n_vocab() {
+                let token = LlamaToken(id);
+                if let [byte] = self.token_bytes(token)[..] {
+                    table[usize::from(byte)].get_or_insert(token);
+                }
+            }
+            table
+        })
     }
 
     /// Loads a GGUF LoRA adapter made for this model.

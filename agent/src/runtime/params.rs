@@ -106,6 +106,10 @@ pub struct GenerateParams {
     pub grammar: Option<String>,
     /// Prepend BOS when the model's vocabulary asks for it.
     pub add_bos: bool,
+    /// Jump-forward decoding: where the grammar admits exactly one
+    /// continuation, feed its tokens in one batched decode instead of
+    /// sampling them one by one (see `Session::generate_tokens`).
+    pub jump_forward: bool,
 }
 
 impl Default for GenerateParams {
@@ -116,6 +120,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             grammar: None,
             add_bos: true,
+            jump_forward: false,
         }
     }
 }
@@ -142,6 +147,12 @@ impl GenerateParams {
     #[must_use]
     pub fn with_grammar(mut self, grammar: Option<String>) -> Self {
         self.grammar = grammar;
+        self
+    }
+
+    #[must_use]
+    pub fn with_jump_forward(mut self, jump_forward: bool) -> Self {
+        self.jump_forward = jump_forward;
         self
     }
 

@@ -93,6 +93,51 @@ impl Chooser {
     }
 }
 
+impl Chooser {
+    /// The text the grammar, in its current state, admits as the only
+    /// continuation, up to `max_chars` characters: while exactly one byte
+    /// value is allowed next, it is ASCII, and the grammar cannot end. Each
+    /// byte is probed with its one-byte token; a possible multi-byte
+    /// character (an allowed lead byte) ends the span. Without a grammar,
+    /// nothing is forced.
+    pub fn forced_text(
+        &self,
+        byte_tokens: &[Option<LlamaToken>],
+        eos: LlamaToken,
+        max_chars: usize,
+    ) -> String {
+        let Some(grammar) = self.grammar.as_ref() else {
+            return String::new();
+        };
+        let mut probe = grammar.clone();
+        let mut text = String::new();
+        while text.len() < max_chars && !allows(&mut probe, eos) {
+            let mut allowed = byte_tokens
+                .iter()
+                .enumerate()
+                .filter_map(|(byte, t)| t.map(|t| (byte, t)))
+                .filter(|&(_, t)| allows(&mut probe, t));
+            match (allowed.next(), allowed.next()) {
+                (Some((byte, token)), None) if byte < 0x80 => {
+                    probe.accept(token);
+                    text.push(char::from(byte as u8));
+                }
+                _ => break,
+            }
+        }
+        text
+    }
+
+    /// Takes a token that was not chosen but forced (jump-forward): the
+    /// grammar and the base sampler move past it as if it had been.
+    pub fn accept_forced(&mut self, token: LlamaToken) {
+        if let Some(grammar) = self.grammar.as_mut() {
+            grammar.accept(token);
+        }
+        self.base.accept(token);
+    }
+}
+
 /// The most likely of the `n` most likely candidates that `grammar`
 /// allows, checked one at a time, or `None` if none is.
 fn first_allowed(

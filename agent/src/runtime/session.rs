@@ -173,7 +173,7 @@ impl<'m> Session<'m> {
         let mut tokens = Vec::new();
         let mut logits_index = self.batch.n_tokens() - 1;
         let decode_start = Instant::now();
-        let finish = loop {
+        let finish = 'generation: loop {
             let token = chooser.choose(&self.ctx, logits_index);
             if tokens.is_empty() {
                 stats.ttft_ms = ms_since(start);
@@ -181,22 +181,35 @@ impl<'m> Session<'m> {
             if self.model.is_end_of_generation(token) {
                 break FinishReason::EndOfGeneration;
             }
-            tokens.push(token);
-            let step = scanner.push(&self.model.token_bytes(token));
-            if !step.emit.is_empty() && on_text(&step.emit).is_break() {
-                break FinishReason::Interrupted;
+            let forced = if params.jump_forward {
+                self.forced_after(&chooser, token)
+            } else {
+                Vec::new()
+            };
+            let mut run = vec![token];
+            for (i, &t) in std::iter::once(&token).chain(&forced).enumerate() {
+                if i > 0 {
+                    chooser.accept_forced(t);
+                    run.push(t);
+                    stats.forced_tokens += 1;
+                }
+                tokens.push(t);
+                let step = scanner.push(&self.model.token_bytes(t));
+                if !step.emit.is_empty() && on_text(&step.emit).is_break() {
+                    break 'generation FinishReason::Interrupted;
+                }
+                if let Some(stop) = step.stopped {
+                    break 'generation FinishReason::Stop(stop);
+                }
+                if tokens.len() >= params.max_tokens {
+                    break 'generation FinishReason::MaxTokens;
+                }
             }
-            if let Some(stop) = step.stopped {
-                break FinishReason::Stop(stop);
-            }
-            if tokens.len() >= params.max_tokens {
-                break FinishReason::MaxTokens;
-            }
-            if self.cached.len() >= self.params.n_ctx as usize {
+            if self.cached.len() + run.len() > self.params.n_ctx as usize {
                 break FinishReason::ContextFull;
             }
-            self.decode_one(token)?;
-            logits_index = 0;
+            self.decode_run(&run)?;
+            logits_index = run.len() as i32 - 1;
         };
         stats.decode_tokens = tokens.len();
         stats.decode_ms = ms_since(decode_start);
@@ -327,18 +340,57 @@ impl<'m> Session<'m> {
         Ok((reuse, collected))
     }
 
-    fn decode_one(&mut self, token: LlamaToken) -> Result<()> {
+    /// Decodes `run` (a sampled token and any forced after it) in one
+    /// batch, with logits for its last token only.
+    fn decode_run(&mut self, run: &[LlamaToken]) -> Result<()> {
         self.batch.clear();
-        self.batch
-            .add(token, self.cached.len() as i32, &[0], true)
-            .map_err(|e| Error::llama("batch", e))?;
+        let last = run.len().saturating_sub(1);
+        for (i, &token) in run.iter().enumerate() {
+            self.batch
+                .add(token, (self.cached.len() + i) as i32, &[0], i == last)
+                .map_err(|e| Error::llama("batch", e))?;
+        }
         self.ctx
             .decode(&mut self.batch)
             .map_err(|e| Error::llama("decode", e))?;
-        self.cached.push(token);
+        self.cached.extend_from_slice(run);
         Ok(())
     }
+
+    /// Jump-forward: the tokens the grammar forces after `previous`, which
+    /// the chooser has just accepted. The forced text is tokenized on its
+    /// own; it is used only if the previous token's text followed by it
+    /// tokenizes as that token followed by those tokens (so the boundary is
+    /// where the model would have put it), and its last token is left for
+    /// the model, since it may merge with what follows. Spans shorter than
+    /// two tokens are not worth a batch.
+    fn forced_after(&self, chooser: &Chooser, previous: LlamaToken) -> Vec<LlamaToken> {
+        let text = chooser.forced_text(
+            self.model.byte_tokens(),
+            self.model.inner.vocab().eos(),
+            MAX_FORCED_CHARS,
+        );
+        if text.len() < 2 {
+            return Vec::new();
+        }
+        let Ok(before) = String::from_utf8(self.model.token_bytes(previous)) else {
+            return Vec::new();
+        };
+        let mut forced = self.model.tokenize(&text, false);
+        let joint = self.model.tokenize(&format!("{before}{text}"), false);
+        if joint.first() != Some(&previous) || joint[1..] != forced[..] {
+            return Vec::new();
+        }
+        forced.pop();
+        if forced.len() < 2 {
+            return Vec::new();
+        }
+        forced
+    }
 }
+
+/// Longest span jump-forward decoding forces at once.
+const MAX_FORCED_CHARS: usize = 256;
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()

@@ -10,6 +10,8 @@ pub struct Stats {
     pub reused_tokens: usize,
     pub prefill_ms: f64,
     pub decode_tokens: usize,
+    /// Of the decode tokens, those forced by jump-forward decoding.
+    pub forced_tokens: usize,
     pub decode_ms: f64,
     /// From the start of the call to the first sampled token.
     pub ttft_ms: f64,
