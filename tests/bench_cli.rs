@@ -114,24 +114,16 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
     // generated one, so only the prompt length changes.
     let adapter = dir.path().join("zero.gguf");
     loragen::generator::gguf_lora::write_lora_adapter(&adapter, "gemma3", 1.0, &[]).unwrap();
-    let out = loragen(&[
-        "bench",
-        "gpt4tools",
-        "--data",
-        data.to_str().unwrap(),
-        "--mode",
-        "in-context",
-        "--mode",
-        "compiled",
-        "--adapter",
-        adapter.to_str().unwrap(),
-        "--limit",
-        "3",
-        "--max-tokens",
-        "40",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let with_adapter = |modes: &[&str], adapter: &std::path::Path| {
+        let mut args = vec!["bench", "gpt4tools", "--data", data.to_str().unwrap()];
+        for mode in modes {
+            args.extend(["--mode", mode]);
+        }
+        args.extend(["--adapter", adapter.to_str().unwrap(), "--limit", "3"]);
+        args.extend(["--max-tokens", "40", "--out", run.to_str().unwrap()]);
+        loragen(&args)
+    };
+    let out = with_adapter(&["in-context", "compiled"], &adapter);
     assert!(
         out.status.success(),
         "{}",
@@ -154,22 +146,7 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
     // rather than mixed in.
     let other = dir.path().join("other.gguf");
     loragen::generator::gguf_lora::write_lora_adapter(&other, "gemma3", 2.0, &[]).unwrap();
-    let mixed = loragen(&[
-        "bench",
-        "gpt4tools",
-        "--data",
-        data.to_str().unwrap(),
-        "--mode",
-        "compiled",
-        "--adapter",
-        other.to_str().unwrap(),
-        "--limit",
-        "3",
-        "--max-tokens",
-        "40",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let mixed = with_adapter(&["compiled"], &other);
     assert!(
         String::from_utf8_lossy(&mixed.stderr)
             .contains("compiled records made with another adapter"),

@@ -143,21 +143,20 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
         dir.path().join("out/tampered.gguf.manifest.json"),
     )
     .unwrap();
-    let used = loragen(
-        dir.path(),
-        &[
-            "repl",
-            "--mode",
-            "compiled",
-            "--adapter",
-            tampered.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        failed(&used).contains("changed after compiling"),
-        "{}",
-        failed(&used)
-    );
+    let refused = |adapter: &Path, why: &str| {
+        let used = loragen(
+            dir.path(),
+            &[
+                "repl",
+                "--mode",
+                "compiled",
+                "--adapter",
+                adapter.to_str().unwrap(),
+            ],
+        );
+        assert!(failed(&used).contains(why), "{}", failed(&used));
+    };
+    refused(&tampered, "changed after compiling");
     let mut foreign = manifest.clone();
     foreign["edge_sha256"] = serde_json::json!("0".repeat(64));
     std::fs::write(
@@ -165,21 +164,7 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
         serde_json::to_vec(&foreign).unwrap(),
     )
     .unwrap();
-    let used = loragen(
-        dir.path(),
-        &[
-            "repl",
-            "--mode",
-            "compiled",
-            "--adapter",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        failed(&used).contains("compiled for the edge model"),
-        "{}",
-        failed(&used)
-    );
+    refused(&out, "compiled for the edge model");
     std::fs::write(
         dir.path().join("out/gpt4tools.gguf.manifest.json"),
         serde_json::to_vec(&manifest).unwrap(),

@@ -176,18 +176,22 @@ fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_fro
     let dir = tempfile::tempdir().unwrap();
     let (examples, features) = data();
     let (g, t) = config(&edge);
-    let mut lora = Trainer::new(
-        Learner::Lora {
-            lora: LoraConfig::default().with_dropout(0.1),
-            with_tools: false,
-        },
-        t.clone(),
-        &edge,
-        "sha".into(),
-        examples.clone(),
-        features.clone(),
-    )
-    .unwrap();
+    let fresh = |learner| {
+        Trainer::new(
+            learner,
+            t.clone(),
+            &edge,
+            "sha".into(),
+            examples.clone(),
+            features.clone(),
+        )
+        .unwrap()
+    };
+    // Rank 16, as the generator's experts.
+    let mut lora = fresh(Learner::Lora {
+        lora: LoraConfig::default().with_dropout(0.1),
+        with_tools: false,
+    });
     for _ in 0..2 {
         lora.train_step().unwrap();
     }
@@ -207,15 +211,7 @@ fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_fro
             .unwrap()
     };
     for (noise, equal) in [(0.0, true), (0.2, false)] {
-        let mut generator = Trainer::new(
-            Learner::Generator(g.clone()),
-            t.clone(),
-            &edge,
-            "sha".into(),
-            examples.clone(),
-            features.clone(),
-        )
-        .unwrap();
+        let mut generator = fresh(Learner::Generator(g.clone()));
         generator.warm_start_experts(dir.path(), noise).unwrap();
         let gen = generator.generator().unwrap();
         for system in ["system 0", "system 2"] {
