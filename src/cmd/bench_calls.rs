@@ -131,7 +131,7 @@ pub fn run(args: &BenchCallsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     }
     let [free, constrained, jump] = &tallies;
     println!(
-        "\n{} queries of {} on {}, both ways per query in alternating order, greedy, max {} tokens",
+        "\n{} queries of {} on {}, three ways per query in rotating order, greedy, max {} tokens",
         queries.len(),
         args.queries.display(),
         path.display(),

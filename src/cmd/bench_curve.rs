@@ -137,6 +137,24 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
             fmt(&d)
         );
     }
+    let same = ids
+        .iter()
+        .filter(|id| records_a[id.as_str()].prediction == records_b[id.as_str()].prediction)
+        .count();
+    // Mean decode time and tokens per item over the shared items.
+    let decode = |r: &HashMap<String, Record>| {
+        let (ms, tokens) = ids.iter().fold((0.0, 0), |(ms, t), id| {
+            let rec = &r[id.as_str()];
+            (ms + rec.decode_ms, t + rec.decode_tokens)
+        });
+        (ms / ids.len() as f64, tokens as f64 / ids.len() as f64)
+    };
+    let ((ms_a, tok_a), (ms_b, tok_b)) = (decode(&records_a), decode(&records_b));
+    println!(
+        "\nidentical predictions: {same} of {}; decode per item: A {ms_a:.0} ms ({tok_a:.1} tokens), B {ms_b:.0} ms ({tok_b:.1} tokens), B / A {:.2}x",
+        ids.len(),
+        ms_b / ms_a.max(1e-9)
+    );
     Ok(())
 }
 
