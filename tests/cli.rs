@@ -126,3 +126,50 @@ fn repl_in_compiled_mode_without_an_adapter_says_so() {
     let plain = loragen(&["repl", "--mode", "in-context"], &[]);
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("without an adapter"));
 }
+
+/// `:image` shares only a file that exists and is a PNG or JPEG.
+#[test]
+fn repl_image_refuses_missing_and_non_image_files() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("dot.png");
+    image::RgbImage::new(2, 2).save(&png).unwrap();
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "not pixels").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(["repl"])
+        .env_remove("LORAGEN_EDGE_MODEL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!(
+        ":image {}\n:image {}\n:image {}\n:quit\n",
+        dir.path().join("missing.png").display(),
+        text.display(),
+        png.display()
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stderr.contains("missing.png: no such file"), "{stderr}");
+    assert!(stderr.contains("notes.png: not an image"), "{stderr}");
+    assert!(
+        stdout.contains("dot.png added to the conversation"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("added to the conversation").count(),
+        1,
+        "{stdout}"
+    );
+}

@@ -218,6 +218,10 @@ impl Chat<'_> {
                     Err(e) => eprintln!("{e}"),
                 },
                 (":image", path) if !path.is_empty() => {
+                    if let Err(why) = check_image(Path::new(path)) {
+                        eprintln!("{}", style(format!(":image {path}: {why}")).red());
+                        continue;
+                    }
                     agent.remember(
                         format!("Provide an image named {path}. Description: an image shared by the user. Understand the image using tools."),
                         "Received.",
@@ -244,18 +248,35 @@ impl Chat<'_> {
     }
 }
 
+/// Why `path` cannot be shared as an image, if it cannot: it must be a
+/// readable file in a format the image tools decode (PNG or JPEG).
+fn check_image(path: &Path) -> Result<(), String> {
+    if !path.is_file() {
+        return Err("no such file".into());
+    }
+    // The format by content, not by the file's name.
+    let mut head = [0u8; 32];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| format!("cannot read it ({e})"))?;
+    match image::guess_format(&head[..n]) {
+        Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg) => Ok(()),
+        Ok(other) => Err(format!("{other:?} images are not supported (PNG or JPEG)")),
+        Err(_) => Err("not an image (PNG or JPEG)".into()),
+    }
+}
+
 /// Prints one event; asks to stop once Ctrl-C was pressed.
 fn show(event: &Event, interrupted: &AtomicBool) -> ControlFlow<()> {
     use std::io::Write;
     match event {
+        // The model's message streams as it is written, and is shown only
+        // so: the parsed thought, action and answer would repeat it.
         Event::Text(t) => {
-            print!("{}", style(t).dim());
+            print!("{t}");
             let _ = std::io::stdout().flush();
         }
-        Event::Thought(t) => println!("\n{} {t}", style("thought:").blue().bold()),
-        Event::Action { tool, input } => {
-            println!("{} {tool} ({input})", style("action:").cyan().bold())
-        }
+        Event::Thought(_) | Event::Action { .. } => {}
         Event::Observation { text, failed } => {
             let label = if *failed {
                 style("observation (error):").red().bold()
@@ -264,7 +285,7 @@ fn show(event: &Event, interrupted: &AtomicBool) -> ControlFlow<()> {
             };
             println!("{label} {text}");
         }
-        Event::Answer(text) => println!("\n{} {text}", style("AI:").bold()),
+        Event::Answer(_) => println!(),
         Event::StepDone { .. } => {}
     }
     if interrupted.load(Ordering::SeqCst) {
