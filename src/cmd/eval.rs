@@ -3,7 +3,7 @@
 //! predicted calls as JSON lines (resuming after what is already written)
 //! and scores them where the queries carry answers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,14 +27,16 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.limit {
         queries.truncate(limit);
     }
+    // Every grammar is built before the run (and kept for it), so an
+    // inexpressible schema stops the run at once rather than halfway.
+    let mut grammars: HashMap<&str, String> = HashMap::new();
     for q in &queries {
         let offered = tools.for_query(q)?;
         if args.constrained {
-            // Every grammar is built before the run, so an inexpressible
-            // schema stops it at once rather than halfway.
             let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-            grammar_for(&specs, args.max_calls)
+            let grammar = grammar_for(&specs, args.max_calls)
                 .map_err(|e| anyhow::anyhow!("query {}: {e}", q.id))?;
+            grammars.insert(q.id.as_str(), grammar);
         }
     }
     anyhow::ensure!(
@@ -95,7 +97,8 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
             let mut adapter = model.load_adapter(&compiled.path)?;
             let mut session = model.session(session_params.clone())?;
             session.set_adapter(&mut adapter, 1.0)?;
-            if !answer(&mut session, query, &specs, &args, &mut log, &stop)? {
+            let grammar = grammars.get(query.id.as_str()).cloned();
+            if !answer(&mut session, query, &specs, grammar, &args, &mut log, &stop)? {
                 break;
             }
             bar.inc(1);
@@ -114,7 +117,8 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         for query in todo {
             let offered = tools.for_query(query)?;
             let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-            if !answer(&mut session, query, &specs, &args, &mut log, &stop)? {
+            let grammar = grammars.get(query.id.as_str()).cloned();
+            if !answer(&mut session, query, &specs, grammar, &args, &mut log, &stop)? {
                 break;
             }
             bar.inc(1);
@@ -134,17 +138,16 @@ fn answer(
     session: &mut Session<'_>,
     query: &Query,
     specs: &[loragen_tools::ToolSpec],
+    grammar: Option<String>,
     args: &EvalArgs,
     log: &mut RecordLog<EvalRecord>,
     stop: &AtomicBool,
 ) -> anyhow::Result<bool> {
     let prompt = query_prompt(query, args.mode.definitions_in_context().then_some(specs));
-    let mut params = GenerateParams::default()
+    let params = GenerateParams::default()
         .with_max_tokens(args.max_tokens)
-        .with_stop(STEP_STOPS);
-    if args.constrained {
-        params = params.with_grammar(Some(grammar_for(specs, args.max_calls)?));
-    }
+        .with_stop(STEP_STOPS)
+        .with_grammar(grammar);
     let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
     if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
         return Ok(false);
