@@ -60,6 +60,49 @@ pub enum Command {
     Train(TrainCommand),
     /// Compile a tool registry into a LoRA adapter for the edge model with a trained generator.
     Compile(CompileArgs),
+    /// Serve an OpenAI-compatible chat endpoint whose tools are compiled, and/or the generator.
+    Serve(ServeArgs),
+}
+
+/// Which routes a server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeRole {
+    /// Chat completions on the edge model.
+    Edge,
+    /// Compiles of tool lists into adapters.
+    Cloud,
+    /// Both, in one process.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, value_enum, default_value = "both")]
+    pub role: ServeRole,
+    /// The generator: a checkpoint directory (compiles in this process), or
+    /// for the edge role the URL of a cloud role (`http://host:port`).
+    #[arg(long, value_name = "DIR|URL")]
+    pub generator: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// 0 picks a free port (printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests that may wait for the edge model; more get 503.
+    #[arg(long, default_value_t = 8)]
+    pub queue: usize,
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Most tools one request may carry.
+    #[arg(long, default_value_t = 128)]
+    pub max_tools: usize,
+    /// Most parallel calls in one message.
+    #[arg(long, default_value_t = 8)]
+    pub max_calls: usize,
+    /// The model id clients name (`GET /v1/models`).
+    #[arg(long, default_value = "loragen-edge")]
+    pub model_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +202,10 @@ pub struct TrainArgs {
     /// Only the first N items of --data.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Leave out every item whose system part lists this tool (repeatable),
+    /// so that its definition and its calls stay unseen in training.
+    #[arg(long, value_name = "TOOL")]
+    pub hold_out: Vec<String>,
     /// Also train on the allowed BFCL train split in this directory
     /// (`train_tools.json`, `train_queries.jsonl` from `loragen data bfcl`),
     /// as JSON-protocol targets (rules in docs/generator.md).
@@ -446,6 +493,10 @@ pub struct BenchCompareArgs {
     /// B's mode, when its records hold several.
     #[arg(long)]
     pub mode_b: Option<loragen_tools::Mode>,
+    /// Only the items whose reference answer calls this tool (repeatable),
+    /// e.g. the tools a run held out of its training data.
+    #[arg(long, value_name = "TOOL")]
+    pub calling: Vec<String>,
     #[arg(long, default_value_t = loragen_gpt4tools::paired::RESAMPLES)]
     pub resamples: usize,
     #[arg(long, default_value_t = 0)]
@@ -553,6 +604,10 @@ pub struct BenchGpt4toolsArgs {
     /// in-context, in-context-cached, compiled or lora (repeatable; default in-context).
     #[arg(long)]
     pub mode: Vec<loragen_tools::Mode>,
+    /// Only the items whose system part lists this tool (repeatable; applied before --limit):
+    /// validation on tools a run held out with `train --hold-out`.
+    #[arg(long, value_name = "TOOL")]
+    pub listing: Vec<String>,
     /// Only the first N items.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -622,10 +677,11 @@ pub struct ReplArgs {
     /// A GGUF LoRA adapter to apply (a compiled one is checked against its manifest).
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
-    /// Compile the registry with this generator checkpoint (through the
-    /// compile cache) and apply the result, instead of --adapter.
-    #[arg(long, value_name = "DIR")]
-    pub generator: Option<PathBuf>,
+    /// Compile the registry with this generator and apply the result,
+    /// instead of --adapter: a checkpoint directory (through the compile
+    /// cache) or the URL of a cloud role (`loragen serve`, `http://host:port`).
+    #[arg(long, value_name = "DIR|URL")]
+    pub generator: Option<String>,
     /// Model messages per turn.
     #[arg(long, default_value_t = 5)]
     pub max_steps: usize,

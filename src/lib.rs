@@ -4,6 +4,8 @@
 //! This crate re-exports the workspace libraries and owns the `loragen`
 //! command-line program.
 
+pub mod serve;
+
 pub use loragen_agent as agent;
 pub use loragen_generator as generator;
 pub use loragen_gpt4tools as gpt4tools;

@@ -68,6 +68,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Bench(cli::BenchCommand::Curve(args)) => cmd::bench_curve::curve(&args),
         cli::Command::Train(cmd) => cmd::train::run(cmd, &models),
         cli::Command::Compile(args) => cmd::compile::run(args, &models),
+        cli::Command::Serve(args) => cmd::serve::run(args, &models),
     }
 }
 

@@ -256,6 +256,16 @@ fn a_lora_baseline_trains_exports_and_is_refused_by_compile() {
     let usage = train(&[]);
     assert!(!usage.status.success());
     assert!(String::from_utf8_lossy(&usage.stderr).contains("<--with-tools|--without-tools>"));
+    // A misspelt held-out tool would hold out nothing: refused, by name.
+    let err = failed(&train(&[
+        "--without-tools",
+        "--hold-out",
+        "Segment The Image",
+    ]));
+    assert!(
+        err.contains("no item lists a tool named \"Segment The Image\""),
+        "{err}"
+    );
     let out = ok(&train(&["--without-tools"]));
     assert!(out.contains("LoRA:"), "{out}");
     assert!(

@@ -1,8 +1,8 @@
 //! The trainer on a 2-layer copy of the real edge model, with dropout (and
 //! for the generator BatchNorm) active: a run checkpointed, resumed and
 //! continued equals an uninterrupted one bit for bit, for the generator and
-//! the plain LoRA baseline, and a checkpoint made with other settings is
-//! refused.
+//! the plain LoRA baseline, and a checkpoint made with other settings or
+//! other examples is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -168,6 +168,30 @@ fn a_checkpoint_of_other_settings_is_refused() {
         err.contains("other settings (train.lr: 0.01 -> 0.005)"),
         "{err}"
     );
+}
+
+#[test]
+fn a_checkpoint_of_other_examples_is_refused() {
+    let edge = edge();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = trainer(&edge, false);
+    a.train_step().unwrap();
+    a.save(dir.path()).unwrap();
+    let (mut examples, features) = data();
+    // One example left out, as `--hold-out` or another `--bfcl` would.
+    examples.pop();
+    let (g, t) = config(&edge);
+    let mut other = Trainer::new(
+        Learner::Generator(g),
+        t,
+        &edge,
+        "sha".into(),
+        examples,
+        features,
+    )
+    .unwrap();
+    let err = other.resume(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("other settings (examples_sha256: "), "{err}");
 }
 
 #[test]

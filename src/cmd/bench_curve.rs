@@ -105,7 +105,7 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
         r.iter().map(|(id, r)| (id.clone(), r.scores)).collect()
     };
     let (a, b) = (scores(&records_a), scores(&records_b));
-    let ids = shared_ids(&a, &b);
+    let mut ids = shared_ids(&a, &b);
     anyhow::ensure!(
         !ids.is_empty(),
         "{} and {} share no items",
@@ -120,6 +120,23 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
         a.len() - ids.len(),
         b.len() - ids.len()
     );
+    if !args.calling.is_empty() {
+        let gold = gold_actions(&args.a)?;
+        ids.retain(|id| {
+            gold.get(id.as_str())
+                .is_some_and(|action| args.calling.contains(action))
+        });
+        anyhow::ensure!(
+            !ids.is_empty(),
+            "no item both runs scored calls {}",
+            args.calling.join(" or ")
+        );
+        println!(
+            "of them, the {} whose answer calls {}",
+            ids.len(),
+            args.calling.join(" or ")
+        );
+    }
     println!(
         "paired bootstrap, {} resamples, seed {}\n",
         args.resamples, args.seed
@@ -156,6 +173,29 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
         ms_b / ms_a.max(1e-9)
     );
     Ok(())
+}
+
+/// The tool each item of a run's data file calls in its answer, by id
+/// (items answered without a tool are absent). The data file is the one
+/// the run's `run.json` names.
+fn gold_actions(run: &Path) -> anyhow::Result<HashMap<String, String>> {
+    use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+    let meta_path = run.join("run.json");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("cannot read {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a run description", meta_path.display()))?;
+    let data = meta["data"]
+        .as_str()
+        .with_context(|| format!("{} names no data file", meta_path.display()))?;
+    Ok(loragen_gpt4tools::dataset::load(Path::new(data))?
+        .into_iter()
+        .filter_map(|item| match ReactParser.parse(item.output.as_bytes()) {
+            Ok(Step::Calls(calls)) => calls.first().map(|c| (item.id, c.action.clone())),
+            _ => None,
+        })
+        .collect())
 }
 
 /// `train.jsonl`'s LM loss, averaged over windows of `window` steps and

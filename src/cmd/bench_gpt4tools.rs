@@ -43,6 +43,9 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let text = std::fs::read(&data).with_context(|| format!("cannot read {}", data.display()))?;
     let mut items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
+    if !args.listing.is_empty() {
+        items = dataset::select_listing(items, &args.listing, dataset::Listing::AnyOf)?;
+    }
     if let Some(limit) = args.limit {
         items.truncate(limit);
     }

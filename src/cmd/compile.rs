@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use loragen_agent::adapter::manifest_path;
+use loragen_agent::adapter::{manifest_path, AdapterSource};
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::compile::{Compiler, CompilerSpec};
 use loragen_tools::gpt4tools::{render_system_prompt, TOOLS};
@@ -63,4 +63,23 @@ pub fn open_compiler(
         cloud_path: &cloud_path,
         home: cache_home.unwrap_or(store.home()),
     })?)
+}
+
+/// Whether `generator` names a remote cloud role rather than a checkpoint.
+pub fn is_url(generator: &str) -> bool {
+    generator.starts_with("http://") || generator.starts_with("https://")
+}
+
+/// The generator as a compiler: a checkpoint directory compiles in this
+/// process, `http://host:port` asks a cloud role (`loragen serve`).
+pub fn open_source(generator: &str, models: &ModelArgs) -> anyhow::Result<Box<dyn AdapterSource>> {
+    anyhow::ensure!(
+        !generator.starts_with("https://"),
+        "{generator}: this build speaks plain HTTP; put a TLS-terminating proxy in front of the cloud role"
+    );
+    if is_url(generator) {
+        Ok(Box::new(loragen::serve::RemoteCloud::new(generator)))
+    } else {
+        Ok(Box::new(open_compiler(Path::new(generator), models, None)?))
+    }
 }

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod generate;
 pub mod models;
 pub mod repl;
+pub mod serve;
 pub mod train;
 
 use std::ops::ControlFlow;
@@ -38,10 +39,7 @@ pub fn resolve_model(choice: &ModelChoice, models: &ModelArgs) -> anyhow::Result
     Ok(store.resolve(choice, override_path)?)
 }
 
-/// llama.cpp frees a LoRA adapter only with its model, so a run that
-/// compiles an adapter per registry reloads the edge model after this many
-/// adapters (each holds about 9 MB).
-pub const ADAPTERS_PER_MODEL_LOAD: usize = 32;
+pub use loragen_agent::runtime::ADAPTERS_PER_MODEL_LOAD;
 
 /// Loads `adapter` into `model` (the file at `model_path`) after checking
 /// its manifest, if it has one, against that model.

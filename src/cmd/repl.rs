@@ -24,32 +24,28 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
     (!mode.definitions_in_context() && !has_adapter).then(|| {
         format!(
             "warning: {mode} mode without an adapter: the model sees neither the tool definitions nor an adapter; \
-             restart with --generator DIR (a generator checkpoint, to compile the tools), --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
+             restart with --generator DIR|URL (a generator checkpoint or a cloud role, to compile the tools), --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
         )
     })
 }
 
-/// Compiles the REPL's registry with the generator at `checkpoint`
-/// (through the compile cache) and returns the adapter's path.
-fn compile_registry(checkpoint: &Path, models: &ModelArgs) -> anyhow::Result<PathBuf> {
+/// Compiles the REPL's registry with `generator` (a checkpoint, through the
+/// compile cache, or a cloud role's URL) and returns the adapter's path.
+fn compile_registry(generator: &str, models: &ModelArgs) -> anyhow::Result<PathBuf> {
     let store = loragen_agent::store::ModelStore::from_env()?;
     let out = store.home().join("compiled").join("repl-gpt4tools.gguf");
     let system = loragen_tools::gpt4tools::render_system_prompt(&loragen_tools::gpt4tools::TOOLS);
     let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
         "compiling the {}-tool registry with {}",
         loragen_tools::gpt4tools::TOOLS.len(),
-        checkpoint.display()
+        generator
     ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let compiled =
-        super::compile::open_compiler(checkpoint, models, None)?.compile(&system, &out, true)?;
+        super::compile::open_source(generator, models)?.compile_adapter(&system, &out, true)?;
     spinner.finish_with_message(format!(
         "compiled the registry{} into {}",
-        if compiled.artifact.cached {
-            " (cached)"
-        } else {
-            ""
-        },
+        if compiled.cached { " (cached)" } else { "" },
         out.display()
     ));
     Ok(out)
@@ -191,7 +187,7 @@ impl Chat<'_> {
                 (":help", _) => println!("{HELP}"),
                 (":compile", _) if self.can_compile => return Ok(Exit::Recompile),
                 (":compile", _) => eprintln!(
-                    "no generator to compile with: restart with --generator DIR (a generator checkpoint)"
+                    "no generator to compile with: restart with --generator DIR|URL (a generator checkpoint or a cloud role)"
                 ),
                 (":tools", _) => {
                     for spec in agent.tools().specs() {

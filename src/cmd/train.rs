@@ -20,6 +20,8 @@ use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
 use loragen_generator::model::{Gating, GeneratorConfig};
 use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
 
+use loragen_gpt4tools::dataset::{select_listing, Listing};
+
 use crate::cli::{ModelArgs, TrainCommand};
 
 const LOG_FILE: &str = "train.jsonl";
@@ -64,6 +66,15 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
     let mut items = loragen_gpt4tools::dataset::load(&args.data)?;
     if let Some(n) = args.limit {
         items.truncate(n);
+    }
+    if !args.hold_out.is_empty() {
+        let before = items.len();
+        items = select_listing(items, &args.hold_out, Listing::NoneOf)?;
+        println!(
+            "held out {}: {} of {before} items list one of them and are left out",
+            args.hold_out.join(", "),
+            before - items.len()
+        );
     }
     if let Some(dir) = &args.bfcl {
         let gpt4tools = items.len();

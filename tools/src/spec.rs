@@ -59,6 +59,12 @@ pub fn to_openai_json(specs: &[ToolSpec]) -> Result<String> {
 /// "function": {...}}` objects or of bare `{name, description, parameters}`.
 pub fn from_openai_json(text: &str) -> Result<Vec<ToolSpec>> {
     let value: Value = serde_json::from_str(text).map_err(|e| Error::Import(e.to_string()))?;
+    from_openai_value(&value)
+}
+
+/// [`from_openai_json`] on a parsed value, such as a chat request's
+/// `tools` field.
+pub fn from_openai_value(value: &Value) -> Result<Vec<ToolSpec>> {
     let items = value
         .as_array()
         .ok_or_else(|| Error::Import("expected a JSON array of tools".into()))?;

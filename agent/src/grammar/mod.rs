@@ -11,6 +11,20 @@ mod compact;
 
 pub use compact::CompactLimits;
 
+/// Whether a message may, must or must not call a tool (OpenAI's
+/// `tool_choice`; a named function is [`CallChoice::Required`] over a
+/// registry of that function alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallChoice {
+    /// A call or an answer, as the model decides.
+    #[default]
+    Auto,
+    /// At least one call.
+    Required,
+    /// An answer, no call.
+    None,
+}
+
 /// What a call grammar admits beyond the tools' own inputs.
 ///
 /// # Examples
@@ -29,6 +43,8 @@ pub struct GrammarParams {
     pub max_calls: usize,
     /// Bounds of the compact JSON where a schema sets none.
     pub limits: CompactLimits,
+    /// Call, answer or either.
+    pub choice: CallChoice,
 }
 
 impl Default for GrammarParams {
@@ -36,6 +52,7 @@ impl Default for GrammarParams {
         GrammarParams {
             max_calls: 1,
             limits: CompactLimits::default(),
+            choice: CallChoice::Auto,
         }
     }
 }
@@ -50,6 +67,12 @@ impl GrammarParams {
     #[must_use]
     pub fn with_limits(mut self, limits: CompactLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    #[must_use]
+    pub fn with_choice(mut self, choice: CallChoice) -> Self {
+        self.choice = choice;
         self
     }
 
@@ -72,16 +95,44 @@ pub fn call_grammar(tools: &ToolRegistry) -> Result<String> {
 
 /// A grammar for one message: either up to `params.max_calls` calls of
 /// registered tools, one `Action:` / `Action Input:` pair each, or a direct
-/// answer. JSON inputs follow the compact grammar of the tool's schema
-/// (see [`CompactLimits`]); a schema it cannot express is an error naming
-/// the tool and the keyword.
+/// answer, as `params.choice` allows. JSON inputs follow the compact
+/// grammar of the tool's schema (see [`CompactLimits`]); a schema it cannot
+/// express is an error naming the tool and the keyword.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_agent::grammar::{call_grammar_with, CallChoice, GrammarParams};
+/// use loragen_tools::{ToolRegistry, ToolSpec};
+///
+/// let tools = ToolRegistry::from_specs([ToolSpec {
+///     name: "get_weather".into(),
+///     description: "Weather of a city".into(),
+///     parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+/// }])?;
+/// let required = call_grammar_with(&tools, &GrammarParams::default().with_choice(CallChoice::Required))?;
+/// assert!(required.starts_with(r#"root ::= "Thought: Do I need to use a tool? " yes"#));
+/// let none = call_grammar_with(&tools, &GrammarParams::default().with_choice(CallChoice::None))?;
+/// assert!(!none.contains("get_weather"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn call_grammar_with(tools: &ToolRegistry, params: &GrammarParams) -> Result<String> {
     params.validate()?;
+    let branches = match params.choice {
+        CallChoice::Auto => "(yes | no)",
+        CallChoice::Required => "yes",
+        CallChoice::None => "no",
+    };
     let mut rules = vec![
-        r#"root ::= "Thought: Do I need to use a tool? " (yes | no)"#.to_owned(),
+        format!(r#"root ::= "Thought: Do I need to use a tool? " {branches}"#),
         r#"no ::= "No\nAI: " [^\n]{1,300} "\n""#.to_owned(),
     ];
-    if tools.is_empty() {
+    if params.choice == CallChoice::Required && tools.is_empty() {
+        return Err(Error::Grammar {
+            detail: "a call is required, but no tool is offered".into(),
+        });
+    }
+    if tools.is_empty() || params.choice == CallChoice::None {
         rules[0] = r#"root ::= "Thought: Do I need to use a tool? " no"#.to_owned();
         return Ok(rules.join("\n") + "\n");
     }

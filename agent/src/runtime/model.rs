@@ -13,6 +13,11 @@ use super::session::Session;
 use crate::error::{Error, Result};
 use crate::store::check_gguf;
 
+/// llama.cpp frees a LoRA adapter only with its model, so whatever loads
+/// an adapter per registry reloads the model after this many adapters (each
+/// holds about 9 MB).
+pub const ADAPTERS_PER_MODEL_LOAD: usize = 32;
+
 /// A model loaded into llama.cpp. Sessions borrow it, so many sessions can
 /// share one copy of the weights.
 pub struct Model {
@@ -159,7 +164,8 @@ impl Model {
         })
     }
 
-    /// Loads a GGUF LoRA adapter made for this model.
+    /// Loads a GGUF LoRA adapter made for this model. It stays in memory
+    /// until the model is dropped (see [`ADAPTERS_PER_MODEL_LOAD`]).
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<Adapter> {
         let path = path.as_ref();
         check_gguf(path)?;

@@ -98,6 +98,59 @@ impl Item {
     }
 }
 
+/// Which items [`select_listing`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Items whose system part lists at least one of the tools.
+    AnyOf,
+    /// Items whose system part lists none of them: a training set with
+    /// those tools held out, their definitions and their calls unseen.
+    NoneOf,
+}
+
+/// The items that list any (or none) of `tools`, in order. A name no item
+/// lists is an error, so that a typo cannot silently hold out nothing.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::dataset::{select_listing, Item, Listing};
+///
+/// let item = |id: &str, tool: &str| Item {
+///     id: id.into(),
+///     instruction: format!("Tools:\n> {tool}: does a thing\nPrevious conversation:\nNew input: hi"),
+///     input: String::new(),
+///     output: "Thought: Do I need to use a tool? No".into(),
+/// };
+/// let items = vec![item("1", "Edge Detection On Image"), item("2", "Get Photo Description")];
+/// let held_out = ["Get Photo Description".to_owned()];
+/// let kept = select_listing(items.clone(), &held_out, Listing::NoneOf)?;
+/// assert_eq!(kept.len(), 1);
+/// assert_eq!(kept[0].id, "1");
+/// assert!(select_listing(items, &["No Such Tool".to_owned()], Listing::AnyOf).is_err());
+/// # Ok::<(), loragen_gpt4tools::Error>(())
+/// ```
+pub fn select_listing(items: Vec<Item>, tools: &[String], keep: Listing) -> Result<Vec<Item>> {
+    if let Some(unknown) = tools
+        .iter()
+        .find(|t| !items.iter().any(|i| i.listed_tools().contains(&t.as_str())))
+    {
+        return Err(Error::Generic(format!(
+            "no item lists a tool named {unknown:?} (names are matched exactly, as in `> Name: ...`)"
+        )));
+    }
+    Ok(items
+        .into_iter()
+        .filter(|i| {
+            let lists = i
+                .listed_tools()
+                .iter()
+                .any(|t| tools.iter().any(|h| h == t));
+            lists == (keep == Listing::AnyOf)
+        })
+        .collect())
+}
+
 /// The field count a description states, as upstream GPT4Tools words it.
 fn stated_arity(description: &str) -> usize {
     let lower = description.to_lowercase();

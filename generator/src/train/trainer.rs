@@ -161,6 +161,11 @@ pub struct CheckpointState {
     /// The edge model's GGUF architecture and file sha256.
     pub edge_arch: String,
     pub edge_sha256: String,
+    /// sha256 of the training examples in order (system parts, tokens and
+    /// output offsets): resuming on other data would change the order the
+    /// run replays. Absent in checkpoints made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples_sha256: Option<String>,
 }
 
 /// The plain LoRA baseline's settings in a checkpoint.
@@ -208,6 +213,7 @@ pub struct Trainer<'e> {
     pub config: TrainConfig,
     edge: &'e EdgeModel,
     edge_sha256: String,
+    examples_sha256: String,
     model: Model,
     varmap: VarMap,
     opt: AdamW,
@@ -291,6 +297,7 @@ impl<'e> Trainer<'e> {
             config,
             edge,
             edge_sha256,
+            examples_sha256: examples_sha256(&examples),
             model,
             varmap,
             opt,
@@ -566,6 +573,7 @@ impl<'e> Trainer<'e> {
             step: self.step(),
             edge_arch: self.edge.config.arch.gguf_name().to_owned(),
             edge_sha256: self.edge_sha256.clone(),
+            examples_sha256: Some(self.examples_sha256.clone()),
         }
     }
 
@@ -596,6 +604,21 @@ impl<'e> Trainer<'e> {
         }
         Ok(())
     }
+}
+
+/// The fingerprint of a training set: every example's system part, tokens
+/// and output offset, in order, length-prefixed so no two sets collide by
+/// concatenation.
+fn examples_sha256(examples: &[Example]) -> String {
+    let mut bytes = Vec::new();
+    for e in examples {
+        bytes.extend_from_slice(&(e.system.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(e.system.as_bytes());
+        bytes.extend_from_slice(&(e.tokens.len() as u64).to_le_bytes());
+        bytes.extend(e.tokens.iter().flat_map(|t| t.to_le_bytes()));
+        bytes.extend_from_slice(&(e.output_from as u64).to_le_bytes());
+    }
+    loragen_tools::digest::sha256_hex(&bytes)
 }
 
 /// The settings in which two checkpoint states differ (the step aside), as

@@ -1,0 +1,258 @@
+//! The edge role's model thread. Generation never runs on the async
+//! executor: one dedicated thread owns the edge model and serves one
+//! generation at a time, taking jobs from a bounded queue; a full queue is
+//! a 503 for the caller, and `/health` and `/metrics` answer meanwhile.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use loragen_agent::adapter::{check_adapter, AdapterSource};
+use loragen_agent::runtime::{
+    Adapter, FinishReason, GenerateParams, Model, SessionParams, ADAPTERS_PER_MODEL_LOAD,
+};
+use loragen_tools::digest::sha256_hex;
+use tokio::sync::mpsc;
+
+use super::error::{ApiError, Error, Result};
+use super::metrics::Metrics;
+
+/// One generation: the prompt (without tool definitions), the system part
+/// the request's tools compile into (`None` without tools: no adapter),
+/// and the decoding settings with the call grammar.
+#[derive(Debug, Clone)]
+pub struct EdgeJob {
+    pub prompt: String,
+    pub system: Option<String>,
+    pub params: GenerateParams,
+}
+
+/// What a generation produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    pub text: String,
+    /// The token limit cut the message.
+    pub truncated: bool,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// With tools: whether the adapter was already on this server.
+    pub adapter_cached: Option<bool>,
+}
+
+/// What generates for the edge role: the llama.cpp model with compiled
+/// adapters ([`LlamaEdge`]), or a scripted stand-in in tests.
+pub trait EdgeBackend {
+    /// Runs `job`, streaming text to `on_text`; `Break` stops early.
+    fn generate(
+        &mut self,
+        job: &EdgeJob,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generated>;
+}
+
+/// What the model thread sends back for a job.
+#[derive(Debug)]
+pub enum EdgeEvent {
+    Text(String),
+    Done(Result<Generated, ApiError>),
+}
+
+struct Work {
+    job: EdgeJob,
+    events: mpsc::UnboundedSender<EdgeEvent>,
+}
+
+/// The handle of the model thread; cloning shares the one queue.
+#[derive(Debug, Clone)]
+pub struct EdgeWorker {
+    queue: mpsc::Sender<Work>,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl EdgeWorker {
+    /// Starts the model thread; `make` builds the backend on it (so the
+    /// backend need not be `Send`). Fails if `make` fails.
+    pub fn spawn<B, F>(make: F, queue: usize, metrics: Arc<Metrics>) -> Result<Self>
+    where
+        B: EdgeBackend,
+        F: FnOnce() -> Result<B> + Send + 'static,
+    {
+        if queue == 0 {
+            return Err(Error::Config("the queue needs room for one request".into()));
+        }
+        let (tx, mut rx) = mpsc::channel::<Work>(queue);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_metrics = Arc::clone(&metrics);
+        std::thread::Builder::new()
+            .name("edge-model".into())
+            .spawn(move || {
+                let mut backend = match make() {
+                    Ok(b) => {
+                        let _ = ready_tx.send(Ok(()));
+                        b
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Some(work) = rx.blocking_recv() {
+                    run_one(&mut backend, work, &thread_metrics);
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| Error::WorkerGone("edge model"))??;
+        Ok(EdgeWorker {
+            queue: tx,
+            capacity: queue,
+            metrics,
+        })
+    }
+
+    /// Queues `job`; its events arrive on the returned receiver. A full
+    /// queue is a 503.
+    pub fn submit(&self, job: EdgeJob) -> Result<mpsc::UnboundedReceiver<EdgeEvent>, ApiError> {
+        let (events, rx) = mpsc::unbounded_channel();
+        match self.queue.try_send(Work { job, events }) {
+            Ok(()) => {
+                self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(rx)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError::busy(self.capacity))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(ApiError::internal("the edge model thread has stopped"))
+            }
+        }
+    }
+}
+
+fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
+    let _span =
+        tracing::info_span!("edge_generate", prompt_bytes = work.job.prompt.len()).entered();
+    let events = work.events;
+    // A client that went away stops its generation at the next token.
+    let mut on_text = |piece: &str| {
+        if events.send(EdgeEvent::Text(piece.to_owned())).is_ok() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    };
+    let result = backend.generate(&work.job, &mut on_text);
+    metrics.queued.fetch_sub(1, Ordering::Relaxed);
+    if let Ok(Generated {
+        adapter_cached: Some(cached),
+        ..
+    }) = &result
+    {
+        let counter = if *cached {
+            &metrics.adapter_cache_hits
+        } else {
+            &metrics.adapter_cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = events.send(EdgeEvent::Done(result.map_err(ApiError::from)));
+}
+
+/// The edge model in llama.cpp with the adapters compiled for the request
+/// tool lists it has seen, attached per request without reloading the
+/// model (up to [`ADAPTERS_PER_MODEL_LOAD`], then the model is reloaded).
+pub struct LlamaEdge {
+    model_path: PathBuf,
+    edge_sha256: String,
+    model: Model,
+    /// Loaded adapters by registry fingerprint.
+    adapters: HashMap<String, Adapter>,
+    source: Box<dyn AdapterSource>,
+    /// Where compiled or fetched adapters are kept, `<fingerprint>.gguf`.
+    dir: PathBuf,
+    session: SessionParams,
+}
+
+impl std::fmt::Debug for LlamaEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaEdge")
+            .field("model", &self.model_path)
+            .field("adapters", &self.adapters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlamaEdge {
+    /// Loads the edge model; adapters come from `source` (the cloud role,
+    /// in-process or remote) and are kept under `dir`.
+    pub fn new(
+        model_path: &Path,
+        edge_sha256: String,
+        source: Box<dyn AdapterSource>,
+        dir: PathBuf,
+        session: SessionParams,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(LlamaEdge {
+            model: Model::load(model_path)?,
+            model_path: model_path.to_owned(),
+            edge_sha256,
+            adapters: HashMap::new(),
+            source,
+            dir,
+            session,
+        })
+    }
+
+    /// Makes sure the adapter of `system` is loaded; whether it was already
+    /// on this server (loaded, or on disk with a manifest that checks).
+    fn ensure_adapter(&mut self, system: &str, fingerprint: &str) -> Result<bool> {
+        if self.adapters.contains_key(fingerprint) {
+            return Ok(true);
+        }
+        let path = self.dir.join(format!("{fingerprint}.gguf"));
+        let on_disk = matches!(check_adapter(&path, &self.edge_sha256), Ok(Some(_)));
+        if !on_disk {
+            self.source.compile_adapter(system, &path, true)?;
+            // What came from elsewhere is checked like any adapter.
+            check_adapter(&path, &self.edge_sha256)?;
+        }
+        if self.adapters.len() >= ADAPTERS_PER_MODEL_LOAD {
+            self.adapters.clear();
+            self.model = Model::load(&self.model_path)?;
+        }
+        let adapter = self.model.load_adapter(&path)?;
+        self.adapters.insert(fingerprint.to_owned(), adapter);
+        Ok(on_disk)
+    }
+}
+
+impl EdgeBackend for LlamaEdge {
+    fn generate(
+        &mut self,
+        job: &EdgeJob,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generated> {
+        let fingerprint = job.system.as_deref().map(|s| sha256_hex(s.as_bytes()));
+        let adapter_cached = match (job.system.as_deref(), fingerprint.as_deref()) {
+            (Some(system), Some(fp)) => Some(self.ensure_adapter(system, fp)?),
+            _ => None,
+        };
+        let mut session = self.model.session(self.session.clone())?;
+        if let Some(adapter) = fingerprint.and_then(|fp| self.adapters.get_mut(&fp)) {
+            session.set_adapter(adapter, 1.0)?;
+        }
+        let completion = session.generate_streaming(&job.prompt, &job.params, on_text)?;
+        Ok(Generated {
+            text: completion.text,
+            truncated: completion.finish == FinishReason::MaxTokens,
+            prompt_tokens: completion.stats.prompt_tokens,
+            completion_tokens: completion.stats.decode_tokens,
+            adapter_cached,
+        })
+    }
+}

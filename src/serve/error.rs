@@ -1,0 +1,122 @@
+//! Errors of `loragen serve`: [`ApiError`] is what a client sees, an
+//! OpenAI-style JSON body with its HTTP status; [`Error`] is what stops the
+//! server or a worker.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything that can fail starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Agent(#[from] loragen_agent::Error),
+    #[error("invalid serve settings: {0}")]
+    Config(String),
+    #[error("the {0} worker has stopped")]
+    WorkerGone(&'static str),
+    #[error("cloud role at {url}: {detail}")]
+    Remote { url: String, detail: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error answer: status, OpenAI's `error.type`, an optional `param`
+/// naming the offending field, and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub message: String,
+    /// Seconds a client should wait before retrying (503 only).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    /// 400: the request is malformed or asks for something impossible.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 404: no such model or adapter.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+    }
+
+    /// 503 with `Retry-After`: the queue is full.
+    pub fn busy(queue: usize) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            format!("{queue} requests are already waiting; retry later"),
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// 500: the server failed; the message says where.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+    }
+
+    #[must_use]
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            param: None,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The OpenAI error body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.status.as_u16().to_string(),
+        }})
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
