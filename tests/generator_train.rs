@@ -145,42 +145,17 @@ fn a_resumed_lora_baseline_equals_an_uninterrupted_one_bit_for_bit() {
     assert!(weights["blk.1.ffn_down.lora_b"].iter().any(|&x| x != 0.0));
 }
 
-#[test]
-fn a_checkpoint_of_other_settings_is_refused() {
-    let edge = edge();
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = trainer(&edge, false);
-    a.train_step().unwrap();
-    a.save(dir.path()).unwrap();
-    let (examples, features) = data();
-    let (g, t) = config(&edge);
-    let mut other = Trainer::new(
-        Learner::Generator(g),
-        t.with_lr(5e-3),
-        &edge,
-        "sha".into(),
-        examples,
-        features,
-    )
-    .unwrap();
-    let err = other.resume(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("other settings (train.lr: 0.01 -> 0.005)"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_checkpoint_of_other_examples_is_refused() {
+/// The error of resuming a one-step checkpoint with a trainer whose
+/// settings or examples `change` altered.
+fn resume_refusal(change: impl FnOnce(TrainConfig, &mut Vec<Example>) -> TrainConfig) -> String {
     let edge = edge();
     let dir = tempfile::tempdir().unwrap();
     let mut a = trainer(&edge, false);
     a.train_step().unwrap();
     a.save(dir.path()).unwrap();
     let (mut examples, features) = data();
-    // One example left out, as `--hold-out` or another `--bfcl` would.
-    examples.pop();
     let (g, t) = config(&edge);
+    let t = change(t, &mut examples);
     let mut other = Trainer::new(
         Learner::Generator(g),
         t,
@@ -190,7 +165,21 @@ fn a_checkpoint_of_other_examples_is_refused() {
         features,
     )
     .unwrap();
-    let err = other.resume(dir.path()).unwrap_err().to_string();
+    other.resume(dir.path()).unwrap_err().to_string()
+}
+
+#[test]
+fn a_checkpoint_of_other_settings_or_examples_is_refused() {
+    let err = resume_refusal(|t, _| t.with_lr(5e-3));
+    assert!(
+        err.contains("other settings (train.lr: 0.01 -> 0.005)"),
+        "{err}"
+    );
+    // One example left out, as `--hold-out` or another `--bfcl` would.
+    let err = resume_refusal(|t, examples| {
+        examples.pop();
+        t
+    });
     assert!(err.contains("other settings (examples_sha256: "), "{err}");
 }
 

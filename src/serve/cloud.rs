@@ -11,7 +11,7 @@ use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest};
 use loragen_tools::atomic::{write_atomic_with, WriteError};
 use tokio::sync::oneshot;
 
-use super::error::{ApiError, Error, Result};
+use super::error::{ApiError, Result};
 use super::metrics::Metrics;
 
 struct CompileWork {
@@ -37,42 +37,26 @@ impl CloudWorker {
     {
         std::fs::create_dir_all(&dir)?;
         let (tx, rx) = std::sync::mpsc::channel::<CompileWork>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_dir = dir.clone();
         let thread_metrics = Arc::clone(&metrics);
-        std::thread::Builder::new()
-            .name("cloud-compile".into())
-            .spawn(move || {
-                let mut source = match make() {
-                    Ok(s) => {
-                        let _ = ready_tx.send(Ok(()));
-                        s
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                for work in rx {
-                    let _span =
-                        tracing::info_span!("cloud_compile", bytes = work.system.len()).entered();
-                    let fingerprint = loragen_tools::digest::sha256_hex(work.system.as_bytes());
-                    let out = thread_dir.join(format!("{fingerprint}.gguf"));
-                    let result = source.compile_adapter(&work.system, &out, true);
-                    if let Ok(c) = &result {
-                        let counter = if c.cached {
-                            &thread_metrics.compile_cache_hits
-                        } else {
-                            &thread_metrics.compiles
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = work.reply.send(result);
+        super::spawn_worker("cloud-compile", make, move |mut source| {
+            for work in rx {
+                let _span =
+                    tracing::info_span!("cloud_compile", bytes = work.system.len()).entered();
+                let fingerprint = loragen_tools::digest::sha256_hex(work.system.as_bytes());
+                let out = thread_dir.join(format!("{fingerprint}.gguf"));
+                let result = source.compile_adapter(&work.system, &out, true);
+                if let Ok(c) = &result {
+                    let counter = if c.cached {
+                        &thread_metrics.compile_cache_hits
+                    } else {
+                        &thread_metrics.compiles
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| Error::WorkerGone("cloud compile"))??;
+                let _ = work.reply.send(result);
+            }
+        })?;
         Ok(CloudWorker {
             queue: tx,
             dir,

@@ -84,28 +84,12 @@ impl EdgeWorker {
             return Err(Error::Config("the queue needs room for one request".into()));
         }
         let (tx, mut rx) = mpsc::channel::<Work>(queue);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_metrics = Arc::clone(&metrics);
-        std::thread::Builder::new()
-            .name("edge-model".into())
-            .spawn(move || {
-                let mut backend = match make() {
-                    Ok(b) => {
-                        let _ = ready_tx.send(Ok(()));
-                        b
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while let Some(work) = rx.blocking_recv() {
-                    run_one(&mut backend, work, &thread_metrics);
-                }
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| Error::WorkerGone("edge model"))??;
+        super::spawn_worker("edge-model", make, move |mut backend: B| {
+            while let Some(work) = rx.blocking_recv() {
+                run_one(&mut backend, work, &thread_metrics);
+            }
+        })?;
         Ok(EdgeWorker {
             queue: tx,
             capacity: queue,

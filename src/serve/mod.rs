@@ -232,6 +232,29 @@ impl Server {
     }
 }
 
+/// Starts the thread `name`, which builds its state with `make` and then
+/// runs `serve` on it; returns once `make` is done, with its error if it
+/// failed. The state never crosses threads, so it need not be `Send`.
+fn spawn_worker<S, M, R>(name: &'static str, make: M, serve: R) -> Result<()>
+where
+    M: FnOnce() -> Result<S> + Send + 'static,
+    R: FnOnce(S) + Send + 'static,
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || match make() {
+            Ok(state) => {
+                let _ = ready_tx.send(Ok(()));
+                serve(state);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })?;
+    ready_rx.recv().map_err(|_| Error::WorkerGone(name))?
+}
+
 fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .route("/health", get(health))
