@@ -16,7 +16,7 @@ use crate::model::{Generator, GeneratorConfig};
 use crate::train::{read_state, trainer::MODEL_FILE};
 use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
 use loragen_agent::store::read_gguf;
-use loragen_tools::atomic::write_atomic_with;
+use loragen_tools::atomic::copy_atomic;
 use loragen_tools::digest::{sha256_file, sha256_hex};
 
 /// Where a compiler finds its generator, models and caches.
@@ -150,9 +150,7 @@ impl Compiler {
             adapter_sha256: sha256_file(&staged).map_err(io_at(&staged))?,
         };
         if cache {
-            write_atomic_with(out, |tmp| {
-                std::fs::copy(&staged, tmp).map(drop).map_err(io_at(tmp))
-            })?;
+            copy_atomic(&staged, out)?;
         } else {
             std::fs::rename(&staged, out).map_err(io_at(out))?;
         }

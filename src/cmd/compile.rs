@@ -70,15 +70,21 @@ pub fn is_url(generator: &str) -> bool {
     generator.starts_with("http://") || generator.starts_with("https://")
 }
 
+/// The client of the cloud role at `url`; HTTPS is refused, since this
+/// build's client speaks plain HTTP.
+pub fn remote(url: &str) -> anyhow::Result<loragen::serve::RemoteCloud> {
+    anyhow::ensure!(
+        !url.starts_with("https://"),
+        "{url}: this build speaks plain HTTP; put a TLS-terminating proxy in front of the cloud role"
+    );
+    Ok(loragen::serve::RemoteCloud::new(url))
+}
+
 /// The generator as a compiler: a checkpoint directory compiles in this
 /// process, `http://host:port` asks a cloud role (`loragen serve`).
 pub fn open_source(generator: &str, models: &ModelArgs) -> anyhow::Result<Box<dyn AdapterSource>> {
-    anyhow::ensure!(
-        !generator.starts_with("https://"),
-        "{generator}: this build speaks plain HTTP; put a TLS-terminating proxy in front of the cloud role"
-    );
     if is_url(generator) {
-        Ok(Box::new(loragen::serve::RemoteCloud::new(generator)))
+        Ok(Box::new(remote(generator)?))
     } else {
         Ok(Box::new(open_compiler(Path::new(generator), models, None)?))
     }

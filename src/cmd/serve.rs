@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use loragen::serve::{
-    CloudWorker, EdgeWorker, LlamaEdge, Metrics, RemoteCloud, ServeConfig, Server,
-};
+use loragen::serve::{CloudWorker, EdgeWorker, LlamaEdge, Metrics, ServeConfig, Server};
 use loragen_agent::adapter::AdapterSource;
 use loragen_agent::runtime::SessionParams;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
@@ -46,14 +44,9 @@ pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let edge = match args.role {
         ServeRole::Cloud => None,
         ServeRole::Edge | ServeRole::Both => {
-            anyhow::ensure!(
-                !args.generator.starts_with("https://"),
-                "--generator {}: this build speaks plain HTTP; put a TLS-terminating proxy in front of the cloud role",
-                args.generator
-            );
             let source: Box<dyn AdapterSource + Send> = match &cloud {
                 Some(worker) => Box::new(worker.clone()),
-                None => Box::new(RemoteCloud::new(&args.generator)),
+                None => Box::new(super::compile::remote(&args.generator)?),
             };
             let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
             let edge_sha256 = model_sha256(&edge_path)?;

@@ -137,7 +137,6 @@ pub(super) async fn completions(
 fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError> {
     let prompt = super::prompt::render(&request.messages)?;
     let specs = request.specs();
-    check_tools(&specs, config)?;
     let (choice, offered) = match &request.tool_choice {
         None => (CallChoice::Auto, specs.clone()),
         Some(ToolChoice::Mode(mode)) => match mode.as_str() {
@@ -176,6 +175,13 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
     } else {
         config.max_calls
     };
+    // Every tool must compile, offered or not; when all are offered, the
+    // message's own grammar is that check.
+    if offered.len() == specs.len() {
+        check_count(&specs, config)?;
+    } else {
+        check_tools(&specs, config)?;
+    }
     let grammar = grammar(&offered, choice, max_calls)?;
     let max_tokens = request
         .max_completion_tokens
@@ -203,6 +209,11 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
 /// Refuses more tools than allowed, duplicate names, and schemas the call
 /// grammar cannot express, naming the tool.
 pub(super) fn check_tools(specs: &[ToolSpec], config: &ServeConfig) -> Result<(), ApiError> {
+    check_count(specs, config)?;
+    grammar(specs, CallChoice::Auto, 1).map(drop)
+}
+
+fn check_count(specs: &[ToolSpec], config: &ServeConfig) -> Result<(), ApiError> {
     if specs.len() > config.max_tools {
         return Err(ApiError::invalid(format!(
             "{} tools, more than the {} this server takes",
@@ -211,7 +222,7 @@ pub(super) fn check_tools(specs: &[ToolSpec], config: &ServeConfig) -> Result<()
         ))
         .with_param("tools"));
     }
-    grammar(specs, CallChoice::Auto, 1).map(drop)
+    Ok(())
 }
 
 fn grammar(specs: &[ToolSpec], choice: CallChoice, max_calls: usize) -> Result<String, ApiError> {

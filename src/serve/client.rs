@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 
 use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest};
-use loragen_tools::atomic::{write_atomic_with, WriteError};
+use loragen_tools::atomic::write_atomic;
 use loragen_tools::digest::sha256_hex;
 use serde::Deserialize;
 
@@ -120,12 +120,7 @@ impl RemoteCloud {
                 manifest.adapter_sha256
             )));
         }
-        write_atomic_with(out, |tmp| {
-            std::fs::write(tmp, &bytes).map_err(|source| WriteError {
-                path: tmp.to_owned(),
-                source,
-            })
-        })?;
+        write_atomic(out, &bytes)?;
         manifest.write(out)?;
         Ok(manifest)
     }

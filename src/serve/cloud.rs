@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest};
-use loragen_tools::atomic::{write_atomic_with, WriteError};
+use loragen_tools::atomic::copy_atomic;
 use tokio::sync::oneshot;
 
 use super::error::{ApiError, Result};
@@ -112,24 +112,11 @@ impl AdapterSource for CloudWorker {
             })
             .map_err(|_| gone())?;
         let compiled = rx.blocking_recv().map_err(|_| gone())??;
-        copy_artifact(&compiled.path, out)?;
+        copy_atomic(&compiled.path, out)?;
         compiled.manifest.write(out)?;
         Ok(CompiledAdapter {
             path: out.to_owned(),
             ..compiled
         })
     }
-}
-
-/// Copies an adapter file to `out` atomically.
-fn copy_artifact(from: &Path, out: &Path) -> loragen_agent::Result<()> {
-    write_atomic_with(out, |tmp| {
-        std::fs::copy(from, tmp)
-            .map(drop)
-            .map_err(|source| WriteError {
-                path: tmp.to_owned(),
-                source,
-            })
-    })
-    .map_err(|e| loragen_agent::Error::Compile(Box::new(e)))
 }

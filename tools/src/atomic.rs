@@ -62,6 +62,29 @@ pub fn write_atomic_with<E: From<WriteError>>(
     Ok(())
 }
 
+/// Copies the file `from` to `path` atomically.
+///
+/// # Examples
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let (from, to) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+/// std::fs::write(&from, b"adapter")?;
+/// loragen_tools::atomic::copy_atomic(&from, &to)?;
+/// assert_eq!(std::fs::read(&to)?, b"adapter");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn copy_atomic(from: &Path, path: &Path) -> Result<(), WriteError> {
+    write_atomic_with(path, |tmp| {
+        std::fs::copy(from, tmp)
+            .map(drop)
+            .map_err(|source| WriteError {
+                path: tmp.to_owned(),
+                source,
+            })
+    })
+}
+
 /// Writes `bytes` to `path` atomically.
 ///
 /// # Examples
