@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LORAGEN := target/release/loragen
 
-.PHONY: demo test deps build models
+.PHONY: demo test deps build models mcp-servers
 
 deps:
 	@./scripts/install-deps.sh
@@ -22,9 +22,15 @@ demo: models
 	$(LORAGEN) bench gpt4tools --data data/gpt4tools/test_unseen.json --mode in-context --mode in-context-cached \
 		--constrained --limit 50 --out runs/demo-gpt4tools
 
-# Every test, the real-model ones included (they need `make models`).
+# The MCP servers the tests run against, pinned, in a prefix of their own.
+MCP_SERVERS := $(CURDIR)/target/mcp-servers
+
+mcp-servers:
+	@./scripts/install-mcp-servers.sh $(MCP_SERVERS)
+
+# Every test, the real-model and real-MCP-server ones included.
 # --no-fail-fast: every test binary runs and every failure is reported,
 # so one red test cannot hide the others. Doctests run as well.
-test: models
-	$(CARGO) test --release --workspace --all-targets --no-fail-fast
+test: models mcp-servers
+	LORAGEN_MCP_SERVERS=$(MCP_SERVERS) $(CARGO) test --release --workspace --all-targets --no-fail-fast
 	$(CARGO) test --release --workspace --doc --no-fail-fast

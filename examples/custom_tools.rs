@@ -12,7 +12,6 @@ use chrono::{Datelike, NaiveDate};
 use loragen::agent::agent::{Agent, AgentConfig, Event};
 use loragen::agent::runtime::{Model, SessionParams};
 use loragen::agent::store::{ModelStore, Role};
-use loragen::tools::render::json_system_prompt;
 use loragen::tools::{async_trait, Tool, ToolError, ToolRegistry};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -143,11 +142,12 @@ async fn main() -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     let model = Model::load(store.resolve_role(Role::Edge)?)?;
     let session = model.session(SessionParams::default())?;
-    let system = json_system_prompt(&tools.specs().cloned().collect::<Vec<_>>());
+    // Tools with JSON arguments are shown with their schemas, and a
+    // message may call several at once.
     let config = AgentConfig::default()
         .with_constrained(true)
         .with_max_steps(3);
-    let mut agent = Agent::new(session, tools, config)?.with_system_prompt(system);
+    let mut agent = Agent::new(session, tools, config)?;
 
     println!("query: {query}");
     let outcome = agent

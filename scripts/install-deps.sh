@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages that building llama.cpp needs (cmake, a C++
-# compiler, libclang for bindgen), pip for fetching the models and a
-# TrueType font for the benchmark charts.
+# compiler, libclang for bindgen), pip for fetching the models, a
+# TrueType font for the benchmark charts, and Node.js, npm and Python's
+# venv for the MCP servers the tests run (scripts/install-mcp-servers.sh).
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,9 @@ else
   done
 fi
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -32,6 +36,6 @@ if command -v apt-get >/dev/null; then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "missing build tools: ${missing[*]}; install cmake, clang with libclang, a C++ compiler, Python 3 with pip and the DejaVu fonts" >&2
+  echo "missing build tools: ${missing[*]}; install cmake, clang with libclang, a C++ compiler, Python 3 with pip and venv, Node.js with npm and the DejaVu fonts" >&2
   exit 1
 fi

@@ -62,6 +62,29 @@ pub enum Command {
     Compile(CompileArgs),
     /// Serve an OpenAI-compatible chat endpoint whose tools are compiled, and/or the generator.
     Serve(ServeArgs),
+    /// Inspect the tools of the built-in registry and of MCP servers.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Print every tool, where it comes from, whether it can run, and its schema.
+    List(ToolSourceArgs),
+}
+
+/// Where a command's tools come from.
+#[derive(Debug, Clone, Args)]
+pub struct ToolSourceArgs {
+    /// A built-in registry: `gpt4tools` (the 23 GPT4Tools tools). The
+    /// default when no --mcp-config is given.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// A JSON file `{"mcpServers": {NAME: {"command", "args", "env"} or {"url"}}}`
+    /// as desktop MCP clients use: the servers are started and their tools
+    /// join (see docs/mcp.md).
+    #[arg(long, value_name = "FILE")]
+    pub mcp_config: Option<PathBuf>,
 }
 
 /// Which routes a server offers.
@@ -103,16 +126,25 @@ pub struct ServeArgs {
     /// The model id clients name (`GET /v1/models`).
     #[arg(long, default_value = "loragen-edge")]
     pub model_id: String,
+    /// An `mcpServers` file: its servers' tools are offered to chat
+    /// requests that carry no tools (compiled at start-up, listed at `GET
+    /// /v1/tools`); the calls go back to the client, as with any tools.
+    #[arg(long, value_name = "FILE")]
+    pub mcp_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["registry", "system_file"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["registry", "mcp_config", "system_file"])))]
 pub struct CompileArgs {
     /// A built-in registry: `gpt4tools` (the 23 GPT4Tools tools).
     #[arg(long)]
     pub registry: Option<String>,
-    /// A file holding the system part to compile (persona, tool lines, protocol rules).
+    /// An `mcpServers` JSON file: the servers' tools are compiled (with
+    /// --registry's, if given too).
     #[arg(long, value_name = "FILE")]
+    pub mcp_config: Option<PathBuf>,
+    /// A file holding the system part to compile (persona, tool lines, protocol rules).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["registry", "mcp_config"])]
     pub system_file: Option<PathBuf>,
     /// The generator: a checkpoint or snapshot directory of `loragen train generator`.
     #[arg(long, value_name = "DIR")]
@@ -254,10 +286,15 @@ pub struct AdapterMergeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("tool_source").required(true).args(["tools", "mcp_config"])))]
 pub struct EvalArgs {
     /// JSON array of tool specs (name, description, JSON Schema parameters, optional id).
     #[arg(long, value_name = "FILE")]
-    pub tools: PathBuf,
+    pub tools: Option<PathBuf>,
+    /// Take the tools from the servers of this `mcpServers` file instead
+    /// (queries name them by their registry names).
+    #[arg(long, value_name = "FILE")]
+    pub mcp_config: Option<PathBuf>,
     /// JSON lines of queries (id, messages, tools, expect, answers).
     #[arg(long, value_name = "FILE")]
     pub queries: PathBuf,
@@ -677,6 +714,8 @@ pub struct ReplArgs {
     /// A GGUF LoRA adapter to apply (a compiled one is checked against its manifest).
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
+    #[command(flatten)]
+    pub tools: ToolSourceArgs,
     /// Compile the registry with this generator and apply the result,
     /// instead of --adapter: a checkpoint directory (through the compile
     /// cache) or the URL of a cloud role (`loragen serve`, `http://host:port`).
@@ -685,4 +724,8 @@ pub struct ReplArgs {
     /// Model messages per turn.
     #[arg(long, default_value_t = 5)]
     pub max_steps: usize,
+    /// Constrain tool names and arguments with the call grammar in every
+    /// mode (always on in compiled and lora modes).
+    #[arg(long)]
+    pub constrained: bool,
 }

@@ -69,6 +69,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Train(cmd) => cmd::train::run(cmd, &models),
         cli::Command::Compile(args) => cmd::compile::run(args, &models),
         cli::Command::Serve(args) => cmd::serve::run(args, &models),
+        cli::Command::Tools(cli::ToolsCommand::List(args)) => cmd::tools::list(&args),
     }
 }
 

@@ -231,8 +231,9 @@ async fn no_tool_answer() {
     );
     assert_eq!(out.steps.len(), 1);
     assert!(
-        model.prompts[0].contains("> Add: Adds two integers"),
-        "in-context mode shows the tools"
+        model.prompts[0].contains(r#""name":"Add""#)
+            && model.prompts[0].contains(r#""required":["a","b"]"#),
+        "in-context mode shows the tools, JSON-argument ones with their schemas"
     );
 }
 

@@ -132,6 +132,55 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
     assert!(warm.contains("from the compile cache"), "{warm}");
     assert_eq!(std::fs::read(&out).unwrap(), first);
 
+    // MCP servers' tools compile like a registry; a server whose tool list
+    // changes (the time server names its local timezone in its schemas)
+    // gets a new fingerprint, the same list the cached one.
+    let fs_root = dir.path().join("fs-root");
+    std::fs::create_dir_all(&fs_root).unwrap();
+    let compile_mcp = |timezone: &str| {
+        let config = dir
+            .path()
+            .join(format!("mcp-{}.json", timezone.replace('/', "-")));
+        std::fs::write(
+            &config,
+            serde_json::json!({"mcpServers": {
+                "time": common::time_server(timezone),
+                "fs": common::filesystem_server(&fs_root),
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let text = ok(&loragen(
+            dir.path(),
+            &[
+                "compile",
+                "--mcp-config",
+                config.to_str().unwrap(),
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "-o",
+                dir.path().join("out/mcp.gguf").to_str().unwrap(),
+            ],
+        ));
+        let fingerprint = text
+            .lines()
+            .find_map(|l| l.strip_prefix("registry fingerprint "))
+            .unwrap()
+            .to_owned();
+        (fingerprint, text)
+    };
+    let (paris, text) = compile_mcp("Europe/Paris");
+    assert!(
+        text.contains("tools to compile") && !text.contains("from the compile cache"),
+        "{text}"
+    );
+    assert!(dir.path().join("out/mcp.gguf.manifest.json").exists());
+    let (tokyo, _) = compile_mcp("Asia/Tokyo");
+    assert_ne!(paris, tokyo, "a changed tool list is a new compile");
+    let (again, text) = compile_mcp("Europe/Paris");
+    assert_eq!(again, paris);
+    assert!(text.contains("from the compile cache"), "{text}");
+
     // The manifest travels with the adapter: a changed file, or one made
     // for another edge model, is refused where it is used.
     let tampered = dir.path().join("out/tampered.gguf");

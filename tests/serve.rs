@@ -500,3 +500,41 @@ fn a_shutdown_lets_the_request_in_flight_finish() {
     s.runtime.block_on(stopping).unwrap().unwrap();
     assert!(agent().get(&format!("{}/health", s.url)).call().is_err());
 }
+
+#[test]
+fn a_request_without_tools_is_offered_the_default_tools() {
+    let weather = loragen::tools::spec::from_openai_value(&json!([weather_tool()])).unwrap();
+    let s = Running::start(
+        CALL,
+        None,
+        ServeConfig::default().with_default_tools(weather),
+    );
+    let (status, listed) = get(&format!("{}/v1/tools", s.url));
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["data"][0]["function"]["name"], "get_weather");
+
+    let mut body = chat_body(json!([]));
+    body.as_object_mut().unwrap().remove("tools");
+    let (status, _, answer) = post(
+        &format!("{}/v1/chat/completions", s.url),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let calls = answer["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .unwrap();
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let job = s.jobs.lock().unwrap()[0].clone();
+    assert!(job.system.unwrap().contains("Weather of a city"));
+
+    // Default tools that the grammar cannot express are refused at start.
+    let bad = loragen::tools::spec::from_openai_value(&json!([{"name": "p",
+        "parameters": {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}}}]))
+    .unwrap();
+    let err = ServeConfig::default()
+        .with_default_tools(bad)
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("the default tools"), "{err}");
+}

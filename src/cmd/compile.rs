@@ -8,17 +8,31 @@ use anyhow::Context;
 use loragen_agent::adapter::{manifest_path, AdapterSource};
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::compile::{Compiler, CompilerSpec};
-use loragen_tools::gpt4tools::{render_system_prompt, TOOLS};
+use loragen_tools::render::system_prompt;
 
 use crate::cli::{CompileArgs, ModelArgs};
 
 pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    let system = match (&args.registry, &args.system_file) {
-        (Some(name), None) if name == "gpt4tools" => render_system_prompt(&TOOLS),
-        (Some(name), None) => anyhow::bail!("unknown registry `{name}` (known: gpt4tools)"),
-        (None, Some(file)) => std::fs::read_to_string(file)
+    // The servers stay up until the compile is done.
+    let mut toolset = None;
+    let system = match &args.system_file {
+        Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?,
-        _ => anyhow::bail!("give --registry or --system-file"),
+        None => {
+            let loaded = super::toolset::Toolset::load(
+                args.registry.as_deref(),
+                args.mcp_config.as_deref(),
+                true,
+            )?;
+            for warning in loaded.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            anyhow::ensure!(!loaded.registry.is_empty(), "no tools to compile");
+            let system = system_prompt(&loaded.specs());
+            println!("{} tools to compile", loaded.registry.len());
+            toolset = Some(loaded);
+            system
+        }
     };
     let started = Instant::now();
     let compiled =
@@ -40,6 +54,9 @@ pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
         "registry fingerprint {}",
         artifact.manifest.registry_fingerprint
     );
+    if let Some(servers) = toolset.and_then(|t| t.servers) {
+        servers.shutdown();
+    }
     println!("adapter sha256 {}", artifact.manifest.adapter_sha256);
     Ok(())
 }

@@ -12,7 +12,7 @@ use loragen_agent::grammar::{call_grammar_with, GrammarParams};
 use loragen_agent::runtime::{FinishReason, GenerateParams, Model, Session, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::generic::{
-    load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolSet,
+    load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
 };
 use loragen_gpt4tools::RecordLog;
 use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
@@ -22,7 +22,29 @@ use loragen_tools::ToolRegistry;
 use crate::cli::{EvalArgs, ModelArgs};
 
 pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    let tools = ToolSet::load(&args.tools)?;
+    // The servers stay up for the run (their tools' specs are what the
+    // queries are offered; the eval does not call them).
+    let (tools, _servers) = match (&args.tools, &args.mcp_config) {
+        (Some(file), _) => (ToolSet::load(file)?, None),
+        (None, Some(config)) => {
+            let toolset = super::toolset::Toolset::load(None, Some(config), true)?;
+            for warning in toolset.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            let defs = toolset
+                .specs()
+                .into_iter()
+                .map(|s| ToolDef {
+                    id: None,
+                    name: s.name,
+                    description: s.description,
+                    parameters: s.parameters,
+                })
+                .collect();
+            (ToolSet::new(defs)?, toolset.servers)
+        }
+        (None, None) => anyhow::bail!("give --tools FILE or --mcp-config FILE"),
+    };
     let mut queries = load_queries(&args.queries)?;
     if let Some(limit) = args.limit {
         queries.truncate(limit);

@@ -15,6 +15,8 @@ pub mod generate;
 pub mod models;
 pub mod repl;
 pub mod serve;
+pub mod tools;
+pub mod toolset;
 pub mod train;
 
 use std::ops::ControlFlow;

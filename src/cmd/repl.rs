@@ -1,5 +1,6 @@
 //! `loragen repl`: an interactive agent on the edge model.
 
+use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,9 @@ use loragen_agent::runtime::{Model, Session, SessionParams};
 use loragen_tools::Mode;
 use rustyline::error::ReadlineError;
 
+use loragen_tools::render::system_prompt;
+
+use super::toolset::Toolset;
 use crate::cli::{ModelArgs, ReplArgs};
 
 /// Longest line the REPL hands to the model.
@@ -29,15 +33,23 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
     })
 }
 
-/// Compiles the REPL's registry with `generator` (a checkpoint, through the
+/// Compiles the REPL's tools with `generator` (a checkpoint, through the
 /// compile cache, or a cloud role's URL) and returns the adapter's path.
-fn compile_registry(generator: &str, models: &ModelArgs) -> anyhow::Result<PathBuf> {
+fn compile_registry(
+    generator: &str,
+    toolset: &Toolset,
+    models: &ModelArgs,
+) -> anyhow::Result<PathBuf> {
     let store = loragen_agent::store::ModelStore::from_env()?;
-    let out = store.home().join("compiled").join("repl-gpt4tools.gguf");
-    let system = loragen_tools::gpt4tools::render_system_prompt(&loragen_tools::gpt4tools::TOOLS);
+    let system = system_prompt(&toolset.specs());
+    let fingerprint = loragen_tools::digest::sha256_hex(system.as_bytes());
+    let out = store
+        .home()
+        .join("compiled")
+        .join(format!("repl-{}.gguf", &fingerprint[..16]));
     let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
         "compiling the {}-tool registry with {}",
-        loragen_tools::gpt4tools::TOOLS.len(),
+        toolset.registry.len(),
         generator
     ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -63,13 +75,21 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     // The model outlives each agent: `:compile` ends the agent (its
     // session borrows the model), loads the new adapter into the model,
     // and starts a new agent with the old one's memory and mode.
+    let toolset = Toolset::load(
+        args.tools.registry.as_deref(),
+        args.tools.mcp_config.as_deref(),
+        false,
+    )?;
+    for warning in toolset.warnings() {
+        eprintln!("{}", style(format!("warning: {warning}")).yellow());
+    }
     let mut model = Model::load(&path)?;
     let mut adapter_path = match (&args.generator, &args.adapter) {
-        (Some(checkpoint), None) => Some(compile_registry(checkpoint, models)?),
+        (Some(checkpoint), None) => Some(compile_registry(checkpoint, &toolset, models)?),
         (None, adapter) => adapter.clone(),
         (Some(_), Some(_)) => anyhow::bail!("give --adapter or --generator, not both"),
     };
-    let tools = Arc::new(loragen_tools::gpt4tools::registry()?);
+    let tools = Arc::clone(&toolset.registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,6 +124,9 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
             session.set_adapter(adapter, 1.0)?;
         }
         let config = AgentConfig::for_mode(mode).with_max_steps(args.max_steps);
+        let config = config
+            .clone()
+            .with_constrained(config.constrained || args.constrained);
         let mut agent = Agent::new(session, Arc::clone(&tools), config)?;
         for (human, ai) in &memory {
             agent.remember(human.clone(), ai.clone());
@@ -113,9 +136,12 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
         }
         let chat = Chat {
             runtime: &runtime,
+            toolset: &toolset,
             interrupted: &interrupted,
             has_adapter: adapter.is_some(),
             can_compile: args.generator.is_some(),
+            constrained: args.constrained,
+            interactive: std::io::stdin().is_terminal(),
         };
         let exit = chat.converse(&mut agent, &mut editor)?;
         mode = agent.config().mode;
@@ -126,7 +152,7 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
                 drop(agent);
                 if let Some(checkpoint) = &args.generator {
                     // A fresh compiler: the checkpoint may have moved on.
-                    match compile_registry(checkpoint, models) {
+                    match compile_registry(checkpoint, &toolset, models) {
                         Ok(p) => adapter_path = Some(p),
                         Err(e) => eprintln!("{}", style(format!("compile failed: {e:#}")).red()),
                     }
@@ -137,15 +163,23 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
+    if let Some(servers) = toolset.servers {
+        servers.shutdown();
+    }
     Ok(())
 }
 
 /// What one conversation needs besides its agent.
 struct Chat<'a> {
     runtime: &'a tokio::runtime::Runtime,
+    toolset: &'a Toolset,
     interrupted: &'a AtomicBool,
     has_adapter: bool,
     can_compile: bool,
+    /// `--constrained`: the grammar stays on whatever the mode.
+    constrained: bool,
+    /// Whether input comes from a terminal.
+    interactive: bool,
 }
 
 impl Chat<'_> {
@@ -171,6 +205,11 @@ impl Chat<'_> {
             if line.is_empty() {
                 continue;
             }
+            // Piped input is not echoed by a terminal: print it, so a
+            // transcript shows what was asked.
+            if !self.interactive {
+                println!("{} {line}", style("you>").green().bold());
+            }
             let _ = editor.add_history_entry(line);
             if line.chars().count() > MAX_INPUT_CHARS {
                 eprintln!(
@@ -189,11 +228,7 @@ impl Chat<'_> {
                 (":compile", _) => eprintln!(
                     "no generator to compile with: restart with --generator DIR|URL (a generator checkpoint or a cloud role)"
                 ),
-                (":tools", _) => {
-                    for spec in agent.tools().specs() {
-                        println!("  {}", spec.name);
-                    }
-                }
+                (":tools", _) => print!("{}", self.toolset.describe(false)),
                 (":reset", _) => {
                     agent.reset();
                     agent.model_mut().clear_cache();
@@ -203,6 +238,9 @@ impl Chat<'_> {
                 (":mode", mode) => match mode.parse::<Mode>() {
                     Ok(mode) => {
                         agent.set_mode(mode);
+                        if self.constrained {
+                            agent.set_constrained(true);
+                        }
                         if let Some(warning) = missing_adapter_warning(mode, self.has_adapter) {
                             eprintln!("{}", style(warning).yellow());
                         }

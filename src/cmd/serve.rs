@@ -15,7 +15,29 @@ use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use crate::cli::{ModelArgs, ServeArgs, ServeRole};
 
 pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
+    // The servers are asked for their tools, then closed: the calls go
+    // back to the client, which runs them.
+    let default_tools = match &args.mcp_config {
+        None => Vec::new(),
+        Some(config) => {
+            let toolset = super::toolset::Toolset::load(None, Some(config), true)?;
+            for warning in toolset.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            let specs = toolset.specs();
+            if let Some(servers) = toolset.servers {
+                servers.shutdown();
+            }
+            println!(
+                "default tools: {} from the servers of {}",
+                specs.len(),
+                config.display()
+            );
+            specs
+        }
+    };
     let config = ServeConfig::default()
+        .with_default_tools(default_tools)
         .with_addr((args.host, args.port).into())
         .with_queue(args.queue)
         .with_max_body(args.max_body)
@@ -78,6 +100,17 @@ pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        if let (Some(cloud), false) = (&cloud_routes, config.default_tools.is_empty()) {
+            let system = loragen_tools::render::json_system_prompt(&config.default_tools);
+            let compiled = cloud
+                .compile(system)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot compile the default tools: {}", e.message))?;
+            println!(
+                "default tools compiled: fingerprint {}",
+                compiled.manifest.registry_fingerprint
+            );
+        }
         let server = Server::start(config, metrics, edge, cloud_routes).await?;
         println!(
             "loragen serve ({:?}) on http://{}; Ctrl-C stops it",

@@ -136,7 +136,10 @@ pub(super) async fn completions(
 /// The generation job of a request: prompt, system part, grammar, limits.
 fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError> {
     let prompt = super::prompt::render(&request.messages)?;
-    let specs = request.specs();
+    let mut specs = request.specs();
+    if specs.is_empty() {
+        specs.clone_from(&config.default_tools);
+    }
     let (choice, offered) = match &request.tool_choice {
         None => (CallChoice::Auto, specs.clone()),
         Some(ToolChoice::Mode(mode)) => match mode.as_str() {

@@ -35,6 +35,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use loragen_tools::ToolSpec;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -58,7 +59,7 @@ pub use openai::ChatRequest;
 /// assert!(config.validate().is_ok());
 /// assert!(ServeConfig::default().with_queue(0).validate().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub addr: SocketAddr,
     /// Requests that may wait for the edge model; more get 503.
@@ -74,6 +75,9 @@ pub struct ServeConfig {
     pub max_max_tokens: usize,
     /// The id under which the edge model is served (`GET /v1/models`).
     pub model_id: String,
+    /// The tools a chat request without tools is offered (e.g. those of
+    /// MCP servers); listed at `GET /v1/tools`.
+    pub default_tools: Vec<ToolSpec>,
 }
 
 impl Default for ServeConfig {
@@ -87,6 +91,7 @@ impl Default for ServeConfig {
             default_max_tokens: 256,
             max_max_tokens: 2048,
             model_id: "loragen-edge".into(),
+            default_tools: Vec::new(),
         }
     }
 }
@@ -128,6 +133,12 @@ impl ServeConfig {
         self
     }
 
+    #[must_use]
+    pub fn with_default_tools(mut self, tools: Vec<ToolSpec>) -> Self {
+        self.default_tools = tools;
+        self
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.queue == 0 || self.max_body == 0 || self.max_tools == 0 || self.max_calls == 0 {
             return Err(Error::Config(format!(
@@ -143,6 +154,8 @@ impl ServeConfig {
         if self.model_id.trim().is_empty() {
             return Err(Error::Config("the model id is empty".into()));
         }
+        chat::check_tools(&self.default_tools, self)
+            .map_err(|e| Error::Config(format!("the default tools: {}", e.message)))?;
         Ok(())
     }
 }
@@ -262,6 +275,7 @@ fn router(state: Arc<AppState>) -> Router {
     if state.edge.is_some() {
         app = app
             .route("/v1/models", get(models))
+            .route("/v1/tools", get(default_tools))
             .route("/v1/chat/completions", post(chat::completions));
     }
     if state.cloud.is_some() {
@@ -332,6 +346,17 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "object": "list",
         "data": [{"id": state.config.model_id, "object": "model", "created": 0, "owned_by": "loragen"}],
     }))
+}
+
+/// The tools a request without tools is offered, in OpenAI form.
+async fn default_tools(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let tools: Vec<_> = state
+        .config
+        .default_tools
+        .iter()
+        .map(ToolSpec::to_openai)
+        .collect();
+    Json(json!({"object": "list", "data": tools}))
 }
 
 async fn not_found(request: Request) -> ApiError {

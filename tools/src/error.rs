@@ -23,6 +23,13 @@ pub enum Error {
     #[error("unknown mode `{given}`; expected one of {expected}")]
     UnknownMode { given: String, expected: String },
 
+    #[error("MCP config {path}: {detail}")]
+    McpConfig { path: String, detail: String },
+
+    /// An MCP server failed to start, to list its tools or to stop.
+    #[error("MCP server `{server}`: {detail}")]
+    Mcp { server: String, detail: String },
+
     #[error("cannot serialise tool specs: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -8,12 +8,12 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, ToolError};
 use crate::spec::{fingerprint, InputKind, ToolSpec};
-use crate::tool::{DynTool, Erased, Tool};
+use crate::tool::{Erased, JsonTool, Tool};
 
 struct Entry {
     spec: ToolSpec,
     validator: jsonschema::Validator,
-    imp: Option<Arc<dyn DynTool>>,
+    imp: Option<Arc<dyn JsonTool>>,
 }
 
 /// Tools in registration order. Names are unique.
@@ -36,7 +36,7 @@ impl std::fmt::Debug for ToolRegistry {
 pub struct PreparedCall {
     pub tool: String,
     pub args: Value,
-    imp: Option<Arc<dyn DynTool>>,
+    imp: Option<Arc<dyn JsonTool>>,
 }
 
 impl std::fmt::Debug for PreparedCall {
@@ -96,7 +96,13 @@ impl ToolRegistry {
         self.insert(spec, None)
     }
 
-    fn insert(&mut self, spec: ToolSpec, imp: Option<Arc<dyn DynTool>>) -> Result<()> {
+    /// Adds a tool given by its spec and a type-erased implementation
+    /// (e.g. a tool of an MCP server).
+    pub fn register_json(&mut self, spec: ToolSpec, imp: Arc<dyn JsonTool>) -> Result<()> {
+        self.insert(spec, Some(imp))
+    }
+
+    fn insert(&mut self, spec: ToolSpec, imp: Option<Arc<dyn JsonTool>>) -> Result<()> {
         if spec.name.trim().is_empty()
             || spec.name.contains(['\n', ','])
             || spec.name != spec.name.trim()
@@ -134,6 +140,14 @@ impl ToolRegistry {
 
     pub fn spec(&self, name: &str) -> Option<&ToolSpec> {
         self.index.get(name).map(|&i| &self.entries[i].spec)
+    }
+
+    /// Whether `name` is registered with an implementation (a tool known
+    /// only by its spec answers [`ToolError::Unavailable`]).
+    pub fn can_run(&self, name: &str) -> bool {
+        self.index
+            .get(name)
+            .is_some_and(|&i| self.entries[i].imp.is_some())
     }
 
     /// Fingerprint of the registry's specs; keys compiled adapters.

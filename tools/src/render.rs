@@ -1,6 +1,6 @@
 //! Rendering tool definitions into the system prompt.
 
-use crate::spec::ToolSpec;
+use crate::spec::{InputKind, ToolSpec};
 
 const PERSONA: &str = "Visual assistant is a language model built to help with a wide range of text and picture tasks, from answering simple questions to explaining, editing and creating images. It cannot look at pictures directly, so it relies on tools to understand them. Every image it handles has a file name such as \"image/xxxxxxxx.png\", and it calls tools to inspect, analyse or transform those files. It never invents file names or tool results, it passes image paths to tools exactly as given, and it keeps its answers short and faithful to what the tools returned.";
 
@@ -21,6 +21,43 @@ pub fn gpt4tools_system_prompt<'a>(tools: impl IntoIterator<Item = (&'a str, &'a
     }
     out.push_str(&protocol_rules(&names.join(", "), "the input to the tool"));
     out
+}
+
+/// Whether any of `specs` takes JSON arguments (rather than free text):
+/// such a set is rendered by [`json_system_prompt`] and its messages may
+/// hold several calls.
+pub fn takes_json(specs: &[ToolSpec]) -> bool {
+    specs.iter().any(|s| s.input_kind() == InputKind::Json)
+}
+
+/// The system part for `specs`, as the agent shows it in context and as a
+/// generator compiles it: the GPT4Tools style when every tool takes free
+/// text, the JSON-schema style otherwise.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::render::system_prompt;
+/// use loragen_tools::ToolSpec;
+///
+/// let clock = ToolSpec {
+///     name: "get_time".into(),
+///     description: "The time in a timezone.".into(),
+///     parameters: serde_json::json!({"type": "object", "properties": {"timezone": {"type": "string"}}}),
+/// };
+/// let system = system_prompt(&[clock]);
+/// assert!(system.contains("\"name\":\"get_time\""));
+/// ```
+pub fn system_prompt(specs: &[ToolSpec]) -> String {
+    if takes_json(specs) {
+        json_system_prompt(specs)
+    } else {
+        gpt4tools_system_prompt(
+            specs
+                .iter()
+                .map(|s| (s.name.as_str(), s.description.as_str())),
+        )
+    }
 }
 
 /// The JSON-schema style: one JSON object per tool, arguments as JSON.

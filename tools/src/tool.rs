@@ -59,16 +59,19 @@ pub fn text_schema(fields: usize) -> Value {
     serde_json::json!({"type": "string", "pattern": pattern, "x-fields": fields})
 }
 
-/// A tool with its types erased, so tools of different types share a registry.
+/// A tool with its types erased, so tools of different types share a
+/// registry: its arguments arrive as JSON already validated against its
+/// spec's schema. [`Tool`]s get this form when registered; tools defined
+/// elsewhere (e.g. by an MCP server) implement it directly.
 #[async_trait]
-pub(crate) trait DynTool: Send + Sync {
+pub trait JsonTool: Send + Sync {
     async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
 }
 
 pub(crate) struct Erased<T>(pub T);
 
 #[async_trait]
-impl<T: Tool> DynTool for Erased<T> {
+impl<T: Tool> JsonTool for Erased<T> {
     async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
         let name = self.0.name();
         let args: T::Args = serde_json::from_value(args).map_err(|e| ToolError::InvalidArgs {

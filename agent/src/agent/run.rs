@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use loragen_tools::protocol::{
-    conversation_prompt, observation_lines, Call, OutputParser, ReactParser, Step, STEP_STOPS,
+    conversation_prompt, observation_lines, Call, JsonCallsParser, OutputParser, ReactParser, Step,
+    STEP_STOPS,
 };
-use loragen_tools::render::gpt4tools_system_prompt;
-use loragen_tools::{ToolError, ToolRegistry};
+use loragen_tools::render;
+use loragen_tools::{ToolError, ToolRegistry, ToolSpec};
 use serde_json::Value;
 
 use loragen_tools::Mode;
@@ -97,16 +98,18 @@ impl<M> std::fmt::Debug for Agent<M> {
 impl<M: LanguageModel> Agent<M> {
     pub fn new(model: M, tools: Arc<ToolRegistry>, config: AgentConfig) -> Result<Self> {
         config.validate()?;
-        let system = gpt4tools_system_prompt(
-            tools
-                .specs()
-                .map(|s| (s.name.as_str(), s.description.as_str())),
-        );
+        let specs: Vec<ToolSpec> = tools.specs().cloned().collect();
+        let system = render::system_prompt(&specs);
+        let parser: Box<dyn OutputParser> = if render::takes_json(&specs) {
+            Box::new(JsonCallsParser)
+        } else {
+            Box::new(ReactParser)
+        };
         let grammar = Some(call_grammar(&tools)?);
         Ok(Agent {
             model,
             tools,
-            parser: Box::new(ReactParser),
+            parser,
             config,
             system,
             grammar,
@@ -135,6 +138,12 @@ impl<M: LanguageModel> Agent<M> {
     pub fn set_mode(&mut self, mode: Mode) {
         self.config.mode = mode;
         self.config.constrained = AgentConfig::for_mode(mode).constrained;
+    }
+
+    /// Turns constrained decoding on or off (a mode change sets the
+    /// mode's default again).
+    pub fn set_constrained(&mut self, on: bool) {
+        self.config.constrained = on;
     }
 
     pub fn tools(&self) -> &ToolRegistry {
