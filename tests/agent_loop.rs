@@ -2,61 +2,19 @@
 //! scenarios for calls, answers and every kind of failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
+mod common;
+
+use common::scripted::Scripted;
+
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, LanguageModel, Mode, Outcome};
-use loragen::agent::runtime::{Completion, FinishReason, GenerateParams, Stats};
+use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode, Outcome};
 use loragen::tools::protocol::JsonCallsParser;
 use loragen::tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
 use schemars::JsonSchema;
 use serde::Deserialize;
-
-/// Replies with a fixed script, honouring stop strings, and records prompts.
-struct Scripted {
-    replies: VecDeque<String>,
-    prompts: Vec<String>,
-}
-
-impl Scripted {
-    fn new(replies: &[&str]) -> Self {
-        Scripted {
-            replies: replies.iter().map(|r| r.to_string()).collect(),
-            prompts: Vec::new(),
-        }
-    }
-}
-
-impl LanguageModel for Scripted {
-    fn complete(
-        &mut self,
-        prompt: &str,
-        params: &GenerateParams,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> loragen::agent::Result<Completion> {
-        self.prompts.push(prompt.to_owned());
-        let mut text = self.replies.pop_front().expect("script ran out of replies");
-        let mut finish = FinishReason::EndOfGeneration;
-        if let Some((at, stop)) = params
-            .stop
-            .iter()
-            .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
-            .min()
-        {
-            finish = FinishReason::Stop(stop.clone());
-            text.truncate(at);
-        }
-        let _ = on_text(&text);
-        Ok(Completion {
-            text,
-            tokens: Vec::new(),
-            finish,
-            stats: Stats::default(),
-        })
-    }
-}
 
 #[derive(Deserialize, JsonSchema)]
 struct AddArgs {

@@ -9,15 +9,14 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, LanguageModel, Mode};
-use loragen::agent::runtime::{Completion, FinishReason, GenerateParams, Stats};
+use common::scripted::Scripted;
+use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode};
 use loragen::tools::mcp::{McpConfig, McpServers};
 use loragen::tools::{ToolError, ToolRegistry};
 use serde_json::{json, Value};
@@ -247,37 +246,6 @@ fn the_everything_server_answers_over_streamable_http() {
     servers.shutdown();
 }
 
-/// Replies with a fixed script, honouring stop strings.
-struct Scripted(VecDeque<String>);
-
-impl LanguageModel for Scripted {
-    fn complete(
-        &mut self,
-        _prompt: &str,
-        params: &GenerateParams,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> loragen::agent::Result<Completion> {
-        let mut text = self.0.pop_front().expect("script ran out of replies");
-        let mut finish = FinishReason::EndOfGeneration;
-        if let Some((at, stop)) = params
-            .stop
-            .iter()
-            .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
-            .min()
-        {
-            finish = FinishReason::Stop(stop.clone());
-            text.truncate(at);
-        }
-        let _ = on_text(&text);
-        Ok(Completion {
-            text,
-            tokens: Vec::new(),
-            finish,
-            stats: Stats::default(),
-        })
-    }
-}
-
 #[test]
 fn the_agent_loop_calls_mcp_tools_and_reads_their_real_answers() {
     let root = tempfile::tempdir().unwrap();
@@ -297,7 +265,8 @@ fn the_agent_loop_calls_mcp_tools_and_reads_their_real_answers() {
         ),
         "Thought: Do I need to use a tool? No\nAI: You need to buy milk.".to_owned(),
     ];
-    let model = Scripted(script.into_iter().collect());
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let model = Scripted::new(&script);
     let mut agent = Agent::new(
         model,
         Arc::new(registry(&servers)),

@@ -2,6 +2,8 @@
 //! once per test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod scripted;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
