@@ -366,6 +366,42 @@ fn servers_that_cannot_start_garble_or_stall_are_named() {
     servers.shutdown();
 }
 
+#[test]
+fn names_two_servers_share_are_prefixed_with_the_server() {
+    let (servers, failures) = start(json!({
+        "paris": common::time_server("Europe/Paris"),
+        "tokyo": common::time_server("Asia/Tokyo"),
+    }));
+    assert!(failures.is_empty(), "{failures:?}");
+    let imported = servers.tools(&["convert_time"]);
+    let names: Vec<(&str, &str)> = imported
+        .iter()
+        .map(|t| (t.spec.name.as_str(), t.remote_name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("paris_get_current_time", "get_current_time"),
+            ("paris_convert_time", "convert_time"),
+            ("tokyo_get_current_time", "get_current_time"),
+            ("tokyo_convert_time", "convert_time"),
+        ]
+    );
+    // Each prefixed tool still calls its own server by the server's name.
+    let mut registry = ToolRegistry::new();
+    for tool in imported {
+        registry.register_json(tool.spec, tool.tool).unwrap();
+    }
+    let paris = call(
+        &registry,
+        "paris_get_current_time",
+        json!({"timezone": "Asia/Tokyo"}),
+    )
+    .unwrap();
+    assert!(paris.contains("Asia/Tokyo"), "{paris}");
+    servers.shutdown();
+}
+
 /// `loragen` with `args`, in the given home.
 fn loragen(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loragen"))
@@ -385,6 +421,7 @@ fn tools_list_groups_by_source_and_marks_what_cannot_run() {
             "time": common::time_server("UTC"),
             "fs": common::filesystem_server(dir.path()),
             "gone": {"command": "loragen-no-such-mcp-server"},
+            "faulty": {"command": "python3", "args": [Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_faulty_server.py")]},
         }})
         .to_string(),
     )
