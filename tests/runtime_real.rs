@@ -292,8 +292,19 @@ fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
     let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
     let long = "> Segment the Image: useful when you want to segment all the parts of the image. The input to this tool should be a string, representing the image_path.";
     let short = "> Answer Question About The Image: useful when you need an answer about an image.";
-    let together = cloud.encode_all(&[long, short]).unwrap();
-    let alone = cloud.encode_all(&[short]).unwrap();
+    let encode = |cloud: &mut Cloud, texts: &[&str]| {
+        let mut out = Vec::new();
+        cloud
+            .encode_each(texts, |i, t| {
+                assert_eq!(i, out.len());
+                out.push(t);
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    let together = encode(&mut cloud, &[long, short]);
+    let alone = encode(&mut cloud, &[short]);
     assert_eq!(together[1].dims(), alone[0].dims());
     let diff = (&together[1] - &alone[0])
         .unwrap()
@@ -304,4 +315,33 @@ fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
         .to_scalar::<f32>()
         .unwrap();
     assert!(diff < 1e-4, "features differ by {diff} after another text");
+}
+
+#[test]
+fn feature_cache_stores_each_block_as_it_is_encoded_and_reports_progress() {
+    use loragen::generator::features::{system_blocks, Cloud, EncodeProgress, FeatureCache};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = FeatureCache::new(dir.path(), "test-cloud");
+    let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
+    let two = "Persona.\n> A: does a.\n> B: does b.\nAction: one of [A, B]\n";
+    let three = "Persona.\n> A: does a.\n> B: does b.\n> C: does c.\nAction: one of [A, B, C]\n";
+    let mut seen = Vec::new();
+    let (features, counts) = cache
+        .features_with_progress([two], &mut cloud, |p| seen.push(p))
+        .unwrap();
+    let blocks = system_blocks(two).len();
+    assert_eq!(counts.computed, blocks);
+    let expected: Vec<usize> = (1..=blocks).collect();
+    assert_eq!(seen.iter().map(|p| p.done).collect::<Vec<_>>(), expected);
+    assert!(seen.iter().all(|p: &EncodeProgress| p.total == blocks));
+    assert_eq!(seen.last().unwrap().tokens, counts.tokens);
+    assert!(features.covers(two));
+    let files = std::fs::read_dir(dir.path().join("test-cloud").join("blocks-v1"))
+        .unwrap()
+        .count();
+    assert_eq!(files, blocks, "one cache file per block");
+    // One more tool costs one cloud pass: the rest comes from the cache.
+    let (features, counts) = cache.features([two, three], &mut cloud).unwrap();
+    assert_eq!(counts.computed, 1);
+    assert!(features.covers(three));
 }

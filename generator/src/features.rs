@@ -8,7 +8,7 @@
 //! cached on disk as f16 under `features/<cloud sha256>/<renderer>/`,
 //! keyed by the sha256 of the block's text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -127,6 +127,18 @@ fn short(text: &str) -> String {
     text.chars().take(60).collect()
 }
 
+/// How far the cloud has got with the blocks a `features` call had to
+/// encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeProgress {
+    /// Blocks encoded (and cached) so far.
+    pub done: usize,
+    /// Blocks to encode in all.
+    pub total: usize,
+    /// Cloud tokens read so far.
+    pub tokens: usize,
+}
+
 /// The on-disk cache of block features for one cloud model.
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
@@ -184,9 +196,22 @@ impl FeatureCache {
         systems: impl IntoIterator<Item = &'s str>,
         cloud: &mut Cloud,
     ) -> Result<(RegistryFeatures, Encoded)> {
+        self.features_with_progress(systems, cloud, |_| {})
+    }
+
+    /// [`FeatureCache::features`], calling `progress` after each block the
+    /// cloud encodes. Each block is cached as soon as it is encoded, so an
+    /// interrupted run loses at most the block in hand.
+    pub fn features_with_progress<'s>(
+        &self,
+        systems: impl IntoIterator<Item = &'s str>,
+        cloud: &mut Cloud,
+        mut progress: impl FnMut(EncodeProgress),
+    ) -> Result<(RegistryFeatures, Encoded)> {
         let mut features = RegistryFeatures::default();
         let mut counts = Encoded::default();
         let mut missing: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         for system in systems {
             let blocks = system_blocks(system);
             if blocks.is_empty() {
@@ -195,7 +220,7 @@ impl FeatureCache {
                 ));
             }
             for block in blocks {
-                if features.has_block(&block) || missing.contains(&block) {
+                if !seen.insert(block.clone()) {
                     continue;
                 }
                 counts.blocks += 1;
@@ -206,12 +231,18 @@ impl FeatureCache {
             }
         }
         let texts: Vec<&str> = missing.iter().map(String::as_str).collect();
-        for (block, t) in missing.iter().zip(cloud.encode_all(&texts)?) {
-            self.store(block, &t)?;
+        cloud.encode_each(&texts, |i, t| {
+            self.store(texts[i], &t)?;
             counts.computed += 1;
             counts.tokens += t.dim(0)?;
-            features.insert_block(block.clone(), t);
-        }
+            features.insert_block(texts[i].to_owned(), t);
+            progress(EncodeProgress {
+                done: i + 1,
+                total: texts.len(),
+                tokens: counts.tokens,
+            });
+            Ok(())
+        })?;
         Ok((features, counts))
     }
 
@@ -245,11 +276,16 @@ impl Cloud {
     }
 
     /// Final-layer hidden states of every token of each text (tokens,
-    /// n_embd), each text encoded on its own. One session serves them all:
-    /// making a llama.cpp context costs more than encoding a short block.
-    pub fn encode_all(&mut self, texts: &[&str]) -> Result<Vec<Tensor>> {
+    /// n_embd), each text encoded on its own and handed to `each` with its
+    /// index as soon as it is ready. One session serves them all: making a
+    /// llama.cpp context costs more than encoding a short block.
+    pub fn encode_each(
+        &mut self,
+        texts: &[&str],
+        mut each: impl FnMut(usize, Tensor) -> Result<()>,
+    ) -> Result<()> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         if self.model.is_none() {
             tracing::info!(path = %self.path.display(), "loading the cloud model for features");
@@ -272,20 +308,18 @@ impl Cloud {
                 .with_prefix_reuse(false)
                 .with_n_ctx((longest as u32 + 16).max(64)),
         )?;
-        let mut out = Vec::with_capacity(texts.len());
-        for (text, tokens) in texts.iter().zip(&tokenized) {
+        for (i, (text, tokens)) in texts.iter().zip(&tokenized).enumerate() {
             let _span = tracing::info_span!("cloud_encode", bytes = text.len()).entered();
             session.clear_cache();
             let positions: Vec<usize> = (0..tokens.len()).collect();
             let states = session.hidden_states(tokens, &positions)?;
             let flat: Vec<f32> = states.into_iter().flatten().collect();
-            out.push(Tensor::from_vec(
-                flat,
-                (tokens.len(), model.n_embd()),
-                &Device::Cpu,
-            )?);
+            each(
+                i,
+                Tensor::from_vec(flat, (tokens.len(), model.n_embd()), &Device::Cpu)?,
+            )?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -264,8 +264,26 @@ fn registry_features(
     let cache = FeatureCache::new(&store.home().join("features"), &model_sha256(cloud_path)?);
     let systems: std::collections::BTreeSet<&str> =
         examples.iter().map(|e| e.system.as_str()).collect();
-    let (features, encoded) =
-        cache.features(systems.iter().copied(), &mut Cloud::new(cloud_path))?;
+    let bar = ProgressBar::hidden();
+    bar.set_style(
+        ProgressStyle::with_template(
+            "cloud features {bar:30} {pos}/{len} blocks, {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (features, encoded) = cache.features_with_progress(
+        systems.iter().copied(),
+        &mut Cloud::new(cloud_path),
+        |p| {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(p.total as u64);
+            }
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("{} cloud tokens", p.tokens));
+        },
+    )?;
+    bar.finish_and_clear();
     println!(
         "cloud features: {} system parts from {} distinct blocks ({} encoded now, {} cloud tokens; the rest cached)",
         systems.len(),
