@@ -140,19 +140,16 @@ fn stop_strings_and_token_limits_end_generation() {
     assert!(free.text.starts_with(&stopped.text) && !stopped.text.contains(&stop));
 }
 
-#[test]
-fn zero_delta_adapter_reproduces_the_base_model() {
-    let path = common::model_path(loragen::agent::store::Role::Edge);
-    let dir = tempfile::tempdir().unwrap();
-    let adapter_path = dir.path().join("zero.gguf");
-    let ffn = weight_shapes(&path, |n| n.contains(".ffn_")).unwrap();
+/// A LoRA adapter on every FFN weight of the edge model whose deltas B·A
+/// are exactly zero (A is ones, B zeros).
+fn write_zero_adapter(model: &std::path::Path, out: &std::path::Path) {
+    let ffn = weight_shapes(model, |n| n.contains(".ffn_")).unwrap();
     assert_eq!(ffn.len(), 18 * 3, "gate, up and down in each of 18 blocks");
     let rank = 4;
     let pairs: Vec<LoraPair> = ffn
         .iter()
         .map(|(name, (n_out, n_in))| LoraPair {
             weight: name.clone(),
-            // A is non-trivial; B is zero, so every delta B·A is exactly zero.
             a: candle_core::Tensor::ones(
                 (rank, *n_in),
                 candle_core::DType::F32,
@@ -167,7 +164,15 @@ fn zero_delta_adapter_reproduces_the_base_model() {
             .unwrap(),
         })
         .collect();
-    write_lora_adapter(&adapter_path, "gemma3", rank as f32, &pairs).unwrap();
+    write_lora_adapter(out, "gemma3", rank as f32, &pairs).unwrap();
+}
+
+#[test]
+fn zero_delta_adapter_reproduces_the_base_model() {
+    let path = common::model_path(loragen::agent::store::Role::Edge);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_path = dir.path().join("zero.gguf");
+    write_zero_adapter(&path, &adapter_path);
 
     let text = prompt("Segment the dogs in the image.");
     // A separate model instance keeps the adapter out of the shared one.
@@ -344,4 +349,43 @@ fn feature_cache_stores_each_block_as_it_is_encoded_and_reports_progress() {
     let (features, counts) = cache.features([two, three], &mut cloud).unwrap();
     assert_eq!(counts.computed, 1);
     assert!(features.covers(three));
+}
+
+#[test]
+fn adapter_host_reloads_the_model_after_its_adapter_budget() {
+    use loragen::agent::runtime::{AdapterHost, ADAPTERS_PER_MODEL_LOAD};
+    let path = common::model_path(loragen::agent::store::Role::Edge);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_path = dir.path().join("zero.gguf");
+    write_zero_adapter(&path, &adapter_path);
+    let text = prompt("Segment the dogs in the image.");
+    let mut host = AdapterHost::load(&path).unwrap();
+    let base = host
+        .model()
+        .session(SessionParams::default())
+        .unwrap()
+        .generate(&text, &greedy(12))
+        .unwrap();
+    let mut reloads = Vec::new();
+    for n in 0..=ADAPTERS_PER_MODEL_LOAD {
+        let (adapter, reloaded) = host.load_adapter(&adapter_path).unwrap();
+        if reloaded {
+            reloads.push(n);
+        }
+        drop(adapter);
+    }
+    assert_eq!(
+        reloads,
+        vec![ADAPTERS_PER_MODEL_LOAD],
+        "one reload, at the budget"
+    );
+    // The reloaded model serves with a fresh adapter as before.
+    let (mut adapter, reloaded) = host.load_adapter(&adapter_path).unwrap();
+    assert!(!reloaded);
+    let mut session = host.model().session(SessionParams::default()).unwrap();
+    session.set_adapter(&mut adapter, 1.0).unwrap();
+    assert_eq!(
+        session.generate(&text, &greedy(12)).unwrap().tokens,
+        base.tokens
+    );
 }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::adapter::{check_adapter, AdapterSource};
 use loragen_agent::grammar::call_grammar;
-use loragen_agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
+use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, SessionParams};
 use loragen_agent::store::{model_sha256, ModelChoice, Role};
 use loragen_generator::compile::Compiler;
 use loragen_gpt4tools::chart::write_chart;
@@ -374,7 +374,7 @@ fn run_mode(
         None => vec![order],
     };
     super::reset_peak_rss();
-    let mut model = Model::load(&plan.model)?;
+    let mut host = AdapterHost::load(&plan.model)?;
     let mut session_params = SessionParams::default().with_prefix_reuse(plan.reuse_prefix);
     if let Some(t) = args.threads {
         session_params = session_params.with_threads(t);
@@ -390,7 +390,6 @@ fn run_mode(
     let mut scores = Vec::new();
     let started = Instant::now();
     let mut compile_s = 0.0;
-    let mut loaded_adapters = 0;
     for group in groups {
         let adapter_path = match (plan.generator.as_mut(), group.first()) {
             (Some(generator), Some(first)) => {
@@ -406,15 +405,10 @@ fn run_mode(
             }
             _ => plan.adapter.clone(),
         };
-        if adapter_path.is_some() {
-            if loaded_adapters == super::ADAPTERS_PER_MODEL_LOAD {
-                model = Model::load(&plan.model)?;
-                loaded_adapters = 0;
-            }
-            loaded_adapters += 1;
-        }
-        let mut adapter = adapter_path.map(|p| model.load_adapter(p)).transpose()?;
-        let mut session = model.session(session_params.clone())?;
+        let mut adapter = adapter_path
+            .map(|p| host.load_adapter(p).map(|(adapter, _)| adapter))
+            .transpose()?;
+        let mut session = host.model().session(session_params.clone())?;
         if let Some(adapter) = adapter.as_mut() {
             session.set_adapter(adapter, 1.0)?;
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::adapter::AdapterSource;
 use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{FinishReason, GenerateParams, Model, Session, SessionParams};
+use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, Session, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::generic::{
     load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
@@ -82,7 +82,6 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     }
 
     let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
-    let mut model = Model::load(&path)?;
     let mut compiler = args
         .generator
         .as_ref()
@@ -90,6 +89,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .transpose()?;
     let session_params = SessionParams::default().with_prefix_reuse(args.mode.reuses_prefix());
     let stop = super::interrupt_flag()?;
+    let mut host = AdapterHost::load(&path)?;
 
     let bar = ProgressBar::new(todo.len() as u64);
     if let Ok(style) =
@@ -102,22 +102,16 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         // Each query's tools compiled into its own adapter (through the
         // compile cache); llama.cpp frees adapters only with their model.
         let adapters = tempfile::tempdir()?;
-        let mut loaded = 0;
         let mut compile_s = 0.0;
-        for query in todo {
+        for (n, query) in todo.into_iter().enumerate() {
             let offered = tools.for_query(query)?;
             let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
             let started = std::time::Instant::now();
-            let out = adapters.path().join(format!("{loaded}.gguf"));
+            let out = adapters.path().join(format!("{n}.gguf"));
             let compiled = compiler.compile_adapter(&json_system_prompt(&specs), &out, true)?;
             compile_s += started.elapsed().as_secs_f64();
-            if loaded == super::ADAPTERS_PER_MODEL_LOAD {
-                model = Model::load(&path)?;
-                loaded = 0;
-            }
-            loaded += 1;
-            let mut adapter = model.load_adapter(&compiled.path)?;
-            let mut session = model.session(session_params.clone())?;
+            let (mut adapter, _) = host.load_adapter(&compiled.path)?;
+            let mut session = host.model().session(session_params.clone())?;
             session.set_adapter(&mut adapter, 1.0)?;
             let grammar = grammars.get(query.id.as_str()).cloned();
             if !answer(&mut session, query, &specs, grammar, &args, &mut log, &stop)? {
@@ -130,9 +124,9 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         let mut adapter = args
             .adapter
             .as_ref()
-            .map(|p| super::load_checked_adapter(&mut model, &path, p))
+            .map(|p| super::load_checked_adapter(&mut host, &path, p))
             .transpose()?;
-        let mut session = model.session(session_params)?;
+        let mut session = host.model().session(session_params)?;
         if let Some(adapter) = adapter.as_mut() {
             session.set_adapter(adapter, 1.0)?;
         }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use loragen_agent::adapter::check_adapter;
-use loragen_agent::runtime::{Adapter, Model};
+use loragen_agent::runtime::{Adapter, AdapterHost};
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 
 use crate::cli::ModelArgs;
@@ -41,17 +41,16 @@ pub fn resolve_model(choice: &ModelChoice, models: &ModelArgs) -> anyhow::Result
     Ok(store.resolve(choice, override_path)?)
 }
 
-pub use loragen_agent::runtime::ADAPTERS_PER_MODEL_LOAD;
-
-/// Loads `adapter` into `model` (the file at `model_path`) after checking
-/// its manifest, if it has one, against that model.
+/// Loads `adapter` into `host` (the model at `model_path`) after checking
+/// its manifest, if it has one, against that model. A reload the host makes
+/// voids no adapter here: each caller holds one adapter at a time.
 pub fn load_checked_adapter(
-    model: &mut Model,
+    host: &mut AdapterHost,
     model_path: &Path,
     adapter: &Path,
 ) -> anyhow::Result<Adapter> {
     check_adapter(adapter, &model_sha256(model_path)?)?;
-    Ok(model.load_adapter(adapter)?)
+    Ok(host.load_adapter(adapter)?.0)
 }
 
 /// A flag that Ctrl-C sets, so long runs stop between items and keep

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use console::style;
 use loragen_agent::agent::{Agent, AgentConfig, Event, Outcome};
-use loragen_agent::runtime::{Model, Session, SessionParams};
+use loragen_agent::runtime::{AdapterHost, Session, SessionParams};
 use loragen_tools::Mode;
 use rustyline::error::ReadlineError;
 
@@ -83,7 +83,7 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     for warning in toolset.warnings() {
         eprintln!("{}", style(format!("warning: {warning}")).yellow());
     }
-    let mut model = Model::load(&path)?;
+    let mut host = AdapterHost::load(&path)?;
     let mut adapter_path = match (&args.generator, &args.adapter) {
         (Some(checkpoint), None) => Some(compile_registry(checkpoint, &toolset, models)?),
         (None, adapter) => adapter.clone(),
@@ -117,9 +117,9 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     loop {
         let mut adapter = adapter_path
             .as_ref()
-            .map(|p| super::load_checked_adapter(&mut model, &path, p))
+            .map(|p| super::load_checked_adapter(&mut host, &path, p))
             .transpose()?;
-        let mut session = model.session(SessionParams::default())?;
+        let mut session = host.model().session(SessionParams::default())?;
         if let Some(adapter) = adapter.as_mut() {
             session.set_adapter(adapter, 1.0)?;
         }

@@ -10,9 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loragen_agent::adapter::{check_adapter, AdapterSource};
-use loragen_agent::runtime::{
-    Adapter, FinishReason, GenerateParams, Model, SessionParams, ADAPTERS_PER_MODEL_LOAD,
-};
+use loragen_agent::runtime::{Adapter, AdapterHost, FinishReason, GenerateParams, SessionParams};
 use loragen_tools::digest::sha256_hex;
 use tokio::sync::mpsc;
 
@@ -148,11 +146,12 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
 
 /// The edge model in llama.cpp with the adapters compiled for the request
 /// tool lists it has seen, attached per request without reloading the
-/// model (up to [`ADAPTERS_PER_MODEL_LOAD`], then the model is reloaded).
+/// model (up to [`loragen_agent::runtime::ADAPTERS_PER_MODEL_LOAD`], then the model is reloaded and
+/// the adapters with it).
 pub struct LlamaEdge {
     model_path: PathBuf,
     edge_sha256: String,
-    model: Model,
+    host: AdapterHost,
     /// Loaded adapters by registry fingerprint.
     adapters: HashMap<String, Adapter>,
     source: Box<dyn AdapterSource>,
@@ -182,7 +181,7 @@ impl LlamaEdge {
     ) -> Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(LlamaEdge {
-            model: Model::load(model_path)?,
+            host: AdapterHost::load(model_path)?,
             model_path: model_path.to_owned(),
             edge_sha256,
             adapters: HashMap::new(),
@@ -205,11 +204,10 @@ impl LlamaEdge {
             // What came from elsewhere is checked like any adapter.
             check_adapter(&path, &self.edge_sha256)?;
         }
-        if self.adapters.len() >= ADAPTERS_PER_MODEL_LOAD {
+        let (adapter, reloaded) = self.host.load_adapter(&path)?;
+        if reloaded {
             self.adapters.clear();
-            self.model = Model::load(&self.model_path)?;
         }
-        let adapter = self.model.load_adapter(&path)?;
         self.adapters.insert(fingerprint.to_owned(), adapter);
         Ok(on_disk)
     }
@@ -226,7 +224,7 @@ impl EdgeBackend for LlamaEdge {
             (Some(system), Some(fp)) => Some(self.ensure_adapter(system, fp)?),
             _ => None,
         };
-        let mut session = self.model.session(self.session.clone())?;
+        let mut session = self.host.model().session(self.session.clone())?;
         if let Some(adapter) = fingerprint.and_then(|fp| self.adapters.get_mut(&fp)) {
             session.set_adapter(adapter, 1.0)?;
         }

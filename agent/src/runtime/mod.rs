@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use llama_cpp_2::llama_backend::LlamaBackend;
 
 pub use llama_cpp_2::token::LlamaToken;
-pub use model::{Adapter, Model, ADAPTERS_PER_MODEL_LOAD};
+pub use model::{Adapter, AdapterHost, Model, ADAPTERS_PER_MODEL_LOAD};
 pub use params::{GenerateParams, Sampling, SessionParams};
 pub use session::{Completion, FinishReason, Session};
 pub use stats::Stats;

@@ -13,9 +13,8 @@ use super::session::Session;
 use crate::error::{Error, Result};
 use crate::store::check_gguf;
 
-/// llama.cpp frees a LoRA adapter only with its model, so whatever loads
-/// an adapter per registry reloads the model after this many adapters (each
-/// holds about 9 MB).
+/// llama.cpp frees a LoRA adapter only with its model, so [`AdapterHost`]
+/// reloads the model after this many adapters (each holds about 9 MB).
 pub const ADAPTERS_PER_MODEL_LOAD: usize = 32;
 
 /// A model loaded into llama.cpp. Sessions borrow it, so many sessions can
@@ -183,5 +182,58 @@ impl Model {
     /// Opens a session: a context with its own KV cache.
     pub fn session(&self, params: SessionParams) -> Result<Session<'_>> {
         Session::new(self, params)
+    }
+}
+
+/// A model that loads many adapters over its life (one per registry).
+/// Holding [`ADAPTERS_PER_MODEL_LOAD`] adapters and asked for another, it
+/// reloads itself from its file first, since llama.cpp frees adapters only
+/// with their model. The one owner of that rule for evaluation, benchmarks
+/// and the server.
+///
+/// # Examples
+///
+/// ```no_run
+/// use loragen_agent::runtime::{AdapterHost, SessionParams};
+///
+/// let mut host = AdapterHost::load("edge.gguf")?;
+/// for registry in ["tools-a.gguf", "tools-b.gguf"] {
+///     let (mut adapter, _reloaded) = host.load_adapter(registry)?;
+///     let mut session = host.model().session(SessionParams::default())?;
+///     session.set_adapter(&mut adapter, 1.0)?;
+/// }
+/// # Ok::<(), loragen_agent::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AdapterHost {
+    model: Model,
+    loaded: usize,
+}
+
+impl AdapterHost {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(AdapterHost {
+            model: Model::load(path)?,
+            loaded: 0,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Loads an adapter, reloading the model first when it holds
+    /// [`ADAPTERS_PER_MODEL_LOAD`] of them; the flag says whether it did,
+    /// in which case every adapter loaded before is void and must be
+    /// dropped without use.
+    pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<(Adapter, bool)> {
+        let reloaded = self.loaded == ADAPTERS_PER_MODEL_LOAD;
+        if reloaded {
+            self.model = Model::load(&self.model.path)?;
+            self.loaded = 0;
+        }
+        let adapter = self.model.load_adapter(path)?;
+        self.loaded += 1;
+        Ok((adapter, reloaded))
     }
 }
