@@ -113,7 +113,7 @@ impl Compiler {
                 "the registry is empty: there is nothing to compile".into(),
             ));
         }
-        let registry_fingerprint = sha256_hex(system.as_bytes());
+        let registry_fingerprint = loragen_tools::render::fingerprint(system);
         let key = sha256_hex(
             format!(
                 "{registry_fingerprint} {} {} {} {PROMPT_FORMAT}",

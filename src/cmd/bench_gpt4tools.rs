@@ -19,6 +19,7 @@ use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
 use loragen_tools::digest::sha256_hex;
 use loragen_tools::protocol::STEP_STOPS;
+use loragen_tools::render::fingerprint;
 use loragen_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 
@@ -396,7 +397,7 @@ fn run_mode(
                 let system = first.system_part();
                 let out = adapters
                     .path()
-                    .join(format!("{}.gguf", &sha256_hex(system.as_bytes())[..16]));
+                    .join(format!("{}.gguf", &fingerprint(system)[..16]));
                 let compiling = Instant::now();
                 let source: &mut dyn AdapterSource = generator;
                 let compiled = source.compile_adapter(system, &out, false)?;

@@ -42,7 +42,7 @@ fn compile_registry(
 ) -> anyhow::Result<PathBuf> {
     let store = loragen_agent::store::ModelStore::from_env()?;
     let system = system_prompt(&toolset.specs());
-    let fingerprint = loragen_tools::digest::sha256_hex(system.as_bytes());
+    let fingerprint = loragen_tools::render::fingerprint(&system);
     let out = store
         .home()
         .join("compiled")

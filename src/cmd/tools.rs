@@ -7,13 +7,11 @@ pub fn list(args: &ToolSourceArgs) -> anyhow::Result<()> {
     let toolset =
         super::toolset::Toolset::load(args.registry.as_deref(), args.mcp_config.as_deref(), false)?;
     print!("{}", toolset.describe(true));
-    // The fingerprint `loragen compile` gives the same tools: any change
-    // of a name, description or schema changes it.
-    let system = loragen_tools::render::system_prompt(&toolset.specs());
+    // The fingerprint `loragen compile` gives the same tools.
     println!(
         "{} tools in the registry; registry fingerprint {}",
         toolset.registry.len(),
-        loragen_tools::digest::sha256_hex(system.as_bytes())
+        toolset.registry.fingerprint()
     );
     if let Some(servers) = toolset.servers {
         servers.shutdown();

@@ -43,7 +43,7 @@ impl CloudWorker {
             for work in rx {
                 let _span =
                     tracing::info_span!("cloud_compile", bytes = work.system.len()).entered();
-                let fingerprint = loragen_tools::digest::sha256_hex(work.system.as_bytes());
+                let fingerprint = loragen_tools::render::fingerprint(&work.system);
                 let out = thread_dir.join(format!("{fingerprint}.gguf"));
                 let result = source.compile_adapter(&work.system, &out, true);
                 if let Ok(c) = &result {

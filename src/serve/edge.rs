@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use loragen_agent::adapter::{check_adapter, AdapterSource};
 use loragen_agent::runtime::{Adapter, AdapterHost, FinishReason, GenerateParams, SessionParams};
-use loragen_tools::digest::sha256_hex;
+use loragen_tools::render::fingerprint;
 use tokio::sync::mpsc;
 
 use super::error::{ApiError, Error, Result};
@@ -219,13 +219,13 @@ impl EdgeBackend for LlamaEdge {
         job: &EdgeJob,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generated> {
-        let fingerprint = job.system.as_deref().map(|s| sha256_hex(s.as_bytes()));
-        let adapter_cached = match (job.system.as_deref(), fingerprint.as_deref()) {
+        let registry = job.system.as_deref().map(fingerprint);
+        let adapter_cached = match (job.system.as_deref(), registry.as_deref()) {
             (Some(system), Some(fp)) => Some(self.ensure_adapter(system, fp)?),
             _ => None,
         };
         let mut session = self.host.model().session(self.session.clone())?;
-        if let Some(adapter) = fingerprint.and_then(|fp| self.adapters.get_mut(&fp)) {
+        if let Some(adapter) = registry.and_then(|fp| self.adapters.get_mut(&fp)) {
             session.set_adapter(adapter, 1.0)?;
         }
         let completion = session.generate_streaming(&job.prompt, &job.params, on_text)?;

@@ -1,5 +1,5 @@
 //! Tools for loragen agents: the `Tool` trait, a validating registry,
-//! OpenAI-style specs with a canonical fingerprint, and prompt rendering.
+//! OpenAI-style specs, and prompt rendering with the registry fingerprint.
 
 pub mod atomic;
 pub mod digest;

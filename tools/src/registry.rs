@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result, ToolError};
-use crate::spec::{fingerprint, InputKind, ToolSpec};
+use crate::spec::{InputKind, ToolSpec};
 use crate::tool::{Erased, JsonTool, Tool};
 
 struct Entry {
@@ -150,9 +150,11 @@ impl ToolRegistry {
             .is_some_and(|&i| self.entries[i].imp.is_some())
     }
 
-    /// Fingerprint of the registry's specs; keys compiled adapters.
+    /// The registry fingerprint ([`crate::render::fingerprint`] of its
+    /// [`crate::render::system_prompt`]); keys compiled adapters.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.specs().cloned().collect::<Vec<_>>())
+        let specs: Vec<ToolSpec> = self.specs().cloned().collect();
+        crate::render::fingerprint(&crate::render::system_prompt(&specs))
     }
 
     /// Checks a call the model wrote: the tool must exist and `input` must

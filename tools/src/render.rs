@@ -60,6 +60,33 @@ pub fn system_prompt(specs: &[ToolSpec]) -> String {
     }
 }
 
+/// The registry fingerprint: the sha256 of a rendered system part (from
+/// [`system_prompt`]). Compiled adapters, their manifests and every cache of
+/// them are keyed by it. It hashes the text the generator reads, so any
+/// change of a name, a description, a schema or of the rendering is a new
+/// fingerprint, as it is a new adapter. Schema keys are rendered sorted, so
+/// their order in a tools file does not count.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::render::{fingerprint, system_prompt};
+/// use loragen_tools::ToolSpec;
+///
+/// let spec = |description: &str| ToolSpec {
+///     name: "get_time".into(),
+///     description: description.into(),
+///     parameters: serde_json::json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
+/// };
+/// let a = fingerprint(&system_prompt(&[spec("The time.")]));
+/// assert_eq!(a.len(), 64);
+/// assert_eq!(a, fingerprint(&system_prompt(&[spec("The time.")])));
+/// assert_ne!(a, fingerprint(&system_prompt(&[spec("The local time.")])));
+/// ```
+pub fn fingerprint(system: &str) -> String {
+    crate::digest::sha256_hex(system.as_bytes())
+}
+
 /// The JSON-schema style: one JSON object per tool, arguments as JSON.
 pub fn json_system_prompt(specs: &[ToolSpec]) -> String {
     let mut out = String::from(

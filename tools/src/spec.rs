@@ -1,9 +1,8 @@
 //! `ToolSpec`: a tool's name, description and argument schema, in the
-//! OpenAI-style JSON tool list format, with a canonical fingerprint.
+//! OpenAI-style JSON tool list format.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -91,51 +90,4 @@ pub fn from_openai_value(value: &Value) -> Result<Vec<ToolSpec>> {
             })
         })
         .collect()
-}
-
-/// A stable hash of the specs, in order. Object keys are sorted before
-/// hashing, so reordering fields inside a schema does not change it; any
-/// change of name, description or schema does.
-pub fn fingerprint(specs: &[ToolSpec]) -> String {
-    let mut hasher = Sha256::new();
-    for spec in specs {
-        let mut text = String::new();
-        canonical(&spec.to_openai(), &mut text);
-        // Each spec is framed by its length so boundaries cannot shift.
-        hasher.update((text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-    }
-    crate::digest::hex(&hasher.finalize())
-}
-
-/// Compact JSON with object keys sorted at every level, whatever map
-/// ordering serde_json was built with.
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
