@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use common::scripted::Scripted;
 use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode};
-use loragen::tools::mcp::{McpConfig, McpServers};
+use loragen::tools::mcp::{McpConfig, McpServers, ServerFailure};
 use loragen::tools::{ToolError, ToolRegistry};
 use serde_json::{json, Value};
 
 /// Starts the servers of an `mcpServers` object.
-fn start(servers: Value) -> (McpServers, Vec<loragen::tools::Error>) {
+fn start(servers: Value) -> (McpServers, Vec<ServerFailure>) {
     let config = McpConfig::parse(&json!({ "mcpServers": servers }).to_string()).unwrap();
     McpServers::start(&config).unwrap()
 }
@@ -347,6 +347,9 @@ fn servers_that_cannot_start_garble_or_stall_are_named() {
     }));
     let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
+    let mut failed: Vec<&str> = failures.iter().map(|f| f.server.as_str()).collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["crashes", "missing"]);
     let missing = messages.iter().find(|m| m.contains("`missing`")).unwrap();
     assert!(missing.contains("no such command"), "{missing}");
     let crashes = messages.iter().find(|m| m.contains("`crashes`")).unwrap();

@@ -359,6 +359,15 @@ fn every_bad_input_gets_an_openai_error_and_the_server_stays_up() {
         "{message}"
     );
 
+    let text = chat_body(json!([{"type": "function", "function": {"name": "t",
+        "parameters": {"type": "string"}}}]));
+    let (status, _, body) = post(&chat, text.to_string().as_bytes());
+    assert!(
+        refused(status, &body).contains("`t` must be a JSON Schema of type object"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["param"], "tools");
+
     let mut unknown = chat_body(json!([]));
     unknown["model"] = json!("gpt-4o");
     let (status, _, body) = post(&chat, unknown.to_string().as_bytes());
@@ -383,7 +392,7 @@ fn every_bad_input_gets_an_openai_error_and_the_server_stays_up() {
     assert_eq!(status, 200);
     let (_, metrics) = get(&format!("{}/metrics", s.url));
     assert!(
-        metrics.contains(r#"loragen_requests_total{route="/v1/chat/completions",status="400"} 4"#),
+        metrics.contains(r#"loragen_requests_total{route="/v1/chat/completions",status="400"} 5"#),
         "{metrics}"
     );
     assert!(

@@ -13,8 +13,6 @@ use loragen_tools::render::system_prompt;
 use crate::cli::{CompileArgs, ModelArgs};
 
 pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    // The servers stay up until the compile is done.
-    let mut toolset = None;
     let system = match &args.system_file {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?,
@@ -27,11 +25,10 @@ pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
             for warning in loaded.warnings() {
                 eprintln!("warning: {warning}");
             }
-            anyhow::ensure!(!loaded.registry.is_empty(), "no tools to compile");
-            let system = system_prompt(&loaded.specs());
-            println!("{} tools to compile", loaded.registry.len());
-            toolset = Some(loaded);
-            system
+            let specs = loaded.into_specs();
+            anyhow::ensure!(!specs.is_empty(), "no tools to compile");
+            println!("{} tools to compile", specs.len());
+            system_prompt(&specs)
         }
     };
     let started = Instant::now();
@@ -54,9 +51,6 @@ pub fn run(args: CompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
         "registry fingerprint {}",
         artifact.manifest.registry_fingerprint
     );
-    if let Some(servers) = toolset.and_then(|t| t.servers) {
-        servers.shutdown();
-    }
     println!("adapter sha256 {}", artifact.manifest.adapter_sha256);
     Ok(())
 }

@@ -16,23 +16,23 @@ use loragen_gpt4tools::generic::{
 };
 use loragen_gpt4tools::RecordLog;
 use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
-use loragen_tools::render::json_system_prompt;
+use loragen_tools::render::system_prompt;
 use loragen_tools::ToolRegistry;
 
 use crate::cli::{EvalArgs, ModelArgs};
 
 pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    // The servers stay up for the run (their tools' specs are what the
-    // queries are offered; the eval does not call them).
-    let (tools, _servers) = match (&args.tools, &args.mcp_config) {
-        (Some(file), _) => (ToolSet::load(file)?, None),
+    // The servers' tools are what the queries are offered; the eval never
+    // calls them, so the servers are shut down once they are listed.
+    let tools = match (&args.tools, &args.mcp_config) {
+        (Some(file), _) => ToolSet::load(file)?,
         (None, Some(config)) => {
             let toolset = super::toolset::Toolset::load(None, Some(config), true)?;
             for warning in toolset.warnings() {
                 eprintln!("warning: {warning}");
             }
             let defs = toolset
-                .specs()
+                .into_specs()
                 .into_iter()
                 .map(|s| ToolDef {
                     id: None,
@@ -41,7 +41,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
                     parameters: s.parameters,
                 })
                 .collect();
-            (ToolSet::new(defs)?, toolset.servers)
+            ToolSet::new(defs)?
         }
         (None, None) => anyhow::bail!("give --tools FILE or --mcp-config FILE"),
     };
@@ -108,7 +108,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
             let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
             let started = std::time::Instant::now();
             let out = adapters.path().join(format!("{n}.gguf"));
-            let compiled = compiler.compile_adapter(&json_system_prompt(&specs), &out, true)?;
+            let compiled = compiler.compile_adapter(&system_prompt(&specs), &out, true)?;
             compile_s += started.elapsed().as_secs_f64();
             let (mut adapter, _) = host.load_adapter(&compiled.path)?;
             let mut session = host.model().session(session_params.clone())?;
@@ -187,7 +187,7 @@ fn answer(
 /// The prompt of `query`, with the JSON rendering of `specs` as its system
 /// part when given (in-context modes), without it in compiled modes.
 pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_tools::ToolSpec]>) -> String {
-    let system = specs.map(json_system_prompt);
+    let system = specs.map(system_prompt);
     let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
     conversation_prompt(system.as_deref(), &[], &input.join("\n"), "")
 }

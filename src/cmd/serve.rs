@@ -24,10 +24,7 @@ pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
             for warning in toolset.warnings() {
                 eprintln!("warning: {warning}");
             }
-            let specs = toolset.specs();
-            if let Some(servers) = toolset.servers {
-                servers.shutdown();
-            }
+            let specs = toolset.into_specs();
             println!(
                 "default tools: {} from the servers of {}",
                 specs.len(),
@@ -101,7 +98,7 @@ pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         if let (Some(cloud), false) = (&cloud_routes, config.default_tools.is_empty()) {
-            let system = loragen_tools::render::json_system_prompt(&config.default_tools);
+            let system = loragen_tools::render::system_prompt(&config.default_tools);
             let compiled = cloud
                 .compile(system)
                 .await

@@ -95,23 +95,17 @@ impl Toolset {
                 let (servers, failures) = McpServers::start(&config)?;
                 if strict {
                     if let Some(first) = failures.into_iter().next() {
-                        return Err(first.into());
+                        return Err(loragen_tools::Error::from(first).into());
                     }
                 } else {
                     for failure in failures {
-                        let (name, detail) = match &failure {
-                            loragen_tools::Error::Mcp { server, detail } => {
-                                (server.clone(), detail.clone())
-                            }
-                            other => ("?".into(), other.to_string()),
-                        };
                         sources.push(Source {
                             kind: config
                                 .servers
-                                .get(&name)
+                                .get(&failure.server)
                                 .map_or("MCP".into(), |s| format!("MCP {}", s.transport.kind())),
-                            name,
-                            failure: Some(detail),
+                            name: failure.server,
+                            failure: Some(failure.reason),
                             tools: Vec::new(),
                         });
                     }
@@ -132,6 +126,16 @@ impl Toolset {
     /// The tools in registry order, as the agent offers them.
     pub fn specs(&self) -> Vec<ToolSpec> {
         self.registry.specs().cloned().collect()
+    }
+
+    /// The specs, for commands that never call the tools (compile, eval,
+    /// serve): the servers are shut down at once rather than kept idle.
+    pub fn into_specs(self) -> Vec<ToolSpec> {
+        let specs = self.specs();
+        if let Some(servers) = self.servers {
+            servers.shutdown();
+        }
+        specs
     }
 
     /// Warnings to print at load time: servers that did not start and

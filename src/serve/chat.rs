@@ -199,7 +199,7 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
     }
     Ok(EdgeJob {
         prompt,
-        system: (!specs.is_empty()).then(|| loragen_tools::render::json_system_prompt(&specs)),
+        system: (!specs.is_empty()).then(|| loragen_tools::render::system_prompt(&specs)),
         params: GenerateParams::default()
             .with_max_tokens(max_tokens)
             .with_stop(STEP_STOPS)
@@ -229,6 +229,18 @@ fn check_count(specs: &[ToolSpec], config: &ServeConfig) -> Result<(), ApiError>
 }
 
 fn grammar(specs: &[ToolSpec], choice: CallChoice, max_calls: usize) -> Result<String, ApiError> {
+    // OpenAI's rule, and what keeps the system part in the JSON style that
+    // `render::system_prompt` gives any tool list with JSON arguments.
+    if let Some(spec) = specs
+        .iter()
+        .find(|s| s.input_kind() != loragen_tools::spec::InputKind::Json)
+    {
+        return Err(ApiError::invalid(format!(
+            "the parameters of `{}` must be a JSON Schema of type object",
+            spec.name
+        ))
+        .with_param("tools"));
+    }
     let registry = ToolRegistry::from_specs(specs.iter().cloned())
         .map_err(|e| ApiError::invalid(e.to_string()).with_param("tools"))?;
     call_grammar_with(

@@ -396,7 +396,7 @@ async fn compile(
             let specs = loragen_tools::spec::from_openai_value(&tools)
                 .map_err(|e| ApiError::invalid(e.to_string()).with_param("tools"))?;
             chat::check_tools(&specs, &state.config)?;
-            loragen_tools::render::json_system_prompt(&specs)
+            loragen_tools::render::system_prompt(&specs)
         }
         (None, Some(name), None) if name == "gpt4tools" => {
             loragen_tools::gpt4tools::render_system_prompt(&loragen_tools::gpt4tools::TOOLS)

@@ -73,6 +73,29 @@ pub struct ServerStatus {
     pub tools: Vec<ToolSpec>,
 }
 
+/// A server that did not start or list its tools: its name in the config
+/// and why. It converts into [`Error::Mcp`] for callers that give up on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFailure {
+    pub server: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ServerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MCP server `{}`: {}", self.server, self.reason)
+    }
+}
+
+impl From<ServerFailure> for Error {
+    fn from(f: ServerFailure) -> Self {
+        Error::Mcp {
+            server: f.server,
+            detail: f.reason,
+        }
+    }
+}
+
 /// A server's tool, ready to register: `spec.name` is unique among all
 /// servers and the names given as taken (prefixed with the server's name
 /// on a clash); `remote_name` is the server's own.
@@ -94,13 +117,13 @@ impl std::fmt::Debug for ImportedTool {
 
 impl McpServers {
     /// Starts (or connects to) every server of `config` at once and lists
-    /// its tools. A server that fails is left out and its error, naming
-    /// it, is returned beside the others; only a failure to create the
+    /// its tools. A server that fails is left out and returned beside the
+    /// others as a [`ServerFailure`]; only a failure to create the
     /// connections' runtime is an error of the whole.
     ///
     /// It blocks until every server has answered or failed, so it must be
     /// called outside an async runtime (in one, use `spawn_blocking`).
-    pub fn start(config: &McpConfig) -> Result<(Self, Vec<Error>)> {
+    pub fn start(config: &McpConfig) -> Result<(Self, Vec<ServerFailure>)> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::Mcp {
                 server: "*".into(),
@@ -129,10 +152,13 @@ impl McpServers {
         for (task, name) in tasks.into_iter().zip(config.servers.keys()) {
             match runtime.block_on(task) {
                 Ok(Ok(server)) => servers.push(Arc::new(server)),
-                Ok(Err(e)) => failures.push(e),
-                Err(e) => failures.push(Error::Mcp {
+                Ok(Err(reason)) => failures.push(ServerFailure {
                     server: name.clone(),
-                    detail: format!("the start-up task failed ({e})"),
+                    reason,
+                }),
+                Err(e) => failures.push(ServerFailure {
+                    server: name.clone(),
+                    reason: format!("the start-up task failed ({e})"),
                 }),
             }
         }
@@ -233,11 +259,10 @@ impl Drop for McpServers {
     }
 }
 
-async fn connect(name: String, config: ServerConfig) -> Result<Server> {
-    let fail = |detail: String| Error::Mcp {
-        server: name.clone(),
-        detail,
-    };
+/// Starts or connects to one server and lists its tools; a failure is the
+/// reason, which the caller pairs with the server's name.
+async fn connect(name: String, config: ServerConfig) -> std::result::Result<Server, String> {
+    let fail = |detail: String| detail;
     let stderr = Arc::new(Mutex::new(VecDeque::new()));
     let started = async {
         match &config.transport {
@@ -297,13 +322,7 @@ async fn connect(name: String, config: ServerConfig) -> Result<Server> {
                 last_words(&stderr)
             ))
         })?
-        .map_err(|e| match e {
-            Error::Mcp { server, detail } => Error::Mcp {
-                server,
-                detail: format!("{detail}{}", last_words(&stderr)),
-            },
-            other => other,
-        })?;
+        .map_err(|detail| format!("{detail}{}", last_words(&stderr)))?;
     let listed = tokio::time::timeout(START_TIMEOUT, service.list_all_tools())
         .await
         .map_err(|_| {

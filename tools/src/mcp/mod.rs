@@ -9,5 +9,5 @@
 mod client;
 mod config;
 
-pub use client::{ImportedTool, McpServers, ServerStatus, START_TIMEOUT};
+pub use client::{ImportedTool, McpServers, ServerFailure, ServerStatus, START_TIMEOUT};
 pub use config::{McpConfig, ServerConfig, Transport, DEFAULT_CALL_TIMEOUT};

@@ -23,7 +23,7 @@ use super::{Expect, Query, ToolSet};
 use crate::dataset::Item;
 use crate::error::{Error, Result};
 use loragen_tools::protocol::conversation_prompt;
-use loragen_tools::render::json_system_prompt;
+use loragen_tools::render::system_prompt;
 
 /// The answer text of a query that no offered function serves.
 pub const IRRELEVANT_ANSWER: &str = "None of the available functions can do that.";
@@ -88,7 +88,7 @@ pub fn training_items(tools: &ToolSet, queries: &[Query]) -> Result<(Vec<Item>, 
         items.push(Item {
             id: query.id.clone(),
             instruction: conversation_prompt(
-                Some(&json_system_prompt(&specs)),
+                Some(&system_prompt(&specs)),
                 &[],
                 &input.join("\n"),
                 "",
