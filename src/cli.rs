@@ -184,6 +184,12 @@ pub struct TrainGeneratorArgs {
     /// The warm start's noise, relative to each factor's standard deviation.
     #[arg(long, default_value_t = 0.01, requires = "warm_start")]
     pub warm_start_noise: f64,
+    /// Where the meta tokens come from: `cross-attention` over every token
+    /// of the system part (ours), or `cloud-tokens`, the cloud's states at
+    /// literal meta-token strings after it, projected (the paper's
+    /// variant, the ablation).
+    #[arg(long, default_value = "cross-attention", value_name = "SOURCE")]
+    pub meta_source: loragen_generator::model::MetaSource,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +244,11 @@ pub struct TrainArgs {
     /// so that its definition and its calls stay unseen in training.
     #[arg(long, value_name = "TOOL")]
     pub hold_out: Vec<String>,
+    /// Only the items of the first N distinct system parts (in data
+    /// order), e.g. for `--meta-source cloud-tokens`, whose features cost a
+    /// full cloud pass per system part.
+    #[arg(long, value_name = "N")]
+    pub system_parts: Option<usize>,
     /// Also train on the allowed BFCL train split in this directory
     /// (`train_tools.json`, `train_queries.jsonl` from `loragen data bfcl`),
     /// as JSON-protocol targets (rules in docs/generator.md).

@@ -324,9 +324,11 @@ fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
 
 #[test]
 fn feature_cache_stores_each_block_as_it_is_encoded_and_reports_progress() {
-    use loragen::generator::features::{system_blocks, Cloud, EncodeProgress, FeatureCache};
+    use loragen::generator::features::{
+        system_blocks, Cloud, EncodeProgress, FeatureCache, FeatureKind,
+    };
     let dir = tempfile::tempdir().unwrap();
-    let cache = FeatureCache::new(dir.path(), "test-cloud");
+    let cache = FeatureCache::new(dir.path(), "test-cloud", FeatureKind::Blocks);
     let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
     let two = "Persona.\n> A: does a.\n> B: does b.\nAction: one of [A, B]\n";
     let three = "Persona.\n> A: does a.\n> B: does b.\n> C: does c.\nAction: one of [A, B, C]\n";
@@ -388,4 +390,46 @@ fn adapter_host_reloads_the_model_after_its_adapter_budget() {
         session.generate(&text, &greedy(12)).unwrap().tokens,
         base.tokens
     );
+}
+
+#[test]
+fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() {
+    use loragen::generator::features::{system_blocks, Cloud, FeatureCache, FeatureKind};
+    let dir = tempfile::tempdir().unwrap();
+    let kind = FeatureKind::MetaTokens { layers: 4 };
+    let cache = FeatureCache::new(dir.path(), "test-cloud", kind);
+    let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
+    let two = "Persona.\n> A: does a.\n> B: does b.\nAction: one of [A, B]\n";
+    let three = "Persona.\n> A: does a.\n> B: does b.\n> C: does c.\nAction: one of [A, B, C]\n";
+    let (features, counts) = cache.features([two, three, two], &mut cloud).unwrap();
+    assert_eq!(
+        counts.computed, 2,
+        "one cloud pass per distinct system part"
+    );
+    let (a, b) = (features.of(two).unwrap(), features.of(three).unwrap());
+    assert_eq!(a.dims(), &[4, 896]);
+    let row_gap = (a.narrow(0, 0, 1).unwrap() - a.narrow(0, 3, 1).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(row_gap > 1e-2, "meta tokens 0 and 3 read the same state");
+    let part_gap = (&a - &b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(part_gap > 1e-2, "the states ignore the system part");
+    // A second call is all cache; the block features are a cache apart.
+    let (_, again) = cache.features([two], &mut cloud).unwrap();
+    assert_eq!(again.computed, 0);
+    let blocks = FeatureCache::new(dir.path(), "test-cloud", FeatureKind::Blocks);
+    let (_, counts) = blocks.features([two], &mut cloud).unwrap();
+    assert_eq!(counts.computed, system_blocks(two).len());
 }

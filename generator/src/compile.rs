@@ -82,6 +82,7 @@ impl Compiler {
         }
         let weights = spec.checkpoint.join(MODEL_FILE);
         let generator_sha256 = sha256_file(&weights).map_err(io_at(&weights))?;
+        let feature_kind = config.feature_kind();
         Ok(Compiler {
             checkpoint: spec.checkpoint.to_path_buf(),
             config,
@@ -90,7 +91,11 @@ impl Compiler {
             edge_sha256: spec.edge_sha256.to_owned(),
             cloud_sha256: spec.cloud_sha256.to_owned(),
             compiled_dir: spec.home.join("compiled"),
-            features: FeatureCache::new(&spec.home.join("features"), spec.cloud_sha256),
+            features: FeatureCache::new(
+                &spec.home.join("features"),
+                spec.cloud_sha256,
+                feature_kind,
+            ),
             cloud: Cloud::new(spec.cloud_path),
             built: None,
         })

@@ -7,6 +7,11 @@
 //! registry costs one cloud pass per tool never seen before. Blocks are
 //! cached on disk as f16 under `features/<cloud sha256>/<renderer>/`,
 //! keyed by the sha256 of the block's text.
+//!
+//! The paper's own variant ([`FeatureKind::MetaTokens`], the ablation)
+//! instead encodes a whole system part followed by L literal meta-token
+//! strings and keeps the states at those L positions only, cached per
+//! system part: every distinct registry costs a full cloud pass.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +25,51 @@ use loragen_tools::digest::sha256_hex;
 
 /// How system parts are cut into blocks; part of every cache key.
 pub const RENDERER: &str = "blocks-v1";
+
+/// What the cloud model gives the meta tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// Every token's state, block by block ([`system_blocks`]): the meta
+    /// tokens cross-attend over them (ours, the default).
+    Blocks,
+    /// The states at `layers` literal meta-token strings ([`meta_token`])
+    /// appended to the whole system part (the paper's variant).
+    MetaTokens { layers: usize },
+}
+
+impl FeatureKind {
+    /// The cache directory's name: the renderer and its version.
+    fn dir_name(self) -> String {
+        match self {
+            FeatureKind::Blocks => RENDERER.to_owned(),
+            FeatureKind::MetaTokens { layers } => format!("meta-tokens-v1-l{layers}"),
+        }
+    }
+
+    /// The texts the cloud encodes for `system`: its blocks, or itself.
+    fn units(self, system: &str) -> Vec<String> {
+        match self {
+            FeatureKind::Blocks => system_blocks(system),
+            FeatureKind::MetaTokens { .. } if system.is_empty() => Vec::new(),
+            FeatureKind::MetaTokens { .. } => vec![system.to_owned()],
+        }
+    }
+}
+
+/// The i-th literal meta-token string appended to a system part in the
+/// paper's variant; the frozen cloud's state at its last token is T_i's
+/// source.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_generator::features::meta_token;
+///
+/// assert_eq!(meta_token(17), "<meta_17>");
+/// ```
+pub fn meta_token(i: usize) -> String {
+    format!("<meta_{i}>")
+}
 
 /// The protocol rules name the registry's tools (`one of [A, B]`); the tool
 /// blocks carry the names already, so the shared block gets this instead
@@ -80,12 +130,28 @@ pub fn system_blocks(system: &str) -> Vec<String> {
 /// Block features in memory, and registries' features assembled from them
 /// on demand: 24,000 training prompts share a few dozen blocks, but as
 /// concatenated tensors they would not fit in memory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistryFeatures {
+    kind: FeatureKind,
     blocks: HashMap<String, Tensor>,
 }
 
+impl Default for RegistryFeatures {
+    fn default() -> Self {
+        RegistryFeatures::new(FeatureKind::Blocks)
+    }
+}
+
 impl RegistryFeatures {
+    /// Empty features of `kind`: blocks, or whole system parts (whose one
+    /// "block" is the system part itself).
+    pub fn new(kind: FeatureKind) -> Self {
+        RegistryFeatures {
+            kind,
+            blocks: HashMap::new(),
+        }
+    }
+
     pub fn insert_block(&mut self, text: String, features: Tensor) {
         self.blocks.insert(text, features);
     }
@@ -100,13 +166,15 @@ impl RegistryFeatures {
 
     /// Whether every block of `system` is present.
     pub fn covers(&self, system: &str) -> bool {
-        let blocks = system_blocks(system);
+        let blocks = self.kind.units(system);
         !blocks.is_empty() && blocks.iter().all(|b| self.has_block(b))
     }
 
     /// The features of a system part: its blocks' concatenated.
     pub fn of(&self, system: &str) -> Result<Tensor> {
-        let parts = system_blocks(system)
+        let parts = self
+            .kind
+            .units(system)
             .iter()
             .map(|b| {
                 self.blocks.get(b).cloned().ok_or_else(|| {
@@ -143,6 +211,7 @@ pub struct EncodeProgress {
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
     dir: PathBuf,
+    kind: FeatureKind,
 }
 
 /// Counts of one `features` call, for the logs and the compile report.
@@ -158,10 +227,11 @@ pub struct Encoded {
 
 impl FeatureCache {
     /// The cache under `root` (usually `$LORAGEN_HOME/features`) for the
-    /// cloud model whose file has `cloud_sha256`.
-    pub fn new(root: &Path, cloud_sha256: &str) -> Self {
+    /// cloud model whose file has `cloud_sha256`, for features of `kind`.
+    pub fn new(root: &Path, cloud_sha256: &str, kind: FeatureKind) -> Self {
         FeatureCache {
-            dir: root.join(cloud_sha256).join(RENDERER),
+            dir: root.join(cloud_sha256).join(kind.dir_name()),
+            kind,
         }
     }
 
@@ -208,12 +278,12 @@ impl FeatureCache {
         cloud: &mut Cloud,
         mut progress: impl FnMut(EncodeProgress),
     ) -> Result<(RegistryFeatures, Encoded)> {
-        let mut features = RegistryFeatures::default();
+        let mut features = RegistryFeatures::new(self.kind);
         let mut counts = Encoded::default();
         let mut missing: Vec<String> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         for system in systems {
-            let blocks = system_blocks(system);
+            let blocks = self.kind.units(system);
             if blocks.is_empty() {
                 return Err(Error::Config(
                     "the system part is empty: nothing to compile".into(),
@@ -231,10 +301,14 @@ impl FeatureCache {
             }
         }
         let texts: Vec<&str> = missing.iter().map(String::as_str).collect();
-        cloud.encode_each(&texts, |i, t| {
+        let meta_tokens = match self.kind {
+            FeatureKind::Blocks => 0,
+            FeatureKind::MetaTokens { layers } => layers,
+        };
+        cloud.encode(&texts, meta_tokens, |i, read, t| {
             self.store(texts[i], &t)?;
             counts.computed += 1;
-            counts.tokens += t.dim(0)?;
+            counts.tokens += read;
             features.insert_block(texts[i].to_owned(), t);
             progress(EncodeProgress {
                 done: i + 1,
@@ -284,6 +358,35 @@ impl Cloud {
         texts: &[&str],
         mut each: impl FnMut(usize, Tensor) -> Result<()>,
     ) -> Result<()> {
+        self.encode(texts, 0, |i, _, t| each(i, t))
+    }
+
+    /// The paper's variant: each text followed by `layers` meta-token
+    /// strings ([`meta_token`]), and the states at the last token of each
+    /// (layers, n_embd), handed to `each` as they are ready.
+    pub fn encode_meta_tokens(
+        &mut self,
+        texts: &[&str],
+        layers: usize,
+        mut each: impl FnMut(usize, Tensor) -> Result<()>,
+    ) -> Result<()> {
+        if layers == 0 {
+            return Err(Error::Config(
+                "meta-token features need at least one layer".into(),
+            ));
+        }
+        self.encode(texts, layers, |i, _, t| each(i, t))
+    }
+
+    /// Every token's state when `meta_tokens` is 0, else the states at the
+    /// ends of that many meta-token strings appended to each text; `each`
+    /// gets the text's index, the tokens the cloud read, and the states.
+    fn encode(
+        &mut self,
+        texts: &[&str],
+        meta_tokens: usize,
+        mut each: impl FnMut(usize, usize, Tensor) -> Result<()>,
+    ) -> Result<()> {
         if texts.is_empty() {
             return Ok(());
         }
@@ -294,29 +397,40 @@ impl Cloud {
         let Some(model) = self.model.as_ref() else {
             return Err(Error::Config("the cloud model did not load".into()));
         };
-        let tokenized: Vec<_> = texts.iter().map(|t| model.tokenize(t, false)).collect();
-        if let Some(i) = tokenized.iter().position(Vec::is_empty) {
-            return Err(Error::Config(format!(
-                "{:?} has no tokens to encode",
-                texts[i]
-            )));
+        let mut inputs = Vec::with_capacity(texts.len());
+        for text in texts {
+            let mut tokens = model.tokenize(text, false);
+            if tokens.is_empty() {
+                return Err(Error::Config(format!("{text:?} has no tokens to encode")));
+            }
+            let positions: Vec<usize> = if meta_tokens == 0 {
+                (0..tokens.len()).collect()
+            } else {
+                (0..meta_tokens)
+                    .map(|i| {
+                        tokens.extend(model.tokenize(&meta_token(i), false));
+                        tokens.len() - 1
+                    })
+                    .collect()
+            };
+            inputs.push((tokens, positions));
         }
-        let longest = tokenized.iter().map(Vec::len).max().unwrap_or(0);
+        let longest = inputs.iter().map(|(t, _)| t.len()).max().unwrap_or(0);
         let mut session = model.session(
             SessionParams::default()
                 .with_embeddings(true)
                 .with_prefix_reuse(false)
                 .with_n_ctx((longest as u32 + 16).max(64)),
         )?;
-        for (i, (text, tokens)) in texts.iter().zip(&tokenized).enumerate() {
+        for (i, (text, (tokens, positions))) in texts.iter().zip(&inputs).enumerate() {
             let _span = tracing::info_span!("cloud_encode", bytes = text.len()).entered();
             session.clear_cache();
-            let positions: Vec<usize> = (0..tokens.len()).collect();
-            let states = session.hidden_states(tokens, &positions)?;
+            let states = session.hidden_states(tokens, positions)?;
             let flat: Vec<f32> = states.into_iter().flatten().collect();
             each(
                 i,
-                Tensor::from_vec(flat, (tokens.len(), model.n_embd()), &Device::Cpu)?,
+                tokens.len(),
+                Tensor::from_vec(flat, (positions.len(), model.n_embd()), &Device::Cpu)?,
             )?;
         }
         Ok(())
@@ -380,7 +494,7 @@ mod tests {
     #[test]
     fn a_cached_block_comes_back_as_f32_and_corrupt_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = FeatureCache::new(dir.path(), "abc");
+        let cache = FeatureCache::new(dir.path(), "abc", FeatureKind::Blocks);
         assert!(cache.get("block").unwrap().is_none());
         let t = Tensor::new(&[[1f32, 2.5], [-3.0, 0.125]], &Device::Cpu).unwrap();
         cache.store("block", &t).unwrap();

@@ -16,8 +16,8 @@ use loragen_agent::runtime::Model;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::edge::EdgeModel;
 use loragen_generator::edge::LoraConfig;
-use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
-use loragen_generator::model::{Gating, GeneratorConfig};
+use loragen_generator::features::{Cloud, FeatureCache, FeatureKind, RegistryFeatures};
+use loragen_generator::model::{Gating, GeneratorConfig, MetaSource};
 use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
 
 use loragen_gpt4tools::dataset::{select_listing, Listing};
@@ -54,6 +54,7 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
                     .gumbel_tau
                     .map_or(Gating::KeepTopK, |tau| Gating::GumbelTopK { tau }),
                 warm_start: a.warm_start.map(|dir| (dir, a.warm_start_noise)),
+                meta_source: a.meta_source,
             },
         ),
         TrainCommand::Lora(a) => (
@@ -74,6 +75,14 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
             "held out {}: {} of {before} items list one of them and are left out",
             args.hold_out.join(", "),
             before - items.len()
+        );
+    }
+    if let Some(n) = args.system_parts {
+        let before = items.len();
+        items = first_system_parts(items, n);
+        println!(
+            "the first {n} distinct system parts: {} of {before} items",
+            items.len()
         );
     }
     if let Some(dir) = &args.bfcl {
@@ -130,6 +139,7 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
             experts,
             top_k,
             gating,
+            meta_source,
             ..
         } => {
             anyhow::ensure!(
@@ -138,9 +148,11 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
                 args.data.display()
             );
             let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
-            let features = registry_features(&examples, &cloud_path)?;
             let generator = GeneratorConfig::default()
                 .with_edge_layers(edge.config.n_layer)
+                .with_meta_source(meta_source);
+            let features = registry_features(&examples, &cloud_path, generator.feature_kind())?;
+            let generator = generator
                 .with_cloud_dim(cloud_dim(&features, &examples)?)
                 .with_experts(experts)
                 .with_top_k(top_k)
@@ -248,6 +260,7 @@ enum Kind {
         gating: Gating,
         /// A plain LoRA to start every expert from, and the noise.
         warm_start: Option<(PathBuf, f64)>,
+        meta_source: MetaSource,
     },
     Lora {
         with_tools: bool,
@@ -259,9 +272,14 @@ enum Kind {
 fn registry_features(
     examples: &[loragen_generator::train::Example],
     cloud_path: &Path,
+    kind: FeatureKind,
 ) -> anyhow::Result<RegistryFeatures> {
     let store = ModelStore::from_env()?;
-    let cache = FeatureCache::new(&store.home().join("features"), &model_sha256(cloud_path)?);
+    let cache = FeatureCache::new(
+        &store.home().join("features"),
+        &model_sha256(cloud_path)?,
+        kind,
+    );
     let systems: std::collections::BTreeSet<&str> =
         examples.iter().map(|e| e.system.as_str()).collect();
     let bar = ProgressBar::hidden();
@@ -292,6 +310,21 @@ fn registry_features(
         encoded.tokens
     );
     Ok(features)
+}
+
+/// The items whose system part is one of the first `n` distinct ones.
+fn first_system_parts(
+    items: Vec<loragen_gpt4tools::Item>,
+    n: usize,
+) -> Vec<loragen_gpt4tools::Item> {
+    let mut kept = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|item| {
+            let system = item.system_part();
+            kept.contains(system) || (kept.len() < n && kept.insert(system.to_owned()))
+        })
+        .collect()
 }
 
 /// The width of the cloud features (the cloud model's hidden size).

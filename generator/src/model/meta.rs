@@ -2,12 +2,14 @@
 //! frozen cloud model's hidden states of a registry's system part. Each
 //! output T_i is what layer i's router sees. This is the trainable part
 //! that LoRA-Gen gets by fine-tuning the cloud model; the cloud model here
-//! stays frozen (see docs/generator.md).
+//! stays frozen (see docs/generator.md). The paper's own variant, for the
+//! ablation, is [`MetaProjection`]: the cloud's states at literal
+//! meta-token strings, projected.
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::config::GeneratorConfig;
+use super::config::{GeneratorConfig, MetaSource};
 use crate::edge::fused;
 use crate::error::{Error, Result};
 
@@ -34,20 +36,14 @@ impl MetaTokens {
                 stdev: 1.0,
             },
         )?;
-        let norm = |n, vb: VarBuilder| -> Result<Norm> {
-            Ok(Norm {
-                weight: vb.get_with_hints(n, "weight", candle_nn::Init::Const(1.0))?,
-                bias: vb.get_with_hints(n, "bias", candle_nn::Init::Const(0.0))?,
-            })
-        };
         Ok(MetaTokens {
             queries,
-            feature_norm: norm(c, vb.pp("feature_norm"))?,
+            feature_norm: Norm::new(c, vb.pp("feature_norm"))?,
             q: candle_nn::linear(d, d, vb.pp("q"))?,
             k: candle_nn::linear(c, d, vb.pp("k"))?,
             v: candle_nn::linear(c, d, vb.pp("v"))?,
             o: candle_nn::linear(d, d, vb.pp("o"))?,
-            out_norm: norm(d, vb.pp("out_norm"))?,
+            out_norm: Norm::new(d, vb.pp("out_norm"))?,
             heads: cfg.meta_heads,
         })
     }
@@ -121,12 +117,104 @@ impl MetaTokens {
     }
 }
 
+/// The paper's variant: element b's features are the frozen cloud's states
+/// at the L meta-token strings (layers, cloud_dim), and T_i is their
+/// normalised projection plus a learned per-layer offset.
+#[derive(Debug, Clone)]
+pub struct MetaProjection {
+    offsets: Tensor,
+    feature_norm: Norm,
+    proj: Linear,
+    out_norm: Norm,
+}
+
+impl MetaProjection {
+    pub fn new(cfg: &GeneratorConfig, vb: VarBuilder) -> Result<Self> {
+        let (c, d) = (cfg.cloud_dim, cfg.meta_dim);
+        Ok(MetaProjection {
+            offsets: vb.get_with_hints(
+                (cfg.edge_layers, d),
+                "offsets",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                },
+            )?,
+            feature_norm: Norm::new(c, vb.pp("feature_norm"))?,
+            proj: candle_nn::linear(c, d, vb.pp("proj"))?,
+            out_norm: Norm::new(d, vb.pp("out_norm"))?,
+        })
+    }
+
+    /// T (batch, layers, meta_dim) from each element's (layers, cloud_dim).
+    pub fn forward(&self, features: &[Tensor]) -> Result<Tensor> {
+        let (layers, _) = self.offsets.dims2()?;
+        if features.is_empty() {
+            return Err(Error::Config(
+                "meta tokens need at least one element".into(),
+            ));
+        }
+        if let Some(f) = features.iter().find(|f| f.dim(0).ok() != Some(layers)) {
+            return Err(Error::Config(format!(
+                "meta-token features must have one row per edge layer ({layers}), got {:?}; were they encoded for a cross-attention generator?",
+                f.dims()
+            )));
+        }
+        let dtype = self.offsets.dtype();
+        let x = Tensor::stack(
+            &features
+                .iter()
+                .map(|f| f.to_dtype(dtype))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            0,
+        )?;
+        let t = self
+            .proj
+            .forward(&self.feature_norm.forward(&x)?)?
+            .broadcast_add(&self.offsets)?;
+        Ok(self.out_norm.forward(&t)?)
+    }
+}
+
+/// Where the meta tokens come from, as the config says.
+#[derive(Debug, Clone)]
+pub enum Meta {
+    CrossAttention(MetaTokens),
+    CloudTokens(MetaProjection),
+}
+
+impl Meta {
+    pub fn new(cfg: &GeneratorConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(match cfg.meta_source {
+            MetaSource::CrossAttention => Meta::CrossAttention(MetaTokens::new(cfg, vb)?),
+            MetaSource::CloudTokens => Meta::CloudTokens(MetaProjection::new(cfg, vb)?),
+        })
+    }
+
+    /// T (batch, layers, meta_dim).
+    pub fn forward(&self, features: &[Tensor]) -> Result<Tensor> {
+        match self {
+            Meta::CrossAttention(m) => m.forward(features),
+            Meta::CloudTokens(m) => m.forward(features),
+        }
+    }
+}
+
 /// Layer norm through candle's composed ops: candle-nn's `LayerNorm` takes
 /// a fused kernel that has no backward and no f64.
 #[derive(Debug, Clone)]
 struct Norm {
     weight: Tensor,
     bias: Tensor,
+}
+
+impl Norm {
+    fn new(n: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Norm {
+            weight: vb.get_with_hints(n, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(n, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
 }
 
 impl Module for Norm {

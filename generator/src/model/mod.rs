@@ -11,8 +11,8 @@ mod router;
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
-pub use config::{Gating, GeneratorConfig};
-pub use meta::MetaTokens;
+pub use config::{Gating, GeneratorConfig, MetaSource};
+pub use meta::{Meta, MetaProjection, MetaTokens};
 pub use router::Router;
 
 use crate::edge::{ExpertLora, LayerDeltas};
@@ -47,7 +47,7 @@ fn gumbel_noise(shape: (usize, usize), seed: u64, like: &Tensor) -> Result<Tenso
 #[derive(Debug, Clone)]
 pub struct Generator {
     pub config: GeneratorConfig,
-    meta: MetaTokens,
+    meta: Meta,
     routers: Vec<Router>,
     pub experts: ExpertLora,
 }
@@ -60,7 +60,7 @@ impl Generator {
         vb: VarBuilder,
     ) -> Result<Self> {
         config.validate()?;
-        let meta = MetaTokens::new(&config, vb.pp("meta"))?;
+        let meta = Meta::new(&config, vb.pp("meta"))?;
         let routers = (0..config.edge_layers)
             .map(|il| Router::new(&config, vb.pp(format!("router.{il}"))))
             .collect::<Result<_>>()?;

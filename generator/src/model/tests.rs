@@ -246,3 +246,98 @@ fn gumbel_gating_samples_in_training_from_its_seed_and_is_exact_at_inference() {
         Gating::KeepTopK
     );
 }
+
+fn build_cloud_tokens(varmap: &VarMap) -> Generator {
+    let vb = VarBuilder::from_varmap(varmap, DType::F64, &Device::Cpu);
+    Generator::new(small().with_meta_source(MetaSource::CloudTokens), dims, vb).unwrap()
+}
+
+#[test]
+fn cloud_token_meta_source_projects_one_state_per_layer_and_trains() {
+    let varmap = VarMap::new();
+    let generator = build_cloud_tokens(&varmap);
+    // One row per edge layer (3) per element.
+    let f = features(&[3, 3]);
+    let gates = generator
+        .gates(&f, GatePass::Train { noise_seed: 0 })
+        .unwrap();
+    assert_eq!(gates.len(), 3);
+    assert!(gates.iter().all(|g| g.dims() == [2, 4]));
+    // Layer i's meta token depends on row i only.
+    let mut moved = f[0].to_vec2::<f64>().unwrap();
+    // Not a constant shift: the feature norm would remove it.
+    moved[2]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(j, v)| *v += 0.3 * j as f64);
+    let moved = Tensor::new(moved, &Device::Cpu).unwrap();
+    let t = |x: &Tensor| match &generator.meta {
+        Meta::CloudTokens(m) => m.forward(std::slice::from_ref(x)).unwrap(),
+        Meta::CrossAttention(_) => unreachable!(),
+    };
+    let (a, b) = (t(&f[0]), t(&moved));
+    let diff = |l: usize| max_diff(&a.narrow(1, l, 1).unwrap(), &b.narrow(1, l, 1).unwrap());
+    assert_eq!(diff(0), 0.0);
+    assert_eq!(diff(1), 0.0);
+    assert!(diff(2) > 1e-3);
+    // Parameters: offsets, two norms and the projection only.
+    let names: Vec<String> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("meta."))
+        .cloned()
+        .collect();
+    assert!(names.iter().any(|n| n == "meta.proj.weight"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("meta.q.")), "{names:?}");
+
+    let x = Tensor::randn(0f64, 1.0, (2, 6, 5), &Device::Cpu).unwrap();
+    let target = Tensor::randn(0f64, 1.0, (2, 6, 7), &Device::Cpu).unwrap();
+    let loss = |g: &Generator| {
+        let gates = g.gates(&f, GatePass::Train { noise_seed: 0 }).unwrap();
+        let y = g.deltas(&gates).unwrap()[1]
+            .get(Target::Up)
+            .unwrap()
+            .apply(&x, None)
+            .unwrap();
+        (y - &target).unwrap().sqr().unwrap().mean_all().unwrap()
+    };
+    let mut opt = candle_nn::AdamW::new_lr(varmap.all_vars(), 1e-2).unwrap();
+    let before = loss(&generator);
+    opt.backward_step(&before).unwrap();
+    let (b, a) = (
+        before.to_scalar::<f64>().unwrap(),
+        loss(&generator).to_scalar::<f64>().unwrap(),
+    );
+    assert!(a < b, "loss went from {b} to {a}");
+}
+
+#[test]
+fn cloud_token_features_of_the_wrong_shape_are_a_clear_error() {
+    let generator = build_cloud_tokens(&VarMap::new());
+    let err = generator
+        .gates(&features(&[7]), GatePass::Eval)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one row per edge layer (3)"), "{err}");
+}
+
+#[test]
+fn configs_written_before_the_ablation_are_cross_attention_ones() {
+    let mut value = serde_json::to_value(small()).unwrap();
+    value.as_object_mut().unwrap().remove("meta_source");
+    let config: GeneratorConfig = serde_json::from_value(value).unwrap();
+    assert_eq!(config.meta_source, MetaSource::CrossAttention);
+    assert_eq!(
+        "cloud-tokens".parse::<MetaSource>().unwrap(),
+        MetaSource::CloudTokens
+    );
+    assert!("paper".parse::<MetaSource>().is_err());
+    assert_eq!(
+        small()
+            .with_meta_source(MetaSource::CloudTokens)
+            .feature_kind(),
+        crate::features::FeatureKind::MetaTokens { layers: 3 }
+    );
+}
