@@ -217,6 +217,11 @@ pub struct TrainArgs {
     /// Optimiser steps in all.
     #[arg(long, default_value_t = 1000)]
     pub steps: usize,
+    /// Stop (with a checkpoint) after this step, the learning-rate schedule
+    /// still being that of --steps; a later run without it goes on. For
+    /// short sweeps that share a long run's schedule.
+    #[arg(long, value_name = "STEP")]
+    pub stop_after: Option<usize>,
     /// Examples per step (at least 2: the generator's BatchNorm).
     #[arg(long, default_value_t = 4)]
     pub batch: usize,

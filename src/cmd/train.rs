@@ -224,7 +224,8 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
         .create(true)
         .append(true)
         .open(args.out.join(LOG_FILE))?;
-    while trainer.step() < args.steps && !stop.load(Ordering::SeqCst) {
+    let last = args.stop_after.map_or(args.steps, |s| s.min(args.steps));
+    while trainer.step() < last && !stop.load(Ordering::SeqCst) {
         let step = trainer.train_step()?;
         log_step(&mut log, &step)?;
         bar.set_position(step.step as u64);
