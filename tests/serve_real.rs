@@ -6,7 +6,8 @@
 //! requests from 16 clients over three tool sets, a fifth of them invalid;
 //! every valid one gets a correct answer or a 503 within its deadline, and
 //! the edge server's RSS stays within 10% of its RSS after warm-up. Both
-//! servers stop gracefully on SIGTERM.
+//! servers stop gracefully on SIGTERM, and once restarted on the same homes
+//! they answer from their caches without compiling again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -373,6 +374,44 @@ fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
         "RSS grew from {warm_rss} KiB to {after_rss} KiB"
     );
     assert_eq!(cloud.metric("loragen_compiles_total"), 3);
+    edge.stop();
+    cloud.stop();
+
+    // Restarted on the same homes: the edge server finds its adapter on
+    // disk and the cloud server its compile cache, so nothing is compiled
+    // again and the adapter is the same file.
+    let cloud_args = [
+        "--role",
+        "cloud",
+        "--generator",
+        checkpoint.to_str().unwrap(),
+    ];
+    let mut cloud = Served::start(cloud_home.path(), &cloud_args);
+    let mut edge = Served::start(
+        edge_home.path(),
+        &["--role", "edge", "--generator", &cloud.url],
+    );
+    let (status, body) = post(
+        &format!("{}/v1/chat/completions", edge.url),
+        chat(0).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    check_answer(&body, &tool_sets()[0]);
+    assert_eq!(edge.metric("loragen_adapter_cache_hits_total"), 1);
+    assert_eq!(edge.metric("loragen_adapter_cache_misses_total"), 0);
+    let (status, again) = post(
+        &format!("{}/v1/adapters", cloud.url),
+        json!({"tools": tool_sets()[1]}).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["cached"], true);
+    assert_eq!(cloud.metric("loragen_compile_cache_hits_total"), 1);
+    assert_eq!(cloud.metric("loragen_compiles_total"), 0);
+    assert_eq!(
+        loragen::tools::digest::sha256_file(&local).unwrap(),
+        local_sha,
+        "the edge adapter was rewritten"
+    );
     edge.stop();
     cloud.stop();
 }
