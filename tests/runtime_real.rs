@@ -406,6 +406,8 @@ fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() 
         counts.computed, 2,
         "one cloud pass per distinct system part"
     );
+    // Counted as tokens read (each system part and 4 meta strings), not rows kept.
+    assert!(counts.tokens > 2 * 4 + 20, "{} tokens", counts.tokens);
     let (a, b) = (features.of(two).unwrap(), features.of(three).unwrap());
     assert_eq!(a.dims(), &[4, 896]);
     let row_gap = (a.narrow(0, 0, 1).unwrap() - a.narrow(0, 3, 1).unwrap())
