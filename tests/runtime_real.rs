@@ -291,6 +291,18 @@ fn grammar_restricts_output_to_the_allowed_calls() {
     assert!(err.to_string().contains("grammar"), "{err}");
 }
 
+/// The largest absolute difference of two f32 tensors of one shape.
+fn max_gap(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
     use loragen::generator::features::Cloud;
@@ -311,14 +323,7 @@ fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
     let together = encode(&mut cloud, &[long, short]);
     let alone = encode(&mut cloud, &[short]);
     assert_eq!(together[1].dims(), alone[0].dims());
-    let diff = (&together[1] - &alone[0])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_gap(&together[1], &alone[0]);
     assert!(diff < 1e-4, "features differ by {diff} after another text");
 }
 
@@ -410,23 +415,9 @@ fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() 
     assert!(counts.tokens > 2 * 4 + 20, "{} tokens", counts.tokens);
     let (a, b) = (features.of(two).unwrap(), features.of(three).unwrap());
     assert_eq!(a.dims(), &[4, 896]);
-    let row_gap = (a.narrow(0, 0, 1).unwrap() - a.narrow(0, 3, 1).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let row_gap = max_gap(&a.narrow(0, 0, 1).unwrap(), &a.narrow(0, 3, 1).unwrap());
     assert!(row_gap > 1e-2, "meta tokens 0 and 3 read the same state");
-    let part_gap = (&a - &b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let part_gap = max_gap(&a, &b);
     assert!(part_gap > 1e-2, "the states ignore the system part");
     // A second call is all cache; the block features are a cache apart.
     let (_, again) = cache.features([two], &mut cloud).unwrap();
