@@ -15,6 +15,7 @@ use loragen::generator::edge::{EdgeModel, LoraConfig};
 use loragen::generator::features::RegistryFeatures;
 use loragen::generator::model::GeneratorConfig;
 use loragen::generator::train::{Example, Learner, StepLog, TrainConfig, Trainer};
+use loragen_generator::test_util::max_diff;
 use rand::{Rng, SeedableRng};
 
 const CLOUD_DIM: usize = 24;
@@ -213,16 +214,6 @@ fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_fro
 
     let product =
         |a: &Tensor, b: &Tensor, scale: f32| (b.matmul(a).unwrap() * f64::from(scale)).unwrap();
-    let max_diff = |x: &Tensor, y: &Tensor| -> f32 {
-        (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
     for (noise, equal) in [(0.0, true), (0.2, false)] {
         let mut generator = fresh(Learner::Generator(g.clone()));
         generator.warm_start_experts(dir.path(), noise).unwrap();

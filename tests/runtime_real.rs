@@ -5,6 +5,7 @@ mod common;
 
 use loragen::agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
 use loragen::generator::gguf_lora::{weight_shapes, write_lora_adapter, LoraPair};
+use loragen_generator::test_util::max_diff;
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
 
 const IMAGE: Option<(&str, &str)> = Some((
@@ -291,18 +292,6 @@ fn grammar_restricts_output_to_the_allowed_calls() {
     assert!(err.to_string().contains("grammar"), "{err}");
 }
 
-/// The largest absolute difference of two f32 tensors of one shape.
-fn max_gap(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
     use loragen::generator::features::Cloud;
@@ -323,7 +312,7 @@ fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
     let together = encode(&mut cloud, &[long, short]);
     let alone = encode(&mut cloud, &[short]);
     assert_eq!(together[1].dims(), alone[0].dims());
-    let diff = max_gap(&together[1], &alone[0]);
+    let diff = max_diff(&together[1], &alone[0]);
     assert!(diff < 1e-4, "features differ by {diff} after another text");
 }
 
@@ -415,9 +404,9 @@ fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() 
     assert!(counts.tokens > 2 * 4 + 20, "{} tokens", counts.tokens);
     let (a, b) = (features.of(two).unwrap(), features.of(three).unwrap());
     assert_eq!(a.dims(), &[4, 896]);
-    let row_gap = max_gap(&a.narrow(0, 0, 1).unwrap(), &a.narrow(0, 3, 1).unwrap());
+    let row_gap = max_diff(&a.narrow(0, 0, 1).unwrap(), &a.narrow(0, 3, 1).unwrap());
     assert!(row_gap > 1e-2, "meta tokens 0 and 3 read the same state");
-    let part_gap = max_gap(&a, &b);
+    let part_gap = max_diff(&a, &b);
     assert!(part_gap > 1e-2, "the states ignore the system part");
     // A second call is all cache; the block features are a cache apart.
     let (_, again) = cache.features([two], &mut cloud).unwrap();

@@ -13,5 +13,6 @@ pub mod train;
 
 pub use error::{Error, Result};
 
-#[cfg(test)]
-mod test_util;
+/// Helpers for tests, in this crate and in the workspace's integration tests.
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
