@@ -36,7 +36,7 @@ fn data() -> (Vec<Example>, RegistryFeatures) {
         let v: Vec<f32> = (0..rows * CLOUD_DIM)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
-        features.insert_block(
+        features.insert_unit(
             format!("system {s}"),
             Tensor::from_vec(v, (rows, CLOUD_DIM), &Device::Cpu).unwrap(),
         );

@@ -5,8 +5,8 @@ mod common;
 
 use loragen::agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
 use loragen::generator::gguf_lora::{weight_shapes, write_lora_adapter, LoraPair};
-use loragen_generator::test_util::max_diff;
 use loragen::tools::gpt4tools::{render_instruction, TOOLS};
+use loragen_generator::test_util::max_diff;
 
 const IMAGE: Option<(&str, &str)> = Some((
     "image/kdwpqzla.png",
@@ -319,10 +319,10 @@ fn cloud_features_of_a_text_do_not_depend_on_what_the_session_encoded_before() {
 #[test]
 fn feature_cache_stores_each_block_as_it_is_encoded_and_reports_progress() {
     use loragen::generator::features::{
-        system_blocks, Cloud, EncodeProgress, FeatureCache, FeatureKind,
+        system_blocks, Cloud, EncodeProgress, FeatureCache, MetaSource,
     };
     let dir = tempfile::tempdir().unwrap();
-    let cache = FeatureCache::new(dir.path(), "test-cloud", FeatureKind::Blocks);
+    let cache = FeatureCache::new(dir.path(), "test-cloud", MetaSource::CrossAttention, 18);
     let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
     let two = "Persona.\n> A: does a.\n> B: does b.\nAction: one of [A, B]\n";
     let three = "Persona.\n> A: does a.\n> B: does b.\n> C: does c.\nAction: one of [A, B, C]\n";
@@ -388,10 +388,9 @@ fn adapter_host_reloads_the_model_after_its_adapter_budget() {
 
 #[test]
 fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() {
-    use loragen::generator::features::{system_blocks, Cloud, FeatureCache, FeatureKind};
+    use loragen::generator::features::{system_blocks, Cloud, FeatureCache, MetaSource};
     let dir = tempfile::tempdir().unwrap();
-    let kind = FeatureKind::MetaTokens { layers: 4 };
-    let cache = FeatureCache::new(dir.path(), "test-cloud", kind);
+    let cache = FeatureCache::new(dir.path(), "test-cloud", MetaSource::CloudTokens, 4);
     let mut cloud = Cloud::new(common::model_path(loragen::agent::store::Role::Cloud));
     let two = "Persona.\n> A: does a.\n> B: does b.\nAction: one of [A, B]\n";
     let three = "Persona.\n> A: does a.\n> B: does b.\n> C: does c.\nAction: one of [A, B, C]\n";
@@ -411,7 +410,7 @@ fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() 
     // A second call is all cache; the block features are a cache apart.
     let (_, again) = cache.features([two], &mut cloud).unwrap();
     assert_eq!(again.computed, 0);
-    let blocks = FeatureCache::new(dir.path(), "test-cloud", FeatureKind::Blocks);
+    let blocks = FeatureCache::new(dir.path(), "test-cloud", MetaSource::CrossAttention, 4);
     let (_, counts) = blocks.features([two], &mut cloud).unwrap();
     assert_eq!(counts.computed, system_blocks(two).len());
 }

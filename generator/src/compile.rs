@@ -82,7 +82,12 @@ impl Compiler {
         }
         let weights = spec.checkpoint.join(MODEL_FILE);
         let generator_sha256 = sha256_file(&weights).map_err(io_at(&weights))?;
-        let feature_kind = config.feature_kind();
+        let features = FeatureCache::new(
+            &spec.home.join("features"),
+            spec.cloud_sha256,
+            config.meta_source,
+            config.edge_layers,
+        );
         Ok(Compiler {
             checkpoint: spec.checkpoint.to_path_buf(),
             config,
@@ -91,11 +96,7 @@ impl Compiler {
             edge_sha256: spec.edge_sha256.to_owned(),
             cloud_sha256: spec.cloud_sha256.to_owned(),
             compiled_dir: spec.home.join("compiled"),
-            features: FeatureCache::new(
-                &spec.home.join("features"),
-                spec.cloud_sha256,
-                feature_kind,
-            ),
+            features,
             cloud: Cloud::new(spec.cloud_path),
             built: None,
         })

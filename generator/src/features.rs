@@ -8,7 +8,7 @@
 //! cached on disk as f16 under `features/<cloud sha256>/<renderer>/`,
 //! keyed by the sha256 of the block's text.
 //!
-//! The paper's own variant ([`FeatureKind::MetaTokens`], the ablation)
+//! The paper's own variant ([`MetaSource::CloudTokens`], the ablation)
 //! instead encodes a whole system part followed by L literal meta-token
 //! strings and keeps the states at those L positions only, cached per
 //! system part: every distinct registry costs a full cloud pass.
@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use loragen_agent::runtime::{Model, SessionParams};
@@ -26,32 +27,65 @@ use loragen_tools::digest::sha256_hex;
 /// How system parts are cut into blocks; part of every cache key.
 pub const RENDERER: &str = "blocks-v1";
 
-/// What the cloud model gives the meta tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeatureKind {
-    /// Every token's state, block by block ([`system_blocks`]): the meta
-    /// tokens cross-attend over them (ours, the default).
-    Blocks,
-    /// The states at `layers` literal meta-token strings ([`meta_token`])
-    /// appended to the whole system part (the paper's variant).
-    MetaTokens { layers: usize },
+/// Where the meta tokens T_1..T_L come from, and so what the cloud
+/// model gives them; part of the generator's config.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_generator::features::MetaSource;
+/// use loragen_generator::model::GeneratorConfig;
+///
+/// let source: MetaSource = "cloud-tokens".parse()?;
+/// let config = GeneratorConfig::default().with_meta_source(source);
+/// assert_eq!(config.meta_source, MetaSource::CloudTokens);
+/// assert!("paper".parse::<MetaSource>().is_err());
+/// # Ok::<(), loragen_generator::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaSource {
+    /// L learned queries cross-attend over every token's frozen cloud
+    /// state, block by block ([`system_blocks`]; ours, cached per tool).
+    #[default]
+    CrossAttention,
+    /// The frozen cloud's states at L literal meta-token strings
+    /// ([`meta_token`]) appended to the whole system part, through a
+    /// trainable projection (the paper's variant, with the cloud frozen;
+    /// the ablation). Cached per system part.
+    CloudTokens,
 }
 
-impl FeatureKind {
-    /// The cache directory's name: the renderer and its version.
-    fn dir_name(self) -> String {
+impl std::str::FromStr for MetaSource {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cross-attention" => Ok(MetaSource::CrossAttention),
+            "cloud-tokens" => Ok(MetaSource::CloudTokens),
+            other => Err(Error::Config(format!(
+                "unknown meta source `{other}`: cross-attention or cloud-tokens"
+            ))),
+        }
+    }
+}
+
+impl MetaSource {
+    /// The cache directory's name: the renderer and its version (and the
+    /// number of meta tokens read, for the paper's variant).
+    fn dir_name(self, layers: usize) -> String {
         match self {
-            FeatureKind::Blocks => RENDERER.to_owned(),
-            FeatureKind::MetaTokens { layers } => format!("meta-tokens-v1-l{layers}"),
+            MetaSource::CrossAttention => RENDERER.to_owned(),
+            MetaSource::CloudTokens => format!("meta-tokens-v1-l{layers}"),
         }
     }
 
     /// The texts the cloud encodes for `system`: its blocks, or itself.
     fn units(self, system: &str) -> Vec<String> {
         match self {
-            FeatureKind::Blocks => system_blocks(system),
-            FeatureKind::MetaTokens { .. } if system.is_empty() => Vec::new(),
-            FeatureKind::MetaTokens { .. } => vec![system.to_owned()],
+            MetaSource::CrossAttention => system_blocks(system),
+            MetaSource::CloudTokens if system.is_empty() => Vec::new(),
+            MetaSource::CloudTokens => vec![system.to_owned()],
         }
     }
 }
@@ -132,53 +166,56 @@ pub fn system_blocks(system: &str) -> Vec<String> {
 /// concatenated tensors they would not fit in memory.
 #[derive(Debug, Clone)]
 pub struct RegistryFeatures {
-    kind: FeatureKind,
-    blocks: HashMap<String, Tensor>,
+    source: MetaSource,
+    /// Keyed by the text the cloud encoded: a block, or for
+    /// [`MetaSource::CloudTokens`] a whole system part.
+    units: HashMap<String, Tensor>,
 }
 
 impl Default for RegistryFeatures {
     fn default() -> Self {
-        RegistryFeatures::new(FeatureKind::Blocks)
+        RegistryFeatures::new(MetaSource::CrossAttention)
     }
 }
 
 impl RegistryFeatures {
-    /// Empty features of `kind`: blocks, or whole system parts (whose one
-    /// "block" is the system part itself).
-    pub fn new(kind: FeatureKind) -> Self {
+    /// Empty features for `source`: their units are blocks, or whole
+    /// system parts.
+    pub fn new(source: MetaSource) -> Self {
         RegistryFeatures {
-            kind,
-            blocks: HashMap::new(),
+            source,
+            units: HashMap::new(),
         }
     }
 
-    pub fn insert_block(&mut self, text: String, features: Tensor) {
-        self.blocks.insert(text, features);
+    /// Adds the features of one unit (a block, or a system part).
+    pub fn insert_unit(&mut self, text: String, features: Tensor) {
+        self.units.insert(text, features);
     }
 
-    pub fn has_block(&self, text: &str) -> bool {
-        self.blocks.contains_key(text)
+    pub fn has_unit(&self, text: &str) -> bool {
+        self.units.contains_key(text)
     }
 
-    pub fn block_count(&self) -> usize {
-        self.blocks.len()
+    pub fn unit_count(&self) -> usize {
+        self.units.len()
     }
 
-    /// Whether every block of `system` is present.
+    /// Whether every unit of `system` is present.
     pub fn covers(&self, system: &str) -> bool {
-        let blocks = self.kind.units(system);
-        !blocks.is_empty() && blocks.iter().all(|b| self.has_block(b))
+        let units = self.source.units(system);
+        !units.is_empty() && units.iter().all(|u| self.has_unit(u))
     }
 
-    /// The features of a system part: its blocks' concatenated.
+    /// The features of a system part: its units' concatenated.
     pub fn of(&self, system: &str) -> Result<Tensor> {
         let parts = self
-            .kind
+            .source
             .units(system)
             .iter()
-            .map(|b| {
-                self.blocks.get(b).cloned().ok_or_else(|| {
-                    Error::Config(format!("no cloud features for the block {:?}", short(b)))
+            .map(|u| {
+                self.units.get(u).cloned().ok_or_else(|| {
+                    Error::Config(format!("no cloud features for the text {:?}", short(u)))
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -211,7 +248,10 @@ pub struct EncodeProgress {
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
     dir: PathBuf,
-    kind: FeatureKind,
+    source: MetaSource,
+    /// Meta-token strings appended to each system part (the paper's
+    /// variant); 0 for block features.
+    meta_tokens: usize,
 }
 
 /// Counts of one `features` call, for the logs and the compile report.
@@ -227,11 +267,17 @@ pub struct Encoded {
 
 impl FeatureCache {
     /// The cache under `root` (usually `$LORAGEN_HOME/features`) for the
-    /// cloud model whose file has `cloud_sha256`, for features of `kind`.
-    pub fn new(root: &Path, cloud_sha256: &str, kind: FeatureKind) -> Self {
+    /// cloud model whose file has `cloud_sha256`, for a generator whose
+    /// meta tokens come from `source`, with one meta token for each of
+    /// `edge_layers` (read from the cloud by [`MetaSource::CloudTokens`]).
+    pub fn new(root: &Path, cloud_sha256: &str, source: MetaSource, edge_layers: usize) -> Self {
         FeatureCache {
-            dir: root.join(cloud_sha256).join(kind.dir_name()),
-            kind,
+            dir: root.join(cloud_sha256).join(source.dir_name(edge_layers)),
+            source,
+            meta_tokens: match source {
+                MetaSource::CrossAttention => 0,
+                MetaSource::CloudTokens => edge_layers,
+            },
         }
     }
 
@@ -278,12 +324,12 @@ impl FeatureCache {
         cloud: &mut Cloud,
         mut progress: impl FnMut(EncodeProgress),
     ) -> Result<(RegistryFeatures, Encoded)> {
-        let mut features = RegistryFeatures::new(self.kind);
+        let mut features = RegistryFeatures::new(self.source);
         let mut counts = Encoded::default();
         let mut missing: Vec<String> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         for system in systems {
-            let blocks = self.kind.units(system);
+            let blocks = self.source.units(system);
             if blocks.is_empty() {
                 return Err(Error::Config(
                     "the system part is empty: nothing to compile".into(),
@@ -295,21 +341,17 @@ impl FeatureCache {
                 }
                 counts.blocks += 1;
                 match self.get(&block)? {
-                    Some(t) => features.insert_block(block, t),
+                    Some(t) => features.insert_unit(block, t),
                     None => missing.push(block),
                 }
             }
         }
         let texts: Vec<&str> = missing.iter().map(String::as_str).collect();
-        let meta_tokens = match self.kind {
-            FeatureKind::Blocks => 0,
-            FeatureKind::MetaTokens { layers } => layers,
-        };
-        cloud.encode(&texts, meta_tokens, |i, read, t| {
+        cloud.encode(&texts, self.meta_tokens, |i, read, t| {
             self.store(texts[i], &t)?;
             counts.computed += 1;
             counts.tokens += read;
-            features.insert_block(texts[i].to_owned(), t);
+            features.insert_unit(texts[i].to_owned(), t);
             progress(EncodeProgress {
                 done: i + 1,
                 total: texts.len(),
@@ -492,9 +534,34 @@ mod tests {
     }
 
     #[test]
+    fn each_meta_source_has_its_own_cache_and_units() {
+        let root = Path::new("/h");
+        let blocks = FeatureCache::new(root, "abc", MetaSource::CrossAttention, 3);
+        let tokens = FeatureCache::new(root, "abc", MetaSource::CloudTokens, 3);
+        assert_eq!(blocks.dir, root.join("abc").join(RENDERER));
+        assert_eq!(blocks.meta_tokens, 0);
+        assert_eq!(tokens.dir, root.join("abc").join("meta-tokens-v1-l3"));
+        assert_eq!(tokens.meta_tokens, 3);
+
+        // A system part's units: its blocks, or itself whole.
+        let system = "Persona.\n> A: does a.\n";
+        let mut whole = RegistryFeatures::new(MetaSource::CloudTokens);
+        let state = Tensor::ones((3, 2), DType::F32, &Device::Cpu).unwrap();
+        whole.insert_unit(system.to_owned(), state.clone());
+        assert!(whole.covers(system));
+        assert_eq!(whole.of(system).unwrap().dims(), &[3, 2]);
+        let mut parts = RegistryFeatures::new(MetaSource::CrossAttention);
+        parts.insert_unit(system.to_owned(), state);
+        assert!(!parts.covers(system), "block features need every block");
+        let err = parts.of(system).unwrap_err().to_string();
+        assert!(err.contains("Persona."), "{err}");
+        assert!(RegistryFeatures::default().of("").is_err());
+    }
+
+    #[test]
     fn a_cached_block_comes_back_as_f32_and_corrupt_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = FeatureCache::new(dir.path(), "abc", FeatureKind::Blocks);
+        let cache = FeatureCache::new(dir.path(), "abc", MetaSource::CrossAttention, 18);
         assert!(cache.get("block").unwrap().is_none());
         let t = Tensor::new(&[[1f32, 2.5], [-3.0, 0.125]], &Device::Cpu).unwrap();
         cache.store("block", &t).unwrap();

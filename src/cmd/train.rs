@@ -16,7 +16,7 @@ use loragen_agent::runtime::Model;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::edge::EdgeModel;
 use loragen_generator::edge::LoraConfig;
-use loragen_generator::features::{Cloud, FeatureCache, FeatureKind, RegistryFeatures};
+use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
 use loragen_generator::model::{Gating, GeneratorConfig, MetaSource};
 use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
 
@@ -151,7 +151,7 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
             let generator = GeneratorConfig::default()
                 .with_edge_layers(edge.config.n_layer)
                 .with_meta_source(meta_source);
-            let features = registry_features(&examples, &cloud_path, generator.feature_kind())?;
+            let features = registry_features(&examples, &cloud_path, &generator)?;
             let generator = generator
                 .with_cloud_dim(cloud_dim(&features, &examples)?)
                 .with_experts(experts)
@@ -268,18 +268,19 @@ enum Kind {
     },
 }
 
-/// Cloud features of every block of the examples' system parts, through
-/// the feature cache.
+/// The cloud features `generator` reads for the examples' system parts,
+/// through the feature cache.
 fn registry_features(
     examples: &[loragen_generator::train::Example],
     cloud_path: &Path,
-    kind: FeatureKind,
+    generator: &GeneratorConfig,
 ) -> anyhow::Result<RegistryFeatures> {
     let store = ModelStore::from_env()?;
     let cache = FeatureCache::new(
         &store.home().join("features"),
         &model_sha256(cloud_path)?,
-        kind,
+        generator.meta_source,
+        generator.edge_layers,
     );
     let systems: std::collections::BTreeSet<&str> =
         examples.iter().map(|e| e.system.as_str()).collect();

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::edge::{LoraConfig, Target};
 use crate::error::{Error, Result};
-use crate::features::FeatureKind;
+pub use crate::features::MetaSource;
 
 /// How router logits become gates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -18,46 +18,6 @@ pub enum Gating {
     /// choice of experts is sampled; at inference, KeepTop-K of
     /// `logits / tau` without noise.
     GumbelTopK { tau: f64 },
-}
-
-/// Where the meta tokens T_1..T_L come from.
-///
-/// # Examples
-///
-/// ```
-/// use loragen_generator::features::FeatureKind;
-/// use loragen_generator::model::{GeneratorConfig, MetaSource};
-///
-/// let source: MetaSource = "cloud-tokens".parse()?;
-/// let config = GeneratorConfig::default().with_meta_source(source);
-/// assert_eq!(config.feature_kind(), FeatureKind::MetaTokens { layers: 18 });
-/// # Ok::<(), loragen_generator::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetaSource {
-    /// L learned queries cross-attend over every token's frozen cloud state
-    /// (ours: block features, cached per tool).
-    #[default]
-    CrossAttention,
-    /// The frozen cloud's states at L literal meta-token strings appended
-    /// to the system part, through a trainable projection (the paper's
-    /// variant, with the cloud frozen; the ablation).
-    CloudTokens,
-}
-
-impl std::str::FromStr for MetaSource {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cross-attention" => Ok(MetaSource::CrossAttention),
-            "cloud-tokens" => Ok(MetaSource::CloudTokens),
-            other => Err(Error::Config(format!(
-                "unknown meta source `{other}`: cross-attention or cloud-tokens"
-            ))),
-        }
-    }
 }
 
 /// Sizes and settings of a generator.
@@ -135,16 +95,6 @@ impl GeneratorConfig {
     pub fn with_meta_source(mut self, meta_source: MetaSource) -> Self {
         self.meta_source = meta_source;
         self
-    }
-
-    /// The cloud features this generator reads.
-    pub fn feature_kind(&self) -> FeatureKind {
-        match self.meta_source {
-            MetaSource::CrossAttention => FeatureKind::Blocks,
-            MetaSource::CloudTokens => FeatureKind::MetaTokens {
-                layers: self.edge_layers,
-            },
-        }
     }
 
     #[must_use]

@@ -228,7 +228,7 @@ impl std::fmt::Debug for Trainer<'_> {
             .field("config", &self.config)
             .field("step", &self.step())
             .field("examples", &self.examples.len())
-            .field("feature_blocks", &self.features.block_count())
+            .field("feature_units", &self.features.unit_count())
             .finish_non_exhaustive()
     }
 }
