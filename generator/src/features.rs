@@ -439,18 +439,21 @@ impl Cloud {
         let Some(model) = self.model.as_ref() else {
             return Err(Error::Config("the cloud model did not load".into()));
         };
+        let meta: Vec<_> = (0..meta_tokens)
+            .map(|i| model.tokenize(&meta_token(i), false))
+            .collect();
         let mut inputs = Vec::with_capacity(texts.len());
         for text in texts {
             let mut tokens = model.tokenize(text, false);
             if tokens.is_empty() {
                 return Err(Error::Config(format!("{text:?} has no tokens to encode")));
             }
-            let positions: Vec<usize> = if meta_tokens == 0 {
+            let positions: Vec<usize> = if meta.is_empty() {
                 (0..tokens.len()).collect()
             } else {
-                (0..meta_tokens)
-                    .map(|i| {
-                        tokens.extend(model.tokenize(&meta_token(i), false));
+                meta.iter()
+                    .map(|m| {
+                        tokens.extend_from_slice(m);
                         tokens.len() - 1
                     })
                     .collect()
