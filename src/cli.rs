@@ -338,6 +338,11 @@ pub struct EvalArgs {
     pub max_calls: usize,
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
+    /// Records of another mode on the same queries (another run's --out):
+    /// the summary then sets them side by side, per category, with the
+    /// accuracy difference, compression and speed-up.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::generic::{
     load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
 };
+use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::RecordLog;
 use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
 use loragen_tools::render::system_prompt;
@@ -70,6 +71,13 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         !(args.adapter.is_some() && args.generator.is_some()),
         "give --adapter or --generator, not both"
     );
+    if let Some(baseline) = &args.baseline {
+        anyhow::ensure!(
+            baseline.is_file(),
+            "--baseline {}: no such records file",
+            baseline.display()
+        );
+    }
     let mut log: RecordLog<EvalRecord> = RecordLog::open(&args.out)?;
     let todo: Vec<&Query> = queries.iter().filter(|q| !log.is_done(&q.id)).collect();
     if todo.len() < queries.len() {
@@ -141,7 +149,19 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish();
-    summarise(log.records(), &queries);
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(RecordLog::<EvalRecord>::open)
+        .transpose()?;
+    print!(
+        "{}",
+        summary(
+            log.records(),
+            &queries,
+            baseline.as_ref().map(RecordLog::records)
+        )?
+    );
     if stop.load(Ordering::SeqCst) {
         println!("interrupted: finished queries are kept; run the same command again to resume");
     }
@@ -206,43 +226,206 @@ pub(super) fn grammar_for(
     )?)
 }
 
-/// Accuracy per category (the id up to its last `_`) and overall.
-fn summarise(records: &[EvalRecord], queries: &[Query]) {
-    /// Scored queries, right ones, prompt tokens and latencies.
-    #[derive(Default)]
-    struct Row {
-        scored: usize,
-        right: usize,
-        prompt_tokens: usize,
-        ms: Vec<f64>,
+/// One category's scored queries: whether each was right, its prompt
+/// tokens and its latency (prefill plus decode), in query order.
+#[derive(Default)]
+struct Scores {
+    right: Vec<f64>,
+    prompt_tokens: Vec<f64>,
+    ms: Vec<f64>,
+}
+
+impl Scores {
+    fn push(&mut self, r: &EvalRecord, correct: bool) {
+        self.right.push(f64::from(u8::from(correct)));
+        self.prompt_tokens.push(r.prompt_tokens as f64);
+        self.ms.push(r.prefill_ms + r.decode_ms);
     }
+
+    fn accuracy(&self) -> f64 {
+        100.0 * mean(&self.right)
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// A query's category: its id up to the last `_` (`live_simple_3-1-0` is
+/// `live_simple`).
+fn category(id: &str) -> &str {
+    id.rsplit_once('_').map_or(id, |(c, _)| c)
+}
+
+/// Accuracy, mean prompt tokens and p50 latency per category and overall,
+/// as a markdown table. With `baseline` (the records of another mode on the
+/// same queries), only the queries both scored count, and each row adds
+/// the baseline's figures, the accuracy difference with its 95% paired
+/// bootstrap interval, the compression (baseline prompt tokens over ours)
+/// and the speed-up (baseline p50 over ours).
+fn summary(
+    records: &[EvalRecord],
+    queries: &[Query],
+    baseline: Option<&[EvalRecord]>,
+) -> anyhow::Result<String> {
+    let theirs: Option<HashMap<&str, &EvalRecord>> =
+        baseline.map(|b| b.iter().map(|r| (r.id.as_str(), r)).collect());
     let ids: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
-    let mut per: BTreeMap<String, Row> = BTreeMap::new();
+    let mut per: BTreeMap<&str, (Scores, Scores)> = BTreeMap::new();
     for r in records.iter().filter(|r| ids.contains(r.id.as_str())) {
         let Some(correct) = r.correct else { continue };
-        let category =
-            r.id.rsplit_once('_')
-                .map_or(r.id.as_str(), |(c, _)| c)
-                .to_owned();
-        for key in [category, "all".to_owned()] {
-            let e = per.entry(key).or_default();
-            e.right += usize::from(correct);
-            e.scored += 1;
-            e.prompt_tokens += r.prompt_tokens;
-            e.ms.push(r.prefill_ms + r.decode_ms);
+        let other = match &theirs {
+            None => None,
+            Some(theirs) => match theirs
+                .get(r.id.as_str())
+                .and_then(|b| Some((*b, b.correct?)))
+            {
+                Some(pair) => Some(pair),
+                None => continue,
+            },
+        };
+        for key in [category(&r.id), "all"] {
+            let (ours, base) = per.entry(key).or_default();
+            ours.push(r, correct);
+            if let Some((b, b_correct)) = other {
+                base.push(b, b_correct);
+            }
         }
     }
-    println!(
-        "| category | scored | accuracy | mean prompt tokens | p50 ms |\n|---|---|---|---|---|"
+    anyhow::ensure!(
+        baseline.is_none() || !per.is_empty(),
+        "no query is scored in both these records and the baseline's"
     );
-    for (k, row) in &per {
-        let n = row.scored.max(1) as f64;
-        println!(
-            "| {k} | {} | {:.1}% | {:.0} | {:.0} |",
-            row.scored,
-            100.0 * row.right as f64 / n,
-            row.prompt_tokens as f64 / n,
-            loragen_gpt4tools::report::quantile(&row.ms, 0.5)
+    let p50 = |xs: &[f64]| loragen_gpt4tools::report::quantile(xs, 0.5);
+    let mut out = String::new();
+    if baseline.is_none() {
+        out.push_str("| category | scored | accuracy | mean prompt tokens | p50 ms |\n|---|---|---|---|---|\n");
+        for (k, (ours, _)) in &per {
+            out.push_str(&format!(
+                "| {k} | {} | {:.1}% | {:.0} | {:.0} |\n",
+                ours.right.len(),
+                ours.accuracy(),
+                mean(&ours.prompt_tokens),
+                p50(&ours.ms)
+            ));
+        }
+        return Ok(out);
+    }
+    out.push_str(
+        "| category | paired | accuracy | baseline | difference [95%] | prompt tokens | baseline | compression | p50 ms | baseline | speed-up |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (k, (ours, base)) in &per {
+        let d = paired_bootstrap(&base.right, &ours.right, RESAMPLES, 0)?;
+        out.push_str(&format!(
+            "| {k} | {} | {:.1}% | {:.1}% | {:+.1} [{:+.1}, {:+.1}] | {:.0} | {:.0} | {:.1}x | {:.0} | {:.0} | {:.2}x |\n",
+            ours.right.len(),
+            ours.accuracy(),
+            base.accuracy(),
+            100.0 * d.mean,
+            100.0 * d.lo,
+            100.0 * d.hi,
+            mean(&ours.prompt_tokens),
+            mean(&base.prompt_tokens),
+            mean(&base.prompt_tokens) / mean(&ours.prompt_tokens).max(1.0),
+            p50(&ours.ms),
+            p50(&base.ms),
+            p50(&base.ms) / p50(&ours.ms).max(f64::MIN_POSITIVE),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(id: &str, correct: Option<bool>, prompt_tokens: usize, ms: f64) -> EvalRecord {
+        EvalRecord {
+            id: id.into(),
+            calls: Vec::new(),
+            correct,
+            problem: None,
+            output: String::new(),
+            prompt_tokens,
+            prefill_ms: ms / 2.0,
+            decode_ms: ms / 2.0,
+        }
+    }
+
+    fn queries(ids: &[&str]) -> Vec<Query> {
+        ids.iter()
+            .map(|id| {
+                serde_json::from_value(serde_json::json!({
+                    "id": id, "messages": [{"role": "user", "content": "q"}],
+                    "tools": [], "expect": "calls", "answers": []
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// The row of `category` in a markdown table, split into its cells.
+    fn row(table: &str, category: &str) -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {category} |")))
+            .unwrap_or_else(|| panic!("no row {category} in\n{table}"));
+        line.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn categories_are_ids_up_to_their_last_underscore() {
+        assert_eq!(category("live_simple_39-16-0"), "live_simple");
+        assert_eq!(category("simple_java_3"), "simple_java");
+        assert_eq!(category("plain"), "plain");
+    }
+
+    #[test]
+    fn a_baseline_adds_paired_figures_per_category() {
+        let qs = queries(&["simple_1", "simple_2", "irrelevance_1", "extra_1"]);
+        let ours = [
+            record("simple_1", Some(true), 20, 100.0),
+            record("simple_2", Some(true), 20, 300.0),
+            record("irrelevance_1", Some(false), 40, 200.0),
+            // Not in the baseline: left out of the paired table.
+            record("extra_1", Some(true), 10, 50.0),
+            // Not a query of this run.
+            record("other_1", Some(true), 10, 50.0),
+        ];
+        let theirs = [
+            record("simple_1", Some(false), 200, 400.0),
+            record("simple_2", Some(true), 200, 600.0),
+            record("irrelevance_1", Some(false), 400, 800.0),
+        ];
+        let plain = summary(&ours, &qs, None).unwrap();
+        assert_eq!(row(&plain, "all")[1], "4", "{plain}");
+        assert_eq!(row(&plain, "simple")[2], "100.0%");
+
+        let table = summary(&ours, &qs, Some(&theirs)).unwrap();
+        let simple = row(&table, "simple");
+        assert_eq!(
+            &simple[1..5],
+            ["2", "100.0%", "50.0%", "+50.0 [+0.0, +100.0]"]
         );
+        assert_eq!(&simple[5..8], ["20", "200", "10.0x"]);
+        // The harness's p50 of two latencies is the upper one: 300 against 600.
+        assert_eq!(&simple[8..], ["300", "600", "2.00x"]);
+        let all = row(&table, "all");
+        assert_eq!(all[1], "3", "{table}");
+        assert_eq!(&all[2..4], ["66.7%", "33.3%"]);
+        assert!(!table.contains("| extra |"), "{table}");
+    }
+
+    #[test]
+    fn a_baseline_that_shares_no_query_is_an_error() {
+        let qs = queries(&["simple_1"]);
+        let ours = [record("simple_1", Some(true), 20, 100.0)];
+        let theirs = [record("simple_9", Some(true), 20, 100.0)];
+        let err = summary(&ours, &qs, Some(&theirs)).unwrap_err().to_string();
+        assert!(err.contains("no query is scored in both"), "{err}");
     }
 }
