@@ -136,23 +136,24 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         reuse_rows.push((label.clone(), prefix_reuse(&model, threads, args.repeat)?));
     }
 
-    println!("\nKV prefix reuse (23-tool system prompt shared, new query):");
-    println!("| model | prompt tokens | reused | cold prefill ms | warm prefill ms | speed-up |");
-    println!("|---|---|---|---|---|---|");
+    println!("\nKV prefix reuse (23-tool system prompt shared, new query), and the cost of a new session (a llama.cpp context of {N_CTX} tokens) that a kept session saves:");
+    println!("| model | prompt tokens | reused | cold prefill ms | warm prefill ms | speed-up | new session ms |");
+    println!("|---|---|---|---|---|---|---|");
     for (label, r) in &reuse_rows {
         println!(
-            "| {label} | {} | {} | {:.1} | {:.1} | {:.1}x |",
+            "| {label} | {} | {} | {:.1} | {:.1} | {:.1}x | {:.1} |",
             r.prompt_tokens,
             r.reused,
             r.cold_ms,
             r.warm_ms,
-            r.cold_ms / r.warm_ms
+            r.cold_ms / r.warm_ms,
+            r.session_ms
         );
     }
     if let Some(file) = &args.json {
         let reuse: Vec<_> = reuse_rows
             .iter()
-            .map(|(label, r)| json!({"model": label, "prompt_tokens": r.prompt_tokens, "reused": r.reused, "cold_ms": r.cold_ms, "warm_ms": r.warm_ms}))
+            .map(|(label, r)| json!({"model": label, "prompt_tokens": r.prompt_tokens, "reused": r.reused, "cold_ms": r.cold_ms, "warm_ms": r.warm_ms, "session_ms": r.session_ms}))
             .collect();
         let doc = json!({"threads": threads, "runs": rows, "prefix_reuse": reuse});
         std::fs::write(file, serde_json::to_string_pretty(&doc)?)
@@ -237,6 +238,8 @@ struct Reuse {
     reused: usize,
     cold_ms: f64,
     warm_ms: f64,
+    /// Making a session (a llama.cpp context), median.
+    session_ms: f64,
 }
 
 /// Cold prefill of a 23-tool prompt against the same prompt after another
@@ -252,6 +255,12 @@ fn prefix_reuse(model: &Model, threads: usize, repeat: usize) -> anyhow::Result<
         .with_n_ctx(N_CTX)
         .with_n_batch(N_BATCH)
         .with_threads(threads);
+    let mut made = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let started = Instant::now();
+        drop(model.session(params.clone())?);
+        made.push(started.elapsed().as_secs_f64() * 1e3);
+    }
     let mut session = model.session(params)?;
     let one = GenerateParams::default().with_max_tokens(1);
     let (mut cold, mut warm) = (Vec::new(), Vec::new());
@@ -271,6 +280,7 @@ fn prefix_reuse(model: &Model, threads: usize, repeat: usize) -> anyhow::Result<
         reused: stats.reused_tokens,
         cold_ms: median(&cold),
         warm_ms: median(&warm),
+        session_ms: median(&made),
     })
 }
 
