@@ -13,6 +13,7 @@ use loragen_agent::runtime::{GenerateParams, Model, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::generic::{load_queries, parse_calls, score_query, ToolDef, ToolSet};
 use loragen_gpt4tools::report::quantile;
+use loragen_gpt4tools::stats::mean;
 use loragen_tools::protocol::STEP_STOPS;
 use serde_json::json;
 
@@ -35,7 +36,7 @@ struct Tally {
 
 impl Tally {
     fn row(&self, name: &str) -> String {
-        let mean = self.ms.iter().sum::<f64>() / self.ms.len().max(1) as f64;
+        let mean = mean(self.ms.iter().copied());
         format!(
             "| {name} | {} | {mean:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0}% | {} | {:.1}% | {} | {:.1}% |",
             self.ms.len(),
@@ -54,7 +55,7 @@ impl Tally {
     fn json(&self) -> serde_json::Value {
         json!({
             "queries": self.ms.len(),
-            "mean_ms": self.ms.iter().sum::<f64>() / self.ms.len().max(1) as f64,
+            "mean_ms": mean(self.ms.iter().copied()),
             "p50_ms": quantile(&self.ms, 0.5),
             "p95_ms": quantile(&self.ms, 0.95),
             "decode_ms_per_call": self.decode_ms / self.calls.max(1) as f64,

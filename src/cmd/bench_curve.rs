@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use loragen_gpt4tools::chart::{write_curves, Curve};
 use loragen_gpt4tools::paired::{bootstrap_mean, paired_bootstrap, Interval, RESAMPLES};
+use loragen_gpt4tools::stats::mean;
 use loragen_gpt4tools::{ItemScores, Mode, Record, RecordLog};
 
 use crate::cli::{BenchCompareArgs, BenchCurveArgs};
@@ -146,11 +147,10 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
     for (name, metric) in METRICS {
         let (xa, xb) = (column(&a, &ids, metric), column(&b, &ids, metric));
         let d = paired_bootstrap(&xa, &xb, args.resamples, args.seed)?;
-        let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
         println!(
             "| {name} | {:.1} | {:.1} | {} |",
-            mean(&xa),
-            mean(&xb),
+            mean(xa.iter().copied()),
+            mean(xb.iter().copied()),
             fmt(&d)
         );
     }
@@ -219,7 +219,7 @@ fn loss_curve(run: &Path, window: usize) -> anyhow::Result<Vec<(f64, f64)>> {
         .chunks_exact(window.max(1))
         .filter_map(|w| {
             let last = w.last()?.0;
-            Some((last, w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64))
+            Some((last, mean(w.iter().map(|p| p.1))))
         })
         .collect())
 }
@@ -290,7 +290,7 @@ pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
                 sr.mean,
                 sr.lo,
                 sr.hi,
-                iou.iter().sum::<f64>() / iou.len() as f64
+                mean(iou.iter().copied())
             );
             curve.val.push((step as f64, sr));
             previous = Some(scores);

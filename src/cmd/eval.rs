@@ -15,6 +15,7 @@ use loragen_gpt4tools::generic::{
     load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
 };
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
+use loragen_gpt4tools::stats::mean;
 use loragen_gpt4tools::RecordLog;
 use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
 use loragen_tools::render::system_prompt;
@@ -243,12 +244,8 @@ impl Scores {
     }
 
     fn accuracy(&self) -> f64 {
-        100.0 * mean(&self.right)
+        100.0 * mean(self.right.iter().copied())
     }
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
 
 /// A query's category: its id up to the last `_` (`live_simple_3-1-0` is
@@ -305,7 +302,7 @@ fn summary(
                 "| {k} | {} | {:.1}% | {:.0} | {:.0} |\n",
                 ours.right.len(),
                 ours.accuracy(),
-                mean(&ours.prompt_tokens),
+                mean(ours.prompt_tokens.iter().copied()),
                 p50(&ours.ms)
             ));
         }
@@ -324,9 +321,9 @@ fn summary(
             100.0 * d.mean,
             100.0 * d.lo,
             100.0 * d.hi,
-            mean(&ours.prompt_tokens),
-            mean(&base.prompt_tokens),
-            mean(&base.prompt_tokens) / mean(&ours.prompt_tokens).max(1.0),
+            mean(ours.prompt_tokens.iter().copied()),
+            mean(base.prompt_tokens.iter().copied()),
+            mean(base.prompt_tokens.iter().copied()) / mean(ours.prompt_tokens.iter().copied()).max(1.0),
             p50(&ours.ms),
             p50(&base.ms),
             p50(&base.ms) / p50(&ours.ms).max(f64::MIN_POSITIVE),

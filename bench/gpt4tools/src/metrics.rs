@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bleu::bleu1;
 use crate::extract::Extracted;
+use crate::stats::mean;
 
 /// Scores of one prediction, each in `[0, 1]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -60,9 +61,9 @@ pub fn score_item(truth: &str, prediction: &str) -> ItemScores {
     let thoughts = match_exact(&gt.thoughts, &pred.thoughts);
     let actions = match_exact(&gt.actions, &pred.actions);
     let args = match_args(&gt.args, &pred.args);
-    let thought_acc = mean(&thoughts);
-    let action_acc = mean(&actions);
-    let action_args_acc = mean(&args);
+    let thought_acc = mean(thoughts.iter().copied());
+    let action_acc = mean(actions.iter().copied());
+    let action_args_acc = mean(args.iter().copied());
     let success = thought_acc == 1.0 && action_acc == 1.0 && action_args_acc >= 0.5;
     ItemScores {
         thought_acc,
@@ -84,7 +85,7 @@ fn score_no_action(gt: &Extracted, pred: &Extracted) -> ItemScores {
     let iou = iou(&[(&thoughts, gt.thoughts.len())]);
     let said_no = pred.thoughts.first().map(String::as_str) == Some("No");
     let thought_acc = if said_no && !pred.answers.is_empty() {
-        mean(&thoughts)
+        mean(thoughts.iter().copied())
     } else {
         0.0
     };
@@ -132,7 +133,7 @@ fn action_args_score(gt: &[String], pred: &[String]) -> f64 {
             per_arg.push(bleu1(ga, pa));
         }
     }
-    mean(&per_arg)
+    mean(per_arg.iter().copied())
 }
 
 /// Soft intersection over union of match vectors against presence vectors,
@@ -152,19 +153,10 @@ fn iou(parts: &[(&Vec<f64>, usize)]) -> f64 {
     intersection / f64::max(union, 1.0)
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        0.0
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
-    }
-}
-
 impl Aggregate {
     /// Means of the per-item scores in percent.
     pub fn of(items: &[ItemScores]) -> Self {
-        let pct =
-            |f: fn(&ItemScores) -> f64| 100.0 * mean(&items.iter().map(f).collect::<Vec<_>>());
+        let pct = |f: fn(&ItemScores) -> f64| 100.0 * mean(items.iter().map(f));
         let (sr_t, sr_act, sr_args, sr, iou) = (
             pct(|s| s.thought_acc),
             pct(|s| s.action_acc),

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::report::quantile;
+use crate::stats::mean;
 
 /// A mean and its 95% percentile-bootstrap interval, in the units of the
 /// values (the callers use percentage points).
@@ -55,10 +56,10 @@ pub fn bootstrap_mean(xs: &[f64], resamples: usize, seed: u64) -> Result<Interva
     let n = xs.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let means: Vec<f64> = (0..resamples)
-        .map(|_| (0..n).map(|_| xs[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .map(|_| mean((0..n).map(|_| xs[rng.random_range(0..n)])))
         .collect();
     Ok(Interval {
-        mean: xs.iter().sum::<f64>() / n as f64,
+        mean: mean(xs.iter().copied()),
         lo: quantile(&means, 0.025),
         hi: quantile(&means, 0.975),
     })

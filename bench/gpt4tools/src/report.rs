@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::metrics::{Aggregate, ItemScores};
 use crate::record::Record;
+use crate::stats::mean;
 use loragen_tools::Mode;
 
 /// The figures of one mode.
@@ -44,15 +45,6 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
 /// The index of the `q`-quantile in a sorted list of `n > 0` values.
 pub(crate) fn rank(n: usize, q: f64) -> usize {
     ((n - 1) as f64 * q).round() as usize
-}
-
-fn mean(xs: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 {
-        0.0
-    } else {
-        sum / n as f64
-    }
 }
 
 impl Report {

@@ -8,6 +8,28 @@ use serde::Serialize;
 use crate::dataset::Item;
 use crate::extract::Extracted;
 
+/// The arithmetic mean of `xs`, or 0 when there are none: every table in
+/// the project prints an empty column as 0 rather than failing.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::stats::mean;
+///
+/// assert_eq!(mean([1.0, 2.0, 6.0]), 3.0);
+/// assert_eq!(mean(Vec::new()), 0.0);
+/// ```
+pub fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = xs
+        .into_iter()
+        .fold((0.0, 0usize), |(sum, n), x| (sum + x, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
 /// Summary of a distribution of token counts.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Lengths {
@@ -27,7 +49,7 @@ impl Lengths {
         let at = |q: f64| xs[crate::report::rank(xs.len(), q)];
         Lengths {
             min: xs[0],
-            mean: xs.iter().sum::<usize>() as f64 / xs.len() as f64,
+            mean: mean(xs.iter().map(|&x| x as f64)),
             p50: at(0.5),
             p95: at(0.95),
             max: xs[xs.len() - 1],
