@@ -106,7 +106,7 @@ pub fn run(args: &BenchCallsArgs, models: &ModelArgs) -> anyhow::Result<()> {
             let completion = session.generate(&prompt, &ways[way])?;
             let tally = &mut tallies[way];
             let s = completion.stats;
-            tally.ms.push(s.prefill_ms + s.decode_ms);
+            tally.ms.push(s.latency_ms());
             tally.decode_ms += s.decode_ms;
             tally.decode_tokens += s.decode_tokens;
             tally.forced_tokens += s.forced_tokens;

@@ -240,7 +240,7 @@ impl Scores {
     fn push(&mut self, r: &EvalRecord, correct: bool) {
         self.right.push(f64::from(u8::from(correct)));
         self.prompt_tokens.push(r.prompt_tokens as f64);
-        self.ms.push(r.prefill_ms + r.decode_ms);
+        self.ms.push(r.latency_ms());
     }
 
     fn accuracy(&self) -> f64 {

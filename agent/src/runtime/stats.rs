@@ -23,6 +23,11 @@ impl Stats {
         self.prompt_tokens - self.reused_tokens
     }
 
+    /// Model time for the call: prefill plus decode.
+    pub fn latency_ms(&self) -> f64 {
+        self.prefill_ms + self.decode_ms
+    }
+
     pub fn prefill_tok_per_s(&self) -> f64 {
         rate(self.prefilled_tokens(), self.prefill_ms)
     }

@@ -95,6 +95,14 @@ pub struct EvalRecord {
     pub decode_ms: f64,
 }
 
+impl EvalRecord {
+    /// Model time for the query: prefill plus decode, as in
+    /// [`Record::latency_ms`](crate::record::Record::latency_ms).
+    pub fn latency_ms(&self) -> f64 {
+        self.prefill_ms + self.decode_ms
+    }
+}
+
 impl crate::record::Keyed for EvalRecord {
     type Key = String;
     fn key(&self) -> String {
