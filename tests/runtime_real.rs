@@ -141,10 +141,13 @@ fn stop_strings_and_token_limits_end_generation() {
     assert!(free.text.starts_with(&stopped.text) && !stopped.text.contains(&stop));
 }
 
-/// A LoRA adapter on every FFN weight of the edge model whose deltas B·A
-/// are exactly zero (A is ones, B zeros).
-fn write_zero_adapter(model: &std::path::Path, out: &std::path::Path) {
-    let ffn = weight_shapes(model, |n| n.contains(".ffn_")).unwrap();
+/// The edge model's path, and that of a LoRA adapter written in `dir` on
+/// every FFN weight of it whose deltas B·A are exactly zero (A is ones, B
+/// zeros).
+fn edge_and_zero_adapter(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let model = common::model_path(loragen::agent::store::Role::Edge);
+    let out = dir.join("zero.gguf");
+    let ffn = weight_shapes(&model, |n| n.contains(".ffn_")).unwrap();
     assert_eq!(ffn.len(), 18 * 3, "gate, up and down in each of 18 blocks");
     let rank = 4;
     let pairs: Vec<LoraPair> = ffn
@@ -165,15 +168,14 @@ fn write_zero_adapter(model: &std::path::Path, out: &std::path::Path) {
             .unwrap(),
         })
         .collect();
-    write_lora_adapter(out, "gemma3", rank as f32, &pairs).unwrap();
+    write_lora_adapter(&out, "gemma3", rank as f32, &pairs).unwrap();
+    (model, out)
 }
 
 #[test]
 fn zero_delta_adapter_reproduces_the_base_model() {
-    let path = common::model_path(loragen::agent::store::Role::Edge);
     let dir = tempfile::tempdir().unwrap();
-    let adapter_path = dir.path().join("zero.gguf");
-    write_zero_adapter(&path, &adapter_path);
+    let (path, adapter_path) = edge_and_zero_adapter(dir.path());
 
     let text = prompt("Segment the dogs in the image.");
     // A separate model instance keeps the adapter out of the shared one.
@@ -350,14 +352,13 @@ fn feature_cache_stores_each_block_as_it_is_encoded_and_reports_progress() {
 #[test]
 fn adapter_host_reloads_the_model_after_its_adapter_budget() {
     use loragen::agent::runtime::{AdapterHost, ADAPTERS_PER_MODEL_LOAD};
-    let path = common::model_path(loragen::agent::store::Role::Edge);
     let dir = tempfile::tempdir().unwrap();
-    let adapter_path = dir.path().join("zero.gguf");
-    write_zero_adapter(&path, &adapter_path);
+    let (path, adapter_path) = edge_and_zero_adapter(dir.path());
     let text = prompt("Segment the dogs in the image.");
     let mut host = AdapterHost::load(&path).unwrap();
     let base = host
         .model()
+        .unwrap()
         .session(SessionParams::default())
         .unwrap()
         .generate(&text, &greedy(12))
@@ -378,12 +379,67 @@ fn adapter_host_reloads_the_model_after_its_adapter_budget() {
     // The reloaded model serves with a fresh adapter as before.
     let (mut adapter, reloaded) = host.load_adapter(&adapter_path).unwrap();
     assert!(!reloaded);
-    let mut session = host.model().session(SessionParams::default()).unwrap();
+    let mut session = host
+        .model()
+        .unwrap()
+        .session(SessionParams::default())
+        .unwrap();
     session.set_adapter(&mut adapter, 1.0).unwrap();
     assert_eq!(
         session.generate(&text, &greedy(12)).unwrap().tokens,
         base.tokens
     );
+}
+
+#[test]
+fn adapter_host_keeps_its_session_and_cache_while_the_adapter_stays() {
+    use loragen::agent::runtime::{AdapterHost, ADAPTERS_PER_MODEL_LOAD};
+    let dir = tempfile::tempdir().unwrap();
+    let (path, adapter_path) = edge_and_zero_adapter(dir.path());
+    let text = prompt("Segment the dogs in the image.");
+    let params = SessionParams::default().with_n_ctx(1024);
+    let mut host = AdapterHost::load(&path).unwrap();
+    let run = |host: &mut AdapterHost, adapter: Option<&str>| {
+        host.with_session(&params, adapter, |s| s.generate(&text, &greedy(12)))
+            .unwrap()
+    };
+    let base = run(&mut host, None);
+    assert_eq!(base.stats.reused_tokens, 0);
+    assert!(
+        run(&mut host, None).stats.reused_tokens > 0,
+        "the kept session's cache serves the same prompt again"
+    );
+    host.hold_adapter("a", &adapter_path).unwrap();
+    host.hold_adapter("b", &adapter_path).unwrap();
+    let first = run(&mut host, Some("a"));
+    assert_eq!(
+        first.stats.reused_tokens, 0,
+        "a new adapter clears the cache"
+    );
+    assert_eq!(
+        first.tokens, base.tokens,
+        "a zero adapter changed the output"
+    );
+    assert!(run(&mut host, Some("a")).stats.reused_tokens > 0);
+    assert_eq!(run(&mut host, Some("b")).stats.reused_tokens, 0);
+    // No adapter after one: a fresh session, since only an adapter detaches.
+    let plain = run(&mut host, None);
+    assert_eq!(plain.stats.reused_tokens, 0);
+    assert_eq!(plain.tokens, base.tokens);
+
+    let err = host
+        .with_session(&params, Some("c"), |s| s.generate(&text, &greedy(1)))
+        .unwrap_err();
+    assert!(err.to_string().contains("\"c\""), "{err}");
+    // "a" and "b" and 30 more fill the budget; the next load reloads the
+    // model, and the held adapters go with it.
+    for n in 0..ADAPTERS_PER_MODEL_LOAD - 2 {
+        host.hold_adapter(&n.to_string(), &adapter_path).unwrap();
+    }
+    assert!(host.holds("a") && host.holds("29"));
+    host.hold_adapter("last", &adapter_path).unwrap();
+    assert!(!host.holds("a") && !host.holds("29") && host.holds("last"));
+    assert_eq!(run(&mut host, Some("last")).tokens, base.tokens);
 }
 
 #[test]

@@ -409,7 +409,7 @@ fn run_mode(
         let mut adapter = adapter_path
             .map(|p| host.load_adapter(p).map(|(adapter, _)| adapter))
             .transpose()?;
-        let mut session = host.model().session(session_params.clone())?;
+        let mut session = host.model()?.session(session_params.clone())?;
         if let Some(adapter) = adapter.as_mut() {
             session.set_adapter(adapter, 1.0)?;
         }

@@ -4,13 +4,15 @@
 //! and scores them where the queries carry answers.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::adapter::AdapterSource;
+use loragen_agent::adapter::{check_adapter, AdapterSource};
 use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, Session, SessionParams};
-use loragen_agent::store::{ModelChoice, Role};
+use loragen_agent::runtime::{
+    AdapterHost, Completion, FinishReason, GenerateParams, SessionParams,
+};
+use loragen_agent::store::{model_sha256, ModelChoice, Role};
 use loragen_gpt4tools::generic::{
     load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
 };
@@ -18,10 +20,13 @@ use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
 use loragen_gpt4tools::RecordLog;
 use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
-use loragen_tools::render::system_prompt;
+use loragen_tools::render::{fingerprint, system_prompt};
 use loragen_tools::ToolRegistry;
 
 use crate::cli::{EvalArgs, ModelArgs};
+
+/// The host's key for the adapter given with `--adapter`.
+const GIVEN_ADAPTER: &str = "--adapter";
 
 pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     // The servers' tools are what the queries are offered; the eval never
@@ -99,6 +104,10 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let session_params = SessionParams::default().with_prefix_reuse(args.mode.reuses_prefix());
     let stop = super::interrupt_flag()?;
     let mut host = AdapterHost::load(&path)?;
+    if let Some(adapter) = &args.adapter {
+        check_adapter(adapter, &model_sha256(&path)?)?;
+        host.hold_adapter(GIVEN_ADAPTER, adapter)?;
+    }
 
     let bar = ProgressBar::new(todo.len() as u64);
     if let Ok(style) =
@@ -107,47 +116,44 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix("eval");
-    if let Some(compiler) = compiler.as_mut() {
-        // Each query's tools compiled into its own adapter (through the
-        // compile cache); llama.cpp frees adapters only with their model.
-        let adapters = tempfile::tempdir()?;
-        let mut compile_s = 0.0;
-        for (n, query) in todo.into_iter().enumerate() {
-            let offered = tools.for_query(query)?;
-            let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-            let started = std::time::Instant::now();
-            let out = adapters.path().join(format!("{n}.gguf"));
-            let compiled = compiler.compile_adapter(&system_prompt(&specs), &out, true)?;
-            compile_s += started.elapsed().as_secs_f64();
-            let (mut adapter, _) = host.load_adapter(&compiled.path)?;
-            let mut session = host.model().session(session_params.clone())?;
-            session.set_adapter(&mut adapter, 1.0)?;
-            let grammar = grammars.get(query.id.as_str()).cloned();
-            if !answer(&mut session, query, &specs, grammar, &args, &mut log, &stop)? {
-                break;
+    // Each distinct tool list is compiled into its own adapter (through the
+    // compile cache) and held by the host under its fingerprint.
+    let adapters = tempfile::tempdir()?;
+    let mut compile_s = 0.0;
+    for query in todo {
+        let offered = tools.for_query(query)?;
+        let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
+        let adapter = match compiler.as_mut() {
+            Some(compiler) => {
+                let system = system_prompt(&specs);
+                let key = fingerprint(&system);
+                if !host.holds(&key) {
+                    let started = std::time::Instant::now();
+                    let out = adapters.path().join(format!("{key}.gguf"));
+                    let compiled = compiler.compile_adapter(&system, &out, true)?;
+                    compile_s += started.elapsed().as_secs_f64();
+                    host.hold_adapter(&key, &compiled.path)?;
+                }
+                Some(key)
             }
-            bar.inc(1);
+            None => args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
+        };
+        let prompt = query_prompt(query, args.mode.definitions_in_context().then_some(&specs));
+        let params = GenerateParams::default()
+            .with_max_tokens(args.max_tokens)
+            .with_stop(STEP_STOPS)
+            .with_grammar(grammars.get(query.id.as_str()).cloned());
+        let completion = host.with_session(&session_params, adapter.as_deref(), |session| {
+            session.generate_streaming(&prompt, &params, super::until(&stop))
+        })?;
+        if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
+            break;
         }
+        log.append(score(query, &completion))?;
+        bar.inc(1);
+    }
+    if compiler.is_some() {
         println!("compiling the queries' tools took {compile_s:.1} s in all (not part of the per-query latency)");
-    } else {
-        let mut adapter = args
-            .adapter
-            .as_ref()
-            .map(|p| super::load_checked_adapter(&mut host, &path, p))
-            .transpose()?;
-        let mut session = host.model().session(session_params)?;
-        if let Some(adapter) = adapter.as_mut() {
-            session.set_adapter(adapter, 1.0)?;
-        }
-        for query in todo {
-            let offered = tools.for_query(query)?;
-            let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-            let grammar = grammars.get(query.id.as_str()).cloned();
-            if !answer(&mut session, query, &specs, grammar, &args, &mut log, &stop)? {
-                break;
-            }
-            bar.inc(1);
-        }
     }
     bar.finish();
     let baseline = args
@@ -169,30 +175,12 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Generates and scores one query's message and appends its record;
-/// `false` when the run was interrupted.
-fn answer(
-    session: &mut Session<'_>,
-    query: &Query,
-    specs: &[loragen_tools::ToolSpec],
-    grammar: Option<String>,
-    args: &EvalArgs,
-    log: &mut RecordLog<EvalRecord>,
-    stop: &AtomicBool,
-) -> anyhow::Result<bool> {
-    let prompt = query_prompt(query, args.mode.definitions_in_context().then_some(specs));
-    let params = GenerateParams::default()
-        .with_max_tokens(args.max_tokens)
-        .with_stop(STEP_STOPS)
-        .with_grammar(grammar);
-    let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
-    if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
-        return Ok(false);
-    }
+/// The record of `query` answered by `completion`, scored.
+fn score(query: &Query, completion: &Completion) -> EvalRecord {
     let ParsedCalls { calls, problem } = parse_calls(completion.text.as_bytes());
     let correct = score_query(query, &calls);
     let s = completion.stats;
-    log.append(EvalRecord {
+    EvalRecord {
         id: query.id.clone(),
         calls,
         correct,
@@ -201,8 +189,7 @@ fn answer(
         prompt_tokens: s.prompt_tokens,
         prefill_ms: s.prefill_ms,
         decode_ms: s.decode_ms,
-    })?;
-    Ok(true)
+    }
 }
 
 /// The prompt of `query`, with the JSON rendering of `specs` as its system

@@ -119,7 +119,7 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|p| super::load_checked_adapter(&mut host, &path, p))
             .transpose()?;
-        let mut session = host.model().session(SessionParams::default())?;
+        let mut session = host.model()?.session(SessionParams::default())?;
         if let Some(adapter) = adapter.as_mut() {
             session.set_adapter(adapter, 1.0)?;
         }

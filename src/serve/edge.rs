@@ -3,14 +3,13 @@
 //! generation at a time, taking jobs from a bounded queue; a full queue is
 //! a 503 for the caller, and `/health` and `/metrics` answer meanwhile.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loragen_agent::adapter::{check_adapter, AdapterSource};
-use loragen_agent::runtime::{Adapter, AdapterHost, FinishReason, GenerateParams, SessionParams};
+use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, SessionParams};
 use loragen_tools::render::fingerprint;
 use tokio::sync::mpsc;
 
@@ -146,14 +145,15 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
 
 /// The edge model in llama.cpp with the adapters compiled for the request
 /// tool lists it has seen, attached per request without reloading the
-/// model (up to [`loragen_agent::runtime::ADAPTERS_PER_MODEL_LOAD`], then the model is reloaded and
-/// the adapters with it).
+/// model (up to [`loragen_agent::runtime::ADAPTERS_PER_MODEL_LOAD`], then
+/// the model is reloaded and the adapters with it). Requests run on the
+/// host's kept session, so a conversation's next turn under the same tools
+/// prefills only its new messages.
 pub struct LlamaEdge {
     model_path: PathBuf,
     edge_sha256: String,
+    /// Holds the loaded adapters by registry fingerprint.
     host: AdapterHost,
-    /// Loaded adapters by registry fingerprint.
-    adapters: HashMap<String, Adapter>,
     source: Box<dyn AdapterSource>,
     /// Where compiled or fetched adapters are kept, `<fingerprint>.gguf`.
     dir: PathBuf,
@@ -164,7 +164,6 @@ impl std::fmt::Debug for LlamaEdge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlamaEdge")
             .field("model", &self.model_path)
-            .field("adapters", &self.adapters.len())
             .finish_non_exhaustive()
     }
 }
@@ -184,7 +183,6 @@ impl LlamaEdge {
             host: AdapterHost::load(model_path)?,
             model_path: model_path.to_owned(),
             edge_sha256,
-            adapters: HashMap::new(),
             source,
             dir,
             session,
@@ -194,7 +192,7 @@ impl LlamaEdge {
     /// Makes sure the adapter of `system` is loaded; whether it was already
     /// on this server (loaded, or on disk with a manifest that checks).
     fn ensure_adapter(&mut self, system: &str, fingerprint: &str) -> Result<bool> {
-        if self.adapters.contains_key(fingerprint) {
+        if self.host.holds(fingerprint) {
             return Ok(true);
         }
         let path = self.dir.join(format!("{fingerprint}.gguf"));
@@ -204,11 +202,7 @@ impl LlamaEdge {
             // What came from elsewhere is checked like any adapter.
             check_adapter(&path, &self.edge_sha256)?;
         }
-        let (adapter, reloaded) = self.host.load_adapter(&path)?;
-        if reloaded {
-            self.adapters.clear();
-        }
-        self.adapters.insert(fingerprint.to_owned(), adapter);
+        self.host.hold_adapter(fingerprint, &path)?;
         Ok(on_disk)
     }
 }
@@ -224,11 +218,11 @@ impl EdgeBackend for LlamaEdge {
             (Some(system), Some(fp)) => Some(self.ensure_adapter(system, fp)?),
             _ => None,
         };
-        let mut session = self.host.model().session(self.session.clone())?;
-        if let Some(adapter) = registry.and_then(|fp| self.adapters.get_mut(&fp)) {
-            session.set_adapter(adapter, 1.0)?;
-        }
-        let completion = session.generate_streaming(&job.prompt, &job.params, on_text)?;
+        let completion = self
+            .host
+            .with_session(&self.session, registry.as_deref(), |session| {
+                session.generate_streaming(&job.prompt, &job.params, on_text)
+            })?;
         Ok(Generated {
             text: completion.text,
             truncated: completion.finish == FinishReason::MaxTokens,

@@ -1,6 +1,7 @@
 //! A safe edge runtime over llama.cpp: models, sessions with KV-prefix
 //! reuse, constrained sampling, LoRA adapters and hidden states.
 
+mod host;
 mod load_log;
 mod model;
 mod params;
@@ -13,8 +14,9 @@ use std::sync::OnceLock;
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 
+pub use host::{AdapterHost, ADAPTERS_PER_MODEL_LOAD};
 pub use llama_cpp_2::token::LlamaToken;
-pub use model::{Adapter, AdapterHost, Model, ADAPTERS_PER_MODEL_LOAD};
+pub use model::{Adapter, Model};
 pub use params::{GenerateParams, Sampling, SessionParams};
 pub use session::{Completion, FinishReason, Session};
 pub use stats::Stats;

@@ -1,6 +1,7 @@
 //! A loaded GGUF model and the LoRA adapters attached to it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -12,10 +13,6 @@ use super::params::SessionParams;
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::store::check_gguf;
-
-/// llama.cpp frees a LoRA adapter only with its model, so [`AdapterHost`]
-/// reloads the model after this many adapters (each holds about 9 MB).
-pub const ADAPTERS_PER_MODEL_LOAD: usize = 32;
 
 /// A model loaded into llama.cpp. Sessions borrow it, so many sessions can
 /// share one copy of the weights.
@@ -39,7 +36,13 @@ impl std::fmt::Debug for Model {
 pub struct Adapter {
     pub(crate) inner: LlamaLoraAdapter,
     path: PathBuf,
+    /// Unique in the process: a session knows by it which adapter it has
+    /// attached, and keeps its KV cache when asked for the same one again.
+    pub(crate) id: u64,
 }
+
+/// The id of the next adapter loaded.
+static NEXT_ADAPTER_ID: AtomicU64 = AtomicU64::new(0);
 
 impl std::fmt::Debug for Adapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,7 +167,7 @@ impl Model {
     }
 
     /// Loads a GGUF LoRA adapter made for this model. It stays in memory
-    /// until the model is dropped (see [`ADAPTERS_PER_MODEL_LOAD`]).
+    /// until the model is dropped (see [`super::ADAPTERS_PER_MODEL_LOAD`]).
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<Adapter> {
         let path = path.as_ref();
         check_gguf(path)?;
@@ -176,64 +179,12 @@ impl Model {
         Ok(Adapter {
             inner,
             path: path.to_path_buf(),
+            id: NEXT_ADAPTER_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
     /// Opens a session: a context with its own KV cache.
     pub fn session(&self, params: SessionParams) -> Result<Session<'_>> {
         Session::new(self, params)
-    }
-}
-
-/// A model that loads many adapters over its life (one per registry).
-/// Holding [`ADAPTERS_PER_MODEL_LOAD`] adapters and asked for another, it
-/// reloads itself from its file first, since llama.cpp frees adapters only
-/// with their model. The one owner of that rule for evaluation, benchmarks
-/// and the server.
-///
-/// # Examples
-///
-/// ```no_run
-/// use loragen_agent::runtime::{AdapterHost, SessionParams};
-///
-/// let mut host = AdapterHost::load("edge.gguf")?;
-/// for registry in ["tools-a.gguf", "tools-b.gguf"] {
-///     let (mut adapter, _reloaded) = host.load_adapter(registry)?;
-///     let mut session = host.model().session(SessionParams::default())?;
-///     session.set_adapter(&mut adapter, 1.0)?;
-/// }
-/// # Ok::<(), loragen_agent::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct AdapterHost {
-    model: Model,
-    loaded: usize,
-}
-
-impl AdapterHost {
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(AdapterHost {
-            model: Model::load(path)?,
-            loaded: 0,
-        })
-    }
-
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    /// Loads an adapter, reloading the model first when it holds
-    /// [`ADAPTERS_PER_MODEL_LOAD`] of them; the flag says whether it did,
-    /// in which case every adapter loaded before is void and must be
-    /// dropped without use.
-    pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<(Adapter, bool)> {
-        let reloaded = self.loaded == ADAPTERS_PER_MODEL_LOAD;
-        if reloaded {
-            self.model = Model::load(&self.model.path)?;
-            self.loaded = 0;
-        }
-        let adapter = self.model.load_adapter(path)?;
-        self.loaded += 1;
-        Ok((adapter, reloaded))
     }
 }

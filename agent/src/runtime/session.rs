@@ -46,6 +46,8 @@ pub struct Session<'m> {
     batch: LlamaBatch<'static>,
     params: SessionParams,
     cached: Vec<LlamaToken>,
+    /// The adapter attached now, by id, with its scale.
+    adapter: Option<(u64, f32)>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -92,6 +94,7 @@ impl<'m> Session<'m> {
                 ..params
             },
             cached: Vec::new(),
+            adapter: None,
         })
     }
 
@@ -114,12 +117,18 @@ impl<'m> Session<'m> {
         self.cached.clear();
     }
 
-    /// Applies a LoRA adapter with `scale`; the KV cache is cleared because
-    /// states computed without the adapter no longer match.
+    /// Applies a LoRA adapter with `scale`, in place of any other. The KV
+    /// cache is cleared because states computed without the adapter no
+    /// longer match; asked for the adapter and scale already attached, it
+    /// changes nothing and the cache stays.
     pub fn set_adapter(&mut self, adapter: &mut Adapter, scale: f32) -> Result<()> {
+        if self.adapter == Some((adapter.id, scale)) {
+            return Ok(());
+        }
         self.ctx
             .lora_adapter_set(&mut adapter.inner, scale)
             .map_err(|e| Error::llama("adapter attach", e))?;
+        self.adapter = Some((adapter.id, scale));
         self.clear_cache();
         Ok(())
     }
@@ -129,8 +138,14 @@ impl<'m> Session<'m> {
         self.ctx
             .lora_adapter_remove(&mut adapter.inner)
             .map_err(|e| Error::llama("adapter detach", e))?;
+        self.adapter = None;
         self.clear_cache();
         Ok(())
+    }
+
+    /// Whether an adapter is attached.
+    pub fn has_adapter(&self) -> bool {
+        self.adapter.is_some()
     }
 
     /// Generates a completion of `prompt`.
