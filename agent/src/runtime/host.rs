@@ -85,13 +85,11 @@ impl AdapterHost {
 
     /// The model, for sessions of the caller's own.
     pub fn model(&self) -> Result<&Model> {
-        Ok(self.loaded()?.borrow_owner())
-    }
-
-    fn loaded(&self) -> Result<&Loaded> {
-        self.loaded
+        let loaded = self
+            .loaded
             .as_ref()
-            .ok_or_else(|| reload_failed(&self.path))
+            .ok_or_else(|| reload_failed(&self.path))?;
+        Ok(loaded.borrow_owner())
     }
 
     /// Loads an adapter that the caller holds, reloading the model first
