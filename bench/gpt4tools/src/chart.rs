@@ -18,10 +18,14 @@ const FONTS: [&str; 4] = [
     "/System/Library/Fonts/Supplemental/Arial.ttf",
 ];
 
-/// Draws one chart into `stem.svg` and `stem.png`, through the same code.
+/// Draws one chart into `stem.svg` and `stem.png`, through the same code,
+/// making the directory they go in if need be.
 macro_rules! svg_and_png {
     ($stem:expr, $size:expr, $draw:ident ( $($arg:expr),* )) => {{
         register_font()?;
+        if let Some(dir) = $stem.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
         $draw(
             SVGBackend::new(&$stem.with_extension("svg"), $size).into_drawing_area(),
             $($arg),*
@@ -263,7 +267,7 @@ mod tests {
                 .collect(),
         };
         let dir = tempfile::tempdir().unwrap();
-        let stem = dir.path().join("curves");
+        let stem = dir.path().join("new").join("curves");
         write_curves(&[curve("generator", 2.0), curve("lora", 3.0)], &stem, "t").unwrap();
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
         assert!(svg.contains("generator") && svg.contains("lora"));
