@@ -104,8 +104,9 @@ pub struct ServeArgs {
     pub role: ServeRole,
     /// The generator: a checkpoint directory (compiles in this process), or
     /// for the edge role the URL of a cloud role (`http://host:port`).
+    /// Default: $LORAGEN_GENERATOR, else the shipped one.
     #[arg(long, value_name = "DIR|URL")]
-    pub generator: String,
+    pub generator: Option<String>,
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
     /// 0 picks a free port (printed at start).
@@ -146,9 +147,10 @@ pub struct CompileArgs {
     /// A file holding the system part to compile (persona, tool lines, protocol rules).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["registry", "mcp_config"])]
     pub system_file: Option<PathBuf>,
-    /// The generator: a checkpoint or snapshot directory of `loragen train generator`.
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: PathBuf,
+    /// The generator: a checkpoint or snapshot directory of `loragen train
+    /// generator` (default: $LORAGEN_GENERATOR, else the shipped one).
+    #[arg(long, visible_alias = "generator", value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
     /// Where to write the GGUF adapter; its manifest goes beside it as <OUT>.manifest.json.
     #[arg(short, long, value_name = "FILE")]
     pub out: PathBuf,
@@ -530,9 +532,10 @@ pub struct BenchCallsArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchCompileArgs {
-    /// A generator checkpoint or snapshot directory.
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: PathBuf,
+    /// A generator checkpoint or snapshot directory (default:
+    /// $LORAGEN_GENERATOR, else the shipped one).
+    #[arg(long, visible_alias = "generator", value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
 }

@@ -5,6 +5,7 @@
 //! command-line program.
 
 pub mod serve;
+pub mod setup;
 
 pub use loragen_agent as agent;
 pub use loragen_generator as generator;

@@ -43,32 +43,34 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let models = cli.models;
+    // Models and the generator are resolved through one value, once.
+    let models =
+        loragen::setup::Setup::from_env(cli.models.edge_model, cli.models.cloud_model, None)?;
     match cli.command {
         cli::Command::Models(cmd) => cmd::models::run(cmd, &models),
         cli::Command::Generate(args) => cmd::generate::run(args, &models),
-        cli::Command::Repl(args) => cmd::repl::run(args, &models),
+        cli::Command::Repl(args) => cmd::repl::run(args, models),
         cli::Command::Bench(cli::BenchCommand::Runtime(args)) => {
             cmd::bench_runtime::run(args, &models)
         }
         cli::Command::Bench(cli::BenchCommand::Gpt4tools(args)) => {
-            cmd::bench_gpt4tools::run(args, &models)
+            cmd::bench_gpt4tools::run(args, models)
         }
         cli::Command::Data(cmd) => cmd::data::run(cmd, &models),
-        cli::Command::Eval(args) => cmd::eval::run(args, &models),
+        cli::Command::Eval(args) => cmd::eval::run(args, models),
         cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
         cli::Command::Bench(cli::BenchCommand::Edge(args)) => cmd::bench_edge::run(args, &models),
         cli::Command::Bench(cli::BenchCommand::Calls(args)) => {
             cmd::bench_calls::run(&args, &models)
         }
         cli::Command::Bench(cli::BenchCommand::Compile(args)) => {
-            cmd::bench_compile::run(&args, &models)
+            cmd::bench_compile::run(&args, models)
         }
         cli::Command::Bench(cli::BenchCommand::Compare(args)) => cmd::bench_curve::compare(&args),
         cli::Command::Bench(cli::BenchCommand::Curve(args)) => cmd::bench_curve::curve(&args),
         cli::Command::Train(cmd) => cmd::train::run(cmd, &models),
-        cli::Command::Compile(args) => cmd::compile::run(args, &models),
-        cli::Command::Serve(args) => cmd::serve::run(args, &models),
+        cli::Command::Compile(args) => cmd::compile::run(args, models),
+        cli::Command::Serve(args) => cmd::serve::run(args, models),
         cli::Command::Tools(cli::ToolsCommand::List(args)) => cmd::tools::list(&args),
     }
 }

@@ -258,6 +258,28 @@ fn eval_writes_calls_scores_and_resumes() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("resuming"));
     assert_eq!(lines(&out_file), 2);
 
+    // A rerun into the same file with another mode would resume and mix
+    // two runs' records: refused, naming what differs, nothing appended.
+    let sidecar = dir.path().join("calls.jsonl.settings.json");
+    assert!(sidecar.exists());
+    let mut other = args.to_vec();
+    other.extend(["--mode", "in-context-cached"]);
+    let refused = loragen(&other);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("other settings (mode in-context -> in-context-cached)"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(lines(&out_file), 2);
+    // Output written before the sidecar existed has none: still accepted.
+    std::fs::remove_file(&sidecar).unwrap();
+    let old = loragen(&args);
+    assert!(old.status.success());
+    assert!(String::from_utf8_lossy(&old.stdout).contains("resuming"));
+    assert!(!sidecar.exists());
+
     std::fs::write(
         &queries,
         r#"{"id": "x", "messages": [], "tools": ["nope"]}"#,

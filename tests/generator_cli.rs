@@ -131,6 +131,26 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
     let warm = ok(&compile());
     assert!(warm.contains("from the compile cache"), "{warm}");
     assert_eq!(std::fs::read(&out).unwrap(), first);
+    // Without --checkpoint, LORAGEN_GENERATOR names the generator.
+    let by_env = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args([
+            "compile",
+            "--registry",
+            "gpt4tools",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .env("LORAGEN_HOME", dir.path())
+        .env(Role::Edge.env_var(), common::model_path(Role::Edge))
+        .env(Role::Cloud.env_var(), common::model_path(Role::Cloud))
+        .env("LORAGEN_GENERATOR", &checkpoint)
+        .output()
+        .unwrap();
+    let by_env = ok(&by_env);
+    assert!(
+        by_env.contains("(LORAGEN_GENERATOR)") && by_env.contains("from the compile cache"),
+        "{by_env}"
+    );
 
     // MCP servers' tools compile like a registry; a server whose tool list
     // changes (the time server names its local timezone in its schemas)
@@ -214,6 +234,24 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
     )
     .unwrap();
     refused(&out, "compiled for the edge model");
+    // `generate` loads adapters through the same host check.
+    let used = loragen(
+        dir.path(),
+        &[
+            "generate",
+            "--prompt",
+            "Human: hi",
+            "--max-tokens",
+            "1",
+            "--adapter",
+            out.to_str().unwrap(),
+        ],
+    );
+    let err = failed(&used);
+    assert!(
+        err.contains("compiled for the edge model 000000000000") && err.contains("gpt4tools.gguf"),
+        "{err}"
+    );
     std::fs::write(
         dir.path().join("out/gpt4tools.gguf.manifest.json"),
         serde_json::to_vec(&manifest).unwrap(),

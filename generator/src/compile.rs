@@ -29,8 +29,10 @@ pub struct CompilerSpec<'a> {
     pub edge_sha256: &'a str,
     pub cloud_path: &'a Path,
     pub cloud_sha256: &'a str,
-    /// `$LORAGEN_HOME`: features/ and compiled/ live under it.
-    pub home: &'a Path,
+    /// The cache of cloud features per block.
+    pub features_dir: &'a Path,
+    /// The compile cache.
+    pub compiled_dir: &'a Path,
 }
 
 /// What a compile produced.
@@ -83,7 +85,7 @@ impl Compiler {
         let weights = spec.checkpoint.join(MODEL_FILE);
         let generator_sha256 = sha256_file(&weights).map_err(io_at(&weights))?;
         let features = FeatureCache::new(
-            &spec.home.join("features"),
+            spec.features_dir,
             spec.cloud_sha256,
             config.meta_source,
             config.edge_layers,
@@ -95,7 +97,7 @@ impl Compiler {
             edge_path: spec.edge_path.to_path_buf(),
             edge_sha256: spec.edge_sha256.to_owned(),
             cloud_sha256: spec.cloud_sha256.to_owned(),
-            compiled_dir: spec.home.join("compiled"),
+            compiled_dir: spec.compiled_dir.to_path_buf(),
             features,
             cloud: Cloud::new(spec.cloud_path),
             built: None,
@@ -203,6 +205,12 @@ impl AdapterSource for Compiler {
         self.compile(system, out, cache)
             .map(|c| c.artifact)
             .map_err(|e| loragen_agent::Error::Compile(Box::new(e)))
+    }
+
+    fn is_current(&self, manifest: &Manifest) -> bool {
+        manifest.generator_sha256 == self.generator_sha256
+            && manifest.edge_sha256 == self.edge_sha256
+            && manifest.cloud_sha256 == self.cloud_sha256
     }
 }
 

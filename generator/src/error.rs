@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// No generator was named and none is shipped.
+    #[error("no generator checkpoint: give --generator DIR, set LORAGEN_GENERATOR=DIR, or train the shipped one into {} (scripts/train-default-generator.sh)", shipped.display())]
+    NoGenerator { shipped: PathBuf },
+
     /// A GGUF file lacks something the caller needs.
     #[error("{}: {detail}", path.display())]
     Gguf { path: PathBuf, detail: String },

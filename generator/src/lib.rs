@@ -9,6 +9,7 @@ pub mod gating;
 pub mod gguf_lora;
 pub mod merge;
 pub mod model;
+pub mod shipped;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -9,9 +9,10 @@ use loragen_generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
 use loragen_generator::merge::write_merged;
 
 use super::file_mib;
-use crate::cli::{AdapterCommand, AdapterExportArgs, AdapterMergeArgs, ModelArgs};
+use crate::cli::{AdapterCommand, AdapterExportArgs, AdapterMergeArgs};
+use loragen::setup::Setup;
 
-pub fn run(cmd: AdapterCommand, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(cmd: AdapterCommand, models: &Setup) -> anyhow::Result<()> {
     match cmd {
         AdapterCommand::Export(args) => export(&args),
         AdapterCommand::Merge(args) => merge(&args, models),
@@ -34,9 +35,9 @@ fn export(args: &AdapterExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn merge(args: &AdapterMergeArgs, models: &ModelArgs) -> anyhow::Result<()> {
+fn merge(args: &AdapterMergeArgs, models: &Setup) -> anyhow::Result<()> {
     anyhow::ensure!(args.scale.is_finite(), "--scale must be a finite number");
-    let base = super::resolve_model(&args.model, models)?;
+    let base = models.model(&args.model)?;
     anyhow::ensure!(
         base != args.out,
         "--out must not be the model being merged into ({})",

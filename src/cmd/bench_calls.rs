@@ -10,7 +10,6 @@
 use std::time::Instant;
 
 use loragen_agent::runtime::{GenerateParams, Model, SessionParams};
-use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::generic::{load_queries, parse_calls, score_query, ToolDef, ToolSet};
 use loragen_gpt4tools::report::quantile;
 use loragen_gpt4tools::stats::mean;
@@ -18,7 +17,8 @@ use loragen_tools::protocol::STEP_STOPS;
 use serde_json::json;
 
 use super::eval::{grammar_for, query_prompt};
-use crate::cli::{BenchCallsArgs, ModelArgs};
+use crate::cli::BenchCallsArgs;
+use loragen::setup::Setup;
 
 /// What one decoding way did over the queries.
 #[derive(Debug, Default)]
@@ -69,7 +69,7 @@ impl Tally {
     }
 }
 
-pub fn run(args: &BenchCallsArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchCallsArgs, models: &Setup) -> anyhow::Result<()> {
     let tools = ToolSet::load(&args.tools)?;
     let mut queries = load_queries(&args.queries)?;
     queries.truncate(args.limit);
@@ -78,7 +78,7 @@ pub fn run(args: &BenchCallsArgs, models: &ModelArgs) -> anyhow::Result<()> {
         "{} holds no queries",
         args.queries.display()
     );
-    let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+    let path = models.edge()?.path.clone();
     let model = Model::load(&path)?;
     let mut session = model.session(SessionParams::default().with_prefix_reuse(false))?;
     // Unconstrained, constrained, constrained with jump-forward.

@@ -6,20 +6,22 @@
 use std::time::Instant;
 
 use loragen_agent::runtime::{Model, SessionParams};
-use loragen_agent::store::{ModelChoice, Role};
 use loragen_tools::gpt4tools::{render_system_prompt, TOOLS};
 
-use crate::cli::{BenchCompileArgs, ModelArgs};
+use crate::cli::BenchCompileArgs;
+use loragen::setup::Setup;
 
-pub fn run(args: &BenchCompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchCompileArgs, models: Setup) -> anyhow::Result<()> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be positive");
+    let models = models.with_generator(args.checkpoint.clone());
+    let generator = models.generator()?;
     let system = render_system_prompt(&TOOLS);
-    let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
+    let cloud_path = models.cloud()?.path.clone();
     println!(
         "registry: the {}-tool GPT4Tools system part, {} bytes; generator {}",
         TOOLS.len(),
         system.len(),
-        args.checkpoint.display()
+        generator.dir.display()
     );
     println!("| round | bare prefill s (load + prefill) | tokens | cold compile s | cloud tokens | cold / bare | warm compile s |");
     println!("|---|---|---|---|---|---|---|");
@@ -41,15 +43,13 @@ pub fn run(args: &BenchCompileArgs, models: &ModelArgs) -> anyhow::Result<()> {
         let home = tempfile::tempdir()?;
         let out = home.path().join("tools.gguf");
         let started = Instant::now();
-        let mut compiler =
-            super::compile::open_compiler(&args.checkpoint, models, Some(home.path()))?;
+        let mut compiler = models.compiler_in(Some(home.path()))?;
         let cold = compiler.compile(&system, &out, true)?;
         let cold_s = started.elapsed().as_secs_f64();
         anyhow::ensure!(!cold.artifact.cached, "the cold compile hit a cache");
 
         let started = Instant::now();
-        let mut compiler =
-            super::compile::open_compiler(&args.checkpoint, models, Some(home.path()))?;
+        let mut compiler = models.compiler_in(Some(home.path()))?;
         let warm = compiler.compile(&system, &out, true)?;
         let warm_s = started.elapsed().as_secs_f64();
         anyhow::ensure!(warm.artifact.cached, "the warm compile missed the cache");

@@ -10,22 +10,21 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::adapter::{check_adapter, AdapterSource};
+use loragen_agent::adapter::AdapterCache;
 use loragen_agent::grammar::call_grammar;
-use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, SessionParams};
+use loragen_agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen_agent::store::{model_sha256, ModelChoice, Role};
-use loragen_generator::compile::Compiler;
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
 use loragen_tools::digest::sha256_hex;
 use loragen_tools::protocol::STEP_STOPS;
-use loragen_tools::render::fingerprint;
 use loragen_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{BenchGpt4toolsArgs, ModelArgs};
+use crate::cli::BenchGpt4toolsArgs;
+use loragen::setup::Setup;
 
-pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
     if args.rescore {
         return rescore(&args);
     }
@@ -38,9 +37,10 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     } else {
         args.mode.clone()
     };
+    let models = models.with_generator(args.generator.clone());
     let mut plans: Vec<ModePlan> = modes
         .iter()
-        .map(|&m| ModePlan::new(m, &args, models))
+        .map(|&m| ModePlan::new(m, &args, &models))
         .collect::<anyhow::Result<_>>()?;
     let text = std::fs::read(&data).with_context(|| format!("cannot read {}", data.display()))?;
     let mut items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
@@ -53,10 +53,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!items.is_empty(), "{} holds no items", data.display());
     let out = args.out.clone().unwrap_or_else(|| default_out(&data));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let generator_sha256 = plans
-        .iter()
-        .find_map(|p| p.generator.as_ref())
-        .map(|g| g.generator_sha256().to_owned());
+    let generator_sha256 = plans.iter().find_map(|p| p.generator_sha256.clone());
     let artifact_sha256 = plans
         .iter()
         .map(|p| {
@@ -75,7 +72,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<()> {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        run_mode(plan, &items, &mut log, &args, &stop)?;
+        run_mode(plan, &models, &items, &mut log, &args, &stop)?;
     }
 
     let ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
@@ -163,6 +160,9 @@ fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
 }
 
 const RECORDS: &str = "records.jsonl";
+
+/// The host's key for a mode's fixed adapter (`--adapter`, `--lora-adapter`).
+const FIXED_ADAPTER: &str = "fixed";
 
 /// The settings a run directory was made with (`run.json`): resuming with
 /// other settings would mix incomparable records, and rescoring needs the
@@ -283,10 +283,12 @@ impl RunMeta {
 /// What one mode runs: which model file, adapter and prompt.
 struct ModePlan {
     mode: Mode,
-    model: PathBuf,
+    model: ModelChoice,
     adapter: Option<PathBuf>,
-    /// Compiled mode with a generator: an adapter per system part.
-    generator: Option<Compiler>,
+    /// Compiled mode with a generator: an adapter per system part, each
+    /// compiled anew (the compile cache off) into a temporary directory.
+    adapters: Option<(AdapterCache, tempfile::TempDir)>,
+    generator_sha256: Option<String>,
     with_system: bool,
     reuse_prefix: bool,
 }
@@ -295,46 +297,50 @@ impl ModePlan {
     /// sha256 of the fixed adapter, or of the model file when it is not
     /// the edge model (a merged model).
     fn artifact_sha256(&self) -> anyhow::Result<Option<String>> {
-        let file = match &self.adapter {
-            Some(adapter) => adapter,
-            None if self.mode == Mode::Compiled && self.generator.is_none() => &self.model,
-            None => return Ok(None),
+        let file = match (&self.adapter, &self.model) {
+            (Some(adapter), _) => adapter,
+            (None, ModelChoice::Path(merged)) => merged,
+            (None, ModelChoice::Role(_)) => return Ok(None),
         };
         Ok(Some(model_sha256(file)?))
     }
 
-    fn new(mode: Mode, args: &BenchGpt4toolsArgs, models: &ModelArgs) -> anyhow::Result<Self> {
-        let edge = || super::resolve_model(&ModelChoice::Role(Role::Edge), models);
+    fn new(mode: Mode, args: &BenchGpt4toolsArgs, models: &Setup) -> anyhow::Result<Self> {
+        let edge = ModelChoice::Role(Role::Edge);
         let plan = |model, adapter, with_system, reuse_prefix| ModePlan {
             mode,
             model,
             adapter,
-            generator: None,
+            adapters: None,
+            generator_sha256: None,
             with_system,
             reuse_prefix,
         };
         Ok(match mode {
-            Mode::InContext => plan(edge()?, None, true, false),
-            Mode::InContextCached => plan(edge()?, None, true, true),
-            Mode::Compiled => match (&args.adapter, &args.merged_model, &args.generator) {
-                (Some(a), None, None) => {
-                    let edge = edge()?;
-                    check_adapter(a, &model_sha256(&edge)?)?;
-                    plan(edge, Some(a.clone()), false, false)
-                }
-                (None, Some(m), None) => plan(m.clone(), None, false, false),
-                (None, None, Some(checkpoint)) => {
-                    let mut p = plan(edge()?, None, false, false);
-                    p.generator = Some(super::compile::open_compiler(checkpoint, models, None)?);
+            Mode::InContext => plan(edge, None, true, false),
+            Mode::InContextCached => plan(edge, None, true, true),
+            // An explicit adapter or merged model wins over the generator,
+            // which is --generator, LORAGEN_GENERATOR or the shipped one.
+            Mode::Compiled => match (&args.adapter, &args.merged_model) {
+                (Some(a), None) => plan(edge, Some(a.clone()), false, false),
+                (None, Some(m)) => plan(ModelChoice::Path(m.clone()), None, false, false),
+                (None, None) => {
+                    let compiler = models.compiler()?;
+                    let dir = tempfile::tempdir()?;
+                    let mut p = plan(edge, None, false, false);
+                    p.generator_sha256 = Some(compiler.generator_sha256().to_owned());
+                    let cache =
+                        AdapterCache::new(dir.path(), Box::new(compiler)).with_compile_cache(false);
+                    p.adapters = Some((cache, dir));
                     p
                 }
-                _ => anyhow::bail!(
-                    "mode compiled needs the compiled tools: give --adapter FILE (a generated GGUF LoRA adapter), --merged-model FILE (an edge model with the adapter merged in) or --generator DIR (a generator checkpoint that compiles each item's tools)"
-                ),
+                (Some(_), Some(_)) => anyhow::bail!("give --adapter or --merged-model, not both"),
             },
             Mode::Lora => {
-                let adapter = args.lora_adapter.clone().context("mode lora needs --lora-adapter FILE (a plain LoRA baseline adapter in GGUF)")?;
-                plan(edge()?, Some(adapter), args.lora_with_system, false)
+                let adapter = args.lora_adapter.clone().context(
+                    "mode lora needs --lora-adapter FILE (a plain LoRA baseline adapter in GGUF)",
+                )?;
+                plan(edge, Some(adapter), args.lora_with_system, false)
             }
         })
     }
@@ -349,6 +355,7 @@ fn default_out(data: &Path) -> PathBuf {
 
 fn run_mode(
     plan: &mut ModePlan,
+    models: &Setup,
     items: &[Item],
     log: &mut RecordLog,
     args: &BenchGpt4toolsArgs,
@@ -362,12 +369,12 @@ fn run_mode(
         println!("{}: all {} items already done", plan.mode, items.len());
         return Ok(());
     }
-    if plan.reuse_prefix || plan.generator.is_some() {
+    if plan.reuse_prefix || plan.adapters.is_some() {
         // Items with the same system part run back to back, so its KV
         // state (or its compiled adapter) is made once per group.
         order.sort_by(|a, b| a.system_part().cmp(b.system_part()));
     }
-    let groups: Vec<Vec<&Item>> = match &plan.generator {
+    let groups: Vec<Vec<&Item>> = match &plan.adapters {
         Some(_) => order
             .chunk_by(|a, b| a.system_part() == b.system_part())
             .map(<[&Item]>::to_vec)
@@ -375,7 +382,7 @@ fn run_mode(
         None => vec![order],
     };
     super::reset_peak_rss();
-    let mut host = AdapterHost::load(&plan.model)?;
+    let mut host = models.host(&plan.model)?;
     let mut session_params = SessionParams::default().with_prefix_reuse(plan.reuse_prefix);
     if let Some(t) = args.threads {
         session_params = session_params.with_threads(t);
@@ -384,7 +391,9 @@ fn run_mode(
         .with_max_tokens(args.max_tokens)
         .with_stop(STEP_STOPS)
         .with_jump_forward(args.jump_forward);
-    let adapters = tempfile::tempdir()?;
+    if let Some(adapter) = &plan.adapter {
+        host.hold_adapter(FIXED_ADAPTER, adapter)?;
+    }
 
     let todo = groups.iter().map(Vec::len).sum();
     let bar = progress(plan.mode, todo, items.len() - todo);
@@ -392,27 +401,14 @@ fn run_mode(
     let started = Instant::now();
     let mut compile_s = 0.0;
     for group in groups {
-        let adapter_path = match (plan.generator.as_mut(), group.first()) {
-            (Some(generator), Some(first)) => {
-                let system = first.system_part();
-                let out = adapters
-                    .path()
-                    .join(format!("{}.gguf", &fingerprint(system)[..16]));
-                let compiling = Instant::now();
-                let source: &mut dyn AdapterSource = generator;
-                let compiled = source.compile_adapter(system, &out, false)?;
-                compile_s += compiling.elapsed().as_secs_f64();
-                Some(compiled.path)
+        let adapter = match (plan.adapters.as_mut(), group.first()) {
+            (Some((cache, _)), Some(first)) => {
+                let ensured = cache.ensure(&mut host, first.system_part())?;
+                compile_s += ensured.compile_s;
+                Some(ensured.key)
             }
-            _ => plan.adapter.clone(),
+            _ => plan.adapter.as_ref().map(|_| FIXED_ADAPTER.to_owned()),
         };
-        let mut adapter = adapter_path
-            .map(|p| host.load_adapter(p).map(|(adapter, _)| adapter))
-            .transpose()?;
-        let mut session = host.model()?.session(session_params.clone())?;
-        if let Some(adapter) = adapter.as_mut() {
-            session.set_adapter(adapter, 1.0)?;
-        }
         for item in group {
             let prompt = if plan.with_system {
                 item.full_prompt()
@@ -424,7 +420,9 @@ fn run_mode(
             } else {
                 params.clone()
             };
-            let completion = session.generate_streaming(&prompt, &params, super::until(stop))?;
+            let completion = host.with_session(&session_params, adapter.as_deref(), |session| {
+                session.generate_streaming(&prompt, &params, super::until(stop))
+            })?;
             if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
                 bar.finish();
                 return Ok(());
@@ -460,7 +458,7 @@ fn run_mode(
             }
         }
     }
-    if plan.generator.is_some() {
+    if plan.adapters.is_some() {
         println!(
             "{}: compiling the items' registries took {compile_s:.1} s in all (not part of the per-item latency)",
             plan.mode

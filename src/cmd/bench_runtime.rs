@@ -15,8 +15,9 @@ use loragen_agent::store::{ModelChoice, Role};
 use loragen_tools::gpt4tools::{render_conversation, render_instruction, TOOLS};
 use serde_json::json;
 
-use crate::cli::{BenchRuntimeArgs, ModelArgs};
+use crate::cli::BenchRuntimeArgs;
 use crate::cmd::median;
+use loragen::setup::Setup;
 
 const N_CTX: u32 = 4096;
 const N_BATCH: u32 = 2048;
@@ -43,7 +44,7 @@ impl Run {
     }
 }
 
-pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchRuntimeArgs, models: &Setup) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.repeat > 0 && args.decode_tokens > 0,
         "--repeat and --decode-tokens must be positive"
@@ -77,7 +78,7 @@ pub fn run(args: BenchRuntimeArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut reuse_rows = Vec::new();
     for choice in &choices {
-        let path = super::resolve_model(choice, models)?;
+        let path = models.model(choice)?;
         let label = match choice {
             ModelChoice::Role(role) => role.to_string(),
             ModelChoice::Path(p) => p.display().to_string(),

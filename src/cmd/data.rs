@@ -4,16 +4,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use loragen_agent::runtime::Model;
-use loragen_agent::store::{ModelChoice, Role};
 use loragen_gpt4tools::check::{check, SplitKind};
 use loragen_gpt4tools::corpus::{build, CorpusConfig};
 use loragen_gpt4tools::{dataset, stats};
 
-use crate::cli::{
-    DataCheckArgs, DataCommand, DataGpt4toolsArgs, DataStatsArgs, ModelArgs, SplitArg,
-};
+use crate::cli::{DataCheckArgs, DataCommand, DataGpt4toolsArgs, DataStatsArgs, SplitArg};
+use loragen::setup::Setup;
 
-pub fn run(cmd: DataCommand, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(cmd: DataCommand, models: &Setup) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Gpt4tools(args) => gpt4tools(args),
         DataCommand::Check(args) => run_check(args),
@@ -102,8 +100,8 @@ fn run_check(args: DataCheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_stats(args: DataStatsArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+fn run_stats(args: DataStatsArgs, models: &Setup) -> anyhow::Result<()> {
+    let path = models.edge()?.path.clone();
     let model = Model::load(&path)?;
     let count = |text: &str| model.tokenize(text, false).len();
     let mut all = Vec::new();

@@ -6,29 +6,31 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::adapter::{check_adapter, AdapterSource};
 use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{
-    AdapterHost, Completion, FinishReason, GenerateParams, SessionParams,
-};
-use loragen_agent::store::{model_sha256, ModelChoice, Role};
+use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
     load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
 };
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
 use loragen_gpt4tools::RecordLog;
+use loragen_tools::digest::sha256_file;
 use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
-use loragen_tools::render::{fingerprint, system_prompt};
-use loragen_tools::ToolRegistry;
+use loragen_tools::render::system_prompt;
+use loragen_tools::{Mode, ToolRegistry};
+use serde::{Deserialize, Serialize};
 
-use crate::cli::{EvalArgs, ModelArgs};
+use crate::cli::EvalArgs;
+use loragen::setup::Setup;
 
 /// The host's key for the adapter given with `--adapter`.
 const GIVEN_ADAPTER: &str = "--adapter";
 
-pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     // The servers' tools are what the queries are offered; the eval never
     // calls them, so the servers are shut down once they are listed.
     let tools = match (&args.tools, &args.mcp_config) {
@@ -69,13 +71,17 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(
-        args.mode.definitions_in_context() || args.adapter.is_some() || args.generator.is_some(),
-        "mode {} needs --adapter FILE (a GGUF LoRA adapter) or --generator DIR (compiles each query's tools)",
+        !(args.adapter.is_some() && args.generator.is_some()),
+        "give --adapter or --generator, not both"
+    );
+    anyhow::ensure!(
+        args.generator.is_none() || args.mode == Mode::Compiled,
+        "--generator compiles the tools for mode compiled, not {}",
         args.mode
     );
     anyhow::ensure!(
-        !(args.adapter.is_some() && args.generator.is_some()),
-        "give --adapter or --generator, not both"
+        args.mode != Mode::Lora || args.adapter.is_some(),
+        "mode lora needs --adapter FILE (a GGUF LoRA adapter)"
     );
     if let Some(baseline) = &args.baseline {
         anyhow::ensure!(
@@ -84,6 +90,23 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
             baseline.display()
         );
     }
+    // Compiled mode compiles each query's tools, unless --adapter fixes one
+    // adapter for all (an explicit adapter wins over the default generator).
+    let models = models.with_generator(args.generator.clone());
+    let compiler = match (args.mode, &args.adapter) {
+        (Mode::Compiled, None) => Some(models.compiler()?),
+        _ => None,
+    };
+    let settings = EvalSettings {
+        mode: args.mode.to_string(),
+        constrained: args.constrained,
+        max_calls: args.max_calls,
+        max_tokens: args.max_tokens,
+        edge_sha256: models.edge()?.sha256.clone(),
+        adapter_sha256: args.adapter.as_deref().map(sha256_file).transpose()?,
+        generator_sha256: compiler.as_ref().map(|c| c.generator_sha256().to_owned()),
+    };
+    settings.check_or_write(&args.out)?;
     let mut log: RecordLog<EvalRecord> = RecordLog::open(&args.out)?;
     let todo: Vec<&Query> = queries.iter().filter(|q| !log.is_done(&q.id)).collect();
     if todo.len() < queries.len() {
@@ -95,19 +118,13 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         );
     }
 
-    let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
-    let mut compiler = args
-        .generator
-        .as_ref()
-        .map(|c| super::compile::open_compiler(c, models, None))
-        .transpose()?;
     let session_params = SessionParams::default().with_prefix_reuse(args.mode.reuses_prefix());
     let stop = super::interrupt_flag()?;
-    let mut host = AdapterHost::load(&path)?;
+    let mut host = models.edge_host()?;
     if let Some(adapter) = &args.adapter {
-        check_adapter(adapter, &model_sha256(&path)?)?;
         host.hold_adapter(GIVEN_ADAPTER, adapter)?;
     }
+    let mut adapters = compiler.map(|c| models.adapter_cache(Box::new(c)));
 
     let bar = ProgressBar::new(todo.len() as u64);
     if let Ok(style) =
@@ -118,23 +135,15 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
     bar.set_prefix("eval");
     // Each distinct tool list is compiled into its own adapter (through the
     // compile cache) and held by the host under its fingerprint.
-    let adapters = tempfile::tempdir()?;
     let mut compile_s = 0.0;
     for query in todo {
         let offered = tools.for_query(query)?;
         let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-        let adapter = match compiler.as_mut() {
-            Some(compiler) => {
-                let system = system_prompt(&specs);
-                let key = fingerprint(&system);
-                if !host.holds(&key) {
-                    let started = std::time::Instant::now();
-                    let out = adapters.path().join(format!("{key}.gguf"));
-                    let compiled = compiler.compile_adapter(&system, &out, true)?;
-                    compile_s += started.elapsed().as_secs_f64();
-                    host.hold_adapter(&key, &compiled.path)?;
-                }
-                Some(key)
+        let adapter = match adapters.as_mut() {
+            Some(adapters) => {
+                let ensured = adapters.ensure(&mut host, &system_prompt(&specs))?;
+                compile_s += ensured.compile_s;
+                Some(ensured.key)
             }
             None => args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
         };
@@ -152,7 +161,7 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         log.append(score(query, &completion))?;
         bar.inc(1);
     }
-    if compiler.is_some() {
+    if adapters.is_some() {
         println!("compiling the queries' tools took {compile_s:.1} s in all (not part of the per-query latency)");
     }
     bar.finish();
@@ -173,6 +182,103 @@ pub fn run(args: EvalArgs, models: &ModelArgs) -> anyhow::Result<()> {
         println!("interrupted: finished queries are kept; run the same command again to resume");
     }
     Ok(())
+}
+
+/// What an output file's records were made with, kept beside it as
+/// `<out>.settings.json`: a rerun into the same file with other settings
+/// would resume and mix records of two runs, so it is refused. Output
+/// written before the sidecar existed has none and is accepted as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct EvalSettings {
+    mode: String,
+    constrained: bool,
+    max_calls: usize,
+    max_tokens: usize,
+    edge_sha256: String,
+    /// sha256 of the fixed `--adapter`.
+    adapter_sha256: Option<String>,
+    /// sha256 of the generator that compiled each query's tools.
+    generator_sha256: Option<String>,
+}
+
+impl EvalSettings {
+    fn sidecar(out: &Path) -> PathBuf {
+        let mut name = out.as_os_str().to_owned();
+        name.push(".settings.json");
+        PathBuf::from(name)
+    }
+
+    /// Writes the sidecar of a new output file; refuses an existing output
+    /// made with other settings, naming what differs.
+    fn check_or_write(&self, out: &Path) -> anyhow::Result<()> {
+        let path = Self::sidecar(out);
+        let old = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<EvalSettings>(&text)
+                .with_context(|| format!("{} is not an eval settings file", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !out.exists() {
+                    super::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let differs = self.differences(&old);
+        anyhow::ensure!(
+            differs.is_empty(),
+            "{} holds records made with other settings ({}); use another --out or delete it and {}",
+            out.display(),
+            differs.join(", "),
+            path.display()
+        );
+        Ok(())
+    }
+
+    /// What differs from `old`, as `name old -> new`.
+    fn differences(&self, old: &EvalSettings) -> Vec<String> {
+        let short = |s: &Option<String>| {
+            s.as_deref()
+                .map_or("none".to_owned(), |s| s.chars().take(12).collect())
+        };
+        let mut out = Vec::new();
+        let mut field = |name: &str, old: String, new: String| {
+            if old != new {
+                out.push(format!("{name} {old} -> {new}"));
+            }
+        };
+        field("mode", old.mode.clone(), self.mode.clone());
+        field(
+            "constrained",
+            old.constrained.to_string(),
+            self.constrained.to_string(),
+        );
+        field(
+            "max calls",
+            old.max_calls.to_string(),
+            self.max_calls.to_string(),
+        );
+        field(
+            "max tokens",
+            old.max_tokens.to_string(),
+            self.max_tokens.to_string(),
+        );
+        field(
+            "edge model",
+            old.edge_sha256.chars().take(12).collect(),
+            self.edge_sha256.chars().take(12).collect(),
+        );
+        field(
+            "adapter",
+            short(&old.adapter_sha256),
+            short(&self.adapter_sha256),
+        );
+        field(
+            "generator",
+            short(&old.generator_sha256),
+            short(&self.generator_sha256),
+        );
+        out
+    }
 }
 
 /// The record of `query` answered by `completion`, scored.

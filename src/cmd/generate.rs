@@ -4,11 +4,12 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::Context;
-use loragen_agent::runtime::{GenerateParams, Model, Sampling, SessionParams};
+use loragen_agent::runtime::{GenerateParams, Sampling, SessionParams};
 
-use crate::cli::{GenerateArgs, ModelArgs};
+use crate::cli::GenerateArgs;
+use loragen::setup::Setup;
 
-pub fn run(args: GenerateArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: GenerateArgs, models: &Setup) -> anyhow::Result<()> {
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(text), _) => text.clone(),
         (None, Some(file)) => std::fs::read_to_string(file)
@@ -36,17 +37,20 @@ pub fn run(args: GenerateArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .with_stop(args.stop.clone())
         .with_grammar(grammar);
 
-    let path = super::resolve_model(&args.model, models)?;
-    let mut model = Model::load(&path)?;
+    let path = models.model(&args.model)?;
+    // Through the host, so a compiled adapter's manifest is checked
+    // against the model like everywhere else.
+    let mut host = models.host(&args.model)?;
     let mut adapter = args
         .adapter
         .as_ref()
-        .map(|p| model.load_adapter(p))
+        .map(|p| host.load_adapter(p).map(|(adapter, _)| adapter))
         .transpose()?;
     let mut session_params = SessionParams::default().with_n_ctx(args.ctx);
     if let Some(threads) = args.threads {
         session_params = session_params.with_threads(threads);
     }
+    let model = host.model()?;
     let mut session = model.session(session_params)?;
     if let Some(adapter) = adapter.as_mut() {
         session.set_adapter(adapter, args.adapter_scale)?;

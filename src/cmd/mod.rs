@@ -20,38 +20,9 @@ pub mod toolset;
 pub mod train;
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use loragen_agent::adapter::check_adapter;
-use loragen_agent::runtime::{Adapter, AdapterHost};
-use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
-
-use crate::cli::ModelArgs;
-
-/// Resolves edge/cloud/PATH to a GGUF file, honouring the override flags.
-pub fn resolve_model(choice: &ModelChoice, models: &ModelArgs) -> anyhow::Result<PathBuf> {
-    let store = ModelStore::from_env()?;
-    let override_path = match choice {
-        ModelChoice::Role(Role::Edge) => models.edge_model.as_deref(),
-        ModelChoice::Role(Role::Cloud) => models.cloud_model.as_deref(),
-        ModelChoice::Path(_) => None,
-    };
-    Ok(store.resolve(choice, override_path)?)
-}
-
-/// Loads `adapter` into `host` (the model at `model_path`) after checking
-/// its manifest, if it has one, against that model. A reload the host makes
-/// voids no adapter here: each caller holds one adapter at a time.
-pub fn load_checked_adapter(
-    host: &mut AdapterHost,
-    model_path: &Path,
-    adapter: &Path,
-) -> anyhow::Result<Adapter> {
-    check_adapter(adapter, &model_sha256(model_path)?)?;
-    Ok(host.load_adapter(adapter)?.0)
-}
 
 /// A flag that Ctrl-C sets, so long runs stop between items and keep
 /// what they finished.

@@ -1,11 +1,12 @@
 //! `loragen models fetch | list | verify | path`.
 
-use loragen_agent::store::{FetchOutcome, ModelSpec, ModelStore, Presence};
+use loragen::setup::Setup;
+use loragen_agent::store::{FetchOutcome, ModelSpec, Presence, Role};
 
-use crate::cli::{ModelArgs, ModelsCommand};
+use crate::cli::ModelsCommand;
 
-pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
-    let store = ModelStore::from_env()?;
+pub fn run(cmd: ModelsCommand, models: &Setup) -> anyhow::Result<()> {
+    let store = models.store();
     match cmd {
         ModelsCommand::Fetch { which } => {
             let specs = ModelSpec::defaults()
@@ -43,8 +44,8 @@ pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
                     spec.licence
                 );
             }
-            for (role, path) in [("edge", &models.edge_model), ("cloud", &models.cloud_model)] {
-                if let Some(path) = path {
+            for role in [Role::Edge, Role::Cloud] {
+                if let Some(path) = models.override_of(role) {
                     println!("{role} override in effect: {}", path.display());
                 }
             }
@@ -67,7 +68,7 @@ pub fn run(cmd: ModelsCommand, models: &ModelArgs) -> anyhow::Result<()> {
             anyhow::ensure!(failed == 0, "{failed} model(s) failed verification");
         }
         ModelsCommand::Path { model } => {
-            println!("{}", super::resolve_model(&model, models)?.display())
+            println!("{}", models.model(&model)?.display())
         }
     }
     Ok(())

@@ -12,15 +12,16 @@ use loragen_agent::runtime::{AdapterHost, Session, SessionParams};
 use loragen_tools::Mode;
 use rustyline::error::ReadlineError;
 
+use loragen::setup::{is_url, Setup};
 use loragen_tools::render::system_prompt;
 
 use super::toolset::Toolset;
-use crate::cli::{ModelArgs, ReplArgs};
+use crate::cli::ReplArgs;
 
 /// Longest line the REPL hands to the model.
 const MAX_INPUT_CHARS: usize = 8_000;
 
-const HELP: &str = ":tools  list tools | :mode in-context|in-context-cached|compiled|lora | :compile  compile the tools again (with --generator) | :image PATH  share an image | :stats | :reset | :quit";
+const HELP: &str = ":tools  list tools | :mode in-context|in-context-cached|compiled|lora | :compile  compile the tools again (compiled mode or --generator) | :image PATH  share an image | :stats | :reset | :quit";
 
 /// The one line shown when a mode without definitions in context has no
 /// adapter to carry them.
@@ -33,34 +34,59 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
     })
 }
 
-/// Compiles the REPL's tools with `generator` (a checkpoint, through the
-/// compile cache, or a cloud role's URL) and returns the adapter's path.
+/// The key the host holds a `--adapter` file under.
+const GIVEN_ADAPTER: &str = "--adapter";
+
+/// Where the REPL's adapter comes from.
+enum AdapterPlan {
+    None,
+    /// `--adapter FILE`.
+    Given(PathBuf),
+    /// Compiled from the registry: `--generator URL` (a cloud role), else
+    /// the generator the setup resolves (`--generator DIR`,
+    /// `LORAGEN_GENERATOR`, the shipped one).
+    Compile {
+        url: Option<String>,
+    },
+}
+
+/// Compiles the REPL's tools into `host` through a fresh source (the
+/// checkpoint may have moved on since the last compile) and returns the
+/// host's key for the adapter.
 fn compile_registry(
-    generator: &str,
+    models: &Setup,
+    url: Option<&str>,
     toolset: &Toolset,
-    models: &ModelArgs,
-) -> anyhow::Result<PathBuf> {
-    let store = loragen_agent::store::ModelStore::from_env()?;
+    host: &mut AdapterHost,
+) -> anyhow::Result<String> {
     let system = system_prompt(&toolset.specs());
-    let fingerprint = loragen_tools::render::fingerprint(&system);
-    let out = store
-        .home()
-        .join("compiled")
-        .join(format!("repl-{}.gguf", &fingerprint[..16]));
+    let source = models.adapter_source(url)?;
+    let what = match url {
+        Some(url) => url.to_owned(),
+        None => {
+            let g = models.generator()?;
+            format!("the {} generator {}", g.origin, g.dir.display())
+        }
+    };
     let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
-        "compiling the {}-tool registry with {}",
+        "compiling the {}-tool registry with {what}",
         toolset.registry.len(),
-        generator
     ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let compiled =
-        super::compile::open_source(generator, models)?.compile_adapter(&system, &out, true)?;
+    let mut cache = models.adapter_cache(source);
+    // A recompile replaces what the host holds for this registry.
+    host.release(&loragen_tools::render::fingerprint(&system));
+    let ensured = cache.ensure(host, &system)?;
     spinner.finish_with_message(format!(
         "compiled the registry{} into {}",
-        if compiled.cached { " (cached)" } else { "" },
-        out.display()
+        if ensured.on_disk {
+            " (kept from before)"
+        } else {
+            ""
+        },
+        cache.path_of(&ensured.key).display()
     ));
-    Ok(out)
+    Ok(ensured.key)
 }
 
 /// How a conversation with one agent ended.
@@ -70,8 +96,15 @@ enum Exit {
     Recompile,
 }
 
-pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
-    let path = super::resolve_model(&args.model, models)?;
+pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
+    let url = args.generator.clone().filter(|g| is_url(g));
+    let models = models.with_generator(
+        args.generator
+            .clone()
+            .filter(|g| !is_url(g))
+            .map(PathBuf::from),
+    );
+    let path = models.model(&args.model)?;
     // The model outlives each agent: `:compile` ends the agent (its
     // session borrows the model), loads the new adapter into the model,
     // and starts a new agent with the old one's memory and mode.
@@ -83,11 +116,28 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     for warning in toolset.warnings() {
         eprintln!("{}", style(format!("warning: {warning}")).yellow());
     }
-    let mut host = AdapterHost::load(&path)?;
-    let mut adapter_path = match (&args.generator, &args.adapter) {
-        (Some(checkpoint), None) => Some(compile_registry(checkpoint, &toolset, models)?),
-        (None, adapter) => adapter.clone(),
+    let mut host = models.host(&args.model)?;
+    // An explicit adapter wins; compiled mode needs no flag (the default
+    // generator compiles the registry).
+    let plan = match (&args.generator, &args.adapter) {
         (Some(_), Some(_)) => anyhow::bail!("give --adapter or --generator, not both"),
+        (None, Some(adapter)) => AdapterPlan::Given(adapter.clone()),
+        (Some(_), None) => AdapterPlan::Compile { url },
+        (None, None) if args.mode == Mode::Compiled => AdapterPlan::Compile { url: None },
+        (None, None) => AdapterPlan::None,
+    };
+    let mut adapter = match &plan {
+        AdapterPlan::None => None,
+        AdapterPlan::Given(file) => {
+            host.hold_adapter(GIVEN_ADAPTER, file)?;
+            Some(GIVEN_ADAPTER.to_owned())
+        }
+        AdapterPlan::Compile { url } => Some(compile_registry(
+            &models,
+            url.as_deref(),
+            &toolset,
+            &mut host,
+        )?),
     };
     let tools = Arc::clone(&toolset.registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,9 +151,7 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    let history = loragen_agent::store::ModelStore::from_env()
-        .ok()
-        .map(|s| s.home().join("repl_history"));
+    let history = Some(models.home().join("repl_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
@@ -115,14 +163,7 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
     let mut mode = args.mode;
     let mut memory: Vec<(String, String)> = Vec::new();
     loop {
-        let mut adapter = adapter_path
-            .as_ref()
-            .map(|p| super::load_checked_adapter(&mut host, &path, p))
-            .transpose()?;
-        let mut session = host.model()?.session(SessionParams::default())?;
-        if let Some(adapter) = adapter.as_mut() {
-            session.set_adapter(adapter, 1.0)?;
-        }
+        let session = host.session_with(&SessionParams::default(), adapter.as_deref())?;
         let config = AgentConfig::for_mode(mode).with_max_steps(args.max_steps);
         let config = config
             .clone()
@@ -139,7 +180,7 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
             toolset: &toolset,
             interrupted: &interrupted,
             has_adapter: adapter.is_some(),
-            can_compile: args.generator.is_some(),
+            can_compile: matches!(plan, AdapterPlan::Compile { .. }),
             constrained: args.constrained,
             interactive: std::io::stdin().is_terminal(),
         };
@@ -150,10 +191,9 @@ pub fn run(args: ReplArgs, models: &ModelArgs) -> anyhow::Result<()> {
             Exit::Quit => break,
             Exit::Recompile => {
                 drop(agent);
-                if let Some(checkpoint) = &args.generator {
-                    // A fresh compiler: the checkpoint may have moved on.
-                    match compile_registry(checkpoint, &toolset, models) {
-                        Ok(p) => adapter_path = Some(p),
+                if let AdapterPlan::Compile { url } = &plan {
+                    match compile_registry(&models, url.as_deref(), &toolset, &mut host) {
+                        Ok(key) => adapter = Some(key),
                         Err(e) => eprintln!("{}", style(format!("compile failed: {e:#}")).red()),
                     }
                 }

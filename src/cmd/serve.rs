@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use loragen::serve::{CloudWorker, EdgeWorker, LlamaEdge, Metrics, ServeConfig, Server};
-use loragen_agent::adapter::AdapterSource;
-use loragen_agent::runtime::SessionParams;
-use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
+use loragen::setup::{is_url, remote, HomeDir, Setup};
+use loragen_agent::adapter::{AdapterCache, AdapterSource};
+use loragen_agent::runtime::{AdapterHost, SessionParams};
 
-use crate::cli::{ModelArgs, ServeArgs, ServeRole};
+use crate::cli::{ServeArgs, ServeRole};
 
-pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
     // The servers are asked for their tools, then closed: the calls go
     // back to the client, which runs them.
     let default_tools = match &args.mcp_config {
@@ -42,44 +42,42 @@ pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         .with_max_calls(args.max_calls)
         .with_model_id(args.model_id.clone());
     config.validate()?;
-    let home = ModelStore::from_env()?.home().to_owned();
     let metrics = Arc::new(Metrics::default());
-    let remote = super::compile::is_url(&args.generator);
-    anyhow::ensure!(
-        !(remote && args.role != ServeRole::Edge),
-        "--generator {} is a URL, so this server can only be an edge role (--role edge); the cloud role needs a checkpoint directory",
+    // A URL names a remote cloud role; otherwise the generator is the
+    // given directory, LORAGEN_GENERATOR or the shipped one.
+    let url = args.generator.clone().filter(|g| is_url(g));
+    if let Some(url) = &url {
+        anyhow::ensure!(
+            args.role == ServeRole::Edge,
+            "--generator {url} is a URL, so this server can only be an edge role (--role edge); the cloud role needs a checkpoint directory"
+        );
+    }
+    let models = models.with_generator(
         args.generator
+            .clone()
+            .filter(|g| !is_url(g))
+            .map(PathBuf::from),
     );
-    let cloud = if remote {
-        None
-    } else {
-        Some(cloud_worker(
-            PathBuf::from(&args.generator),
-            models,
-            &home,
-            &metrics,
-        )?)
+    let cloud = match url {
+        Some(_) => None,
+        None => Some(cloud_worker(&models, &metrics)?),
     };
     let edge = match args.role {
         ServeRole::Cloud => None,
         ServeRole::Edge | ServeRole::Both => {
-            let source: Box<dyn AdapterSource + Send> = match &cloud {
-                Some(worker) => Box::new(worker.clone()),
-                None => Box::new(super::compile::remote(&args.generator)?),
+            let source: Box<dyn AdapterSource + Send> = match (&cloud, &url) {
+                (Some(worker), _) => Box::new(worker.clone()),
+                (None, Some(url)) => Box::new(remote(url)?),
+                (None, None) => anyhow::bail!("an edge role needs a cloud role or --generator URL"),
             };
-            let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
-            let edge_sha256 = model_sha256(&edge_path)?;
-            let dir = home.join("edge-adapters");
-            println!("loading the edge model {}", edge_path.display());
+            let edge = models.edge()?.clone();
+            let dir = models.dir(HomeDir::EdgeAdapters);
+            println!("loading the edge model {}", edge.path.display());
             Some(EdgeWorker::spawn(
                 move || {
-                    LlamaEdge::new(
-                        &edge_path,
-                        edge_sha256,
-                        source,
-                        dir,
-                        SessionParams::default(),
-                    )
+                    let host = AdapterHost::load(&edge.path)?.with_sha256(edge.sha256);
+                    let adapters = AdapterCache::new(dir, source);
+                    Ok(LlamaEdge::new(host, adapters, SessionParams::default()))
                 },
                 config.queue,
                 Arc::clone(&metrics),
@@ -125,22 +123,20 @@ pub fn run(args: ServeArgs, models: &ModelArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The compile thread over the generator checkpoint at `checkpoint`; its
-/// artifacts are kept per generator, under `$LORAGEN_HOME/served/`.
-fn cloud_worker(
-    checkpoint: PathBuf,
-    models: &ModelArgs,
-    home: &std::path::Path,
-    metrics: &Arc<Metrics>,
-) -> anyhow::Result<CloudWorker> {
-    let compiler = super::compile::open_compiler(&checkpoint, models, None)
-        .with_context(|| format!("cannot open the generator in {}", checkpoint.display()))?;
-    let dir = home
-        .join("served")
+/// The compile thread over the setup's generator; its artifacts are kept
+/// per generator, under `$LORAGEN_HOME/served/`.
+fn cloud_worker(models: &Setup, metrics: &Arc<Metrics>) -> anyhow::Result<CloudWorker> {
+    let generator = models.generator()?;
+    let compiler = models
+        .compiler()
+        .with_context(|| format!("cannot open the generator in {}", generator.dir.display()))?;
+    let dir = models
+        .dir(HomeDir::Served)
         .join(compiler.generator_sha256().get(..16).unwrap_or("generator"));
     println!(
-        "cloud role: generator {} ({})",
-        checkpoint.display(),
+        "cloud role: the {} generator {} ({})",
+        generator.origin,
+        generator.dir.display(),
         compiler.generator_sha256()
     );
     Ok(CloudWorker::spawn(

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
+use loragen::setup::HomeDir;
 use loragen_agent::runtime::Model;
-use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::edge::EdgeModel;
 use loragen_generator::edge::LoraConfig;
 use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
@@ -22,7 +22,8 @@ use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, Train
 
 use loragen_gpt4tools::dataset::{select_listing, Listing};
 
-use crate::cli::{ModelArgs, TrainCommand};
+use crate::cli::TrainCommand;
+use loragen::setup::Setup;
 
 const LOG_FILE: &str = "train.jsonl";
 
@@ -43,7 +44,7 @@ fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
     Ok(items)
 }
 
-pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
     let (args, kind) = match cmd {
         TrainCommand::Generator(a) => (
             a.run,
@@ -100,7 +101,8 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
             100.0 * added as f64 / (gpt4tools + added) as f64
         );
     }
-    let edge_path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+    let edge_path = models.edge()?.path.clone();
+    let edge_sha256 = models.edge()?.sha256.clone();
     let tokenizer = Model::load(&edge_path)?;
     let with_system = matches!(kind, Kind::Lora { with_tools: true });
     let (examples, dropped) = examples(
@@ -147,11 +149,17 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
                 "{}: an item has no system part (no `Previous conversation:` marker), so there is nothing to compile",
                 args.data.display()
             );
-            let cloud_path = super::resolve_model(&ModelChoice::Role(Role::Cloud), models)?;
+            let cloud = models.cloud()?;
             let generator = GeneratorConfig::default()
                 .with_edge_layers(edge.config.n_layer)
                 .with_meta_source(meta_source);
-            let features = registry_features(&examples, &cloud_path, &generator)?;
+            let cache = FeatureCache::new(
+                &models.dir(HomeDir::Features),
+                &cloud.sha256,
+                generator.meta_source,
+                generator.edge_layers,
+            );
+            let features = registry_features(&examples, &cache, &cloud.path)?;
             let generator = generator
                 .with_cloud_dim(cloud_dim(&features, &examples)?)
                 .with_experts(experts)
@@ -174,14 +182,7 @@ pub fn run(cmd: TrainCommand, models: &ModelArgs) -> anyhow::Result<()> {
         .with_warmup(args.warmup)
         .with_seed(args.seed)
         .with_checkpoint_every(args.checkpoint_every);
-    let mut trainer = Trainer::new(
-        learner,
-        config,
-        &edge,
-        model_sha256(&edge_path)?,
-        examples,
-        features,
-    )?;
+    let mut trainer = Trainer::new(learner, config, &edge, edge_sha256, examples, features)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     if checkpoint_dir(&args.out).is_some() {
@@ -272,16 +273,9 @@ enum Kind {
 /// through the feature cache.
 fn registry_features(
     examples: &[loragen_generator::train::Example],
+    cache: &FeatureCache,
     cloud_path: &Path,
-    generator: &GeneratorConfig,
 ) -> anyhow::Result<RegistryFeatures> {
-    let store = ModelStore::from_env()?;
-    let cache = FeatureCache::new(
-        &store.home().join("features"),
-        &model_sha256(cloud_path)?,
-        generator.meta_source,
-        generator.edge_layers,
-    );
     let systems: std::collections::BTreeSet<&str> =
         examples.iter().map(|e| e.system.as_str()).collect();
     let bar = ProgressBar::hidden();

@@ -4,13 +4,11 @@
 //! a 503 for the caller, and `/health` and `/metrics` answer meanwhile.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use loragen_agent::adapter::{check_adapter, AdapterSource};
+use loragen_agent::adapter::AdapterCache;
 use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, SessionParams};
-use loragen_tools::render::fingerprint;
 use tokio::sync::mpsc;
 
 use super::error::{ApiError, Error, Result};
@@ -150,60 +148,31 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
 /// host's kept session, so a conversation's next turn under the same tools
 /// prefills only its new messages.
 pub struct LlamaEdge {
-    model_path: PathBuf,
-    edge_sha256: String,
     /// Holds the loaded adapters by registry fingerprint.
     host: AdapterHost,
-    source: Box<dyn AdapterSource>,
-    /// Where compiled or fetched adapters are kept, `<fingerprint>.gguf`.
-    dir: PathBuf,
+    /// Where compiled or fetched adapters are kept, and how missing ones
+    /// are made.
+    adapters: AdapterCache,
     session: SessionParams,
 }
 
 impl std::fmt::Debug for LlamaEdge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlamaEdge")
-            .field("model", &self.model_path)
+            .field("adapters", &self.adapters)
             .finish_non_exhaustive()
     }
 }
 
 impl LlamaEdge {
-    /// Loads the edge model; adapters come from `source` (the cloud role,
-    /// in-process or remote) and are kept under `dir`.
-    pub fn new(
-        model_path: &Path,
-        edge_sha256: String,
-        source: Box<dyn AdapterSource>,
-        dir: PathBuf,
-        session: SessionParams,
-    ) -> Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(LlamaEdge {
-            host: AdapterHost::load(model_path)?,
-            model_path: model_path.to_owned(),
-            edge_sha256,
-            source,
-            dir,
+    /// The edge model in `host`; adapters come from `adapters` (over the
+    /// cloud role, in-process or remote).
+    pub fn new(host: AdapterHost, adapters: AdapterCache, session: SessionParams) -> Self {
+        LlamaEdge {
+            host,
+            adapters,
             session,
-        })
-    }
-
-    /// Makes sure the adapter of `system` is loaded; whether it was already
-    /// on this server (loaded, or on disk with a manifest that checks).
-    fn ensure_adapter(&mut self, system: &str, fingerprint: &str) -> Result<bool> {
-        if self.host.holds(fingerprint) {
-            return Ok(true);
         }
-        let path = self.dir.join(format!("{fingerprint}.gguf"));
-        let on_disk = matches!(check_adapter(&path, &self.edge_sha256), Ok(Some(_)));
-        if !on_disk {
-            self.source.compile_adapter(system, &path, true)?;
-            // What came from elsewhere is checked like any adapter.
-            check_adapter(&path, &self.edge_sha256)?;
-        }
-        self.host.hold_adapter(fingerprint, &path)?;
-        Ok(on_disk)
     }
 }
 
@@ -213,11 +182,13 @@ impl EdgeBackend for LlamaEdge {
         job: &EdgeJob,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generated> {
-        let registry = job.system.as_deref().map(fingerprint);
-        let adapter_cached = match (job.system.as_deref(), registry.as_deref()) {
-            (Some(system), Some(fp)) => Some(self.ensure_adapter(system, fp)?),
-            _ => None,
+        let ensured = match job.system.as_deref() {
+            Some(system) => Some(self.adapters.ensure(&mut self.host, system)?),
+            None => None,
         };
+        let registry = ensured.as_ref().map(|e| e.key.clone());
+        // Already on this server: loaded, or on disk with a manifest that checks.
+        let adapter_cached = ensured.map(|e| e.held || e.on_disk);
         let completion = self
             .host
             .with_session(&self.session, registry.as_deref(), |session| {

@@ -1,6 +1,7 @@
 //! A model that loads many adapters over its life, and the one session it
 //! keeps between calls.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,9 @@ use self_cell::self_cell;
 use super::model::{Adapter, Model};
 use super::params::SessionParams;
 use super::session::Session;
+use crate::adapter::Manifest;
 use crate::error::{Error, Result};
+use crate::store::model_sha256;
 
 /// llama.cpp frees a LoRA adapter only with its model, so [`AdapterHost`]
 /// reloads the model after this many adapters (each holds about 9 MB).
@@ -34,6 +37,10 @@ self_cell!(
 /// reloads itself from its file first, since llama.cpp frees adapters only
 /// with their model. The one owner of that rule for evaluation, benchmarks
 /// and the server.
+///
+/// Every adapter is checked against its manifest, if it has one, before
+/// llama.cpp sees it: an adapter compiled for another edge model or prompt
+/// format, or changed after compiling, is refused here, for every caller.
 ///
 /// Adapters are held by the caller ([`AdapterHost::load_adapter`]) or by
 /// the host under a key ([`AdapterHost::hold_adapter`]). The host also
@@ -70,6 +77,9 @@ pub struct AdapterHost {
     adapters: usize,
     /// The adapters the host holds itself, by the caller's key.
     held: HashMap<String, Adapter>,
+    /// sha256 of the model file, hashed on the first manifest check unless
+    /// given ([`AdapterHost::with_sha256`]).
+    sha256: OnceCell<String>,
 }
 
 impl AdapterHost {
@@ -80,7 +90,36 @@ impl AdapterHost {
             path: path.to_owned(),
             adapters: 0,
             held: HashMap::new(),
+            sha256: OnceCell::new(),
         })
+    }
+
+    /// The model file's sha256, when the caller knows it already, so that
+    /// manifest checks do not hash the file again.
+    #[must_use]
+    pub fn with_sha256(self, sha256: impl Into<String>) -> Self {
+        let sha256 = OnceCell::from(sha256.into());
+        AdapterHost { sha256, ..self }
+    }
+
+    /// sha256 of the model file, as adapters' manifests name it.
+    pub fn sha256(&self) -> Result<&str> {
+        if let Some(sha) = self.sha256.get() {
+            return Ok(sha);
+        }
+        let sha = model_sha256(&self.path)?;
+        Ok(self.sha256.get_or_init(|| sha))
+    }
+
+    /// Checks the manifest beside `adapter`, if it has one, against this
+    /// model: the one place adapters are checked before they are loaded.
+    /// Adapters made by hand (`loragen adapter export`) have none and pass.
+    pub fn check_adapter(&self, adapter: &Path) -> Result<Option<Manifest>> {
+        let manifest = Manifest::read(adapter)?;
+        if let Some(m) = &manifest {
+            m.check(adapter, self.sha256()?)?;
+        }
+        Ok(manifest)
     }
 
     /// The model, for sessions of the caller's own.
@@ -97,6 +136,7 @@ impl AdapterHost {
     /// whether it did, in which case every adapter loaded before is void
     /// and must be dropped without use (the host drops those it holds).
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<(Adapter, bool)> {
+        self.check_adapter(path.as_ref())?;
         let reload = self.adapters == ADAPTERS_PER_MODEL_LOAD || self.loaded.is_none();
         // llama.cpp needs the model to itself: the kept session ends here.
         let mut model = match self.loaded.take() {
@@ -129,6 +169,39 @@ impl AdapterHost {
         let (adapter, _) = self.load_adapter(path)?;
         self.held.insert(key.to_owned(), adapter);
         Ok(())
+    }
+
+    /// Drops the adapter held under `key` (llama.cpp keeps its memory until
+    /// the next reload); whether one was held.
+    pub fn release(&mut self, key: &str) -> bool {
+        self.held.remove(key).is_some()
+    }
+
+    /// A session of the caller's own with the adapter held under `adapter`
+    /// attached, or none; for callers that own their session for a while
+    /// (the REPL's agent). It borrows the host, so no adapter can be loaded
+    /// meanwhile.
+    pub fn session_with(
+        &mut self,
+        params: &SessionParams,
+        adapter: Option<&str>,
+    ) -> Result<Session<'_>> {
+        let adapter =
+            match adapter {
+                Some(key) => Some(self.held.get_mut(key).ok_or_else(|| {
+                    Error::InvalidParam(format!("no adapter is held under {key:?}"))
+                })?),
+                None => None,
+            };
+        let loaded = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| reload_failed(&self.path))?;
+        let mut session = loaded.borrow_owner().session(params.clone())?;
+        if let Some(adapter) = adapter {
+            session.set_adapter(adapter, 1.0)?;
+        }
+        Ok(session)
     }
 
     /// Runs `f` on the kept session with the adapter held under `adapter`

@@ -11,14 +11,14 @@ mod train;
 use anyhow::Context;
 use candle_core::Device;
 use loragen_agent::runtime::Model;
-use loragen_agent::store::{ModelChoice, Role};
 use loragen_generator::edge::EdgeModel;
 use loragen_tools::gpt4tools::{render_instruction, TOOLS};
 use serde_json::json;
 
-use crate::cli::{BenchEdgeArgs, ModelArgs};
+use crate::cli::BenchEdgeArgs;
+use loragen::setup::Setup;
 
-pub fn run(args: BenchEdgeArgs, models: &ModelArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchEdgeArgs, models: &Setup) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.no_train || (args.steps > 0 && !args.seq.is_empty() && !args.batch.is_empty()),
         "--steps, --seq and --batch must be positive and non-empty"
@@ -32,7 +32,7 @@ pub fn run(args: BenchEdgeArgs, models: &ModelArgs) -> anyhow::Result<()> {
         "--rounds and --decode-tokens must be positive"
     );
     anyhow::ensure!(args.rank > 0, "--rank must be positive");
-    let path = super::resolve_model(&ModelChoice::Role(Role::Edge), models)?;
+    let path = models.edge()?.path.clone();
     println!("edge model {}", path.display());
     let llama = Model::load(&path)?;
     let text = tokens_of_text(&llama);

@@ -4,6 +4,8 @@
 //! compiles registries (the generator, a remote cloud service) implements
 //! [`AdapterSource`], so this crate never depends on it.
 
+mod cache;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use loragen_tools::atomic::write_atomic;
 use loragen_tools::digest::sha256_file;
+
+pub use cache::{AdapterCache, Ensured};
 
 /// The version of the prompt format compiled adapters serve: the
 /// GPT4Tools/ReAct protocol with the system part left out.
@@ -106,17 +110,6 @@ impl Manifest {
     }
 }
 
-/// Checks the manifest beside `adapter` against the edge model, if it has
-/// one, and returns it. Adapters made by hand (`loragen adapter export`)
-/// have none and pass unchecked: `None`.
-pub fn check_adapter(adapter: &Path, edge_sha256: &str) -> Result<Option<Manifest>> {
-    let manifest = Manifest::read(adapter)?;
-    if let Some(m) = &manifest {
-        m.check(adapter, edge_sha256)?;
-    }
-    Ok(manifest)
-}
-
 /// A compiled adapter: the file and its manifest.
 #[derive(Debug, Clone)]
 pub struct CompiledAdapter {
@@ -133,6 +126,15 @@ pub trait AdapterSource {
     /// it). With `cache`, an earlier compile of the same inputs is reused.
     fn compile_adapter(&mut self, system: &str, out: &Path, cache: bool)
         -> Result<CompiledAdapter>;
+
+    /// Whether an adapter compiled earlier, described by `manifest`, is
+    /// what this source would make now (same generator and models), so a
+    /// kept file may be used instead of compiling again. A source that
+    /// cannot tell (a remote cloud role) trusts it.
+    fn is_current(&self, manifest: &Manifest) -> bool {
+        let _ = manifest;
+        true
+    }
 }
 
 fn short(sha: &str) -> &str {
@@ -143,6 +145,15 @@ fn short(sha: &str) -> &str {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// What the host's check does: the manifest, if any, checked.
+    fn check_adapter(adapter: &Path, edge_sha256: &str) -> Result<Option<Manifest>> {
+        let manifest = Manifest::read(adapter)?;
+        if let Some(m) = &manifest {
+            m.check(adapter, edge_sha256)?;
+        }
+        Ok(manifest)
+    }
 
     fn compiled(dir: &Path) -> (PathBuf, Manifest) {
         let adapter = dir.join("a.gguf");
