@@ -43,6 +43,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    // Read once, here: a bad value stops the program before any work.
+    loragen::agent::runtime::env_threads()?;
     // Models and the generator are resolved through one value, once.
     let models =
         loragen::setup::Setup::from_env(cli.models.edge_model, cli.models.cloud_model, None)?;

@@ -100,15 +100,19 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
         "--constrained",
     ]);
     assert!(String::from_utf8_lossy(&other.stderr).contains("other decoding settings"));
-    let compiled = loragen(&[
-        "bench",
-        "gpt4tools",
-        "--data",
-        data.to_str().unwrap(),
-        "--mode",
-        "compiled",
-    ]);
-    assert!(String::from_utf8_lossy(&compiled.stderr).contains("--adapter"));
+    // Compiled mode without --adapter compiles with the default generator;
+    // one that is not a generator is named.
+    let compiled = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(["bench", "gpt4tools", "--data", data.to_str().unwrap()])
+        .args(["--mode", "compiled"])
+        .env("LORAGEN_GENERATOR", dir.path().join("no-generator"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&compiled.stderr);
+    assert!(
+        err.contains("no-generator") && err.contains("not a generator checkpoint"),
+        "{err}"
+    );
 
     // Compiled mode drops the system part; a zero adapter stands in for a
     // generated one, so only the prompt length changes.

@@ -103,16 +103,36 @@ fn a_bad_thread_count_names_the_variable() {
     );
 }
 
-/// Compiled mode without an adapter starts, but says in one line that the
-/// model sees neither definitions nor an adapter, and how to get one.
+/// Compiled mode compiles the tools with the default generator: one
+/// named by `LORAGEN_GENERATOR` that is not a generator is a one-line error
+/// naming it. Switching to compiled mode without an adapter says in one
+/// line that the model sees neither definitions nor an adapter, and how
+/// to get one.
 #[test]
-fn repl_in_compiled_mode_without_an_adapter_says_so() {
-    let out = loragen(&["repl", "--mode", "compiled"], &[]);
+fn repl_in_compiled_mode_needs_a_generator_or_an_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_generator = dir.path().join("no-generator");
+    let line = one_line_error(&loragen(
+        &["repl", "--mode", "compiled"],
+        &[("LORAGEN_GENERATOR", not_a_generator.to_str().unwrap())],
+    ));
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        line.contains("no-generator") && line.contains("not a generator checkpoint"),
+        "{line}"
     );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .args(["repl", "--mode", "in-context"])
+        .env_remove("LORAGEN_EDGE_MODEL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b":mode compiled\n:quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     let warnings: Vec<&str> = stderr
         .lines()
@@ -120,11 +140,11 @@ fn repl_in_compiled_mode_without_an_adapter_says_so() {
         .collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(
-        warnings[0].contains("--adapter") && warnings[0].contains("loragen adapter export"),
+        warnings[0].contains("--adapter")
+            && warnings[0].contains("loragen adapter export")
+            && warnings[0].contains("LORAGEN_GENERATOR"),
         "{stderr}"
     );
-    let plain = loragen(&["repl", "--mode", "in-context"], &[]);
-    assert!(!String::from_utf8_lossy(&plain.stderr).contains("without an adapter"));
 }
 
 /// `:image` shares only a file that exists and is a PNG or JPEG.

@@ -29,7 +29,7 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
     (!mode.definitions_in_context() && !has_adapter).then(|| {
         format!(
             "warning: {mode} mode without an adapter: the model sees neither the tool definitions nor an adapter; \
-             restart with --generator DIR|URL (a generator checkpoint or a cloud role, to compile the tools), --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
+             restart with --mode compiled (compiles the tools with --generator DIR|URL, LORAGEN_GENERATOR or the shipped generator), --adapter FILE (a GGUF LoRA adapter, e.g. from `loragen adapter export`) or use --mode in-context"
         )
     })
 }

@@ -41,7 +41,8 @@ pub const THREADS_ENV: &str = "LORAGEN_THREADS";
 
 /// Default thread count: `LORAGEN_THREADS` when it holds a positive
 /// number, else every core of the machine. (An invalid value is reported
-/// when a session is created; see [`env_threads`].)
+/// by [`env_threads`], which the program calls once at start, and by every
+/// session's parameter check.)
 ///
 /// # Examples
 ///
@@ -57,19 +58,46 @@ pub fn default_threads() -> usize {
 }
 
 /// The thread count set by `LORAGEN_THREADS`: `None` when unset or empty,
-/// an error naming the variable when it is not a positive integer.
+/// an error naming the variable when it is not a positive integer. The
+/// variable is read once per process.
 pub fn env_threads() -> Result<Option<usize>> {
-    match std::env::var(THREADS_ENV) {
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Some(n)),
-            _ => Err(Error::InvalidParam(format!(
-                "{THREADS_ENV}={v:?} is not a positive thread count"
-            ))),
-        },
-        Err(std::env::VarError::NotUnicode(v)) => Err(Error::InvalidParam(format!(
-            "{THREADS_ENV}={v:?} is not a positive thread count"
-        ))),
+    static SETTING: OnceLock<std::result::Result<Option<usize>, String>> = OnceLock::new();
+    SETTING
+        .get_or_init(|| parse_threads(std::env::var_os(THREADS_ENV)))
+        .clone()
+        .map_err(Error::InvalidParam)
+}
+
+/// `LORAGEN_THREADS`' value as a thread count.
+fn parse_threads(value: Option<std::ffi::OsString>) -> std::result::Result<Option<usize>, String> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let bad = || format!("{THREADS_ENV}={value:?} is not a positive thread count");
+    let text = value.to_str().ok_or_else(bad)?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_thread_count_is_a_positive_integer_or_unset() {
+        let parse = |v: &str| parse_threads(Some(v.into()));
+        assert_eq!(parse_threads(None), Ok(None));
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse(" 3 "), Ok(Some(3)));
+        for bad in ["0", "two", "-1", "1.5"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(THREADS_ENV) && err.contains(bad), "{err}");
+        }
     }
 }

@@ -144,7 +144,7 @@ impl<'m> Session<'m> {
     }
 
     /// Whether an adapter is attached.
-    pub fn has_adapter(&self) -> bool {
+    pub(crate) fn has_adapter(&self) -> bool {
         self.adapter.is_some()
     }
 

@@ -36,9 +36,11 @@ impl ModelStore {
     /// `--edge-model`/`--cloud-model` flags and their env variables).
     pub fn resolve(&self, choice: &ModelChoice, override_path: Option<&Path>) -> Result<PathBuf> {
         let role = match (choice, override_path) {
-            (ModelChoice::Path(path), _) => return check_gguf(path).map(|()| path.clone()),
+            // The header is parsed when the file is loaded; here only that
+            // it is a readable GGUF file, so a load parses it once.
+            (ModelChoice::Path(path), _) => return open_gguf(path).map(|_| path.clone()),
             (ModelChoice::Role(_), Some(path)) => {
-                return check_gguf(path).map(|()| path.to_path_buf())
+                return open_gguf(path).map(|_| path.to_path_buf())
             }
             (ModelChoice::Role(role), None) => *role,
         };
@@ -77,35 +79,11 @@ pub fn check_gguf(path: &Path) -> Result<()> {
 /// merge) goes through here, so a truncated or malformed file gets one
 /// clear error naming the file and the problem.
 pub fn read_gguf(path: &Path) -> Result<(Content, BufReader<File>)> {
-    let unreadable = |source| Error::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
     let bad = |detail: String| Error::BadGguf {
         path: path.to_path_buf(),
         detail,
     };
-    let mut file = File::open(path).map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if meta.is_dir() {
-        return Err(unreadable(std::io::Error::other("is a directory")));
-    }
-    let mut magic = [0u8; 4];
-    match file.read_exact(&mut magic) {
-        Ok(()) if &magic == b"GGUF" => {}
-        Ok(()) => {
-            return Err(Error::NotGguf {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(Error::NotGguf {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(unreadable(e)),
-    }
-    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let (file, meta) = open_gguf(path)?;
     let mut reader = BufReader::new(file);
     let content =
         Content::read(&mut reader).map_err(|e| bad(format!("the header does not parse ({e})")))?;
@@ -138,6 +116,37 @@ pub fn read_gguf(path: &Path) -> Result<(Content, BufReader<File>)> {
         }
     }
     Ok((content, reader))
+}
+
+/// Opens `path` after checking that it is a readable file that starts
+/// with the GGUF magic bytes; the file is positioned at its start.
+fn open_gguf(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let unreadable = |source| Error::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(unreadable(std::io::Error::other("is a directory")));
+    }
+    let mut magic = [0u8; 4];
+    match file.read_exact(&mut magic) {
+        Ok(()) if &magic == b"GGUF" => {}
+        Ok(()) => {
+            return Err(Error::NotGguf {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::NotGguf {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(unreadable(e)),
+    }
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    Ok((file, meta))
 }
 
 #[cfg(test)]
