@@ -160,6 +160,10 @@ pub struct CompileArgs {
 pub enum TrainCommand {
     /// Train the generator (meta tokens, routers, experts) on a GPT4Tools-format corpus; resumes from --out.
     Generator(TrainGeneratorArgs),
+    /// Write a trained generator as the shipped checkpoint: f16 weights
+    /// (BatchNorm statistics f32), config.json, its training log and the
+    /// commands that trained it.
+    Ship(TrainShipArgs),
     /// Train a plain LoRA baseline (one fixed LoRA, r = 16) on the same data with the same trainer.
     Lora(TrainLoraArgs),
 }
@@ -192,6 +196,22 @@ pub struct TrainGeneratorArgs {
     /// variant, the ablation).
     #[arg(long, default_value = "cross-attention", value_name = "SOURCE")]
     pub meta_source: loragen_generator::model::MetaSource,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainShipArgs {
+    /// A generator snapshot of a run (`<run>/snapshots/step-N`).
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The run's training log (default: `train.jsonl` of the snapshot's run).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// The script or file holding the exact commands that trained it.
+    #[arg(long, value_name = "FILE")]
+    pub command: PathBuf,
+    /// Where to write it (default: the checkout's generator/checkpoints/default).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

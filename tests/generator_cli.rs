@@ -152,6 +152,51 @@ fn a_trained_checkpoint_compiles_and_recompiles_from_the_cache() {
         "{by_env}"
     );
 
+    // A snapshot shipped in f16 (BatchNorm statistics f32) compiles too.
+    let recipe = dir.path().join("train.sh");
+    std::fs::write(&recipe, "loragen train generator --steps 3\n").unwrap();
+    let shipped = dir.path().join("shipped");
+    let text = ok(&loragen(
+        dir.path(),
+        &[
+            "train",
+            "ship",
+            "--from",
+            dir.path().join("run/snapshots/step-2").to_str().unwrap(),
+            "--command",
+            recipe.to_str().unwrap(),
+            "--out",
+            shipped.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        text.contains("shipped step 2") && text.contains("2 log lines"),
+        "{text}"
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "train.jsonl",
+        "command.sh",
+    ] {
+        assert!(shipped.join(f).exists(), "{f}");
+    }
+    let f16_out = dir.path().join("out/f16.gguf");
+    let text = ok(&loragen(
+        dir.path(),
+        &[
+            "compile",
+            "--registry",
+            "gpt4tools",
+            "--generator",
+            shipped.to_str().unwrap(),
+            "-o",
+            f16_out.to_str().unwrap(),
+        ],
+    ));
+    assert!(!text.contains("from the compile cache"), "{text}");
+    assert!(f16_out.exists());
+
     // MCP servers' tools compile like a registry; a server whose tool list
     // changes (the time server names its local timezone in its schemas)
     // gets a new fingerprint, the same list the cached one.

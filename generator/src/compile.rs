@@ -180,16 +180,10 @@ impl Compiler {
         }
         let (content, _) = read_gguf(&self.edge_path)?;
         let edge = EdgeConfig::from_gguf(&self.edge_path, &content)?;
-        let mut varmap = VarMap::new();
+        let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let generator = Generator::new(self.config.clone(), |t| edge.dims(t), vb)?;
-        let weights = self.checkpoint.join(MODEL_FILE);
-        varmap.load(&weights).map_err(|e| {
-            Error::Config(format!(
-                "{}: does not fit the generator its config.json describes ({e})",
-                weights.display()
-            ))
-        })?;
+        crate::checkpoint::load_weights(&varmap, &self.checkpoint.join(MODEL_FILE))?;
         self.built = Some((generator, edge.arch.gguf_name()));
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The cloud side of loragen: generating LoRA adapters for the edge model,
 //! and writing them in formats llama.cpp loads.
 
+pub mod checkpoint;
 pub mod compile;
 pub mod edge;
 pub mod error;

@@ -46,6 +46,7 @@ fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
 
 pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
     let (args, kind) = match cmd {
+        TrainCommand::Ship(args) => return ship(&args),
         TrainCommand::Generator(a) => (
             a.run,
             Kind::Generator {
@@ -250,6 +251,36 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
         trainer.step(),
         args.steps,
         args.out.join("checkpoint").display()
+    );
+    Ok(())
+}
+
+/// `loragen train ship`: a snapshot as the shipped checkpoint.
+fn ship(args: &crate::cli::TrainShipArgs) -> anyhow::Result<()> {
+    let log = match &args.log {
+        Some(log) => log.clone(),
+        // <run>/snapshots/step-N -> <run>/train.jsonl
+        None => args
+            .from
+            .parent()
+            .and_then(Path::parent)
+            .map(|run| run.join(LOG_FILE))
+            .context("give --log FILE: the snapshot is not inside a run directory")?,
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(loragen_generator::shipped::shipped_dir);
+    let shipped = loragen_generator::checkpoint::ship(&args.from, &out, &log, &args.command)?;
+    println!(
+        "shipped step {} of {} into {}: {:.1} MiB of weights ({} tensors f16, {} f32), {} log lines",
+        shipped.step,
+        args.from.display(),
+        shipped.dir.display(),
+        shipped.weights_bytes as f64 / super::MIB,
+        shipped.f16_tensors,
+        shipped.f32_tensors,
+        shipped.log_lines
     );
     Ok(())
 }

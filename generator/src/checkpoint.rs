@@ -1,0 +1,304 @@
+//! Generator weights on disk in the two precisions they come in: f32 as
+//! training writes them, and the f16 form a shipped checkpoint keeps
+//! (BatchNorm running statistics stay f32, being the few numbers whose
+//! scale f16 would distort). Loading converts either to the variables'
+//! own precision.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+
+use crate::error::{Error, Result};
+use crate::train::trainer::{MODEL_FILE, STATE_FILE};
+use crate::train::{read_state, CheckpointState};
+use loragen_tools::atomic::{copy_atomic, write_atomic_with};
+
+/// The training log a shipped checkpoint carries (`train.jsonl` of its run,
+/// up to the shipped step).
+pub const LOG_FILE: &str = "train.jsonl";
+/// The commands that trained it.
+pub const COMMAND_FILE: &str = "command.sh";
+
+/// Whether the variable `name` keeps f32 in a shipped checkpoint: the
+/// BatchNorm running statistics.
+fn keeps_f32(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// Loads the weights at `path` into `varmap`, converting each tensor to
+/// its variable's dtype; a missing tensor or a shape that does not fit is
+/// an error naming the file and the variable.
+pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    let misfit = |detail: String| {
+        Error::Config(format!(
+            "{}: does not fit the generator its config.json describes ({detail})",
+            path.display()
+        ))
+    };
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| misfit(format!("cannot read it: {e}")))?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    for (name, var) in vars.iter() {
+        let tensor = tensors
+            .get(name)
+            .ok_or_else(|| misfit(format!("no tensor `{name}`")))?;
+        if tensor.dims() != var.dims() {
+            return Err(misfit(format!(
+                "`{name}` is {:?}, the generator needs {:?}",
+                tensor.dims(),
+                var.dims()
+            )));
+        }
+        var.set(&tensor.to_dtype(var.dtype())?)
+            .map_err(|e| misfit(format!("`{name}`: {e}")))?;
+    }
+    Ok(())
+}
+
+/// What [`ship`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipped {
+    pub dir: PathBuf,
+    /// Bytes of the f16 weights file.
+    pub weights_bytes: u64,
+    /// Tensors stored in f16 and kept in f32.
+    pub f16_tensors: usize,
+    pub f32_tensors: usize,
+    /// Log lines kept (those up to the shipped step).
+    pub log_lines: usize,
+    pub step: usize,
+}
+
+/// Writes the generator snapshot or checkpoint `from` as a shipped
+/// checkpoint in `to`: the weights in f16 (BatchNorm statistics in f32),
+/// `config.json`, the training log `log` up to the snapshot's step, and
+/// the commands that trained it (`command`, copied). `to` is replaced as a
+/// whole, or left as it was when anything fails.
+pub fn ship(from: &Path, to: &Path, log: &Path, command: &Path) -> Result<Shipped> {
+    let state: CheckpointState = read_state(from)?;
+    if state.generator.is_none() {
+        return Err(Error::Config(format!(
+            "{}: a plain LoRA checkpoint, not a generator",
+            from.display()
+        )));
+    }
+    let weights = from.join(MODEL_FILE);
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| {
+        Error::Config(format!(
+            "{}: cannot read the weights ({e})",
+            weights.display()
+        ))
+    })?;
+    let (mut f16, mut f32) = (0, 0);
+    let stored: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let dtype = if keeps_f32(&name) {
+                f32 += 1;
+                DType::F32
+            } else {
+                f16 += 1;
+                DType::F16
+            };
+            Ok((name, t.to_dtype(dtype)?))
+        })
+        .collect::<Result<_>>()?;
+    let log_text = std::fs::read_to_string(log).map_err(io_at(log))?;
+    let kept: Vec<&str> = log_text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= state.step)
+        })
+        .collect();
+
+    let parent = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_at(parent))?;
+    let partial = tempfile::Builder::new()
+        .prefix(".ship-")
+        .tempdir_in(parent)
+        .map_err(io_at(parent))?;
+    let staged = partial.path();
+    write_atomic_with(&staged.join(MODEL_FILE), |tmp| {
+        candle_core::safetensors::save(&stored, tmp).map_err(Error::from)
+    })?;
+    copy_atomic(&from.join(STATE_FILE), &staged.join(STATE_FILE))?;
+    let mut log_out = kept.join("\n");
+    log_out.push('\n');
+    std::fs::write(staged.join(LOG_FILE), log_out).map_err(io_at(&staged.join(LOG_FILE)))?;
+    copy_atomic(command, &staged.join(COMMAND_FILE))?;
+    let weights_bytes = std::fs::metadata(staged.join(MODEL_FILE))
+        .map_err(io_at(&staged.join(MODEL_FILE)))?
+        .len();
+    // Swap: the old directory goes only once the new one is complete.
+    let old = parent.join(".ship-old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_at(&old))?;
+    }
+    if to.exists() {
+        std::fs::rename(to, &old).map_err(io_at(to))?;
+    }
+    let staged = partial.keep();
+    std::fs::rename(&staged, to).map_err(io_at(to))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_at(&old))?;
+    }
+    Ok(Shipped {
+        dir: to.to_path_buf(),
+        weights_bytes,
+        f16_tensors: f16,
+        f32_tensors: f32,
+        log_lines: kept.len(),
+        step: state.step,
+    })
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use candle_nn::VarBuilder;
+
+    use super::*;
+    use crate::edge::{LoraConfig, Target};
+    use crate::model::{Generator, GeneratorConfig};
+    use crate::train::TrainConfig;
+
+    fn small() -> GeneratorConfig {
+        GeneratorConfig::default()
+            .with_cloud_dim(12)
+            .with_edge_layers(2)
+            .with_meta_dim(8)
+            .with_meta_heads(2)
+            .with_router_hidden(6)
+            .with_experts(4)
+            .with_lora(LoraConfig::default().with_rank(2).with_alpha(2.0))
+    }
+
+    fn dims(t: Target) -> (usize, usize) {
+        match t {
+            Target::Down => (7, 5),
+            _ => (5, 7),
+        }
+    }
+
+    /// A generator whose every weight, BatchNorm statistics included, has
+    /// more precision than f16 holds.
+    fn trained(dir: &Path, step: usize) -> VarMap {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        Generator::new(small(), dims, vb).unwrap();
+        for (i, var) in varmap.all_vars().iter().enumerate() {
+            let noise = Tensor::randn(0f32, 1.0, var.shape(), &Device::Cpu).unwrap();
+            let fine = (noise * (1.0 + 1e-4 * i as f64)).unwrap();
+            var.set(&(fine + 1e-5).unwrap()).unwrap();
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        varmap.save(dir.join(MODEL_FILE)).unwrap();
+        let state = CheckpointState {
+            generator: Some(small()),
+            lora_baseline: None,
+            train: TrainConfig::default(),
+            step,
+            edge_arch: "gemma3".into(),
+            edge_sha256: "e".repeat(64),
+            examples_sha256: None,
+        };
+        std::fs::write(dir.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
+        varmap
+    }
+
+    #[test]
+    fn a_shipped_checkpoint_is_f16_with_f32_batchnorm_statistics_and_loads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = tmp.path().join("snapshots/step-3");
+        let original = trained(&from, 3);
+        let log = tmp.path().join("train.jsonl");
+        let lines: Vec<String> = (1..=5).map(|s| format!("{{\"step\":{s}}}")).collect();
+        std::fs::write(&log, lines.join("\n")).unwrap();
+        let command = tmp.path().join("train.sh");
+        std::fs::write(&command, "loragen train generator ...\n").unwrap();
+        let to = tmp.path().join("checkpoints/default");
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join("stale"), "from an older ship").unwrap();
+
+        let shipped = ship(&from, &to, &log, &command).unwrap();
+        assert_eq!((shipped.step, shipped.log_lines), (3, 3));
+        assert_eq!(shipped.f32_tensors, 2 * 2, "two statistics a layer");
+        assert!(
+            !to.join("stale").exists(),
+            "the directory is replaced whole"
+        );
+        assert_eq!(
+            std::fs::read_to_string(to.join(COMMAND_FILE)).unwrap(),
+            "loragen train generator ...\n"
+        );
+        let stored = candle_core::safetensors::load(to.join(MODEL_FILE), &Device::Cpu).unwrap();
+        for (name, t) in &stored {
+            let want = if keeps_f32(name) {
+                DType::F32
+            } else {
+                DType::F16
+            };
+            assert_eq!(t.dtype(), want, "{name}");
+        }
+
+        let loaded = VarMap::new();
+        let vb = VarBuilder::from_varmap(&loaded, DType::F32, &Device::Cpu);
+        Generator::new(small(), dims, vb).unwrap();
+        load_weights(&loaded, &to.join(MODEL_FILE)).unwrap();
+        let (want, got) = (
+            original.data().lock().unwrap(),
+            loaded.data().lock().unwrap(),
+        );
+        for (name, var) in want.iter() {
+            let diff = crate::test_util::max_diff(var.as_tensor(), got[name].as_tensor());
+            if keeps_f32(name) {
+                assert_eq!(diff, 0.0, "{name} must round-trip exactly");
+            } else {
+                let scale = var.as_tensor().abs().unwrap().max_all().unwrap();
+                let scale = f64::from(scale.to_scalar::<f32>().unwrap());
+                assert!(diff > 0.0 && diff <= scale / 1024.0, "{name}: {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lora_or_a_misfit_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = tmp.path().join("lora");
+        trained(&from, 1);
+        let state = std::fs::read_to_string(from.join(STATE_FILE)).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&state).unwrap();
+        json["generator"] = serde_json::Value::Null;
+        std::fs::write(from.join(STATE_FILE), json.to_string()).unwrap();
+        let log = tmp.path().join("log");
+        std::fs::write(&log, "").unwrap();
+        let to = tmp.path().join("out");
+        let err = ship(&from, &to, &log, &log).unwrap_err().to_string();
+        assert!(err.contains("not a generator"), "{err}");
+        assert!(!to.exists());
+
+        let other = VarMap::new();
+        let vb = VarBuilder::from_varmap(&other, DType::F32, &Device::Cpu);
+        Generator::new(small().with_experts(3), dims, vb).unwrap();
+        let err = load_weights(&other, &from.join(MODEL_FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not fit") && err.contains("model.safetensors"),
+            "{err}"
+        );
+    }
+}
