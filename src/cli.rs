@@ -517,6 +517,8 @@ pub enum BenchCommand {
     Runtime(BenchRuntimeArgs),
     /// The GPT4Tools benchmark: SR_t, SR_act, SR_args, SR, IoU and latency per mode.
     Gpt4tools(BenchGpt4toolsArgs),
+    /// The results page (e.g. docs/results.md) and its chart, one row per run of `bench gpt4tools`.
+    Report(BenchReportArgs),
     /// The edge model: LoRA training-step throughput in candle, decode speed of base, adapter and merged models.
     Edge(BenchEdgeArgs),
     /// JSON function calling with and without the compact call grammar, side by side: time, schema validity, accuracy.
@@ -558,6 +560,26 @@ pub struct BenchCompileArgs {
     pub checkpoint: Option<PathBuf>,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReportArgs {
+    /// NAME=DIR or NAME=DIR#MODE: a run directory of `bench gpt4tools`
+    /// (and which of its modes, when it holds several); one row each, in
+    /// this order.
+    #[arg(long, required = true, value_name = "NAME=DIR[#MODE]")]
+    pub run: Vec<String>,
+    /// The row compression and speed-up compare with (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// The runs' data file, if it moved since they ran.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// The page to write; its chart goes beside it as <stem>-chart.svg/png.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "GPT4Tools results")]
+    pub title: String,
 }
 
 #[derive(Debug, Args)]
@@ -723,9 +745,6 @@ pub struct BenchGpt4toolsArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Also write a results page (markdown, with the chart beside it), e.g. docs/results.md.
-    #[arg(long, value_name = "FILE")]
-    pub results: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -61,8 +61,6 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
         "40",
         "--out",
         run.to_str().unwrap(),
-        "--results",
-        page.to_str().unwrap(),
     ];
     let out = loragen(&args);
     assert!(
@@ -80,10 +78,40 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["rows"].as_array().unwrap().len(), 2);
     assert!(run.join("chart.svg").exists());
-    let page = std::fs::read_to_string(&page).unwrap();
+    // The results page is assembled from run directories, a row each.
+    let run_arg = |name: &str, mode: &str| format!("{name}={}#{mode}", run.display());
+    let report = |runs: &[String]| {
+        let mut args = vec!["bench", "report", "-o", page.to_str().unwrap()];
+        for r in runs {
+            args.extend(["--run", r.as_str()]);
+        }
+        loragen(&args)
+    };
+    let out = report(&[
+        run_arg("cold", "in-context"),
+        run_arg("reuse", "in-context-cached"),
+    ]);
     assert!(
-        page.contains("do not edit by hand") && page.contains("results-chart.svg"),
-        "{page}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        text.contains("do not edit by hand") && text.contains("results-chart.svg"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| cold | 3 |") && text.contains("| reuse | 3 |"),
+        "{text}"
+    );
+    assert!(dir.path().join("docs/results-chart.png").exists());
+    // A run directory of two modes needs the mode named.
+    let out = report(&[format!("both={}", run.display())]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name one as both=DIR#MODE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let again = loragen(&args);
@@ -409,15 +437,12 @@ fn rescore_replaces_stale_scores_from_the_stored_predictions() {
     let text: String = stale.iter().map(|v| format!("{v}\n")).collect();
     std::fs::write(&records, text).unwrap();
 
-    let page = dir.path().join("results.md");
     let out = loragen(&[
         "bench",
         "gpt4tools",
         "--rescore",
         "--out",
         run.to_str().unwrap(),
-        "--results",
-        page.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),
@@ -438,11 +463,8 @@ fn rescore_replaces_stale_scores_from_the_stored_predictions() {
         rescored, original,
         "rescoring must restore exactly what the scorer gives"
     );
-    let page = std::fs::read_to_string(&page).unwrap();
-    assert!(
-        page.contains("--rescore --out") && page.contains("| in-context | 2 |"),
-        "{page}"
-    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| in-context | 2 |"), "{report}");
 
     // Another data file under the run's name is refused.
     let other = dir.path().join("val_seen.json");

@@ -83,7 +83,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
         .cloned()
         .collect();
     let report = Report::from_records(&records, &Mode::ALL);
-    write_reports(&report, &out, &meta, args.results.as_deref(), items.len())?;
+    write_reports(&report, &out, &meta)?;
     println!("\n{}", report.markdown());
     println!(
         "records, report.md, report.json and chart.svg/png in {}",
@@ -147,19 +147,13 @@ fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
         "rescored {} records, {changed} with new scores",
         log.records().len()
     );
-    let n_items = log
-        .records()
-        .iter()
-        .map(|r| r.id.as_str())
-        .collect::<HashSet<_>>()
-        .len();
     let report = Report::from_records(log.records(), &Mode::ALL);
-    write_reports(&report, &out, &meta, args.results.as_deref(), n_items)?;
+    write_reports(&report, &out, &meta)?;
     println!("\n{}", report.markdown());
     Ok(())
 }
 
-const RECORDS: &str = "records.jsonl";
+pub(super) const RECORDS: &str = "records.jsonl";
 
 /// The host's key for a mode's fixed adapter (`--adapter`, `--lora-adapter`).
 const FIXED_ADAPTER: &str = "fixed";
@@ -168,19 +162,19 @@ const FIXED_ADAPTER: &str = "fixed";
 /// other settings would mix incomparable records, and rescoring needs the
 /// data file and the decoding settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunMeta {
-    data: PathBuf,
-    data_sha256: String,
-    constrained: bool,
-    max_tokens: usize,
+pub(super) struct RunMeta {
+    pub(super) data: PathBuf,
+    pub(super) data_sha256: String,
+    pub(super) constrained: bool,
+    pub(super) max_tokens: usize,
     #[serde(default)]
-    jump_forward: bool,
+    pub(super) jump_forward: bool,
     #[serde(default)]
-    threads: Option<usize>,
+    pub(super) threads: Option<usize>,
     #[serde(default)]
-    command: Option<String>,
+    pub(super) command: Option<String>,
     #[serde(default)]
-    date: Option<String>,
+    pub(super) date: Option<String>,
     /// sha256 of the generator weights (compiled mode with --generator):
     /// records of another generator must not mix with these.
     #[serde(default)]
@@ -216,7 +210,7 @@ impl RunMeta {
         }
     }
 
-    fn read(out: &Path) -> anyhow::Result<Option<Self>> {
+    pub(super) fn read(out: &Path) -> anyhow::Result<Option<Self>> {
         let path = out.join("run.json");
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
@@ -401,9 +395,13 @@ fn run_mode(
     let started = Instant::now();
     let mut compile_s = 0.0;
     for group in groups {
+        // The group's first record carries what making its adapter took.
+        let mut adapter_ms = None;
         let adapter = match (plan.adapters.as_mut(), group.first()) {
             (Some((cache, _)), Some(first)) => {
+                let started = Instant::now();
                 let ensured = cache.ensure(&mut host, first.system_part())?;
+                adapter_ms = Some(started.elapsed().as_secs_f64() * 1e3);
                 compile_s += ensured.compile_s;
                 Some(ensured.key)
             }
@@ -442,6 +440,7 @@ fn run_mode(
                 decode_ms: s.decode_ms,
                 decode_tokens: s.decode_tokens,
                 peak_rss_mib: super::peak_rss_mib(),
+                adapter_ms: adapter_ms.take(),
             })?;
             let a = Aggregate::of(&scores);
             bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
@@ -491,13 +490,7 @@ fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
     bar
 }
 
-fn write_reports(
-    report: &Report,
-    out: &Path,
-    meta: &RunMeta,
-    results: Option<&Path>,
-    n_items: usize,
-) -> anyhow::Result<()> {
+fn write_reports(report: &Report, out: &Path, meta: &RunMeta) -> anyhow::Result<()> {
     super::write_atomic(&out.join("report.md"), report.markdown().as_bytes())?;
     super::write_atomic(
         &out.join("report.json"),
@@ -510,60 +503,5 @@ fn write_reports(
     if let Err(e) = write_chart(report, &out.join("chart"), &title) {
         eprintln!("warning: {e}");
     }
-    if let Some(page) = results {
-        write_results_page(report, page, out, meta, n_items, &title)?;
-    }
     Ok(())
-}
-
-/// The results page: the table and chart with how they were produced and
-/// where their records are.
-fn write_results_page(
-    report: &Report,
-    page: &Path,
-    out: &Path,
-    meta: &RunMeta,
-    n_items: usize,
-    title: &str,
-) -> anyhow::Result<()> {
-    if let Some(dir) = page.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let chart_stem = page.with_extension("").with_file_name(format!(
-        "{}-chart",
-        page.file_stem().unwrap_or_default().to_string_lossy()
-    ));
-    if let Err(e) = write_chart(report, &chart_stem, title) {
-        eprintln!("warning: {e}");
-    }
-    let chart_name = chart_stem
-        .with_extension("svg")
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let unknown = || "not recorded".to_owned();
-    let text = format!(
-        "# GPT4Tools results\n\n\
-         Written by `loragen bench gpt4tools`; do not edit by hand, run the command again.\n\n\
-         - command: `{}`\n- data: `{}` ({n_items} items, sha256 `{}`)\n- records: `{}` (rescore with `loragen bench gpt4tools --rescore --out {}`)\n\
-         - date of the run: {}\n- machine: {} CPU threads used, greedy decoding{}, at most {} new tokens per item\n\n\
-         {}\n\
-         ![accuracy vs latency]({chart_name})\n\n\
-         Columns: SR_t, SR_act, SR_args, SR and IoU follow the GPT4Tools evaluator; Avg is their mean (the LoRA-Gen paper's Average Score). \
-         *prompt tok* is the mean prompt length in edge-model tokens and *computed tok* the part not served from the KV cache. \
-         *compression* and *speed-up* compare with `in-context` (mean prompt tokens; p50 latency). \
-         Latency is the model time per item: prefill plus decode. Peak RSS is the process's high-water mark while the mode ran.\n",
-        meta.command.clone().unwrap_or_else(unknown),
-        meta.data.display(),
-        meta.data_sha256,
-        out.join(RECORDS).display(),
-        out.display(),
-        meta.date.clone().unwrap_or_else(unknown),
-        meta.threads.map_or_else(unknown, |t| t.to_string()),
-        if meta.constrained { " constrained by the call grammar of the listed tools" } else { " without a grammar" },
-        meta.max_tokens,
-        report.markdown(),
-    );
-    Ok(super::write_atomic(page, text.as_bytes())?)
 }

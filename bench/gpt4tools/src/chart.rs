@@ -40,7 +40,31 @@ macro_rules! svg_and_png {
 /// Writes `stem.svg` and `stem.png`. Text layout needs a TrueType font on
 /// the machine, for both formats; without one the error says what to install.
 pub fn write_chart(report: &Report, stem: &Path, title: &str) -> Result<()> {
-    svg_and_png!(stem, (800, 520), draw(report, title))
+    let points: Vec<Point> = report
+        .rows
+        .iter()
+        .map(|r| Point {
+            label: r.mode.to_string(),
+            p50_ms: r.p50_ms,
+            average: r.scores.average,
+        })
+        .collect();
+    write_points(&points, stem, title)
+}
+
+/// One learner on the accuracy-versus-latency chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub label: String,
+    pub p50_ms: f64,
+    /// The Average score, %.
+    pub average: f64,
+}
+
+/// Writes the accuracy-versus-latency chart of `points` as `stem.svg`
+/// and `stem.png`.
+pub fn write_points(points: &[Point], stem: &Path, title: &str) -> Result<()> {
+    svg_and_png!(stem, (800, 520), draw(points, title))
 }
 
 /// One training run's curves: (step, training loss) and (step, validation
@@ -156,12 +180,12 @@ fn register_font() -> Result<()> {
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
-    report: &Report,
+    points: &[Point],
     title: &str,
 ) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| Error::Chart(e.to_string());
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let max_ms = report.rows.iter().map(|r| r.p50_ms).fold(1.0, f64::max) * 1.25;
+    let max_ms = points.iter().map(|p| p.p50_ms).fold(1.0, f64::max) * 1.25;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(20)
@@ -175,15 +199,15 @@ fn draw<DB: DrawingBackend>(
         .y_desc("Average score (%)")
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, row) in report.rows.iter().enumerate() {
+    for (i, p) in points.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let point = (row.p50_ms, row.scores.average);
+        let point = (p.p50_ms, p.average);
         chart
             .draw_series(std::iter::once(Circle::new(point, 7, color.filled())))
             .map_err(|e| err(&e))?
             .label(format!(
                 "{} ({:.1}%, {:.0} ms)",
-                row.mode, row.scores.average, row.p50_ms
+                p.label, p.average, p.p50_ms
             ))
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
     }
@@ -228,6 +252,7 @@ mod tests {
             decode_ms: 10.0,
             decode_tokens: 5,
             peak_rss_mib: 1.0,
+            adapter_ms: None,
         };
         let report = Report::from_records(
             &[

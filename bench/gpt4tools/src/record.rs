@@ -26,6 +26,11 @@ pub struct Record {
     pub decode_tokens: usize,
     /// Peak resident memory of the process during this mode so far, MiB.
     pub peak_rss_mib: f64,
+    /// Making this item's registry adapter (compile or load), on the first
+    /// item of each registry in compiled mode with a generator; absent in
+    /// records made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_ms: Option<f64>,
 }
 
 impl Record {
@@ -212,6 +217,7 @@ mod tests {
             decode_ms: 2.0,
             decode_tokens: 3,
             peak_rss_mib: 4.0,
+            adapter_ms: None,
         }
     }
 

@@ -146,6 +146,7 @@ mod tests {
             decode_ms: 0.0,
             decode_tokens: 0,
             peak_rss_mib: 10.0,
+            adapter_ms: None,
         }
     }
 
