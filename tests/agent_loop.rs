@@ -270,11 +270,51 @@ async fn tool_panic() {
 
 #[tokio::test]
 async fn maximum_step_count_reached() {
-    let step = call("Add", r#"{"a": 1, "b": 1}"#);
-    let (out, _, _) = run(&[&step, &step, &step], config().with_max_steps(3)).await;
+    let steps: Vec<String> = (1..=3)
+        .map(|b| call("Add", &format!(r#"{{"a": 1, "b": {b}}}"#)))
+        .collect();
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let (out, _, _) = run(&steps, config().with_max_steps(3)).await;
     assert_eq!(out.finish, AgentFinish::MaxSteps);
     assert_eq!(out.steps.len(), 3);
     assert!(out.answer.is_none());
+}
+
+/// A call repeated with identical arguments (JSON compared as values) is
+/// not run again: its observation says so and gives the first result. A
+/// second repeat ends the turn with its own reason, before the step limit.
+#[tokio::test]
+async fn a_repeated_call_is_told_once_then_ends_the_turn() {
+    let first = call("Add", r#"{"a": 2, "b": 3}"#);
+    let again = call("Add", r#"{ "b": 3, "a": 2 }"#);
+    let (out, events, model) = run(&[&first, &again, &first, &answer("5")], config()).await;
+    assert_eq!(out.finish, AgentFinish::RepeatedCall);
+    assert_eq!(out.steps.len(), 3);
+    assert!(out.answer.is_none());
+    assert_eq!(observation(&out, 0), "5");
+    let note = observation(&out, 1);
+    assert!(
+        note.contains("You already called Add with these arguments")
+            && note.contains("returned: 5"),
+        "{note}"
+    );
+    assert!(model.prompts[2].contains(note));
+    assert!(out.steps[2].observations.is_empty());
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Observation { failed: false, .. }))
+            .count(),
+        2
+    );
+
+    // One repeat, then an answer: the turn ends normally.
+    let (out, _, _) = run(&[&first, &first, &answer("5")], config()).await;
+    assert_eq!(out.finish, AgentFinish::Answered);
+    // Other arguments are another call.
+    let other = call("Add", r#"{"a": 2, "b": 4}"#);
+    let (out, _, _) = run(&[&first, &other, &answer("6")], config()).await;
+    assert_eq!(observation(&out, 1), "6");
 }
 
 #[tokio::test]

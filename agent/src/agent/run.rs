@@ -52,6 +52,9 @@ pub enum AgentFinish {
     RetriesExhausted,
     /// The caller stopped generation.
     Interrupted,
+    /// The model made the same call (same tool, same arguments) a third
+    /// time in the turn, after an observation told it so once.
+    RepeatedCall,
 }
 
 /// One model message of a turn and what it led to.
@@ -199,6 +202,7 @@ impl<M: LanguageModel> Agent<M> {
         let mut trace = String::new();
         let mut steps = Vec::new();
         let mut failures = 0;
+        let mut made = MadeCalls::default();
         for _ in 0..self.config.max_steps {
             let prompt = self.prompt(input, &trace);
             let completion = self.model.complete(&prompt, &params, &mut |t| {
@@ -248,15 +252,62 @@ impl<M: LanguageModel> Agent<M> {
                             input: call.input.clone(),
                         });
                     }
-                    let start = Instant::now();
-                    let results = self.call_tools(&calls).await;
-                    record.tool_ms = start.elapsed().as_secs_f64() * 1e3;
-                    record.actions = calls.into_iter().map(|c| (c.action, c.input)).collect();
-                    let failed = results.iter().any(Result::is_err);
-                    let observations = results
-                        .into_iter()
-                        .map(|r| r.unwrap_or_else(|e| e.to_string()))
+                    let earlier: Vec<Option<(usize, String)>> =
+                        calls.iter().map(|c| made.earlier(c)).collect();
+                    record.actions = calls
+                        .iter()
+                        .map(|c| (c.action.clone(), c.input.clone()))
                         .collect();
+                    if earlier.iter().flatten().any(|(times, _)| *times >= 2) {
+                        let _ = on_event(&Event::StepDone {
+                            stats: record.stats,
+                            tool_ms: 0.0,
+                        });
+                        steps.push(record);
+                        return Ok(Outcome {
+                            answer: None,
+                            finish: AgentFinish::RepeatedCall,
+                            steps,
+                        });
+                    }
+                    // Only calls not made before in this turn run again.
+                    let fresh: Vec<Call> = calls
+                        .iter()
+                        .zip(&earlier)
+                        .filter(|(_, e)| e.is_none())
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    let start = Instant::now();
+                    let mut results = self.call_tools(&fresh).await.into_iter();
+                    record.tool_ms = start.elapsed().as_secs_f64() * 1e3;
+                    let mut failed = false;
+                    let mut observations = Vec::with_capacity(calls.len());
+                    for (call, earlier) in calls.iter().zip(earlier) {
+                        let text = match earlier {
+                            Some((_, result)) => {
+                                made.record(call, &result);
+                                repeated_call_note(&call.action, &result)
+                            }
+                            None => match results.next() {
+                                // Only calls that succeeded are remembered: a
+                                // failed one may be retried, within the
+                                // retry budget.
+                                Some(Ok(text)) => {
+                                    made.record(call, &text);
+                                    text
+                                }
+                                Some(Err(e)) => {
+                                    failed = true;
+                                    e.to_string()
+                                }
+                                None => {
+                                    failed = true;
+                                    "the call had no result".to_owned()
+                                }
+                            },
+                        };
+                        observations.push(text);
+                    }
                     (observations, failed)
                 }
                 Err(e) => (vec![format!("{e}. Reply in the required format.")], true),
@@ -330,6 +381,43 @@ impl<M: LanguageModel> Agent<M> {
 }
 
 /// A string output is shown as is; anything else as compact JSON.
+/// The calls that succeeded in one turn, by tool and arguments (JSON arguments
+/// compared as values, so key order and spacing do not matter), with how
+/// often each was made and its first observation.
+#[derive(Debug, Default)]
+struct MadeCalls {
+    calls: std::collections::HashMap<(String, String), (usize, String)>,
+}
+
+impl MadeCalls {
+    fn key(call: &Call) -> (String, String) {
+        let input = call.input.trim();
+        let input = serde_json::from_str::<Value>(input)
+            .map_or_else(|_| input.to_owned(), |v| v.to_string());
+        (call.action.trim().to_owned(), input)
+    }
+
+    /// How often `call` was made before in this turn, and what it observed.
+    fn earlier(&self, call: &Call) -> Option<(usize, String)> {
+        self.calls.get(&Self::key(call)).cloned()
+    }
+
+    fn record(&mut self, call: &Call, observation: &str) {
+        self.calls
+            .entry(Self::key(call))
+            .and_modify(|(times, _)| *times += 1)
+            .or_insert_with(|| (1, observation.to_owned()));
+    }
+}
+
+/// The observation of a call already made in this turn: it is not run
+/// again, and the model is told what it returned.
+fn repeated_call_note(tool: &str, result: &str) -> String {
+    format!(
+        "You already called {tool} with these arguments in this turn; it returned: {result}. Use that result to answer, or call something else."
+    )
+}
+
 fn observation_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
