@@ -110,6 +110,10 @@ pub enum Error {
     #[error("compiling the tools failed: {0}")]
     Compile(#[source] Box<dyn std::error::Error + Send + Sync>),
 
+    /// Loading tools (the built-in registry, MCP servers) failed.
+    #[error(transparent)]
+    Tools(#[from] loragen_tools::Error),
+
     /// Caller passed parameters that make no sense.
     #[error("invalid parameter: {0}")]
     InvalidParam(String),

@@ -8,5 +8,6 @@ pub mod error;
 pub mod grammar;
 pub mod runtime;
 pub mod store;
+pub mod toolset;
 
 pub use error::{Error, Result};

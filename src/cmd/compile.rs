@@ -15,7 +15,7 @@ pub fn run(args: CompileArgs, models: Setup) -> anyhow::Result<()> {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?,
         None => {
-            let loaded = super::toolset::Toolset::load(
+            let loaded = loragen_agent::toolset::Toolset::load(
                 args.registry.as_deref(),
                 args.mcp_config.as_deref(),
                 true,

@@ -36,7 +36,7 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     let tools = match (&args.tools, &args.mcp_config) {
         (Some(file), _) => ToolSet::load(file)?,
         (None, Some(config)) => {
-            let toolset = super::toolset::Toolset::load(None, Some(config), true)?;
+            let toolset = loragen_agent::toolset::Toolset::load(None, Some(config), true)?;
             for warning in toolset.warnings() {
                 eprintln!("warning: {warning}");
             }

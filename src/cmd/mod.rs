@@ -17,7 +17,6 @@ pub mod models;
 pub mod repl;
 pub mod serve;
 pub mod tools;
-pub mod toolset;
 pub mod train;
 
 use std::ops::ControlFlow;

@@ -15,8 +15,8 @@ use rustyline::error::ReadlineError;
 use loragen::setup::{is_url, Setup};
 use loragen_tools::render::system_prompt;
 
-use super::toolset::Toolset;
 use crate::cli::ReplArgs;
+use loragen_agent::toolset::Toolset;
 
 /// Longest line the REPL hands to the model.
 const MAX_INPUT_CHARS: usize = 8_000;
@@ -268,7 +268,7 @@ impl Chat<'_> {
                 (":compile", _) => eprintln!(
                     "no generator to compile with: restart with --generator DIR|URL (a generator checkpoint or a cloud role)"
                 ),
-                (":tools", _) => print!("{}", self.toolset.describe(false)),
+                (":tools", _) => print!("{}", super::tools::describe(self.toolset, false)),
                 (":reset", _) => {
                     agent.reset();
                     agent.model_mut().clear_cache();

@@ -20,7 +20,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
     let default_tools = match &args.mcp_config {
         None => Vec::new(),
         Some(config) => {
-            let toolset = super::toolset::Toolset::load(None, Some(config), true)?;
+            let toolset = loragen_agent::toolset::Toolset::load(None, Some(config), true)?;
             for warning in toolset.warnings() {
                 eprintln!("warning: {warning}");
             }

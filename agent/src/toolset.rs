@@ -3,14 +3,14 @@
 //! `compile`, `eval`, `serve` and `tools list` all load them here, so they
 //! agree on names, order and fingerprint.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use console::style;
-use loragen_agent::grammar::call_grammar;
 use loragen_tools::mcp::{McpConfig, McpServers};
 use loragen_tools::{ToolRegistry, ToolSpec};
+
+use crate::error::{Error, Result};
+use crate::grammar::call_grammar;
 
 /// The built-in registries.
 const BUILT_IN: [&str; 1] = ["gpt4tools"];
@@ -55,11 +55,14 @@ impl Toolset {
         registry: Option<&str>,
         mcp_config: Option<&Path>,
         strict: bool,
-    ) -> anyhow::Result<Toolset> {
+    ) -> Result<Toolset> {
         let built_in = match (registry, mcp_config) {
             (Some(name), _) if BUILT_IN.contains(&name) => true,
             (Some(name), _) => {
-                anyhow::bail!("unknown registry `{name}` (known: {})", BUILT_IN.join(", "))
+                return Err(Error::InvalidParam(format!(
+                    "unknown registry `{name}` (known: {})",
+                    BUILT_IN.join(", ")
+                )))
             }
             (None, None) => true,
             (None, Some(_)) => false,
@@ -87,11 +90,12 @@ impl Toolset {
             None => None,
             Some(path) => {
                 let config = McpConfig::load(path)?;
-                anyhow::ensure!(
-                    !config.servers.is_empty(),
-                    "{}: no servers (every one is disabled or the list is empty)",
-                    path.display()
-                );
+                if config.servers.is_empty() {
+                    return Err(Error::InvalidParam(format!(
+                        "{}: no servers (every one is disabled or the list is empty)",
+                        path.display()
+                    )));
+                }
                 let (servers, failures) = McpServers::start(&config)?;
                 if strict {
                     if let Some(first) = failures.into_iter().next() {
@@ -157,65 +161,6 @@ impl Toolset {
         }
         out
     }
-
-    /// The tools grouped by source, with what cannot run marked; with
-    /// `schemas`, each tool's description and input schema too.
-    pub fn describe(&self, schemas: bool) -> String {
-        let status = self
-            .servers
-            .as_ref()
-            .map(McpServers::status)
-            .unwrap_or_default();
-        let mut out = String::new();
-        for source in &self.sources {
-            let gone = status.iter().any(|s| s.name == source.name && !s.alive);
-            let runnable = source
-                .tools
-                .iter()
-                .filter(|t| t.refused.is_none() && !gone && self.registry.can_run(&t.name))
-                .count();
-            let head = match (&source.failure, gone) {
-                (Some(why), _) => format!("not started: {why}"),
-                (None, true) => "gone: its connection closed".into(),
-                (None, false) if runnable == source.tools.len() => {
-                    format!("{} tools", source.tools.len())
-                }
-                (None, false) => format!(
-                    "{} tools, {} cannot run",
-                    source.tools.len(),
-                    source.tools.len() - runnable
-                ),
-            };
-            let _ = writeln!(
-                out,
-                "{} ({}, {head})",
-                style(&source.name).bold(),
-                source.kind
-            );
-            for tool in &source.tools {
-                let mark = if let Some(why) = &tool.refused {
-                    format!("  [cannot run: {why}]")
-                } else if gone {
-                    "  [cannot run: server gone]".into()
-                } else if !self.registry.can_run(&tool.name) {
-                    "  [cannot run: not available offline]".into()
-                } else {
-                    String::new()
-                };
-                let renamed = if tool.name == tool.spec.name {
-                    String::new()
-                } else {
-                    format!(" (the server's `{}`)", tool.spec.name)
-                };
-                let _ = writeln!(out, "  {}{renamed}{}", tool.name, style(mark).yellow());
-                if schemas {
-                    let _ = writeln!(out, "    {}", tool.spec.description);
-                    let _ = writeln!(out, "    schema: {}", tool.spec.parameters);
-                }
-            }
-        }
-        out
-    }
 }
 
 /// Registers the servers' tools that the registry and the call grammar
@@ -253,7 +198,7 @@ fn import(servers: &McpServers, tools: &mut ToolRegistry, sources: &mut Vec<Sour
 
 /// Whether the call grammar can constrain calls of `spec`; the reason when
 /// it cannot.
-fn expressible(spec: &ToolSpec) -> Result<(), String> {
+fn expressible(spec: &ToolSpec) -> std::result::Result<(), String> {
     let alone = ToolRegistry::from_specs([spec.clone()]).map_err(|e| e.to_string())?;
     call_grammar(&alone).map(drop).map_err(|e| e.to_string())
 }
