@@ -57,6 +57,9 @@ pub enum EdgeEvent {
 struct Work {
     job: EdgeJob,
     events: mpsc::UnboundedSender<EdgeEvent>,
+    /// The request's span, which the model thread's work joins.
+    span: tracing::Span,
+    queued: std::time::Instant,
 }
 
 /// The handle of the model thread; cloning shares the one queue.
@@ -96,7 +99,13 @@ impl EdgeWorker {
     /// queue is a 503.
     pub fn submit(&self, job: EdgeJob) -> Result<mpsc::UnboundedReceiver<EdgeEvent>, ApiError> {
         let (events, rx) = mpsc::unbounded_channel();
-        match self.queue.try_send(Work { job, events }) {
+        let work = Work {
+            job,
+            events,
+            span: tracing::Span::current(),
+            queued: std::time::Instant::now(),
+        };
+        match self.queue.try_send(work) {
             Ok(()) => {
                 self.metrics.queued.fetch_add(1, Ordering::Relaxed);
                 Ok(rx)
@@ -113,8 +122,13 @@ impl EdgeWorker {
 }
 
 fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
-    let _span =
-        tracing::info_span!("edge_generate", prompt_bytes = work.job.prompt.len()).entered();
+    let _span = tracing::info_span!(
+        parent: &work.span,
+        "edge_generate",
+        prompt_bytes = work.job.prompt.len(),
+        queued_ms = work.queued.elapsed().as_secs_f64() * 1e3,
+    )
+    .entered();
     let events = work.events;
     // A client that went away stops its generation at the next token.
     let mut on_text = |piece: &str| {
@@ -183,7 +197,10 @@ impl EdgeBackend for LlamaEdge {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generated> {
         let ensured = match job.system.as_deref() {
-            Some(system) => Some(self.adapters.ensure(&mut self.host, system)?),
+            Some(system) => {
+                let _span = tracing::debug_span!("adapter").entered();
+                Some(self.adapters.ensure(&mut self.host, system)?)
+            }
             None => None,
         };
         let registry = ensured.as_ref().map(|e| e.key.clone());

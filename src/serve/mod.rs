@@ -292,14 +292,26 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts every request and its latency by route.
+/// Counts every request and its latency by route, inside a `request`
+/// span that the model threads' work joins, so `RUST_LOG=loragen=debug`
+/// shows where a slow request spent its time.
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+        ms = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("status", response.status().as_u16());
+    span.record("ms", started.elapsed().as_secs_f64() * 1e3);
+    tracing::debug!(parent: &span, "done");
     state.metrics.observe(
         &route,
         response.status().as_u16(),

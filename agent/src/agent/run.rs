@@ -203,10 +203,15 @@ impl<M: LanguageModel> Agent<M> {
         let mut steps = Vec::new();
         let mut failures = 0;
         let mut made = MadeCalls::default();
-        for _ in 0..self.config.max_steps {
+        let turn = tracing::debug_span!("agent_turn", mode = %self.config.mode);
+        for step in 0..self.config.max_steps {
+            let step_span = tracing::debug_span!(parent: &turn, "agent_step", step);
             let prompt = self.prompt(input, &trace);
-            let completion = self.model.complete(&prompt, &params, &mut |t| {
-                on_event(&Event::Text(t.to_owned()))
+            let completion = step_span.in_scope(|| {
+                let _span = tracing::debug_span!("generate", prompt_bytes = prompt.len()).entered();
+                self.model.complete(&prompt, &params, &mut |t| {
+                    on_event(&Event::Text(t.to_owned()))
+                })
             })?;
             let output = completion.text.trim_end().to_owned();
             let mut record = StepRecord {
@@ -278,7 +283,12 @@ impl<M: LanguageModel> Agent<M> {
                         .map(|(c, _)| c.clone())
                         .collect();
                     let start = Instant::now();
-                    let mut results = self.call_tools(&fresh).await.into_iter();
+                    let tools_span =
+                        tracing::debug_span!(parent: &step_span, "tools", calls = fresh.len());
+                    let mut results =
+                        tracing::Instrument::instrument(self.call_tools(&fresh), tools_span)
+                            .await
+                            .into_iter();
                     record.tool_ms = start.elapsed().as_secs_f64() * 1e3;
                     let mut failed = false;
                     let mut observations = Vec::with_capacity(calls.len());

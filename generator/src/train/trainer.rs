@@ -414,6 +414,7 @@ impl<'e> Trainer<'e> {
     pub fn train_step(&mut self) -> Result<StepLog> {
         let started = Instant::now();
         let step = self.step();
+        let _span = tracing::info_span!("train_step", step = step + 1).entered();
         let idx = batch_of(
             step,
             self.config.batch,
