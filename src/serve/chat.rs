@@ -10,22 +10,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use loragen_agent::grammar::{call_grammar_with, CallChoice, GrammarParams};
 use loragen_agent::runtime::{GenerateParams, Sampling};
 use loragen_tools::protocol::{JsonCallsParser, OutputParser, Step, STEP_STOPS};
 use loragen_tools::{ToolRegistry, ToolSpec};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::edge::{EdgeEvent, EdgeJob, Generated};
 use super::error::ApiError;
 use super::openai::{
-    chunk_json, completion_json, finish_reason, tool_calls_json, usage_chunk_json, Answer,
-    ChatRequest, ToolChoice, Usage,
+    finish_reason, Answer, ChatCompletion, ChatCompletionChunk, ChatRequest, Delta,
+    ResponseToolCall, ToolChoice, Usage,
 };
 use super::{body, AppState, ServeConfig};
 
@@ -67,7 +66,7 @@ pub(super) async fn completions(
         };
         let answer = answer_of(&generated);
         let usage = usage(&generated);
-        return Ok(Json(completion_json(
+        return Ok(Json(ChatCompletion::new(
             &id,
             &model,
             created,
@@ -83,10 +82,13 @@ pub(super) async fn completions(
         .is_some_and(|o| o.include_usage);
     let (tx, rx) = mpsc::unbounded_channel::<Result<Event, Infallible>>();
     tokio::spawn(async move {
-        let send = |value: serde_json::Value| tx.send(Ok(Event::default().data(value.to_string())));
+        let send = |chunk: &ChatCompletionChunk| match Event::default().json_data(chunk) {
+            Ok(event) => tx.send(Ok(event)).map_err(drop),
+            Err(_) => Err(()),
+        };
         let mut shaper = ContentStream::default();
-        let chunk = |delta| chunk_json(&id, &model, created, delta, None);
-        if send(chunk(json!({"role": "assistant", "content": ""}))).is_err() {
+        let chunk = |delta| ChatCompletionChunk::new(&id, &model, created, delta, None);
+        if send(&chunk(Delta::start())).is_err() {
             return;
         }
         while let Some(event) = events.recv().await {
@@ -94,7 +96,7 @@ pub(super) async fn completions(
                 EdgeEvent::Text(piece) => {
                     if let Some(delta) = shaper.push(&piece) {
                         // A closed stream drops `events`, which stops the generation.
-                        if send(chunk(json!({"content": delta}))).is_err() {
+                        if send(&chunk(Delta::content(delta))).is_err() {
                             return;
                         }
                     }
@@ -103,34 +105,49 @@ pub(super) async fn completions(
                     let answer = answer_of(&generated);
                     match &answer {
                         Answer::ToolCalls(calls) => {
-                            let _ = send(chunk(
-                                json!({"tool_calls": tool_calls_json(&id, calls, true)}),
-                            ));
+                            let _ = send(&chunk(Delta::tool_calls(ResponseToolCall::list(
+                                &id, calls, true,
+                            ))));
                         }
                         Answer::Content(text) => {
                             if let Some(rest) = text.strip_prefix(shaper.sent.as_str()) {
                                 if !rest.is_empty() {
-                                    let _ = send(chunk(json!({"content": rest})));
+                                    let _ = send(&chunk(Delta::content(rest)));
                                 }
                             }
                         }
                     }
                     let finish = finish_reason(&answer, generated.truncated);
-                    let _ = send(chunk_json(&id, &model, created, json!({}), Some(finish)));
+                    let _ = send(&ChatCompletionChunk::new(
+                        &id,
+                        &model,
+                        created,
+                        Delta::default(),
+                        Some(finish),
+                    ));
                     if include_usage {
-                        let _ = send(usage_chunk_json(&id, &model, created, usage(&generated)));
+                        let _ = send(&ChatCompletionChunk::usage(
+                            &id,
+                            &model,
+                            created,
+                            usage(&generated),
+                        ));
                     }
                     break;
                 }
                 EdgeEvent::Done(Err(e)) => {
-                    let _ = send(e.body());
+                    let _ = tx.send(Ok(Event::default().data(e.body().to_string())));
                     break;
                 }
             }
         }
         let _ = tx.send(Ok(Event::default().data("[DONE]")));
     });
-    Ok(Sse::new(UnboundedReceiverStream::new(rx)).into_response())
+    // Comments on an idle stream (queued behind other requests, or a slow
+    // prefill) keep proxies from closing it.
+    Ok(Sse::new(UnboundedReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// The generation job of a request: prompt, system part, grammar, limits.
@@ -315,10 +332,7 @@ fn complete_calls(text: &str) -> &str {
 }
 
 fn usage(generated: &Generated) -> Usage {
-    Usage {
-        prompt_tokens: generated.prompt_tokens,
-        completion_tokens: generated.completion_tokens,
-    }
+    Usage::new(generated.prompt_tokens, generated.completion_tokens)
 }
 
 fn completion_id() -> String {

@@ -3,7 +3,7 @@
 //! ignored, as OpenAI-compatible servers do; a known field of the wrong
 //! type is a 400 naming it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use loragen_tools::protocol::Call;
@@ -148,7 +148,7 @@ pub struct ToolCall {
     pub function: FunctionCall,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct FunctionCall {
     pub name: String,
     /// The arguments as a JSON text.
@@ -189,20 +189,21 @@ pub struct NamedFunction {
     pub name: String,
 }
 
-/// Token counts of one completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Token counts of one completion, in OpenAI's `usage` shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    pub total_tokens: usize,
 }
 
 impl Usage {
-    pub fn json(&self) -> Value {
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        })
+    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
     }
 }
 
@@ -211,27 +212,6 @@ impl Usage {
 pub enum Answer {
     Content(String),
     ToolCalls(Vec<Call>),
-}
-
-/// OpenAI's `tool_calls` array; ids are `call_<completion id>_<n>`.
-pub fn tool_calls_json(id: &str, calls: &[Call], with_index: bool) -> Value {
-    Value::Array(
-        calls
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut v = json!({
-                    "id": format!("call_{id}_{i}"),
-                    "type": "function",
-                    "function": {"name": c.action, "arguments": c.input},
-                });
-                if with_index {
-                    v["index"] = json!(i);
-                }
-                v
-            })
-            .collect(),
-    )
 }
 
 /// The `finish_reason` of an answer.
@@ -243,64 +223,190 @@ pub fn finish_reason(answer: &Answer, truncated: bool) -> &'static str {
     }
 }
 
-/// The non-streaming response body.
-pub fn completion_json(
-    id: &str,
-    model: &str,
-    created: u64,
-    answer: &Answer,
-    truncated: bool,
-    usage: Usage,
-) -> Value {
-    let message = match answer {
-        Answer::Content(text) => json!({"role": "assistant", "content": text}),
-        Answer::ToolCalls(calls) => json!({
-            "role": "assistant",
-            "content": null,
-            "tool_calls": tool_calls_json(id, calls, false),
-        }),
-    };
-    json!({
-        "id": format!("chatcmpl-{id}"),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "finish_reason": finish_reason(answer, truncated),
-        }],
-        "usage": usage.json(),
-    })
+/// One entry of the `tool_calls` the server sends; ids are
+/// `call_<completion id>_<n>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResponseToolCall {
+    /// Set in stream chunks, where calls arrive by index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCall,
 }
 
-/// One `chat.completion.chunk` with this delta and finish reason.
-pub fn chunk_json(
-    id: &str,
-    model: &str,
-    created: u64,
-    delta: Value,
-    finish: Option<&str>,
-) -> Value {
-    json!({
-        "id": format!("chatcmpl-{id}"),
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    })
+impl ResponseToolCall {
+    /// The calls of completion `id`, indexed for a stream when `with_index`.
+    pub fn list(id: &str, calls: &[Call], with_index: bool) -> Vec<ResponseToolCall> {
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ResponseToolCall {
+                index: with_index.then_some(i),
+                id: format!("call_{id}_{i}"),
+                kind: "function",
+                function: FunctionCall {
+                    name: c.action.clone(),
+                    arguments: c.input.clone(),
+                },
+            })
+            .collect()
+    }
 }
 
-/// The last chunk of a stream with `include_usage`: no choices, the usage.
-pub fn usage_chunk_json(id: &str, model: &str, created: u64, usage: Usage) -> Value {
-    json!({
-        "id": format!("chatcmpl-{id}"),
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage.json(),
-    })
+/// The assistant's message in a non-streaming response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResponseMessage {
+    pub role: &'static str,
+    /// `null` when the message calls tools.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ResponseToolCall>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Choice {
+    pub index: usize,
+    pub message: ResponseMessage,
+    pub finish_reason: &'static str,
+}
+
+/// A `chat.completion`: the non-streaming response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: Usage,
+}
+
+impl ChatCompletion {
+    pub fn new(
+        id: &str,
+        model: &str,
+        created: u64,
+        answer: &Answer,
+        truncated: bool,
+        usage: Usage,
+    ) -> Self {
+        let message = match answer {
+            Answer::Content(text) => ResponseMessage {
+                role: "assistant",
+                content: Some(text.clone()),
+                tool_calls: None,
+            },
+            Answer::ToolCalls(calls) => ResponseMessage {
+                role: "assistant",
+                content: None,
+                tool_calls: Some(ResponseToolCall::list(id, calls, false)),
+            },
+        };
+        ChatCompletion {
+            id: format!("chatcmpl-{id}"),
+            object: "chat.completion",
+            created,
+            model: model.to_owned(),
+            choices: vec![Choice {
+                index: 0,
+                message,
+                finish_reason: finish_reason(answer, truncated),
+            }],
+            usage,
+        }
+    }
+}
+
+/// What a stream chunk adds to the message.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ResponseToolCall>>,
+}
+
+impl Delta {
+    /// The first chunk's: the role, and empty content.
+    pub fn start() -> Self {
+        Delta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+            tool_calls: None,
+        }
+    }
+
+    pub fn content(text: impl Into<String>) -> Self {
+        Delta {
+            content: Some(text.into()),
+            ..Delta::default()
+        }
+    }
+
+    pub fn tool_calls(calls: Vec<ResponseToolCall>) -> Self {
+        Delta {
+            tool_calls: Some(calls),
+            ..Delta::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChunkChoice {
+    pub index: usize,
+    pub delta: Delta,
+    /// `null` until the last content chunk.
+    pub finish_reason: Option<&'static str>,
+}
+
+/// A `chat.completion.chunk`: one server-sent event of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    /// Empty in the usage chunk that ends a stream with `include_usage`.
+    pub choices: Vec<ChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl ChatCompletionChunk {
+    /// A chunk of completion `id` with this delta and finish reason.
+    pub fn new(
+        id: &str,
+        model: &str,
+        created: u64,
+        delta: Delta,
+        finish: Option<&'static str>,
+    ) -> Self {
+        ChatCompletionChunk {
+            id: format!("chatcmpl-{id}"),
+            object: "chat.completion.chunk",
+            created,
+            model: model.to_owned(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+            }],
+            usage: None,
+        }
+    }
+
+    /// The last chunk of a stream with `include_usage`: no choices, the usage.
+    pub fn usage(id: &str, model: &str, created: u64, usage: Usage) -> Self {
+        ChatCompletionChunk {
+            choices: Vec::new(),
+            usage: Some(usage),
+            ..ChatCompletionChunk::new(id, model, created, Delta::default(), None)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -345,10 +451,61 @@ mod tests {
     #[test]
     fn tool_calls_take_openai_shape() {
         let answer = Answer::ToolCalls(vec![Call::new("w", r#"{"city":"Oslo"}"#)]);
-        let body = completion_json("x", "m", 1, &answer, false, Usage::default());
-        let call = &body["choices"][0]["message"]["tool_calls"][0];
+        let body = serde_json::to_value(ChatCompletion::new(
+            "x",
+            "m",
+            1,
+            &answer,
+            false,
+            Usage::new(3, 4),
+        ))
+        .unwrap();
+        let message = &body["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null, "present, and null");
+        let call = &message["tool_calls"][0];
         assert_eq!(call["function"]["arguments"], r#"{"city":"Oslo"}"#);
         assert_eq!(call["id"], "call_x_0");
+        assert_eq!(call["type"], "function");
+        assert!(call.get("index").is_none(), "no index outside a stream");
         assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(body["usage"]["total_tokens"], 7);
+        assert_eq!(body["object"], "chat.completion");
+    }
+
+    #[test]
+    fn chunks_take_openai_shape() {
+        let start =
+            serde_json::to_value(ChatCompletionChunk::new("x", "m", 1, Delta::start(), None))
+                .unwrap();
+        assert_eq!(
+            start["choices"][0],
+            json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})
+        );
+        assert!(start.get("usage").is_none());
+        let calls = ResponseToolCall::list("x", &[Call::new("w", "{}")], true);
+        let chunk = serde_json::to_value(ChatCompletionChunk::new(
+            "x",
+            "m",
+            1,
+            Delta::tool_calls(calls),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(chunk["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        let last = serde_json::to_value(ChatCompletionChunk::new(
+            "x",
+            "m",
+            1,
+            Delta::default(),
+            Some("stop"),
+        ))
+        .unwrap();
+        assert_eq!(last["choices"][0]["delta"], json!({}));
+        assert_eq!(last["choices"][0]["finish_reason"], "stop");
+        let usage = serde_json::to_value(ChatCompletionChunk::usage("x", "m", 1, Usage::new(1, 2)))
+            .unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["total_tokens"], 3);
+        assert_eq!(usage["object"], "chat.completion.chunk");
     }
 }
