@@ -182,6 +182,10 @@ pub struct TrainGeneratorArgs {
     /// temperature (the gating ablation); KeepTop-K without noise when absent.
     #[arg(long, value_name = "TAU")]
     pub gumbel_tau: Option<f64>,
+    /// Weight of the load-balancing (coefficient of variation) loss; 0 turns
+    /// it off (the CV-loss ablation).
+    #[arg(long, default_value_t = 0.01, value_name = "W")]
+    pub cv_weight: f64,
     /// Start every expert at this plain LoRA checkpoint or snapshot (from
     /// `loragen train lora`, same rank) plus a little noise, so training
     /// starts from the baseline. Only for a fresh run.
@@ -729,6 +733,12 @@ pub struct BenchGpt4toolsArgs {
     /// Lora mode: a plain LoRA baseline adapter.
     #[arg(long, value_name = "FILE")]
     pub lora_adapter: Option<PathBuf>,
+    /// The definitions control (compiled mode with a generator): each
+    /// item's adapter is compiled from the system part of a partner item
+    /// that lists none of its tools, drawn with this seed; the item keeps
+    /// its own prompt, grammar and ground truth.
+    #[arg(long, value_name = "SEED")]
+    pub partner_seed: Option<u64>,
     /// Lora mode: keep the system part in the prompt.
     #[arg(long)]
     pub lora_with_system: bool,

@@ -183,6 +183,9 @@ pub(super) struct RunMeta {
     /// mode: a rerun with another artifact must not mix its records in.
     #[serde(default)]
     artifact_sha256: BTreeMap<String, String>,
+    /// The definitions control's seed (`--partner-seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partner_seed: Option<u64>,
 }
 
 impl RunMeta {
@@ -201,6 +204,7 @@ impl RunMeta {
             constrained: args.constrained,
             max_tokens: args.max_tokens,
             jump_forward: args.jump_forward,
+            partner_seed: args.partner_seed,
             threads: Some(
                 args.threads
                     .unwrap_or_else(loragen_agent::runtime::default_threads),
@@ -246,6 +250,12 @@ impl RunMeta {
                     );
                 }
             }
+            anyhow::ensure!(
+                old.partner_seed == self.partner_seed,
+                "{} holds a run with partner seed {:?} (the definitions control); use another --out or delete it",
+                out.display(),
+                old.partner_seed
+            );
             anyhow::ensure!(
                 old.constrained == self.constrained
                     && old.max_tokens == self.max_tokens
@@ -363,14 +373,29 @@ fn run_mode(
         println!("{}: all {} items already done", plan.mode, items.len());
         return Ok(());
     }
-    if plan.reuse_prefix || plan.adapters.is_some() {
+    // What each item's adapter is compiled from: its own system part, or
+    // under --partner-seed (the definitions control) a partner's.
+    let partners = match (args.partner_seed, &plan.adapters) {
+        (Some(seed), Some(_)) => partner_systems(items, seed)?,
+        _ => HashMap::new(),
+    };
+    let compiled_from = |item: &Item| -> String {
+        partners
+            .get(item.id.as_str())
+            .map_or_else(|| item.system_part().to_owned(), |&s| s.to_owned())
+    };
+    if plan.reuse_prefix {
         // Items with the same system part run back to back, so its KV
-        // state (or its compiled adapter) is made once per group.
+        // state is made once per group.
         order.sort_by(|a, b| a.system_part().cmp(b.system_part()));
+    }
+    if plan.adapters.is_some() {
+        // Likewise the compiled adapter, once per system part compiled.
+        order.sort_by_cached_key(|i| compiled_from(i));
     }
     let groups: Vec<Vec<&Item>> = match &plan.adapters {
         Some(_) => order
-            .chunk_by(|a, b| a.system_part() == b.system_part())
+            .chunk_by(|a, b| compiled_from(a) == compiled_from(b))
             .map(<[&Item]>::to_vec)
             .collect(),
         None => vec![order],
@@ -400,7 +425,7 @@ fn run_mode(
         let adapter = match (plan.adapters.as_mut(), group.first()) {
             (Some((cache, _)), Some(first)) => {
                 let started = Instant::now();
-                let ensured = cache.ensure(&mut host, first.system_part())?;
+                let ensured = cache.ensure(&mut host, &compiled_from(first))?;
                 adapter_ms = Some(started.elapsed().as_secs_f64() * 1e3);
                 compile_s += ensured.compile_s;
                 Some(ensured.key)
@@ -465,6 +490,17 @@ fn run_mode(
     }
     bar.finish();
     Ok(())
+}
+
+/// The definitions control: each item's id and the system part of its
+/// partner ([`dataset::partners`]).
+fn partner_systems(items: &[Item], seed: u64) -> anyhow::Result<HashMap<&str, &str>> {
+    let partners = dataset::partners(items, seed)?;
+    Ok(items
+        .iter()
+        .zip(partners)
+        .map(|(item, j)| (item.id.as_str(), items[j].system_part()))
+        .collect())
 }
 
 /// The agent's call grammar over the tools this item lists. The runtime

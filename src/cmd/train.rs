@@ -57,6 +57,7 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
                     .map_or(Gating::KeepTopK, |tau| Gating::GumbelTopK { tau }),
                 warm_start: a.warm_start.map(|dir| (dir, a.warm_start_noise)),
                 meta_source: a.meta_source,
+                cv_weight: a.cv_weight,
             },
         ),
         TrainCommand::Lora(a) => (
@@ -143,6 +144,7 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
             top_k,
             gating,
             meta_source,
+            cv_weight,
             ..
         } => {
             anyhow::ensure!(
@@ -165,7 +167,8 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
                 .with_cloud_dim(cloud_dim(&features, &examples)?)
                 .with_experts(experts)
                 .with_top_k(top_k)
-                .with_gating(gating);
+                .with_gating(gating)
+                .with_cv_weight(cv_weight);
             (Learner::Generator(generator), features)
         }
         Kind::Lora { with_tools } => (
@@ -294,6 +297,7 @@ enum Kind {
         /// A plain LoRA to start every expert from, and the noise.
         warm_start: Option<(PathBuf, f64)>,
         meta_source: MetaSource,
+        cv_weight: f64,
     },
     Lora {
         with_tools: bool,

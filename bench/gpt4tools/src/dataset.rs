@@ -248,6 +248,48 @@ pub fn save(path: &Path, items: &[Item]) -> Result<()> {
     })
 }
 
+/// For each item, the index of a partner item that lists none of its
+/// tools, drawn uniformly with `seed`: the definitions control compiles an
+/// item's adapter from its partner's system part.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::corpus::{build, CorpusConfig};
+/// use loragen_gpt4tools::dataset::partners;
+///
+/// let corpus = build(&CorpusConfig::default().with_sizes(40, 200, 10))?;
+/// let items = &corpus.val_seen;
+/// let p = partners(items, 7)?;
+/// assert_eq!(p, partners(items, 7)?, "a seed gives the same partners");
+/// for (i, &j) in p.iter().enumerate() {
+///     assert!(items[i].listed_tools().iter().all(|t| !items[j].listed_tools().contains(t)));
+/// }
+/// # Ok::<(), loragen_gpt4tools::Error>(())
+/// ```
+pub fn partners(items: &[Item], seed: u64) -> Result<Vec<usize>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let listed: Vec<std::collections::HashSet<&str>> = items
+        .iter()
+        .map(|i| i.listed_tools().into_iter().collect())
+        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let candidates: Vec<usize> = (0..items.len())
+            .filter(|&j| listed[i].is_disjoint(&listed[j]))
+            .collect();
+        if candidates.is_empty() {
+            return Err(Error::Selection(format!(
+                "item {}: no other item lists none of its tools, so it has no partner",
+                item.id
+            )));
+        }
+        out.push(candidates[rng.random_range(0..candidates.len())]);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ pub enum Error {
     Generic(String),
     #[error("chart: {0}")]
     Chart(String),
+    /// A selection of items that cannot be made (e.g. no partner).
+    #[error("{0}")]
+    Selection(String),
 }
 
 impl Error {
