@@ -15,6 +15,27 @@ fn loragen(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// The REPL with `args`, fed `script` on standard input.
+fn repl(args: &[&str], script: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
+        .arg("repl")
+        .args(args)
+        .env_remove("LORAGEN_EDGE_MODEL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn one_line_error(out: &Output) -> String {
     assert!(
         !out.status.success(),
@@ -121,17 +142,7 @@ fn repl_in_compiled_mode_needs_a_generator_or_an_adapter() {
         "{line}"
     );
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(["repl", "--mode", "in-context"])
-        .env_remove("LORAGEN_EDGE_MODEL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b":mode compiled\n:quit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = repl(&["--mode", "in-context"], ":mode compiled\n:quit\n");
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     let warnings: Vec<&str> = stderr
@@ -150,33 +161,18 @@ fn repl_in_compiled_mode_needs_a_generator_or_an_adapter() {
 /// `:image` shares only a file that exists and is a PNG or JPEG.
 #[test]
 fn repl_image_refuses_missing_and_non_image_files() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("dot.png");
     image::RgbImage::new(2, 2).save(&png).unwrap();
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "not pixels").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(["repl"])
-        .env_remove("LORAGEN_EDGE_MODEL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let script = format!(
         ":image {}\n:image {}\n:image {}\n:quit\n",
         dir.path().join("missing.png").display(),
         text.display(),
         png.display()
     );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = repl(&[], &script);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

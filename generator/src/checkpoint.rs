@@ -171,27 +171,9 @@ mod tests {
     use candle_nn::VarBuilder;
 
     use super::*;
-    use crate::edge::{LoraConfig, Target};
-    use crate::model::{Generator, GeneratorConfig};
+    use crate::model::Generator;
+    use crate::test_util::{tiny_config as small, tiny_dims as dims};
     use crate::train::TrainConfig;
-
-    fn small() -> GeneratorConfig {
-        GeneratorConfig::default()
-            .with_cloud_dim(12)
-            .with_edge_layers(2)
-            .with_meta_dim(8)
-            .with_meta_heads(2)
-            .with_router_hidden(6)
-            .with_experts(4)
-            .with_lora(LoraConfig::default().with_rank(2).with_alpha(2.0))
-    }
-
-    fn dims(t: Target) -> (usize, usize) {
-        match t {
-            Target::Down => (7, 5),
-            _ => (5, 7),
-        }
-    }
 
     /// A generator whose every weight, BatchNorm statistics included, has
     /// more precision than f16 holds.
@@ -235,7 +217,7 @@ mod tests {
 
         let shipped = ship(&from, &to, &log, &command).unwrap();
         assert_eq!((shipped.step, shipped.log_lines), (3, 3));
-        assert_eq!(shipped.f32_tensors, 2 * 2, "two statistics a layer");
+        assert_eq!(shipped.f32_tensors, 3 * 2, "two statistics a layer");
         assert!(
             !to.join("stale").exists(),
             "the directory is replaced whole"

@@ -186,13 +186,7 @@ impl AdapterHost {
         params: &SessionParams,
         adapter: Option<&str>,
     ) -> Result<Session<'_>> {
-        let adapter =
-            match adapter {
-                Some(key) => Some(self.held.get_mut(key).ok_or_else(|| {
-                    Error::InvalidParam(format!("no adapter is held under {key:?}"))
-                })?),
-                None => None,
-            };
+        let adapter = held_mut(&mut self.held, adapter)?;
         let loaded = self
             .loaded
             .as_ref()
@@ -215,13 +209,7 @@ impl AdapterHost {
         adapter: Option<&str>,
         f: impl FnOnce(&mut Session<'_>) -> Result<R>,
     ) -> Result<R> {
-        let adapter =
-            match adapter {
-                Some(key) => Some(self.held.get_mut(key).ok_or_else(|| {
-                    Error::InvalidParam(format!("no adapter is held under {key:?}"))
-                })?),
-                None => None,
-            };
+        let adapter = held_mut(&mut self.held, adapter)?;
         let loaded = self
             .loaded
             .as_mut()
@@ -244,6 +232,18 @@ impl AdapterHost {
             f(session)
         })
     }
+}
+
+/// The adapter held under `key`, if one is asked for.
+fn held_mut<'h>(
+    held: &'h mut HashMap<String, Adapter>,
+    key: Option<&str>,
+) -> Result<Option<&'h mut Adapter>> {
+    key.map(|key| {
+        held.get_mut(key)
+            .ok_or_else(|| Error::InvalidParam(format!("no adapter is held under {key:?}")))
+    })
+    .transpose()
 }
 
 fn reload_failed(path: &Path) -> Error {

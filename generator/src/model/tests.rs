@@ -4,27 +4,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 
 use super::*;
-use crate::edge::{LoraConfig, Target};
+use crate::edge::Target;
 use crate::test_util::max_diff;
 
-fn small() -> GeneratorConfig {
-    GeneratorConfig::default()
-        .with_cloud_dim(12)
-        .with_edge_layers(3)
-        .with_meta_dim(8)
-        .with_meta_heads(2)
-        .with_router_hidden(6)
-        .with_experts(4)
-        .with_top_k(2)
-        .with_lora(LoraConfig::default().with_rank(2).with_alpha(2.0))
-}
-
-fn dims(t: Target) -> (usize, usize) {
-    match t {
-        Target::Down => (7, 5),
-        _ => (5, 7),
-    }
-}
+use crate::test_util::{tiny_config as small, tiny_dims as dims};
 
 fn build(varmap: &VarMap) -> Generator {
     let vb = VarBuilder::from_varmap(varmap, DType::F64, &Device::Cpu);
