@@ -154,6 +154,15 @@ fn iou(parts: &[(&Vec<f64>, usize)]) -> f64 {
 }
 
 impl Aggregate {
+    /// The item count and the six scores as markdown table cells:
+    /// `items | SR_t | SR_act | SR_args | SR | IoU | Avg`.
+    pub fn markdown_cells(&self) -> String {
+        format!(
+            "{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1}",
+            self.items, self.sr_t, self.sr_act, self.sr_args, self.sr, self.iou, self.average
+        )
+    }
+
     /// Means of the per-item scores in percent.
     pub fn of(items: &[ItemScores]) -> Self {
         let pct = |f: fn(&ItemScores) -> f64| 100.0 * mean(items.iter().map(f));

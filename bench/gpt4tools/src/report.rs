@@ -99,17 +99,10 @@ impl Report {
         );
         let ratio = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{v:.2}x"));
         for r in &self.rows {
-            let s = r.scores;
             out.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} | {:.1} | {:.0} |\n",
+                "| {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} | {:.1} | {:.0} |\n",
                 r.mode,
-                s.items,
-                s.sr_t,
-                s.sr_act,
-                s.sr_args,
-                s.sr,
-                s.iou,
-                s.average,
+                r.scores.markdown_cells(),
                 r.mean_prompt_tokens,
                 r.mean_prefilled_tokens,
                 ratio(r.compression),

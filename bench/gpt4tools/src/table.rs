@@ -151,22 +151,15 @@ pub fn markdown(rows: &[TableRow]) -> String {
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        let s = r.scores;
         let kinds: Vec<String> = r
             .sr_by_kind
             .iter()
             .map(|(_, n, sr)| format!("{sr:.1} ({n})"))
             .collect();
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {:.2}x | {:.0} | {:.0} | {:.2}x | {:.0} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.2}x | {:.0} | {:.0} | {:.2}x | {:.0} | {} |\n",
             r.name,
-            s.items,
-            s.sr_t,
-            s.sr_act,
-            s.sr_args,
-            s.sr,
-            s.iou,
-            s.average,
+            r.scores.markdown_cells(),
             kinds.join(" | "),
             r.mean_prompt_tokens,
             r.compression,
