@@ -19,6 +19,12 @@ mix=(--data data/gpt4tools/train.json --bfcl data/bfcl --bfcl-repeat 3 --steps 3
 # 1. The plain LoRA without tools on that mix: the warm start's origin and
 #    the BFCL comparator.
 "$loragen" train lora --without-tools "${mix[@]}" --out runs/bfcl-lora
+# Ctrl-C stops training with a checkpoint and exit 0: go on only from a
+# finished LoRA.
+if [ ! -d runs/bfcl-lora/snapshots/step-3000 ]; then
+    echo "the LoRA stopped before step 3000; run this script again to resume it" >&2
+    exit 1
+fi
 
 # 2. The generator, every expert starting at the finished LoRA.
 "$loragen" train generator "${mix[@]}" --warm-start runs/bfcl-lora/snapshots/step-3000 \
