@@ -189,10 +189,12 @@ fn overrides_must_be_gguf() {
         store.resolve(&choice, Some(&text)),
         Err(Error::NotGguf { .. })
     ));
-    // The magic alone is not enough: the header must parse.
+    // Resolution opens the file and checks its magic; the header is parsed
+    // once, when the file is loaded, and a bad one is named there.
     let fake = tmp.path().join("fake.gguf");
     fs::write(&fake, b"GGUF\x03\0\0\0").unwrap();
-    let err = store.resolve(&choice, Some(&fake)).unwrap_err();
+    assert_eq!(store.resolve(&choice, Some(&fake)).unwrap(), fake);
+    let err = loragen::agent::runtime::Model::load(&fake).unwrap_err();
     assert!(
         matches!(err, Error::BadGguf { .. }) && err.to_string().contains("fake.gguf"),
         "{err}"
