@@ -97,7 +97,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
 
 /// Scores the stored predictions of a run directory again with the current
 /// scorer, without generating: the records are rewritten atomically and the
-/// report (and with `--results` the results page) is written anew.
+/// report is written anew.
 fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
     let out = args
         .out
@@ -105,20 +105,7 @@ fn rescore(args: &BenchGpt4toolsArgs) -> anyhow::Result<()> {
         .context("--rescore needs --out DIR, the run directory whose records to rescore")?;
     let meta = RunMeta::read(&out)?
         .with_context(|| format!("{} has no run.json; is it a run directory?", out.display()))?;
-    let data = args.data.clone().unwrap_or_else(|| meta.data.clone());
-    let text = std::fs::read(&data).with_context(|| {
-        format!(
-            "cannot read {} (the run's data file; give --data FILE if it moved)",
-            data.display()
-        )
-    })?;
-    anyhow::ensure!(
-        sha256_hex(&text) == meta.data_sha256,
-        "{} is not the data file the run in {} was made on (sha256 differs)",
-        data.display(),
-        out.display()
-    );
-    let items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
+    let (data, items) = meta.items(args.data.as_deref())?;
     let truth: HashMap<&str, &str> = items
         .iter()
         .map(|i| (i.id.as_str(), i.output.as_str()))
@@ -212,6 +199,25 @@ impl RunMeta {
             command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
             date: Some(chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
         }
+    }
+
+    /// The items of the run's data file, or of `moved` (the same file
+    /// elsewhere), after checking its sha256 against the run's.
+    pub(super) fn items(&self, moved: Option<&Path>) -> anyhow::Result<(PathBuf, Vec<Item>)> {
+        let data = moved.map_or_else(|| self.data.clone(), Path::to_path_buf);
+        let text = std::fs::read(&data).with_context(|| {
+            format!(
+                "cannot read {} (the run's data file; give --data FILE if it moved)",
+                data.display()
+            )
+        })?;
+        anyhow::ensure!(
+            sha256_hex(&text) == self.data_sha256,
+            "{} is not the data file the run was made on (sha256 differs)",
+            data.display()
+        );
+        let items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
+        Ok((data, items))
     }
 
     pub(super) fn read(out: &Path) -> anyhow::Result<Option<Self>> {

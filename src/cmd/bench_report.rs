@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use loragen_gpt4tools::chart::{write_points, Point};
 use loragen_gpt4tools::table::{markdown, rows, AnswerKind};
-use loragen_gpt4tools::{dataset, Mode, Record, RecordLog};
-use loragen_tools::digest::sha256_hex;
+use loragen_gpt4tools::{Mode, Record, RecordLog};
 
 use super::bench_gpt4tools::{RunMeta, RECORDS};
 use crate::cli::BenchReportArgs;
@@ -110,19 +109,7 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
             first_meta.data.display()
         );
     }
-    let data = args.data.clone().unwrap_or_else(|| first_meta.data.clone());
-    let text = std::fs::read(&data).with_context(|| {
-        format!(
-            "cannot read {} (give --data FILE if it moved)",
-            data.display()
-        )
-    })?;
-    anyhow::ensure!(
-        sha256_hex(&text) == first_meta.data_sha256,
-        "{} is not the data file the runs were made on (sha256 differs)",
-        data.display()
-    );
-    let items = dataset::parse(&data, &String::from_utf8_lossy(&text))?;
+    let (data, items) = first_meta.items(args.data.as_deref())?;
     let truth: HashMap<String, String> = items
         .iter()
         .map(|i| (i.id.clone(), i.output.clone()))
