@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use loragen_tools::render::fingerprint;
 
-use super::AdapterSource;
+use super::{AdapterSource, Manifest};
 use crate::error::{Error, Result};
 use crate::runtime::AdapterHost;
 
@@ -102,10 +102,12 @@ impl AdapterCache {
             });
         }
         let path = self.path_of(&key);
+        // A kept file is held if its manifest is current; the host's own
+        // check (the file's sha256 among it) runs once, as it loads it.
         let on_disk = matches!(
-            host.check_adapter(&path),
+            Manifest::read(&path),
             Ok(Some(manifest)) if self.source.is_current(&manifest)
-        );
+        ) && host.hold_adapter(&key, &path).is_ok();
         let mut compile_s = 0.0;
         if !on_disk {
             std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
@@ -113,8 +115,8 @@ impl AdapterCache {
             self.source
                 .compile_adapter(system, &path, self.compile_cache)?;
             compile_s = started.elapsed().as_secs_f64();
+            host.hold_adapter(&key, &path)?;
         }
-        host.hold_adapter(&key, &path)?;
         Ok(Ensured {
             key,
             held: false,
