@@ -7,7 +7,8 @@
 
 use loragen::agent::runtime::{GenerateParams, Model, SessionParams};
 use loragen::agent::store::{ModelStore, Role};
-use loragen::tools::gpt4tools::{render_conversation, render_system_prompt, TOOLS};
+use loragen::protocol::gpt4tools::{render_conversation, render_system_prompt, TOOLS};
+use loragen::protocol::react::STEP_STOPS;
 
 fn main() -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
@@ -23,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     let conversation = render_conversation(image, request);
     let params = GenerateParams::default()
         .with_max_tokens(64)
-        .with_stop(["Observation:", "\nNew input:"]);
+        .with_stop(STEP_STOPS);
 
     for (label, prompt) in [
         (

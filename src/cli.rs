@@ -342,7 +342,7 @@ pub struct EvalArgs {
     pub queries: PathBuf,
     /// in-context or in-context-cached (tool specs in the prompt), compiled or lora (none; give --adapter).
     #[arg(long, default_value = "in-context")]
-    pub mode: loragen_tools::Mode,
+    pub mode: loragen_protocol::Mode,
     /// A GGUF LoRA adapter for the edge model.
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
@@ -596,10 +596,10 @@ pub struct BenchCompareArgs {
     pub b: PathBuf,
     /// A's mode, when its records hold several.
     #[arg(long)]
-    pub mode_a: Option<loragen_tools::Mode>,
+    pub mode_a: Option<loragen_protocol::Mode>,
     /// B's mode, when its records hold several.
     #[arg(long)]
-    pub mode_b: Option<loragen_tools::Mode>,
+    pub mode_b: Option<loragen_protocol::Mode>,
     /// Only the items whose reference answer calls this tool (repeatable),
     /// e.g. the tools a run held out of its training data.
     #[arg(long, value_name = "TOOL")]
@@ -710,7 +710,7 @@ pub struct BenchGpt4toolsArgs {
     pub rescore: bool,
     /// in-context, in-context-cached, compiled or lora (repeatable; default in-context).
     #[arg(long)]
-    pub mode: Vec<loragen_tools::Mode>,
+    pub mode: Vec<loragen_protocol::Mode>,
     /// Only the items whose system part lists this tool (repeatable; applied before --limit):
     /// validation on tools a run held out with `train --hold-out`.
     #[arg(long, value_name = "TOOL")]
@@ -780,7 +780,7 @@ pub struct BenchRuntimeArgs {
 pub struct ReplArgs {
     /// in-context or in-context-cached (tool definitions in the prompt), compiled or lora (none; use with --adapter).
     #[arg(long, default_value = "in-context")]
-    pub mode: loragen_tools::Mode,
+    pub mode: loragen_protocol::Mode,
     /// edge, cloud, or a path to a GGUF file.
     #[arg(long, default_value = "edge")]
     pub model: ModelChoice,

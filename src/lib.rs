@@ -10,4 +10,6 @@ pub mod setup;
 pub use loragen_agent as agent;
 pub use loragen_generator as generator;
 pub use loragen_gpt4tools as gpt4tools;
+pub use loragen_mcp as mcp;
+pub use loragen_protocol as protocol;
 pub use loragen_tools as tools;

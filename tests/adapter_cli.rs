@@ -19,7 +19,7 @@ use loragen::agent::store::Role;
 use loragen::generator::edge::checkpoint::{self, CheckpointConfig};
 use loragen::generator::edge::{agreement, random_lora, EdgeModel, FixedLora, LoraConfig, Target};
 use loragen::generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
-use loragen::tools::gpt4tools::{render_instruction, TOOLS};
+use loragen::protocol::gpt4tools::{render_instruction, TOOLS};
 
 fn loragen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loragen"))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode, Outcome};
-use loragen::tools::protocol::JsonCallsParser;
+use loragen::protocol::react::JsonCallsParser;
 use loragen::tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use loragen::agent::agent::{Agent, AgentConfig, LanguageModel};
 use loragen::agent::grammar::call_grammar;
 use loragen::agent::runtime::{FinishReason, GenerateParams, SessionParams};
+use loragen::protocol::react::{conversation_prompt, Call, OutputParser, ReactParser, Step};
 use loragen::tools::gpt4tools::registry;
-use loragen::tools::protocol::{conversation_prompt, Call, OutputParser, ReactParser, Step};
 
 /// Twenty requests; `true` where the request needs a tool.
 const REQUESTS: [(&str, bool); 20] = [
@@ -41,7 +41,8 @@ const REQUESTS: [(&str, bool); 20] = [
 #[test]
 fn constrained_calls_name_registered_tools_with_valid_arguments() {
     let tools = Arc::new(registry().unwrap());
-    let grammar = call_grammar(&tools).unwrap();
+    let specs: Vec<_> = tools.specs().cloned().collect();
+    let grammar = call_grammar(&specs).unwrap();
     let mut session = common::edge()
         .session(SessionParams::default().with_n_ctx(2048))
         .unwrap();

@@ -18,7 +18,7 @@ use loragen::generator::edge::{
 use loragen::generator::gguf_lora::write_lora_adapter;
 use loragen::generator::merge::{write_dequantised, MergedType};
 use loragen::generator::model::GatePass;
-use loragen::tools::gpt4tools::{render_instruction, TOOLS};
+use loragen::protocol::gpt4tools::{render_instruction, TOOLS};
 
 const N_TOKENS: usize = 1000;
 

@@ -11,10 +11,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use loragen::agent::grammar::{call_grammar_with, CallChoice, GrammarParams};
-use loragen::tools::{ToolRegistry, ToolSpec};
+use loragen::tools::ToolSpec;
 use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 use proptest::test_runner::{Config, TestRunner};
@@ -192,8 +190,7 @@ fn grammar_of(schema: &Value) -> String {
         description: "a tool".into(),
         parameters: schema.clone(),
     };
-    let registry = ToolRegistry::from_specs([spec]).unwrap();
-    call_grammar_with(&registry, &GrammarParams::default()).unwrap()
+    call_grammar_with(&[spec], &GrammarParams::default()).unwrap()
 }
 
 fn message(args: &str) -> String {
@@ -293,7 +290,6 @@ fn json_messages_may_make_up_to_the_allowed_number_of_calls() {
             parameters: json!({"type": "object", "properties": {}}),
         },
     ];
-    let registry = Arc::new(ToolRegistry::from_specs(specs).unwrap());
     let call = |name: &str, args: &str| format!("Action: {name}\nAction Input: {args}\n");
     let three = format!(
         "Thought: Do I need to use a tool? Yes\n{}{}{}",
@@ -302,11 +298,8 @@ fn json_messages_may_make_up_to_the_allowed_number_of_calls() {
         call("weather", r#"{"city":"Tokyo"}"#)
     );
     for (max_calls, admitted) in [(1, false), (2, false), (3, true), (8, true)] {
-        let g = call_grammar_with(
-            &registry,
-            &GrammarParams::default().with_max_calls(max_calls),
-        )
-        .unwrap();
+        let g =
+            call_grammar_with(&specs, &GrammarParams::default().with_max_calls(max_calls)).unwrap();
         assert_eq!(
             model.grammar_admits(&g, &three).unwrap(),
             admitted,
@@ -314,7 +307,7 @@ fn json_messages_may_make_up_to_the_allowed_number_of_calls() {
         );
     }
     let answer = "Thought: Do I need to use a tool? No\nAI: hello\n";
-    let g = call_grammar_with(&registry, &GrammarParams::default().with_max_calls(3)).unwrap();
+    let g = call_grammar_with(&specs, &GrammarParams::default().with_max_calls(3)).unwrap();
     assert!(model.grammar_admits(&g, answer).unwrap());
 }
 
@@ -343,8 +336,7 @@ fn inexpressible_schemas_are_errors_naming_the_tool_and_keyword() {
             description: "p".into(),
             parameters: schema,
         };
-        let registry = ToolRegistry::from_specs([spec]).unwrap();
-        let err = call_grammar_with(&registry, &GrammarParams::default())
+        let err = call_grammar_with(&[spec], &GrammarParams::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("`picky`") && err.contains(keyword), "{err}");
@@ -354,8 +346,8 @@ fn inexpressible_schemas_are_errors_naming_the_tool_and_keyword() {
 #[test]
 fn twenty_constrained_bfcl_queries_all_end_with_schema_valid_calls() {
     use loragen::agent::runtime::{GenerateParams, SessionParams};
-    use loragen::tools::protocol::{conversation_prompt, STEP_STOPS};
-    use loragen::tools::render::json_system_prompt;
+    use loragen::protocol::react::{conversation_prompt, STEP_STOPS};
+    use loragen::protocol::render::json_system_prompt;
     use loragen_gpt4tools::generic::{load_queries, parse_calls, ToolSet};
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -372,13 +364,12 @@ fn twenty_constrained_bfcl_queries_all_end_with_schema_valid_calls() {
     for (i, query) in queries.iter().enumerate() {
         let offered = tools.for_query(query).unwrap();
         let specs: Vec<ToolSpec> = offered.iter().map(|t| t.spec()).collect();
-        let registry = ToolRegistry::from_specs(specs.clone()).unwrap();
         // A call is required: whether the model would call at all is a
         // decision that processors' rounding can tip (one query answered
         // "No" under AVX-512 here); what is tested is that every call the
         // grammar lets through fits its schema.
         let grammar = call_grammar_with(
-            &registry,
+            &specs,
             &GrammarParams::default()
                 .with_max_calls(8)
                 .with_choice(CallChoice::Required),

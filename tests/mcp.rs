@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::scripted::Scripted;
 use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode};
-use loragen::tools::mcp::{McpConfig, McpServers, ServerFailure};
+use loragen::mcp::{McpConfig, McpServers, ServerFailure};
 use loragen::tools::{ToolError, ToolRegistry};
 use serde_json::{json, Value};
 

@@ -5,7 +5,7 @@ mod common;
 
 use loragen::agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
 use loragen::generator::gguf_lora::{weight_shapes, write_lora_adapter, LoraPair};
-use loragen::tools::gpt4tools::{render_instruction, TOOLS};
+use loragen::protocol::gpt4tools::{render_instruction, TOOLS};
 use loragen_generator::test_util::max_diff;
 
 const IMAGE: Option<(&str, &str)> = Some((

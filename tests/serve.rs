@@ -17,10 +17,10 @@ use async_openai::types::chat::{
     ChatCompletionTools, CreateChatCompletionRequestArgs, FunctionObjectArgs,
 };
 use loragen::agent::adapter::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
+use loragen::protocol::digest::sha256_hex;
 use loragen::serve::{
     CloudWorker, EdgeBackend, EdgeJob, EdgeWorker, Generated, Metrics, ServeConfig, Server,
 };
-use loragen::tools::digest::sha256_hex;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
@@ -72,7 +72,7 @@ impl AdapterSource for FakeCompiler {
         system: &str,
         out: &Path,
         _cache: bool,
-    ) -> loragen::agent::Result<CompiledAdapter> {
+    ) -> loragen::protocol::Result<CompiledAdapter> {
         let bytes = format!("adapter of {system}");
         std::fs::write(out, &bytes).unwrap();
         let manifest = Manifest {
@@ -512,7 +512,7 @@ fn a_shutdown_lets_the_request_in_flight_finish() {
 
 #[test]
 fn a_request_without_tools_is_offered_the_default_tools() {
-    let weather = loragen::tools::spec::from_openai_value(&json!([weather_tool()])).unwrap();
+    let weather = loragen::protocol::spec::from_openai_value(&json!([weather_tool()])).unwrap();
     let s = Running::start(
         CALL,
         None,
@@ -538,7 +538,7 @@ fn a_request_without_tools_is_offered_the_default_tools() {
     assert!(job.system.unwrap().contains("Weather of a city"));
 
     // Default tools that the grammar cannot express are refused at start.
-    let bad = loragen::tools::spec::from_openai_value(&json!([{"name": "p",
+    let bad = loragen::protocol::spec::from_openai_value(&json!([{"name": "p",
         "parameters": {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}}}]))
     .unwrap();
     let err = ServeConfig::default()

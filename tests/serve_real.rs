@@ -290,7 +290,7 @@ fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
         .path()
         .join("edge-adapters")
         .join(format!("{fingerprint}.gguf"));
-    let local_sha = loragen::tools::digest::sha256_file(&local).unwrap();
+    let local_sha = loragen::protocol::digest::sha256_file(&local).unwrap();
     assert_eq!(compiled["adapter_sha256"], local_sha);
 
     // Warm-up: every tool set compiled and its adapter loaded.
@@ -408,7 +408,7 @@ fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
     assert_eq!(cloud.metric("loragen_compile_cache_hits_total"), 1);
     assert_eq!(cloud.metric("loragen_compiles_total"), 0);
     assert_eq!(
-        loragen::tools::digest::sha256_file(&local).unwrap(),
+        loragen::protocol::digest::sha256_file(&local).unwrap(),
         local_sha,
         "the edge adapter was rewritten"
     );

@@ -101,18 +101,18 @@ pub enum Error {
     #[error("invalid GBNF grammar: {detail}")]
     Grammar { detail: String },
 
-    /// A compiled adapter that does not fit what runs it, or whose manifest
-    /// is unreadable.
-    #[error("{}: {detail}", path.display())]
-    Adapter { path: PathBuf, detail: String },
+    /// A compiled adapter that does not fit what runs it, an unreadable
+    /// manifest, or a failed compile.
+    #[error(transparent)]
+    Artifact(#[from] loragen_protocol::Error),
 
-    /// Compiling a registry into an adapter failed.
-    #[error("compiling the tools failed: {0}")]
-    Compile(#[source] Box<dyn std::error::Error + Send + Sync>),
-
-    /// Loading tools (the built-in registry, MCP servers) failed.
+    /// Loading tools (the built-in registry) failed.
     #[error(transparent)]
     Tools(#[from] loragen_tools::Error),
+
+    /// Starting MCP servers or reading their config failed.
+    #[error(transparent)]
+    Mcp(#[from] loragen_mcp::Error),
 
     /// Caller passed parameters that make no sense.
     #[error("invalid parameter: {0}")]
@@ -138,8 +138,8 @@ impl Error {
     }
 }
 
-impl From<loragen_tools::atomic::WriteError> for Error {
-    fn from(e: loragen_tools::atomic::WriteError) -> Self {
+impl From<loragen_protocol::atomic::WriteError> for Error {
+    fn from(e: loragen_protocol::atomic::WriteError) -> Self {
         Error::Io {
             path: e.path,
             source: e.source,

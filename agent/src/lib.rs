@@ -8,6 +8,8 @@ pub mod error;
 pub mod grammar;
 pub mod runtime;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod toolset;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use loragen_tools::mcp::{McpConfig, McpServers};
+use loragen_mcp::{McpConfig, McpServers};
 use loragen_tools::{ToolRegistry, ToolSpec};
 
 use crate::error::{Error, Result};
@@ -99,7 +99,7 @@ impl Toolset {
                 let (servers, failures) = McpServers::start(&config)?;
                 if strict {
                     if let Some(first) = failures.into_iter().next() {
-                        return Err(loragen_tools::Error::from(first).into());
+                        return Err(loragen_mcp::Error::from(first).into());
                     }
                 } else {
                     for failure in failures {
@@ -199,6 +199,7 @@ fn import(servers: &McpServers, tools: &mut ToolRegistry, sources: &mut Vec<Sour
 /// Whether the call grammar can constrain calls of `spec`; the reason when
 /// it cannot.
 fn expressible(spec: &ToolSpec) -> std::result::Result<(), String> {
-    let alone = ToolRegistry::from_specs([spec.clone()]).map_err(|e| e.to_string())?;
-    call_grammar(&alone).map(drop).map_err(|e| e.to_string())
+    call_grammar(std::slice::from_ref(spec))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loragen_tools::protocol::{JsonCallsParser, OutputParser, ReactParser, Step};
+use loragen_protocol::react::{JsonCallsParser, OutputParser, ReactParser, Step};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Step::Calls(calls)) = ReactParser.parse(data) {

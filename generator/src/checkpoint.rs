@@ -13,7 +13,7 @@ use candle_nn::VarMap;
 use crate::error::{Error, Result};
 use crate::train::trainer::{MODEL_FILE, STATE_FILE};
 use crate::train::{read_state, CheckpointState};
-use loragen_tools::atomic::{copy_atomic, write_atomic_with};
+use loragen_protocol::atomic::{copy_atomic, write_atomic_with};
 
 /// The training log a shipped checkpoint carries (`train.jsonl` of its run,
 /// up to the shipped step).

@@ -14,10 +14,10 @@ use crate::features::{Cloud, FeatureCache};
 use crate::gguf_lora::write_lora_adapter;
 use crate::model::{Generator, GeneratorConfig};
 use crate::train::{read_state, trainer::MODEL_FILE};
-use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
 use loragen_agent::store::read_gguf;
-use loragen_tools::atomic::copy_atomic;
-use loragen_tools::digest::{sha256_file, sha256_hex};
+use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
+use loragen_protocol::atomic::copy_atomic;
+use loragen_protocol::digest::{sha256_file, sha256_hex};
 
 /// Where a compiler finds its generator, models and caches.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ impl Compiler {
                 "the registry is empty: there is nothing to compile".into(),
             ));
         }
-        let registry_fingerprint = loragen_tools::render::fingerprint(system);
+        let registry_fingerprint = loragen_protocol::render::fingerprint(system);
         let key = sha256_hex(
             format!(
                 "{registry_fingerprint} {} {} {} {PROMPT_FORMAT}",
@@ -195,10 +195,10 @@ impl AdapterSource for Compiler {
         system: &str,
         out: &Path,
         cache: bool,
-    ) -> loragen_agent::Result<CompiledAdapter> {
+    ) -> loragen_protocol::Result<CompiledAdapter> {
         self.compile(system, out, cache)
             .map(|c| c.artifact)
-            .map_err(|e| loragen_agent::Error::Compile(Box::new(e)))
+            .map_err(|e| loragen_protocol::Error::Compile(Box::new(e)))
     }
 
     fn is_current(&self, manifest: &Manifest) -> bool {

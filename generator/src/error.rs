@@ -13,6 +13,10 @@ pub enum Error {
     #[error(transparent)]
     Runtime(#[from] loragen_agent::Error),
 
+    /// A compiled adapter's manifest could not be written or read.
+    #[error(transparent)]
+    Artifact(#[from] loragen_protocol::Error),
+
     #[error("I/O error on {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -40,8 +44,8 @@ pub enum Error {
     Gguf { path: PathBuf, detail: String },
 }
 
-impl From<loragen_tools::atomic::WriteError> for Error {
-    fn from(e: loragen_tools::atomic::WriteError) -> Self {
+impl From<loragen_protocol::atomic::WriteError> for Error {
+    fn from(e: loragen_protocol::atomic::WriteError) -> Self {
         Error::Io {
             path: e.path,
             source: e.source,

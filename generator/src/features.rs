@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use loragen_agent::runtime::{Model, SessionParams};
-use loragen_tools::atomic::write_atomic_with;
-use loragen_tools::digest::sha256_hex;
+use loragen_protocol::atomic::write_atomic_with;
+use loragen_protocol::digest::sha256_hex;
 
 /// How system parts are cut into blocks; part of every cache key.
 pub const RENDERER: &str = "blocks-v1";
@@ -520,8 +520,8 @@ mod tests {
 
     #[test]
     fn json_protocol_system_parts_cut_at_each_spec_line() {
-        use loragen_tools::render::json_system_prompt;
-        use loragen_tools::ToolSpec;
+        use loragen_protocol::render::json_system_prompt;
+        use loragen_protocol::ToolSpec;
         let spec = |name: &str| ToolSpec {
             name: name.into(),
             description: format!("does {name}"),

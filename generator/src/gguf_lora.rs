@@ -16,7 +16,7 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use loragen_agent::store::read_gguf;
-use loragen_tools::atomic::write_atomic_with;
+use loragen_protocol::atomic::write_atomic_with;
 
 /// One adapted weight: the base tensor name (e.g. `blk.3.ffn_up.weight`)
 /// and its low-rank factors.

@@ -13,7 +13,7 @@ use loragen_agent::runtime::{GenerateParams, Model, SessionParams};
 use loragen_gpt4tools::generic::{load_queries, parse_calls, score_query, ToolDef, ToolSet};
 use loragen_gpt4tools::report::quantile;
 use loragen_gpt4tools::stats::mean;
-use loragen_tools::protocol::STEP_STOPS;
+use loragen_protocol::react::STEP_STOPS;
 use serde_json::json;
 
 use super::eval::{grammar_for, query_prompt};

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use loragen_agent::runtime::{Model, SessionParams};
-use loragen_tools::gpt4tools::{render_system_prompt, TOOLS};
+use loragen_protocol::gpt4tools::{render_system_prompt, TOOLS};
 
 use crate::cli::BenchCompileArgs;
 use loragen::setup::Setup;

@@ -179,7 +179,7 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
 /// (items answered without a tool are absent). The data file is the one
 /// the run's `run.json` names.
 fn gold_actions(run: &Path) -> anyhow::Result<HashMap<String, String>> {
-    use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+    use loragen_protocol::react::{OutputParser, ReactParser, Step};
     let meta_path = run.join("run.json");
     let meta: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&meta_path)

@@ -16,9 +16,8 @@ use loragen_agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen_agent::store::{model_sha256, ModelChoice, Role};
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
-use loragen_tools::digest::sha256_hex;
-use loragen_tools::protocol::STEP_STOPS;
-use loragen_tools::ToolRegistry;
+use loragen_protocol::digest::sha256_hex;
+use loragen_protocol::react::STEP_STOPS;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::BenchGpt4toolsArgs;
@@ -512,9 +511,7 @@ fn partner_systems(items: &[Item], seed: u64) -> anyhow::Result<HashMap<&str, &s
 /// The agent's call grammar over the tools this item lists. The runtime
 /// knows its registry in every mode, even when the model's prompt does not.
 fn item_grammar(item: &Item) -> anyhow::Result<String> {
-    let registry = ToolRegistry::from_specs(item.listed_tool_specs())
-        .with_context(|| format!("item {}", item.id))?;
-    Ok(call_grammar(&registry)?)
+    call_grammar(&item.listed_tool_specs()).with_context(|| format!("item {}", item.id))
 }
 
 fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {

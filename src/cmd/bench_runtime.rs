@@ -12,7 +12,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use loragen_agent::runtime::{self, GenerateParams, Model, SessionParams};
 use loragen_agent::store::{ModelChoice, Role};
-use loragen_tools::gpt4tools::{render_conversation, render_instruction, TOOLS};
+use loragen_protocol::gpt4tools::{render_conversation, render_instruction, TOOLS};
 use serde_json::json;
 
 use crate::cli::BenchRuntimeArgs;

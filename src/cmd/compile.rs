@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use loragen_agent::adapter::manifest_path;
-use loragen_tools::render::system_prompt;
+use loragen_protocol::render::system_prompt;
 
 use crate::cli::CompileArgs;
 use loragen::setup::Setup;

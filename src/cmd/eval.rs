@@ -18,10 +18,10 @@ use loragen_gpt4tools::generic::{
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
 use loragen_gpt4tools::RecordLog;
-use loragen_tools::digest::sha256_file;
-use loragen_tools::protocol::{conversation_prompt, STEP_STOPS};
-use loragen_tools::render::system_prompt;
-use loragen_tools::{Mode, ToolRegistry};
+use loragen_protocol::digest::sha256_file;
+use loragen_protocol::react::{conversation_prompt, STEP_STOPS};
+use loragen_protocol::render::system_prompt;
+use loragen_protocol::Mode;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::EvalArgs;
@@ -313,9 +313,8 @@ pub(super) fn grammar_for(
     specs: &[loragen_tools::ToolSpec],
     max_calls: usize,
 ) -> anyhow::Result<String> {
-    let registry = ToolRegistry::from_specs(specs.iter().cloned())?;
     Ok(call_grammar_with(
-        &registry,
+        specs,
         &GrammarParams::default().with_max_calls(max_calls),
     )?)
 }

@@ -44,7 +44,7 @@ pub fn until(stop: &AtomicBool) -> impl FnMut(&str) -> ControlFlow<()> + '_ {
     }
 }
 
-pub use loragen_tools::atomic::write_atomic;
+pub use loragen_protocol::atomic::write_atomic;
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use console::style;
 use loragen_agent::agent::{Agent, AgentConfig, Event, Outcome};
 use loragen_agent::runtime::{AdapterHost, Session, SessionParams};
-use loragen_tools::Mode;
+use loragen_protocol::Mode;
 use rustyline::error::ReadlineError;
 
 use loragen::setup::{is_url, Setup};
-use loragen_tools::render::system_prompt;
+use loragen_protocol::render::system_prompt;
 
 use crate::cli::ReplArgs;
 use loragen_agent::toolset::Toolset;
@@ -75,7 +75,7 @@ fn compile_registry(
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut cache = models.adapter_cache(source);
     // A recompile replaces what the host holds for this registry.
-    host.release(&loragen_tools::render::fingerprint(&system));
+    host.release(&loragen_protocol::render::fingerprint(&system));
     let ensured = cache.ensure(host, &system)?;
     spinner.finish_with_message(format!(
         "compiled the registry{} into {}",

@@ -96,7 +96,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         if let (Some(cloud), false) = (&cloud_routes, config.default_tools.is_empty()) {
-            let system = loragen_tools::render::system_prompt(&config.default_tools);
+            let system = loragen_protocol::render::system_prompt(&config.default_tools);
             let compiled = cloud
                 .compile(system)
                 .await

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use console::style;
 use loragen_agent::toolset::Toolset;
-use loragen_tools::mcp::McpServers;
+use loragen_mcp::McpServers;
 
 use crate::cli::ToolSourceArgs;
 

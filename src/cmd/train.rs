@@ -19,6 +19,7 @@ use loragen_generator::edge::LoraConfig;
 use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
 use loragen_generator::model::{Gating, GeneratorConfig, MetaSource};
 use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
+use loragen_protocol::react::PREVIOUS_CONVERSATION;
 
 use loragen_gpt4tools::dataset::{select_listing, Listing};
 
@@ -149,7 +150,7 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
         } => {
             anyhow::ensure!(
                 examples.iter().all(|e| !e.system.is_empty()),
-                "{}: an item has no system part (no `Previous conversation:` marker), so there is nothing to compile",
+                "{}: an item has no system part (no `{PREVIOUS_CONVERSATION}` marker), so there is nothing to compile",
                 args.data.display()
             );
             let cloud = models.cloud()?;

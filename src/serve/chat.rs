@@ -4,7 +4,7 @@
 //! or content, whole or as server-sent events.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use loragen_agent::grammar::{call_grammar_with, CallChoice, GrammarParams};
 use loragen_agent::runtime::{GenerateParams, Sampling};
-use loragen_tools::protocol::{JsonCallsParser, OutputParser, Step, STEP_STOPS};
+use loragen_protocol::react::{
+    answer_message, JsonCallsParser, OutputParser, Step, ACTION, STEP_STOPS,
+};
 use loragen_tools::{ToolRegistry, ToolSpec};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -30,7 +32,8 @@ use super::{body, AppState, ServeConfig};
 
 /// How an answer message starts under the call grammar; what follows it is
 /// the content streamed to the client.
-const ANSWER_PREFIX: &str = "Thought: Do I need to use a tool? No\nAI: ";
+/// What the stream holds back before an answer's content starts.
+static ANSWER_PREFIX: LazyLock<String> = LazyLock::new(|| answer_message(""));
 
 pub(super) async fn completions(
     State(state): State<Arc<AppState>>,
@@ -216,7 +219,7 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
     }
     Ok(EdgeJob {
         prompt,
-        system: (!specs.is_empty()).then(|| loragen_tools::render::system_prompt(&specs)),
+        system: (!specs.is_empty()).then(|| loragen_protocol::render::system_prompt(&specs)),
         params: GenerateParams::default()
             .with_max_tokens(max_tokens)
             .with_stop(STEP_STOPS)
@@ -250,7 +253,7 @@ fn grammar(specs: &[ToolSpec], choice: CallChoice, max_calls: usize) -> Result<S
     // `render::system_prompt` gives any tool list with JSON arguments.
     if let Some(spec) = specs
         .iter()
-        .find(|s| s.input_kind() != loragen_tools::spec::InputKind::Json)
+        .find(|s| s.input_kind() != loragen_protocol::spec::InputKind::Json)
     {
         return Err(ApiError::invalid(format!(
             "the parameters of `{}` must be a JSON Schema of type object",
@@ -258,10 +261,11 @@ fn grammar(specs: &[ToolSpec], choice: CallChoice, max_calls: usize) -> Result<S
         ))
         .with_param("tools"));
     }
-    let registry = ToolRegistry::from_specs(specs.iter().cloned())
+    // Names and schemas are checked as the agent's registry checks them.
+    ToolRegistry::from_specs(specs.iter().cloned())
         .map_err(|e| ApiError::invalid(e.to_string()).with_param("tools"))?;
     call_grammar_with(
-        &registry,
+        specs,
         &GrammarParams::default()
             .with_max_calls(max_calls)
             .with_choice(choice),
@@ -318,14 +322,15 @@ fn answer_of(generated: &Generated) -> Answer {
 /// without one is cut, and an `Action:` line left without its input line
 /// is dropped with it. Answers (`AI:` lines) are kept as they are.
 fn complete_calls(text: &str) -> &str {
-    if !text.contains("\nAction: ") {
+    let action = format!("{ACTION} ");
+    if !text.contains(&format!("\n{action}")) {
         return text;
     }
     let mut end = text.rfind('\n').map_or(0, |i| i + 1);
     let last_line_start = text[..end.saturating_sub(1)]
         .rfind('\n')
         .map_or(0, |i| i + 1);
-    if text[last_line_start..end].starts_with("Action: ") {
+    if text[last_line_start..end].starts_with(&action) {
         end = last_line_start;
     }
     &text[..end]
@@ -357,7 +362,7 @@ struct ContentStream {
 impl ContentStream {
     fn push(&mut self, piece: &str) -> Option<String> {
         self.raw.push_str(piece);
-        let content = self.raw.strip_prefix(ANSWER_PREFIX)?.trim_end();
+        let content = self.raw.strip_prefix(ANSWER_PREFIX.as_str())?.trim_end();
         let delta = content.strip_prefix(self.sent.as_str())?;
         if delta.is_empty() {
             return None;
@@ -392,7 +397,7 @@ mod tests {
         ] {
             assert_eq!(
                 answer_of(&generated(&cut)),
-                Answer::ToolCalls(vec![loragen_tools::protocol::Call::new("f", "{\"a\":1}")]),
+                Answer::ToolCalls(vec![loragen_protocol::react::Call::new("f", "{\"a\":1}")]),
                 "{cut:?}"
             );
         }

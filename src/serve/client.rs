@@ -5,9 +5,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest};
-use loragen_tools::atomic::write_atomic;
-use loragen_tools::digest::sha256_hex;
+use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest};
+use loragen_protocol::atomic::write_atomic;
+use loragen_protocol::digest::sha256_hex;
 use serde::Deserialize;
 
 /// The header that carries an artifact's manifest beside its GGUF bytes.
@@ -55,12 +55,12 @@ impl RemoteCloud {
         &self.url
     }
 
-    fn error(&self, detail: impl std::fmt::Display) -> loragen_agent::Error {
-        loragen_agent::Error::Compile(format!("cloud role at {}: {detail}", self.url).into())
+    fn error(&self, detail: impl std::fmt::Display) -> loragen_protocol::Error {
+        loragen_protocol::Error::Compile(format!("cloud role at {}: {detail}", self.url).into())
     }
 
     /// The error body of a refused request, as its message.
-    fn refusal(&self, status: u16, body: &str) -> loragen_agent::Error {
+    fn refusal(&self, status: u16, body: &str) -> loragen_protocol::Error {
         let message = serde_json::from_str::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
@@ -69,7 +69,7 @@ impl RemoteCloud {
     }
 
     /// Asks the cloud role to compile `system`.
-    pub fn compile(&self, system: &str) -> loragen_agent::Result<CompileAnswer> {
+    pub fn compile(&self, system: &str) -> loragen_protocol::Result<CompileAnswer> {
         let mut response = self
             .agent
             .post(&format!("{}/v1/adapters", self.url))
@@ -88,7 +88,7 @@ impl RemoteCloud {
 
     /// Downloads the artifact of `fingerprint` to `out` (atomically) and its
     /// manifest beside it; the bytes must hash to the manifest's sha256.
-    pub fn fetch(&self, fingerprint: &str, out: &Path) -> loragen_agent::Result<Manifest> {
+    pub fn fetch(&self, fingerprint: &str, out: &Path) -> loragen_protocol::Result<Manifest> {
         let mut response = self
             .agent
             .get(&format!("{}/v1/adapters/{fingerprint}", self.url))
@@ -132,7 +132,7 @@ impl AdapterSource for RemoteCloud {
         system: &str,
         out: &Path,
         _cache: bool,
-    ) -> loragen_agent::Result<CompiledAdapter> {
+    ) -> loragen_protocol::Result<CompiledAdapter> {
         let answer = self.compile(system)?;
         let manifest = self.fetch(&answer.fingerprint, out)?;
         if manifest.adapter_sha256 != answer.adapter_sha256 {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use loragen_agent::adapter::{AdapterSource, CompiledAdapter, Manifest};
-use loragen_tools::atomic::copy_atomic;
+use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest};
+use loragen_protocol::atomic::copy_atomic;
 use tokio::sync::oneshot;
 
 use super::error::{ApiError, Result};
@@ -16,7 +16,7 @@ use super::metrics::Metrics;
 
 struct CompileWork {
     system: String,
-    reply: oneshot::Sender<loragen_agent::Result<CompiledAdapter>>,
+    reply: oneshot::Sender<loragen_protocol::Result<CompiledAdapter>>,
 }
 
 /// The handle of the compile thread. It is itself an [`AdapterSource`],
@@ -43,7 +43,7 @@ impl CloudWorker {
             for work in rx {
                 let _span =
                     tracing::info_span!("cloud_compile", bytes = work.system.len()).entered();
-                let fingerprint = loragen_tools::render::fingerprint(&work.system);
+                let fingerprint = loragen_protocol::render::fingerprint(&work.system);
                 let out = thread_dir.join(format!("{fingerprint}.gguf"));
                 let result = source.compile_adapter(&work.system, &out, true);
                 if let Ok(c) = &result {
@@ -102,9 +102,9 @@ impl AdapterSource for CloudWorker {
         system: &str,
         out: &Path,
         _cache: bool,
-    ) -> loragen_agent::Result<CompiledAdapter> {
+    ) -> loragen_protocol::Result<CompiledAdapter> {
         let (reply, rx) = oneshot::channel();
-        let gone = || loragen_agent::Error::Compile("the compile thread has stopped".into());
+        let gone = || loragen_protocol::Error::Compile("the compile thread has stopped".into());
         self.queue
             .send(CompileWork {
                 system: system.to_owned(),

@@ -405,13 +405,13 @@ async fn compile(
         .map_err(|e| ApiError::invalid(format!("the compile request: {e}")))?;
     let system = match (request.tools, request.registry, request.system) {
         (Some(tools), None, None) => {
-            let specs = loragen_tools::spec::from_openai_value(&tools)
+            let specs = loragen_protocol::spec::from_openai_value(&tools)
                 .map_err(|e| ApiError::invalid(e.to_string()).with_param("tools"))?;
             chat::check_tools(&specs, &state.config)?;
-            loragen_tools::render::system_prompt(&specs)
+            loragen_protocol::render::system_prompt(&specs)
         }
         (None, Some(name), None) if name == "gpt4tools" => {
-            loragen_tools::gpt4tools::render_system_prompt(&loragen_tools::gpt4tools::TOOLS)
+            loragen_protocol::gpt4tools::render_system_prompt(&loragen_protocol::gpt4tools::TOOLS)
         }
         (None, Some(name), None) => {
             return Err(

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use loragen_tools::protocol::Call;
+use loragen_protocol::react::Call;
 use loragen_tools::ToolSpec;
 
 use super::error::ApiError;

@@ -12,7 +12,7 @@
 //! The tool definitions never enter the prompt: they are compiled into the
 //! adapter.
 
-use loragen_tools::protocol::{conversation_prompt, observation_lines};
+use loragen_protocol::react::{calls_message, conversation_prompt, observation_lines};
 
 use super::error::ApiError;
 use super::openai::Message;
@@ -54,14 +54,10 @@ pub fn render(messages: &[Message]) -> Result<String, ApiError> {
         let param = format!("messages[{i}]");
         match message {
             Message::Assistant { tool_calls, .. } if !tool_calls.is_empty() => {
-                trace.push_str("Thought: Do I need to use a tool? Yes\n");
-                for call in tool_calls {
-                    trace.push_str(&format!(
-                        "Action: {}\nAction Input: {}\n",
-                        call.function.name,
-                        call.function.arguments.trim()
-                    ));
-                }
+                trace.push_str(&calls_message(tool_calls.iter().map(|call| {
+                    (call.function.name.as_str(), call.function.arguments.trim())
+                })));
+                trace.push('\n');
                 open_calls = tool_calls.len();
             }
             Message::Tool { content, .. } => {

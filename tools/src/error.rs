@@ -17,21 +17,11 @@ pub enum Error {
     #[error("the JSON Schema of tool `{tool}` does not compile: {detail}")]
     BadSchema { tool: String, detail: String },
 
-    #[error("tool list is not valid OpenAI-style JSON: {0}")]
-    Import(String),
-
-    #[error("unknown mode `{given}`; expected one of {expected}")]
-    UnknownMode { given: String, expected: String },
-
-    #[error("MCP config {path}: {detail}")]
-    McpConfig { path: String, detail: String },
-
-    /// An MCP server failed to start, to list its tools or to stop.
-    #[error("MCP server `{server}`: {detail}")]
-    Mcp { server: String, detail: String },
-
-    #[error("cannot serialise tool specs: {0}")]
+    #[error("cannot serialise the schema of a tool: {0}")]
     Json(#[from] serde_json::Error),
+
+    #[error(transparent)]
+    Protocol(#[from] loragen_protocol::Error),
 }
 
 /// A failure the model should see and can react to.

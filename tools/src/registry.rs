@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result, ToolError};
-use crate::spec::{InputKind, ToolSpec};
 use crate::tool::{Erased, JsonTool, Tool};
+use loragen_protocol::{InputKind, ToolSpec};
 
 struct Entry {
     spec: ToolSpec,
@@ -150,11 +150,11 @@ impl ToolRegistry {
             .is_some_and(|&i| self.entries[i].imp.is_some())
     }
 
-    /// The registry fingerprint ([`crate::render::fingerprint`] of its
-    /// [`crate::render::system_prompt`]); keys compiled adapters.
+    /// The registry fingerprint ([`loragen_protocol::render::fingerprint`] of its
+    /// [`loragen_protocol::render::system_prompt`]); keys compiled adapters.
     pub fn fingerprint(&self) -> String {
         let specs: Vec<ToolSpec> = self.specs().cloned().collect();
-        crate::render::fingerprint(&crate::render::system_prompt(&specs))
+        loragen_protocol::render::fingerprint(&loragen_protocol::render::system_prompt(&specs))
     }
 
     /// Checks a call the model wrote: the tool must exist and `input` must

@@ -43,20 +43,8 @@ impl<const N: usize> JsonSchema for TextInput<N> {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::Schema::try_from(text_schema(N)).unwrap_or_default()
+        schemars::Schema::try_from(loragen_protocol::spec::text_schema(N)).unwrap_or_default()
     }
-}
-
-/// Schema of a free-text input with `fields` comma-separated fields: a
-/// string with at least `fields - 1` commas (the last field may hold more).
-pub fn text_schema(fields: usize) -> Value {
-    let fields = fields.max(1);
-    let pattern = if fields == 1 {
-        "\\S".to_owned()
-    } else {
-        format!("^[^,]+(,[^,]+){{{}}}", fields - 1)
-    };
-    serde_json::json!({"type": "string", "pattern": pattern, "x-fields": fields})
 }
 
 /// A tool with its types erased, so tools of different types share a

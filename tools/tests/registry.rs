@@ -1,8 +1,8 @@
 //! Schemas, validation, import/export and fingerprints of the registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use loragen_tools::render::{fingerprint, system_prompt};
-use loragen_tools::spec::{from_openai_json, to_openai_json};
+use loragen_protocol::render::{fingerprint, system_prompt};
+use loragen_protocol::spec::{from_openai_json, to_openai_json};
 use loragen_tools::{
     async_trait, Error, InputKind, TextInput, Tool, ToolError, ToolRegistry, ToolSpec,
 };

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use loragen_tools::render::fingerprint;
+use loragen_protocol::render::fingerprint;
 
 use super::{AdapterSource, Manifest};
 use crate::error::{Error, Result};

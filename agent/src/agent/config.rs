@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use loragen_tools::Mode;
+use loragen_protocol::Mode;
 
 use crate::error::{Error, Result};
 

@@ -7,6 +7,6 @@ mod model;
 mod run;
 
 pub use config::AgentConfig;
-pub use loragen_tools::Mode;
+pub use loragen_protocol::Mode;
 pub use model::LanguageModel;
 pub use run::{Agent, AgentFinish, Event, Outcome, StepRecord};

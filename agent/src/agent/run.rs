@@ -4,15 +4,15 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use loragen_tools::protocol::{
+use loragen_protocol::react::{
     conversation_prompt, observation_lines, Call, JsonCallsParser, OutputParser, ReactParser, Step,
     STEP_STOPS,
 };
-use loragen_tools::render;
+use loragen_protocol::render;
 use loragen_tools::{ToolError, ToolRegistry, ToolSpec};
 use serde_json::Value;
 
-use loragen_tools::Mode;
+use loragen_protocol::Mode;
 
 use super::config::AgentConfig;
 use super::model::LanguageModel;
@@ -108,7 +108,7 @@ impl<M: LanguageModel> Agent<M> {
         } else {
             Box::new(ReactParser)
         };
-        let grammar = Some(call_grammar(&tools)?);
+        let grammar = Some(call_grammar(&specs)?);
         Ok(Agent {
             model,
             tools,

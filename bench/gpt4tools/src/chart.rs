@@ -226,7 +226,7 @@ mod tests {
     use super::*;
     use crate::metrics::ItemScores;
     use crate::record::Record;
-    use loragen_tools::Mode;
+    use loragen_protocol::Mode;
 
     #[test]
     fn svg_and_png_are_written() {

@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use loragen_tools::protocol::{Call, OutputParser, ReactParser, Step};
+use loragen_protocol::react::{
+    Call, OutputParser, ReactParser, Step, NEW_INPUT, PREVIOUS_CONVERSATION,
+};
 use regex::RegexSet;
 
 use crate::corpus::{all_tools, arity_of, Pools};
-use crate::dataset::{Item, CONVERSATION_MARKER};
+use crate::dataset::Item;
 use crate::error::{Error, Result};
 use crate::extract::Extracted;
 
@@ -93,11 +95,11 @@ pub fn check(items: &[Item], kind: SplitKind) -> Result<CheckReport> {
     };
     for item in items {
         let mut problem = |detail: String| report.problems.push((item.id.clone(), detail));
-        if !item.instruction.contains(CONVERSATION_MARKER) {
-            problem(format!("the instruction has no `{CONVERSATION_MARKER}`"));
+        if !item.instruction.contains(PREVIOUS_CONVERSATION) {
+            problem(format!("the instruction has no `{PREVIOUS_CONVERSATION}`"));
         }
         if item.request().is_none() {
-            problem("the instruction has no `New input:` line".into());
+            problem(format!("the instruction has no `{NEW_INPUT}` line"));
         }
         let listed = item.listed_tools();
         if listed.is_empty() {

@@ -8,9 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-
-/// The marker that ends the system part of an instruction.
-pub const CONVERSATION_MARKER: &str = "Previous conversation:";
+use loragen_protocol::react::{NEW_INPUT, PREVIOUS_CONVERSATION};
 
 /// One benchmark item. `id` is the file's id as text, or the item's
 /// position when the file has none.
@@ -36,14 +34,14 @@ impl Item {
     /// into the adapter. Empty when the marker is missing.
     pub fn system_part(&self) -> &str {
         self.instruction
-            .find(CONVERSATION_MARKER)
+            .find(PREVIOUS_CONVERSATION)
             .map_or("", |at| &self.instruction[..at])
     }
 
     /// Everything the edge model still sees in compiled mode.
     pub fn rest(&self) -> &str {
         self.instruction
-            .find(CONVERSATION_MARKER)
+            .find(PREVIOUS_CONVERSATION)
             .map_or(&self.instruction, |at| &self.instruction[at..])
     }
 
@@ -57,10 +55,13 @@ impl Item {
         join_input(self.rest(), &self.input)
     }
 
-    /// The user's request on the `New input:` line.
+    /// The user's request on the last `New input:` line (the marker and
+    /// a space).
     pub fn request(&self) -> Option<&str> {
-        let at = self.instruction.rfind("New input: ")?;
-        let rest = &self.instruction[at + "New input: ".len()..];
+        let rest = self
+            .instruction
+            .rmatch_indices(NEW_INPUT)
+            .find_map(|(at, _)| self.instruction[at + NEW_INPUT.len()..].strip_prefix(' '))?;
         Some(rest.split('\n').next().unwrap_or(rest).trim())
     }
 
@@ -84,13 +85,13 @@ impl Item {
     /// Specs of the listed tools, for constrained decoding: each takes a
     /// comma separated string with the tool's known arity, or the arity
     /// its description states ("a comma separated string of two"), else 1.
-    pub fn listed_tool_specs(&self) -> Vec<loragen_tools::ToolSpec> {
+    pub fn listed_tool_specs(&self) -> Vec<loragen_protocol::ToolSpec> {
         self.listed_tool_lines()
             .into_iter()
-            .map(|(name, description)| loragen_tools::ToolSpec {
+            .map(|(name, description)| loragen_protocol::ToolSpec {
                 name: name.to_owned(),
                 description: description.to_owned(),
-                parameters: loragen_tools::tool::text_schema(
+                parameters: loragen_protocol::spec::text_schema(
                     crate::corpus::arity_of(name).unwrap_or_else(|| stated_arity(description)),
                 ),
             })
@@ -228,7 +229,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Item>> {
 
 /// Writes items as a JSON array, one item per line, atomically. Numeric ids are written as numbers.
 pub fn save(path: &Path, items: &[Item]) -> Result<()> {
-    loragen_tools::atomic::write_atomic_with(path, |tmp| {
+    loragen_protocol::atomic::write_atomic_with(path, |tmp| {
         let write = || -> std::io::Result<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(tmp)?);
             out.write_all(b"[\n")?;

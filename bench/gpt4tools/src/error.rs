@@ -54,8 +54,8 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<loragen_tools::atomic::WriteError> for Error {
-    fn from(e: loragen_tools::atomic::WriteError) -> Self {
+impl From<loragen_protocol::atomic::WriteError> for Error {
+    fn from(e: loragen_protocol::atomic::WriteError) -> Self {
         Error::Io {
             path: e.path,
             source: e.source,

@@ -14,10 +14,7 @@ pub struct Extracted {
     pub answers: Vec<String>,
 }
 
-const THOUGHT: &str = "Thought: Do I need to use a tool? ";
-const ACTION: &str = "Action: ";
-const ACTION_INPUT: &str = "Action Input: ";
-const ANSWER: &str = "AI: ";
+use loragen_protocol::react::{ACTION, ACTION_INPUT, ANSWER, THOUGHT};
 
 impl Extracted {
     pub fn from_text(text: &str) -> Self {
@@ -40,9 +37,13 @@ impl Extracted {
     }
 }
 
+/// The rest of `line` after the first `marker` followed by a space (the
+/// reference's pattern is the marker and one space), stripped.
 fn value_after(line: &str, marker: &str) -> Option<String> {
-    line.find(marker)
-        .map(|at| line[at + marker.len()..].trim().to_owned())
+    line.match_indices(marker)
+        .map(|(at, _)| &line[at + marker.len()..])
+        .find_map(|rest| rest.strip_prefix(' '))
+        .map(|value| value.trim().to_owned())
 }
 
 #[cfg(test)]

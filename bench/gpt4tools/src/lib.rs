@@ -20,7 +20,7 @@ pub mod table;
 
 pub use dataset::Item;
 pub use error::{Error, Result};
-pub use loragen_tools::Mode;
+pub use loragen_protocol::Mode;
 pub use metrics::{score_item, Aggregate, ItemScores};
 pub use record::{Record, RecordLog};
 pub use report::Report;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::ItemScores;
-use loragen_tools::Mode;
+use loragen_protocol::Mode;
 
 /// One scored prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ impl<R: Keyed> RecordLog<R> {
         for (i, r) in records.iter().enumerate() {
             text.push_str(&self.line(r, i + 1)?);
         }
-        loragen_tools::atomic::write_atomic(&self.path, text.as_bytes())?;
+        loragen_protocol::atomic::write_atomic(&self.path, text.as_bytes())?;
         self.records.clear();
         self.done.clear();
         for r in records {

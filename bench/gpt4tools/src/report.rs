@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::metrics::{Aggregate, ItemScores};
 use crate::record::Record;
 use crate::stats::mean;
-use loragen_tools::Mode;
+use loragen_protocol::Mode;
 
 /// The figures of one mode.
 #[derive(Debug, Clone, Serialize)]

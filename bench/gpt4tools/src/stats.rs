@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::dataset::Item;
 use crate::extract::Extracted;
+use loragen_protocol::react::OBSERVATION;
 
 /// The arithmetic mean of `xs`, or 0 when there are none: every table in
 /// the project prints an empty column as 0 rather than failing.
@@ -83,8 +84,9 @@ pub fn stats(items: &[Item], count_tokens: &dyn Fn(&str) -> usize) -> Stats {
         ..Stats::default()
     };
     let (mut system, mut rest, mut output) = (Vec::new(), Vec::new(), Vec::new());
+    let observation = format!("\n{OBSERVATION} ");
     for item in items {
-        let has_trace = item.rest().contains("\nObservation: ");
+        let has_trace = item.rest().contains(&observation);
         let key = match Extracted::from_text(&item.output).actions.first() {
             Some(action) => action.clone(),
             None if has_trace => FINAL_ANSWER.to_owned(),

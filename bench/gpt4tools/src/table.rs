@@ -13,7 +13,7 @@ use crate::metrics::{Aggregate, ItemScores};
 use crate::record::Record;
 use crate::report::quantile;
 use crate::stats::mean;
-use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+use loragen_protocol::react::{OutputParser, ReactParser, Step};
 
 /// What the reference answer of an item does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -178,7 +178,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::metrics::score_item;
-    use loragen_tools::Mode;
+    use loragen_protocol::Mode;
 
     const NO: &str = "Thought: Do I need to use a tool? No\nAI: Hi.";
     const SEEN: &str = "Thought: Do I need to use a tool? Yes\nAction: Segment the Image\nAction Input: a.png\nObservation:";

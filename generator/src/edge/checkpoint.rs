@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::lora::LoraConfig;
 use crate::error::{Error, Result};
 use crate::gguf_lora::{LoraAdapter, LoraPair};
-use loragen_tools::atomic::{write_atomic, write_atomic_with};
+use loragen_protocol::atomic::{write_atomic, write_atomic_with};
 
 pub const WEIGHTS_FILE: &str = "lora.safetensors";
 pub const CONFIG_FILE: &str = "lora.json";

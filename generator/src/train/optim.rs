@@ -9,7 +9,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 
 use crate::error::{Error, Result};
-use loragen_tools::atomic::write_atomic_with;
+use loragen_protocol::atomic::write_atomic_with;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWParams {

@@ -20,7 +20,7 @@ use crate::edge::{cross_entropy, EdgeModel, FixedLora, LoraConfig, Phase};
 use crate::error::{Error, Result};
 use crate::features::RegistryFeatures;
 use crate::model::{cv_loss, utilisation, GatePass, Generator, GeneratorConfig};
-use loragen_tools::atomic::write_atomic_with;
+use loragen_protocol::atomic::write_atomic_with;
 
 /// Optimisation settings.
 ///
@@ -619,7 +619,7 @@ fn examples_sha256(examples: &[Example]) -> String {
         bytes.extend(e.tokens.iter().flat_map(|t| t.to_le_bytes()));
         bytes.extend_from_slice(&(e.output_from as u64).to_le_bytes());
     }
-    loragen_tools::digest::sha256_hex(&bytes)
+    loragen_protocol::digest::sha256_hex(&bytes)
 }
 
 /// The settings in which two checkpoint states differ (the step aside), as

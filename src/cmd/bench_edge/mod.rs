@@ -12,7 +12,7 @@ use anyhow::Context;
 use candle_core::Device;
 use loragen_agent::runtime::Model;
 use loragen_generator::edge::EdgeModel;
-use loragen_tools::gpt4tools::{render_instruction, TOOLS};
+use loragen_protocol::gpt4tools::{render_instruction, TOOLS};
 use serde_json::json;
 
 use crate::cli::BenchEdgeArgs;

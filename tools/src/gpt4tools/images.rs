@@ -11,8 +11,7 @@ use imageproc::hough::{detect_lines, draw_polar_lines, LineDetectionOptions};
 
 use crate::error::ToolError;
 use crate::tool::{TextInput, Tool};
-
-use super::TOOLS;
+use loragen_protocol::gpt4tools::TOOLS;
 
 /// Which image operation a tool performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! What the corpus builder knows about each tool: the meaning of each
 //! argument, the prerequisite tool and the kind of result. The 23 training
-//! tools come from `loragen_tools::gpt4tools`; the 8 unseen tools, used by
+//! tools come from `loragen_protocol::gpt4tools`; the 8 unseen tools, used by
 //! the `test_unseen` split only, are defined here.
 
-use loragen_tools::gpt4tools::{ToolInfo, TOOLS};
+use loragen_protocol::gpt4tools::{ToolInfo, TOOLS};
 
 /// What one comma-separated argument holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

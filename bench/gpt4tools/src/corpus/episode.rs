@@ -8,6 +8,7 @@ use rand::Rng;
 use super::catalog::{CorpusTool, Output, Slot};
 use super::pools::{Caption, Pools};
 use crate::dataset::Item;
+use loragen_protocol::react::{answer_message, calls_message, OBSERVATION};
 
 /// An assistant message and, for a call, the observation that followed.
 #[derive(Debug, Clone)]
@@ -32,20 +33,20 @@ impl Episode {
     pub fn cut(&self, k: usize) -> Item {
         let image = self.image.as_ref().map(|(p, c)| (p.as_str(), c.as_str()));
         let mut instruction = self.system.clone();
-        instruction.push_str(&loragen_tools::gpt4tools::render_conversation(
+        instruction.push_str(&loragen_protocol::gpt4tools::render_conversation(
             image,
             &self.request,
         ));
         for turn in &self.turns[..k] {
             instruction.push_str(&turn.message);
             instruction.push_str(&format!(
-                "\nObservation: {}\n",
+                "\n{OBSERVATION} {}\n",
                 turn.observation.as_deref().unwrap_or_default()
             ));
         }
         let turn = &self.turns[k];
         let output = match turn.observation {
-            Some(_) => format!("{}\nObservation:", turn.message),
+            Some(_) => format!("{}\n{OBSERVATION}", turn.message),
             None => turn.message.clone(),
         };
         Item {
@@ -79,14 +80,7 @@ fn result_path(rng: &mut impl Rng, input: &str) -> String {
 }
 
 fn call(name: &str, args: &[String]) -> String {
-    format!(
-        "Thought: Do I need to use a tool? Yes\nAction: {name}\nAction Input: {}",
-        args.join(", ")
-    )
-}
-
-pub fn answer(text: &str) -> String {
-    format!("Thought: Do I need to use a tool? No\nAI: {text}")
+    calls_message([(name, args.join(", ").as_str())])
 }
 
 /// The values the request's slots are filled with.
@@ -195,7 +189,7 @@ pub fn tool_episode(
         observation: Some(observation),
     });
     turns.push(Turn {
-        message: answer(&reply),
+        message: answer_message(&reply),
         observation: None,
     });
     Episode {

@@ -20,7 +20,8 @@ pub use pools::{Pools, HELD_OUT_PER_TOOL};
 
 use crate::dataset::Item;
 use crate::error::{Error, Result};
-use episode::{answer, image_path, tool_episode, Episode};
+use episode::{image_path, tool_episode, Episode};
+use loragen_protocol::react::answer_message;
 
 /// Sizes and shares of the three splits.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,7 +267,7 @@ impl SplitBuilder<'_> {
             image,
             request,
             turns: vec![episode::Turn {
-                message: answer(&reply),
+                message: answer_message(&reply),
                 observation: None,
             }],
         };
@@ -285,7 +286,7 @@ impl SplitBuilder<'_> {
         chosen.extend(others.into_iter().take(n - required.len()).copied());
         chosen.shuffle(self.rng);
         let infos: Vec<_> = chosen.iter().map(|t| t.info).collect();
-        loragen_tools::gpt4tools::render_system_prompt(&infos)
+        loragen_protocol::gpt4tools::render_system_prompt(&infos)
     }
 }
 

@@ -46,8 +46,8 @@ impl ToolDef {
         self.id.as_deref().unwrap_or(&self.name)
     }
 
-    pub fn spec(&self) -> loragen_tools::ToolSpec {
-        loragen_tools::ToolSpec {
+    pub fn spec(&self) -> loragen_protocol::ToolSpec {
+        loragen_protocol::ToolSpec {
             name: self.name.clone(),
             description: self.description.clone(),
             parameters: self.parameters.clone(),

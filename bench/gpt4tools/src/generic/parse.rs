@@ -3,7 +3,7 @@
 //! one JSON object, one pair per call, several calls to a message. Total: any bytes give calls and, where the message
 //! could not be fully understood, the reason.
 
-use loragen_tools::protocol::{JsonCallsParser, OutputParser, Step};
+use loragen_protocol::react::{JsonCallsParser, OutputParser, Step};
 use serde_json::Value;
 
 use super::Call;

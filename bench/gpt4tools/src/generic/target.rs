@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 use super::{Expect, Query, ToolSet};
 use crate::dataset::Item;
 use crate::error::{Error, Result};
-use loragen_tools::protocol::conversation_prompt;
-use loragen_tools::render::system_prompt;
+use loragen_protocol::react::{answer_message, calls_message, conversation_prompt, OBSERVATION};
+use loragen_protocol::render::system_prompt;
 
 /// The answer text of a query that no offered function serves.
 pub const IRRELEVANT_ANSWER: &str = "None of the available functions can do that.";
@@ -45,11 +45,9 @@ pub fn training_items(tools: &ToolSet, queries: &[Query]) -> Result<(Vec<Item>, 
     for query in queries {
         let offered = tools.for_query(query)?;
         let output = match query.expect {
-            Some(Expect::NoCall) => {
-                format!("Thought: Do I need to use a tool? No\nAI: {IRRELEVANT_ANSWER}")
-            }
+            Some(Expect::NoCall) => answer_message(IRRELEVANT_ANSWER),
             Some(Expect::Calls) if !query.answers.is_empty() => {
-                let mut out = String::from("Thought: Do I need to use a tool? Yes\n");
+                let mut calls = Vec::new();
                 let mut valid = true;
                 for call in &query.answers {
                     let Some(tool) = offered.iter().find(|t| t.name == call.name) else {
@@ -65,18 +63,14 @@ pub fn training_items(tools: &ToolSet, queries: &[Query]) -> Result<(Vec<Item>, 
                             .collect(),
                     ));
                     valid &= jsonschema::is_valid(&tool.parameters, &arguments);
-                    out.push_str(&format!(
-                        "Action: {}\nAction Input: {}\n",
-                        call.name,
-                        compact(&arguments, &tool.parameters)
-                    ));
+                    calls.push((call.name.as_str(), compact(&arguments, &tool.parameters)));
                 }
                 if !valid {
                     skipped.invalid += 1;
                     continue;
                 }
-                out.push_str("Observation:");
-                out
+                let message = calls_message(calls.iter().map(|(n, a)| (*n, a.as_str())));
+                format!("{message}\n{OBSERVATION}")
             }
             _ => {
                 skipped.no_single_target += 1;

@@ -47,6 +47,18 @@ impl ToolSpec {
     }
 }
 
+/// Schema of a free-text input with `fields` comma-separated fields: a
+/// string with at least `fields - 1` commas (the last field may hold more).
+pub fn text_schema(fields: usize) -> Value {
+    let fields = fields.max(1);
+    let pattern = if fields == 1 {
+        "\\S".to_owned()
+    } else {
+        format!("^[^,]+(,[^,]+){{{}}}", fields - 1)
+    };
+    serde_json::json!({"type": "string", "pattern": pattern, "x-fields": fields})
+}
+
 /// Writes specs as an OpenAI-style JSON tool list.
 pub fn to_openai_json(specs: &[ToolSpec]) -> Result<String> {
     Ok(serde_json::to_string_pretty(

@@ -20,10 +20,10 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tracing::Instrument;
 
-use super::config::{McpConfig, ServerConfig, Transport};
-use crate::error::{Error, Result, ToolError};
-use crate::spec::ToolSpec;
-use crate::tool::JsonTool;
+use crate::config::{McpConfig, ServerConfig, Transport};
+use crate::error::{Error, Result};
+use loragen_protocol::ToolSpec;
+use loragen_tools::{JsonTool, ToolError};
 
 /// How long a server may take to start, shake hands and list its tools.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,7 +74,7 @@ pub struct ServerStatus {
 }
 
 /// A server that did not start or list its tools: its name in the config
-/// and why. It converts into [`Error::Mcp`] for callers that give up on it.
+/// and why. It converts into [`Error::Server`] for callers that give up on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerFailure {
     pub server: String,
@@ -89,7 +89,7 @@ impl std::fmt::Display for ServerFailure {
 
 impl From<ServerFailure> for Error {
     fn from(f: ServerFailure) -> Self {
-        Error::Mcp {
+        Error::Server {
             server: f.server,
             detail: f.reason,
         }
@@ -125,7 +125,7 @@ impl McpServers {
     /// called outside an async runtime (in one, use `spawn_blocking`).
     pub fn start(config: &McpConfig) -> Result<(Self, Vec<ServerFailure>)> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Mcp {
+            return Err(Error::Server {
                 server: "*".into(),
                 detail: "McpServers::start blocks: call it outside an async runtime".into(),
             });
@@ -135,7 +135,7 @@ impl McpServers {
             .thread_name("mcp")
             .enable_all()
             .build()
-            .map_err(|e| Error::Mcp {
+            .map_err(|e| Error::Server {
                 server: "*".into(),
                 detail: format!("cannot start the client runtime ({e})"),
             })?;

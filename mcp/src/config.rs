@@ -91,11 +91,11 @@ struct RawServer {
 impl McpConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::McpConfig {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.display().to_string(),
             detail: format!("cannot read it ({e})"),
         })?;
-        Self::parse(&text).map_err(|detail| Error::McpConfig {
+        Self::parse(&text).map_err(|detail| Error::Config {
             path: path.display().to_string(),
             detail,
         })
@@ -107,7 +107,7 @@ impl McpConfig {
     /// # Examples
     ///
     /// ```
-    /// use loragen_tools::mcp::{McpConfig, Transport};
+    /// use loragen_mcp::{McpConfig, Transport};
     ///
     /// let config = McpConfig::parse(r#"{"mcpServers": {
     ///     "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]},

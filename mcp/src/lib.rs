@@ -8,6 +8,8 @@
 
 mod client;
 mod config;
+pub mod error;
 
 pub use client::{ImportedTool, McpServers, ServerFailure, ServerStatus, START_TIMEOUT};
 pub use config::{McpConfig, ServerConfig, Transport, DEFAULT_CALL_TIMEOUT};
+pub use error::{Error, Result};

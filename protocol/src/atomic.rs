@@ -22,7 +22,7 @@ pub struct WriteError {
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::atomic::{write_atomic_with, WriteError};
+/// use loragen_protocol::atomic::{write_atomic_with, WriteError};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("report.md");
@@ -70,7 +70,7 @@ pub fn write_atomic_with<E: From<WriteError>>(
 /// let dir = tempfile::tempdir()?;
 /// let (from, to) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
 /// std::fs::write(&from, b"adapter")?;
-/// loragen_tools::atomic::copy_atomic(&from, &to)?;
+/// loragen_protocol::atomic::copy_atomic(&from, &to)?;
 /// assert_eq!(std::fs::read(&to)?, b"adapter");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -92,7 +92,7 @@ pub fn copy_atomic(from: &Path, path: &Path) -> Result<(), WriteError> {
 /// ```
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("run.json");
-/// loragen_tools::atomic::write_atomic(&path, b"{}")?;
+/// loragen_protocol::atomic::write_atomic(&path, b"{}")?;
 /// assert_eq!(std::fs::read(&path)?, b"{}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 /// # Examples
 ///
 /// ```
-/// assert_eq!(loragen_tools::digest::hex(&[0x0a, 0xff]), "0aff");
+/// assert_eq!(loragen_protocol::digest::hex(&[0x0a, 0xff]), "0aff");
 /// ```
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -23,7 +23,7 @@ pub fn hex(bytes: &[u8]) -> String {
 ///
 /// ```
 /// assert_eq!(
-///     loragen_tools::digest::sha256_hex(b"abc"),
+///     loragen_protocol::digest::sha256_hex(b"abc"),
 ///     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 /// );
 /// ```
@@ -59,8 +59,8 @@ pub fn sha256_reader(
 /// let path = dir.path().join("f");
 /// std::fs::write(&path, b"abc")?;
 /// assert_eq!(
-///     loragen_tools::digest::sha256_file(&path)?,
-///     loragen_tools::digest::sha256_hex(b"abc")
+///     loragen_protocol::digest::sha256_file(&path)?,
+///     loragen_protocol::digest::sha256_hex(b"abc")
 /// );
 /// # Ok::<(), std::io::Error>(())
 /// ```

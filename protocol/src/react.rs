@@ -1,12 +1,97 @@
-//! The GPT4Tools / ReAct protocol: rendering the conversation prompt and
-//! parsing the model's next message. One parser per output format, behind
-//! [`OutputParser`]; every parser is total: any bytes give a [`Step`] or a
-//! [`ParseError`], never a panic.
+//! The GPT4Tools / ReAct protocol: its strings, the writers of prompts and
+//! messages, and the parsers of the model's next message. One parser per
+//! output format, behind [`OutputParser`]; every parser is total: any bytes
+//! give a [`Step`] or a [`ParseError`], never a panic.
 //!
-//! It lives here, below the runtime, so that the agent, the benchmark and
-//! the generator's data path share it without building llama.cpp.
+//! Every string of the protocol is a constant here, and everything that
+//! writes or reads a message (the agent, its grammar, the server, the
+//! benchmark's targets and scorer, the generator's data) uses them.
 
 use crate::render::REMINDER;
+
+// Macros for the strings that also appear inside other constants, since
+// `concat!` takes only literals.
+macro_rules! question {
+    () => {
+        "Do I need to use a tool?"
+    };
+}
+macro_rules! human {
+    () => {
+        "Human:"
+    };
+}
+macro_rules! new_input {
+    () => {
+        "New input:"
+    };
+}
+
+/// The question every message opens with, answered [`YES`] or [`NO`].
+pub const QUESTION: &str = question!();
+/// The opening of every message, before ` Yes` or ` No`.
+pub const THOUGHT: &str = concat!("Thought: ", question!());
+/// The answer to [`QUESTION`] when the message calls tools.
+pub const YES: &str = "Yes";
+/// The answer to [`QUESTION`] when the message answers the user.
+pub const NO: &str = "No";
+/// Starts the line naming the tool to call.
+pub const ACTION: &str = "Action:";
+/// Starts the line holding the call's input.
+pub const ACTION_INPUT: &str = "Action Input:";
+/// Starts the answer to the user.
+pub const ANSWER: &str = "AI:";
+/// Starts the line that brings a tool's result back.
+pub const OBSERVATION: &str = "Observation:";
+/// Starts a user turn of the previous conversation.
+pub const HUMAN: &str = human!();
+/// Starts the user's request of this turn.
+pub const NEW_INPUT: &str = new_input!();
+/// Heads the earlier turns.
+pub const PREVIOUS_CONVERSATION: &str = "Previous conversation:";
+
+/// A whole message calling `calls` (name and input each): the thought,
+/// then an `Action:` and an `Action Input:` line per call. Like every
+/// message, it ends without a newline; what follows (`Observation:` lines)
+/// starts on the next line.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::react::{calls_message, Call, JsonCallsParser, OutputParser, Step};
+///
+/// let message = calls_message([("f", "{}"), ("g", "{\"x\":1}")]);
+/// assert_eq!(
+///     message,
+///     "Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {}\nAction: g\nAction Input: {\"x\":1}"
+/// );
+/// assert_eq!(
+///     JsonCallsParser.parse(message.as_bytes()),
+///     Ok(Step::Calls(vec![Call::new("f", "{}"), Call::new("g", "{\"x\":1}")]))
+/// );
+/// ```
+pub fn calls_message<'a>(calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = format!("{THOUGHT} {YES}");
+    for (action, input) in calls {
+        out.push_str(&format!("\n{ACTION} {action}\n{ACTION_INPUT} {input}"));
+    }
+    out
+}
+
+/// A whole message answering the user with `text`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::react::{answer_message, OutputParser, ReactParser, Step};
+///
+/// let message = answer_message("Paris.");
+/// assert_eq!(message, "Thought: Do I need to use a tool? No\nAI: Paris.");
+/// assert_eq!(ReactParser.parse(message.as_bytes()), Ok(Step::Answer { text: "Paris.".into() }));
+/// ```
+pub fn answer_message(text: &str) -> String {
+    format!("{THOUGHT} {NO}\n{ANSWER} {text}")
+}
 
 /// One tool call in a message: the tool's name and its raw input text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,13 +127,13 @@ pub enum Step {
 pub enum ParseError {
     #[error("the reply is empty")]
     Empty,
-    #[error("the reply follows neither the tool format (Action: / Action Input:) nor the answer format (AI:)")]
+    #[error("the reply follows neither the tool format ({ACTION} / {ACTION_INPUT}) nor the answer format ({ANSWER})")]
     NoProtocol,
-    #[error("`Action: {action}` has no `Action Input:` line")]
+    #[error("`{ACTION} {action}` has no `{ACTION_INPUT}` line")]
     MissingInput { action: String },
-    #[error("the `Action:` line names no tool")]
+    #[error("the `{ACTION}` line names no tool")]
     EmptyAction,
-    #[error("the thought says a tool is needed but no `Action:` follows")]
+    #[error("the thought says a tool is needed but no `{ACTION}` follows")]
     MissingAction,
 }
 
@@ -64,19 +149,13 @@ pub trait OutputParser: Send + Sync {
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::protocol::{OutputParser, ReactParser, Step};
+/// use loragen_protocol::react::{OutputParser, ReactParser, Step};
 ///
 /// let step = ReactParser.parse(b"Thought: Do I need to use a tool? No\nAI: Paris.");
 /// assert_eq!(step, Ok(Step::Answer { text: "Paris.".into() }));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReactParser;
-
-const THOUGHT: &str = "Do I need to use a tool?";
-const ACTION: &str = "Action:";
-const INPUT: &str = "Action Input:";
-const ANSWER: &str = "AI:";
-const OBSERVATION: &str = "Observation:";
 
 /// The JSON function-calling protocol: the GPT4Tools layout, with the
 /// arguments as one JSON object, and any number of calls in one message:
@@ -96,7 +175,7 @@ const OBSERVATION: &str = "Observation:";
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::protocol::{Call, JsonCallsParser, OutputParser, Step};
+/// use loragen_protocol::react::{Call, JsonCallsParser, OutputParser, Step};
 ///
 /// let step = JsonCallsParser.parse(
 ///     b"Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {\"x\":1}\nAction: g\nAction Input: {}",
@@ -130,8 +209,8 @@ fn parse_message(output: &[u8], parallel: bool) -> Result<Step, ParseError> {
     let wants_tool = lines
         .iter()
         .find_map(|l| {
-            l.find(THOUGHT)
-                .map(|at| l[at + THOUGHT.len()..].trim().to_ascii_lowercase())
+            l.find(QUESTION)
+                .map(|at| l[at + QUESTION.len()..].trim().to_ascii_lowercase())
         })
         .map(|answer| answer.starts_with("yes"));
     let action_at = lines
@@ -191,12 +270,12 @@ fn parse_call(
     let Some(i) = lines[a + 1..]
         .iter()
         .take_while(|l| !(parallel && starts(l, ACTION)))
-        .position(|l| starts(l, INPUT))
+        .position(|l| starts(l, ACTION_INPUT))
         .map(|i| i + a + 1)
     else {
         return Err(ParseError::MissingInput { action });
     };
-    let mut input = vec![after(lines[i], INPUT)];
+    let mut input = vec![after(lines[i], ACTION_INPUT)];
     let mut next = None;
     for (j, line) in lines.iter().enumerate().skip(i + 1) {
         if starts(line, OBSERVATION) {
@@ -218,7 +297,7 @@ fn parse_call(
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::protocol::observation_lines;
+/// use loragen_protocol::react::observation_lines;
 ///
 /// assert_eq!(
 ///     observation_lines(&["12 C".into(), "25 C".into()]),
@@ -228,13 +307,17 @@ fn parse_call(
 pub fn observation_lines(observations: &[String]) -> String {
     observations
         .iter()
-        .map(|o| format!("Observation: {o}\n"))
+        .map(|o| format!("{OBSERVATION} {o}\n"))
         .collect()
 }
 
 /// Where one model message ends: before the tool's observation, or where
 /// the model starts writing the user's next turn.
-pub const STEP_STOPS: [&str; 3] = ["Observation:", "\nNew input:", "\nHuman:"];
+pub const STEP_STOPS: [&str; 3] = [
+    OBSERVATION,
+    concat!("\n", new_input!()),
+    concat!("\n", human!()),
+];
 
 /// The GPT4Tools-style prompt: the system part (absent in compiled mode),
 /// the conversation so far, the new input and this turn's partial trace.
@@ -242,7 +325,7 @@ pub const STEP_STOPS: [&str; 3] = ["Observation:", "\nNew input:", "\nHuman:"];
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::protocol::conversation_prompt;
+/// use loragen_protocol::react::conversation_prompt;
 ///
 /// let p = conversation_prompt(None, &[("hi".into(), "hello".into())], "draw a cat", "");
 /// assert!(p.starts_with("Previous conversation:\nHuman: hi\nAI: hello\n\nNew input: draw a cat\n"));
@@ -254,11 +337,12 @@ pub fn conversation_prompt(
     trace: &str,
 ) -> String {
     let mut p = String::from(system.unwrap_or_default());
-    p.push_str("Previous conversation:\n");
+    p.push_str(PREVIOUS_CONVERSATION);
+    p.push('\n');
     for (human, ai) in history {
-        p.push_str(&format!("Human: {human}\nAI: {ai}\n"));
+        p.push_str(&format!("{HUMAN} {human}\n{ANSWER} {ai}\n"));
     }
-    p.push_str(&format!("\nNew input: {input}\n{REMINDER}\n{trace}"));
+    p.push_str(&format!("\n{NEW_INPUT} {input}\n{REMINDER}\n{trace}"));
     p
 }
 

@@ -1,5 +1,6 @@
 //! Rendering tool definitions into the system prompt.
 
+use crate::react::{ACTION, ACTION_INPUT, ANSWER, NO, OBSERVATION, THOUGHT, YES};
 use crate::spec::{InputKind, ToolSpec};
 
 const PERSONA: &str = "Visual assistant is a language model built to help with a wide range of text and picture tasks, from answering simple questions to explaining, editing and creating images. It cannot look at pictures directly, so it relies on tools to understand them. Every image it handles has a file name such as \"image/xxxxxxxx.png\", and it calls tools to inspect, analyse or transform those files. It never invents file names or tool results, it passes image paths to tools exactly as given, and it keeps its answers short and faithful to what the tools returned.";
@@ -37,8 +38,8 @@ pub fn takes_json(specs: &[ToolSpec]) -> bool {
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::render::system_prompt;
-/// use loragen_tools::ToolSpec;
+/// use loragen_protocol::render::system_prompt;
+/// use loragen_protocol::ToolSpec;
 ///
 /// let clock = ToolSpec {
 ///     name: "get_time".into(),
@@ -70,8 +71,8 @@ pub fn system_prompt(specs: &[ToolSpec]) -> String {
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::render::{fingerprint, system_prompt};
-/// use loragen_tools::ToolSpec;
+/// use loragen_protocol::render::{fingerprint, system_prompt};
+/// use loragen_protocol::ToolSpec;
 ///
 /// let spec = |description: &str| ToolSpec {
 ///     name: "get_time".into(),
@@ -107,11 +108,39 @@ pub fn json_system_prompt(specs: &[ToolSpec]) -> String {
 }
 
 /// How the JSON protocol makes several calls at once (see
-/// `protocol::JsonCallsParser`).
+/// `react::JsonCallsParser`).
 const PARALLEL_RULE: &str = "To make several calls at once, write one Action and Action Input pair per call, one after the other, before any Observation. Each call's result comes back as its own Observation line, in the order of the calls.\n\n";
 
 fn protocol_rules(names: &str, input: &str) -> String {
     format!(
-        "\nTo use a tool, follow this format exactly:\n\n```\nThought: Do I need to use a tool? Yes\nAction: the tool to use, one of [{names}]\nAction Input: {input}\nObservation: the result of the tool\n```\n\nWhen you have an answer for the Human, or no tool is needed, use this format:\n\n```\nThought: Do I need to use a tool? No\nAI: [your answer here]\n```\n\nRemember to copy file names exactly and never make them up.\n\n"
+        "\nTo use a tool, follow this format exactly:\n\n```\n{THOUGHT} {YES}\n{ACTION} the tool to use, one of [{names}]\n{ACTION_INPUT} {input}\n{OBSERVATION} the result of the tool\n```\n\nWhen you have an answer for the Human, or no tool is needed, use this format:\n\n```\n{THOUGHT} {NO}\n{ANSWER} [your answer here]\n```\n\nRemember to copy file names exactly and never make them up.\n\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiled adapters and their caches are keyed by these fingerprints:
+    /// a change of the rendering (or of the protocol strings it quotes)
+    /// must be deliberate, with the values below updated and the caches
+    /// invalidated. They were taken before the protocol strings became
+    /// constants.
+    #[test]
+    fn the_rendering_and_so_every_fingerprint_is_pinned() {
+        let gpt4tools = crate::gpt4tools::render_system_prompt(&crate::gpt4tools::TOOLS);
+        let json = json_system_prompt(&[ToolSpec {
+            name: "get_time".into(),
+            description: "The time.".into(),
+            parameters: serde_json::json!({"type": "object", "properties": {"tz": {"type": "string"}}}),
+        }]);
+        assert_eq!(
+            fingerprint(&gpt4tools),
+            "460a15362c78ab4bae8a7cb35783cd1328d590ac5ee4021cde02aa2e4c45103c"
+        );
+        assert_eq!(
+            fingerprint(&json),
+            "57017ef387a8a9edf369b86cb9cad09d4c7cf833a9a0559cc8c2208a3f2306b9"
+        );
+    }
 }

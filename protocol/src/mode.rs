@@ -10,12 +10,12 @@ use crate::error::Error;
 /// # Examples
 ///
 /// ```
-/// use loragen_tools::Mode;
+/// use loragen_protocol::Mode;
 ///
 /// let mode: Mode = "in-context-cached".parse()?;
 /// assert!(mode.definitions_in_context() && mode.reuses_prefix());
 /// assert!(!Mode::Compiled.definitions_in_context());
-/// # Ok::<(), loragen_tools::Error>(())
+/// # Ok::<(), loragen_protocol::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
