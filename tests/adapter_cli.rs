@@ -5,7 +5,7 @@
 //! away from the base model.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use std::io::BufReader;
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! scenarios for calls, answers and every kind of failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
-use common::scripted::Scripted;
+use common::Scripted;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;

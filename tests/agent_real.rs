@@ -1,7 +1,7 @@
 //! The agent and the call grammar on the real default edge model.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! registries get a one-line error and leave nothing under the output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -9,7 +9,7 @@
 //! positions and enum sizes) of `loragen data bfcl`'s train and val tools.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use loragen::agent::grammar::{call_grammar_with, CallChoice, GrammarParams};
 use loragen::tools::ToolSpec;

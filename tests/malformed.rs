@@ -5,7 +5,7 @@
 //! patching its header, so each one differs from a good file in one way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

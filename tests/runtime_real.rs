@@ -1,7 +1,7 @@
 //! The edge runtime on the real default models.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use loragen::agent::runtime::{FinishReason, GenerateParams, Model, SessionParams};
 use loragen::generator::gguf_lora::{weight_shapes, write_lora_adapter, LoraPair};

@@ -10,7 +10,7 @@
 //! they answer from their caches without compiling again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

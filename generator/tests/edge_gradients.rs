@@ -6,13 +6,13 @@
 //! every layer, a padded batch, and the loss on a few positions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use loragen::agent::store::Role;
-use loragen::generator::edge::{cross_entropy, EdgeModel, ExpertLora, LoraConfig, Phase};
-use loragen::generator::gating::keep_top_k;
+use loragen_agent::store::Role;
+use loragen_generator::edge::{cross_entropy, EdgeModel, ExpertLora, LoraConfig, Phase};
+use loragen_generator::gating::keep_top_k;
 use rand::{Rng, SeedableRng};
 
 const EXPERTS: usize = 4;

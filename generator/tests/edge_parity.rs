@@ -7,29 +7,29 @@
 //! shows what is left once quantisation is taken out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use candle_core::{Device, Tensor};
-use loragen::agent::runtime::{Model, SessionParams};
-use loragen::agent::store::Role;
-use loragen::generator::edge::{
+use loragen_agent::runtime::{Model, SessionParams};
+use loragen_agent::store::Role;
+use loragen_generator::edge::{
     agreement, random_lora, Agreement, EdgeModel, LayerDeltas, Phase, Target,
 };
-use loragen::generator::gguf_lora::write_lora_adapter;
-use loragen::generator::merge::{write_dequantised, MergedType};
-use loragen::generator::model::GatePass;
-use loragen::protocol::gpt4tools::{render_instruction, TOOLS};
+use loragen_generator::gguf_lora::write_lora_adapter;
+use loragen_generator::merge::{write_dequantised, MergedType};
+use loragen_generator::model::GatePass;
+use loragen_protocol::gpt4tools::{render_instruction, TOOLS};
 
 const N_TOKENS: usize = 1000;
 
-fn text_tokens(model: &Model) -> Vec<loragen::agent::runtime::LlamaToken> {
+fn text_tokens(model: &Model) -> Vec<loragen_agent::runtime::LlamaToken> {
     let text = render_instruction(&TOOLS, common::DEMO_IMAGE, common::DEMO_REQUEST);
     let tokens = model.tokenize(&text, true);
     assert!(tokens.len() >= N_TOKENS, "{}", tokens.len());
     tokens[..N_TOKENS].to_vec()
 }
 
-fn llama_logits(model: &Model, tokens: &[loragen::agent::runtime::LlamaToken]) -> Vec<Vec<f32>> {
+fn llama_logits(model: &Model, tokens: &[loragen_agent::runtime::LlamaToken]) -> Vec<Vec<f32>> {
     let mut session = model
         .session(
             SessionParams::default()
@@ -43,7 +43,7 @@ fn llama_logits(model: &Model, tokens: &[loragen::agent::runtime::LlamaToken]) -
 
 fn candle_logits(
     edge: &EdgeModel,
-    tokens: &[loragen::agent::runtime::LlamaToken],
+    tokens: &[loragen_agent::runtime::LlamaToken],
     deltas: Option<&[LayerDeltas]>,
 ) -> Vec<Vec<f32>> {
     let ids: Vec<u32> = tokens.iter().map(|t| t.0 as u32).collect();
@@ -109,7 +109,7 @@ fn padding_does_not_change_the_real_tokens() {
 
 #[test]
 fn only_the_lora_gets_gradients() {
-    use loragen::generator::edge::{FixedLora, LoraConfig};
+    use loragen_generator::edge::{FixedLora, LoraConfig};
     let edge = edge_model();
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, edge.device());
@@ -311,13 +311,13 @@ fn candle_matches_llama_cpp_on_the_exact_f32_weights() {
 #[test]
 fn a_generated_adapter_in_llama_cpp_matches_candle_with_its_deltas() {
     use candle_nn::VarMap;
-    use loragen::generator::model::{Generator, GeneratorConfig};
+    use loragen_generator::model::{Generator, GeneratorConfig};
 
     let edge = edge_model();
     let llama = common::edge();
     let tokens = &text_tokens(llama)[..300];
     let positions: Vec<usize> = (0..tokens.len()).collect();
-    use loragen::generator::train::seeded_var_builder;
+    use loragen_generator::train::seeded_var_builder;
     use rand::{Rng, SeedableRng};
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);

@@ -7,18 +7,17 @@
 //! `scripts/install-mcp-servers.sh` (see `common::mcp_servers`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use loragen_agent::test_util as common;
 
 use std::ops::ControlFlow;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::scripted::Scripted;
-use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode};
-use loragen::mcp::{McpConfig, McpServers, ServerFailure};
-use loragen::tools::{ToolError, ToolRegistry};
+use common::Scripted;
+use loragen_agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode};
+use loragen_mcp::{McpConfig, McpServers, ServerFailure};
+use loragen_tools::{ToolError, ToolRegistry};
 use serde_json::{json, Value};
 
 /// Starts the servers of an `mcpServers` object.
@@ -339,7 +338,7 @@ fn a_server_killed_mid_session_is_reported_gone_and_the_others_keep_working() {
 
 #[test]
 fn servers_that_cannot_start_garble_or_stall_are_named() {
-    let faulty = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_faulty_server.py");
+    let faulty = common::workspace_root().join("tests/fixtures/mcp_faulty_server.py");
     let (servers, failures) = start(json!({
         "missing": {"command": "loragen-no-such-mcp-server"},
         "crashes": {"command": "python3", "args": ["-c", "import sys; sys.stderr.write('bad flag --x\\n'); sys.exit(2)"]},
@@ -403,87 +402,4 @@ fn names_two_servers_share_are_prefixed_with_the_server() {
     .unwrap();
     assert!(paris.contains("Asia/Tokyo"), "{paris}");
     servers.shutdown();
-}
-
-/// `loragen` with `args`, in the given home.
-fn loragen(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(args)
-        .env("LORAGEN_HOME", home)
-        .output()
-        .unwrap()
-}
-
-#[test]
-fn tools_list_groups_by_source_and_marks_what_cannot_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        json!({"mcpServers": {
-            "time": common::time_server("UTC"),
-            "fs": common::filesystem_server(dir.path()),
-            "gone": {"command": "loragen-no-such-mcp-server"},
-            "faulty": {"command": "python3", "args": [Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_faulty_server.py")]},
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    let out = loragen(
-        dir.path(),
-        &[
-            "tools",
-            "list",
-            "--mcp-config",
-            config.to_str().unwrap(),
-            "--registry",
-            "gpt4tools",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("gpt4tools (built-in, 23 tools, 19 cannot run)"),
-        "{text}"
-    );
-    assert!(text.contains("time (MCP stdio, 2 tools)"), "{text}");
-    assert!(
-        text.contains("gone (MCP stdio, not started: cannot run `loragen-no-such-mcp-server`"),
-        "{text}"
-    );
-    assert!(text.contains("  convert_time"), "{text}");
-    assert!(
-        text.contains("\"required\":[\"timezone\"]"),
-        "the schema: {text}"
-    );
-    assert!(
-        text.contains("[cannot run: not available offline]"),
-        "{text}"
-    );
-    // 23 + 2 + the filesystem server's tools.
-    let count: usize = text
-        .lines()
-        .find_map(|l| {
-            l.split(" tools in the registry")
-                .next()
-                .filter(|_| l.contains("in the registry"))
-        })
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(count > 25, "{text}");
-
-    // A broken file is one clear line naming the file and the mistake.
-    std::fs::write(&config, r#"{"mcpServers": {"time": {"comand": "x"}}}"#).unwrap();
-    let out = loragen(
-        dir.path(),
-        &["tools", "list", "--mcp-config", config.to_str().unwrap()],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mcp.json") && err.contains("comand"), "{err}");
 }
