@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ResourceContents};
 use rmcp::service::{Peer, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -447,8 +447,7 @@ impl Server {
             }
             Ok(Ok(result)) => result,
         };
-        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
-        let text = result_text(&value);
+        let text = result_text(&result);
         if result.is_error == Some(true) {
             return Err(ToolError::Failed(format!(
                 "`{tool}` failed on MCP server `{}`: {text}",
@@ -459,41 +458,42 @@ impl Server {
     }
 }
 
-/// A tool result as the text the model reads: the text blocks in order;
-/// other blocks by what they are (an image by its type and size, a
-/// resource by its text or address); the structured content when there is
-/// no block at all.
-fn result_text(result: &Value) -> String {
-    let blocks = result
-        .get("content")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
-    let parts: Vec<String> = blocks
-        .iter()
-        .map(|b| match b.get("type").and_then(Value::as_str) {
-            Some("text") => str_of(b, "text").unwrap_or_default(),
-            Some(kind @ ("image" | "audio")) => format!(
-                "[{kind} {}, {} bytes of base64]",
-                str_of(b, "mimeType").unwrap_or_default(),
-                b.get("data").and_then(Value::as_str).map_or(0, str::len)
-            ),
-            Some("resource") => b
-                .get("resource")
-                .and_then(|r| str_of(r, "text").or_else(|| str_of(r, "uri")))
-                .unwrap_or_default(),
-            Some("resource_link") => format!("[resource {}]", str_of(b, "uri").unwrap_or_default()),
-            _ => b.to_string(),
-        })
-        .collect();
-    if parts.is_empty() {
+/// A tool result as the text the model reads: the content blocks in
+/// order, each by [`block_text`]; the structured content when there is no
+/// block at all.
+fn result_text(result: &CallToolResult) -> String {
+    if result.content.is_empty() {
         return result
-            .get("structuredContent")
+            .structured_content
+            .as_ref()
             .map(Value::to_string)
             .unwrap_or_default();
     }
+    let parts: Vec<String> = result.content.iter().map(block_text).collect();
     parts.join("\n")
+}
+
+/// One content block as text: a text block as it is; an image or audio
+/// clip by its type and size; an embedded resource by its text, or its
+/// address when it holds binary data; a resource link by its address; a
+/// kind this client does not know as its JSON.
+fn block_text(block: &ContentBlock) -> String {
+    match block {
+        ContentBlock::Text(text) => text.text.clone(),
+        ContentBlock::Image(image) => media("image", &image.mime_type, &image.data),
+        ContentBlock::Audio(audio) => media("audio", &audio.mime_type, &audio.data),
+        ContentBlock::Resource(embedded) => match &embedded.resource {
+            ResourceContents::TextResourceContents { text, .. } => text.clone(),
+            ResourceContents::BlobResourceContents { uri, .. } => uri.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        },
+        ContentBlock::ResourceLink(link) => format!("[resource {}]", link.uri),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+fn media(kind: &str, mime_type: &str, base64: &str) -> String {
+    format!("[{kind} {mime_type}, {} bytes of base64]", base64.len())
 }
 
 /// A server's tool as a registry sees it.
@@ -526,23 +526,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A result as a server sends it, through rmcp's types.
+    fn result(json: Value) -> CallToolResult {
+        serde_json::from_value(json).unwrap()
+    }
+
     #[test]
     fn results_read_as_text_block_by_block() {
-        let text = result_text(&json!({"content": [
+        let text = result_text(&result(json!({"content": [
             {"type": "text", "text": "line one"},
             {"type": "image", "mimeType": "image/png", "data": "AAAA"},
             {"type": "resource", "resource": {"uri": "file:///a", "text": "contents"}},
             {"type": "resource", "resource": {"uri": "file:///b", "blob": "AA=="}},
-            {"type": "resource_link", "uri": "file:///c", "name": "c"}
-        ]}));
+            {"type": "resource_link", "uri": "file:///c", "name": "c"},
+            {"type": "audio", "mimeType": "audio/wav", "data": "AAAAAA=="}
+        ]})));
         assert_eq!(
             text,
-            "line one\n[image image/png, 4 bytes of base64]\ncontents\nfile:///b\n[resource file:///c]"
+            "line one\n[image image/png, 4 bytes of base64]\ncontents\nfile:///b\n[resource file:///c]\n[audio audio/wav, 8 bytes of base64]"
         );
         assert_eq!(
-            result_text(&json!({"content": [], "structuredContent": {"x": 1}})),
+            result_text(&result(
+                json!({"content": [], "structuredContent": {"x": 1}})
+            )),
             "{\"x\":1}"
         );
-        assert_eq!(result_text(&json!({})), "");
+        assert_eq!(result_text(&result(json!({"content": []}))), "");
     }
 }
