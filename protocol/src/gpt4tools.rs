@@ -97,6 +97,7 @@ pub fn render_conversation(image: Option<(&str, &str)>, request: &str) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::REMINDER;
 
     #[test]
     fn names_are_unique_and_arities_match_the_benchmark() {
@@ -111,6 +112,20 @@ mod tests {
             .collect();
         assert_eq!(three, ["Replace Something From The Photo"]);
         assert_eq!(TOOLS.iter().filter(|t| t.arity == 2).count(), 12);
+    }
+
+    /// The compiled-mode prompt, spelled out as it was before it was built
+    /// from the protocol's conversation writer.
+    #[test]
+    fn the_conversation_part_is_the_protocol_spelled_out() {
+        assert_eq!(
+            render_conversation(Some(("a.png", "A dog.")), "Find it."),
+            format!("Previous conversation:\nHuman: Provide an image named a.png. Description: A dog. Understand the image using tools.\nAI: Received.\n\nNew input: Find it.\n{REMINDER}\n")
+        );
+        assert_eq!(
+            render_conversation(None, "Draw a cat."),
+            format!("Previous conversation:\n\nNew input: Draw a cat.\n{REMINDER}\n")
+        );
     }
 
     #[test]
