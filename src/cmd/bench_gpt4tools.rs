@@ -362,10 +362,10 @@ fn default_out(data: &Path) -> PathBuf {
     PathBuf::from("runs/gpt4tools").join(stem)
 }
 
-fn run_mode(
+fn run_mode<'a>(
     plan: &mut ModePlan,
     models: &Setup,
-    items: &[Item],
+    items: &'a [Item],
     log: &mut RecordLog,
     args: &BenchGpt4toolsArgs,
     stop: &AtomicBool,
@@ -384,10 +384,11 @@ fn run_mode(
         (Some(seed), Some(_)) => partner_systems(items, seed)?,
         _ => HashMap::new(),
     };
-    let compiled_from = |item: &Item| -> String {
+    let compiled_from = |item: &'a Item| -> &'a str {
         partners
             .get(item.id.as_str())
-            .map_or_else(|| item.system_part().to_owned(), |&s| s.to_owned())
+            .copied()
+            .unwrap_or_else(|| item.system_part())
     };
     if plan.reuse_prefix {
         // Items with the same system part run back to back, so its KV
@@ -396,7 +397,7 @@ fn run_mode(
     }
     if plan.adapters.is_some() {
         // Likewise the compiled adapter, once per system part compiled.
-        order.sort_by_cached_key(|i| compiled_from(i));
+        order.sort_by_key(|i| compiled_from(i));
     }
     let groups: Vec<Vec<&Item>> = match &plan.adapters {
         Some(_) => order
@@ -430,7 +431,7 @@ fn run_mode(
         let adapter = match (plan.adapters.as_mut(), group.first()) {
             (Some((cache, _)), Some(first)) => {
                 let started = Instant::now();
-                let ensured = cache.ensure(&mut host, &compiled_from(first))?;
+                let ensured = cache.ensure(&mut host, compiled_from(first))?;
                 adapter_ms = Some(started.elapsed().as_secs_f64() * 1e3);
                 compile_s += ensured.compile_s;
                 Some(ensured.key)
