@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use loragen_mcp::{McpConfig, McpServers};
-use loragen_tools::{ToolRegistry, ToolSpec};
+use loragen_protocol::ToolSpec;
+use loragen_tools::ToolRegistry;
 
 use crate::error::{Error, Result};
 use crate::grammar::call_grammar;

@@ -300,7 +300,7 @@ fn score(query: &Query, completion: &Completion) -> EvalRecord {
 
 /// The prompt of `query`, with the JSON rendering of `specs` as its system
 /// part when given (in-context modes), without it in compiled modes.
-pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_tools::ToolSpec]>) -> String {
+pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_protocol::ToolSpec]>) -> String {
     let system = specs.map(system_prompt);
     let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
     conversation_prompt(system.as_deref(), &[], &input.join("\n"), "")
@@ -310,7 +310,7 @@ pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_tools::ToolSpe
 /// calls. A schema the grammar cannot express is an error naming the tool
 /// and the keyword, never a silent fall back to free text.
 pub(super) fn grammar_for(
-    specs: &[loragen_tools::ToolSpec],
+    specs: &[loragen_protocol::ToolSpec],
     max_calls: usize,
 ) -> anyhow::Result<String> {
     Ok(call_grammar_with(

@@ -18,7 +18,8 @@ use loragen_agent::runtime::{GenerateParams, Sampling};
 use loragen_protocol::react::{
     answer_message, JsonCallsParser, OutputParser, Step, ACTION, STEP_STOPS,
 };
-use loragen_tools::{ToolRegistry, ToolSpec};
+use loragen_protocol::ToolSpec;
+use loragen_tools::ToolRegistry;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 

@@ -35,7 +35,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use loragen_tools::ToolSpec;
+use loragen_protocol::ToolSpec;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use loragen_protocol::react::Call;
-use loragen_tools::ToolSpec;
+use loragen_protocol::ToolSpec;
 
 use super::error::ApiError;
 

@@ -9,7 +9,8 @@ use loragen_protocol::react::{
     STEP_STOPS,
 };
 use loragen_protocol::render;
-use loragen_tools::{ToolError, ToolRegistry, ToolSpec};
+use loragen_protocol::ToolSpec;
+use loragen_tools::{ToolError, ToolRegistry};
 use serde_json::Value;
 
 use loragen_protocol::Mode;
