@@ -111,7 +111,7 @@ impl Running {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new().unwrap());
         let jobs = Arc::new(Mutex::new(Vec::new()));
         let backend = Scripted {
             reply: reply.to_owned(),

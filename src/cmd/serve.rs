@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
         .with_max_calls(args.max_calls)
         .with_model_id(args.model_id.clone());
     config.validate()?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new()?);
     // A URL names a remote cloud role; otherwise the generator is the
     // given directory, LORAGEN_GENERATOR or the shipped one.
     let url = args.generator.clone().filter(|g| is_url(g));

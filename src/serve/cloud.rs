@@ -4,7 +4,6 @@
 //! `GET /v1/adapters/{fingerprint}` can serve it, across restarts.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest};
@@ -52,7 +51,7 @@ impl CloudWorker {
                     } else {
                         &thread_metrics.compiles
                     };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counter.inc();
                 }
                 let _ = work.reply.send(result);
             }

@@ -4,7 +4,6 @@
 //! a 503 for the caller, and `/health` and `/metrics` answer meanwhile.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loragen_agent::adapter::AdapterCache;
@@ -107,11 +106,11 @@ impl EdgeWorker {
         };
         match self.queue.try_send(work) {
             Ok(()) => {
-                self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+                self.metrics.queued.inc();
                 Ok(rx)
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                self.metrics.rejected.inc();
                 Err(ApiError::busy(self.capacity))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -139,7 +138,7 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
         }
     };
     let result = backend.generate(&work.job, &mut on_text);
-    metrics.queued.fetch_sub(1, Ordering::Relaxed);
+    metrics.queued.dec();
     if let Ok(Generated {
         adapter_cached: Some(cached),
         ..
@@ -150,7 +149,7 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
         } else {
             &metrics.adapter_cache_misses
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
     let _ = events.send(EdgeEvent::Done(result.map_err(ApiError::from)));
 }

@@ -20,6 +20,8 @@ pub enum Error {
     Agent(#[from] loragen_agent::Error),
     #[error("invalid serve settings: {0}")]
     Config(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("the {0} worker has stopped")]
     WorkerGone(&'static str),
     #[error("cloud role at {url}: {detail}")]

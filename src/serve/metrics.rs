@@ -1,146 +1,177 @@
-//! The server's counters and latency histograms, in Prometheus text format
-//! (`GET /metrics`).
+//! The server's counters and latency histograms (`GET /metrics`), kept and
+//! written out by the `prometheus` crate, which gets the exposition
+//! format, label escaping and cumulative buckets right by construction.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use super::error::Result;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-/// Everything `/metrics` reports. Counters of events are atomics; the
-/// per-route maps take a short lock.
-#[derive(Debug, Default)]
+/// Everything `/metrics` reports, registered in a registry of this server's
+/// own (not the process-wide default), so that servers in one process, as
+/// in the tests, keep separate counts.
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    /// Requests by (route, status).
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    registry: Registry,
+    /// Requests by route and status.
+    requests: IntCounterVec,
+    /// Request latency by route.
+    latency: HistogramVec,
     /// Edge role: adapters already on this server (memory or disk).
-    pub adapter_cache_hits: AtomicU64,
+    pub adapter_cache_hits: IntCounter,
     /// Edge role: adapters that had to be compiled or fetched.
-    pub adapter_cache_misses: AtomicU64,
+    pub adapter_cache_misses: IntCounter,
     /// Cloud role: compiles that ran the generator.
-    pub compiles: AtomicU64,
+    pub compiles: IntCounter,
     /// Cloud role: compiles answered from the compile cache.
-    pub compile_cache_hits: AtomicU64,
+    pub compile_cache_hits: IntCounter,
     /// Edge role: requests waiting for or in generation.
-    pub queued: AtomicU64,
+    pub queued: IntGauge,
     /// Requests refused with 503 because the queue was full.
-    pub rejected: AtomicU64,
+    pub rejected: IntCounter,
 }
 
 impl Metrics {
-    /// Counts one answered request of `route` and its latency.
-    pub fn observe(&self, route: &str, status: u16, seconds: f64) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry((route.to_owned(), status)).or_default() += 1;
-        }
-        if let Ok(mut latency) = self.latency.lock() {
-            let h = latency.entry(route.to_owned()).or_default();
-            for (count, bound) in h.counts.iter_mut().zip(BUCKETS) {
-                if seconds <= bound {
-                    *count += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += seconds;
-        }
-    }
-
-    /// The Prometheus text exposition.
+    /// A fresh set of series, all at zero.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Metrics`](super::Error::Metrics) if a series cannot be registered, which only a
+    /// malformed or repeated name causes.
     ///
     /// # Examples
     ///
     /// ```
     /// use loragen::serve::Metrics;
     ///
-    /// let m = Metrics::default();
+    /// let m = Metrics::new()?;
     /// m.observe("/health", 200, 0.002);
-    /// let text = m.render();
+    /// m.rejected.inc();
+    /// let text = m.render()?;
     /// assert!(text.contains(r#"loragen_requests_total{route="/health",status="200"} 1"#));
     /// assert!(text.contains(r#"loragen_request_seconds_bucket{route="/health",le="0.005"} 1"#));
+    /// assert!(text.contains("loragen_rejected_total 1"));
+    /// # Ok::<(), loragen::serve::Error>(())
     /// ```
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP loragen_requests_total Requests answered, by route and status.\n# TYPE loragen_requests_total counter\n");
-        if let Ok(requests) = self.requests.lock() {
-            for ((route, status), n) in requests.iter() {
-                let _ = writeln!(
-                    out,
-                    "loragen_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP loragen_request_seconds Request latency, by route.\n# TYPE loragen_request_seconds histogram\n");
-        if let Ok(latency) = self.latency.lock() {
-            for (route, h) in latency.iter() {
-                for (count, bound) in h.counts.iter().zip(BUCKETS) {
-                    let _ = writeln!(
-                        out,
-                        "loragen_request_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "loragen_request_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\nloragen_request_seconds_sum{{route=\"{route}\"}} {}\nloragen_request_seconds_count{{route=\"{route}\"}} {}",
-                    h.count, h.sum, h.count
-                );
-            }
-        }
-        for (name, help, kind, value) in [
-            (
-                "loragen_adapter_cache_hits_total",
-                "Edge: adapters found on this server.",
-                "counter",
-                &self.adapter_cache_hits,
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "loragen_requests_total",
+                "Requests answered, by route and status.",
             ),
-            (
-                "loragen_adapter_cache_misses_total",
-                "Edge: adapters compiled or fetched.",
-                "counter",
-                &self.adapter_cache_misses,
-            ),
-            (
-                "loragen_compiles_total",
-                "Cloud: compiles that ran the generator.",
-                "counter",
-                &self.compiles,
-            ),
-            (
-                "loragen_compile_cache_hits_total",
-                "Cloud: compiles answered from the cache.",
-                "counter",
-                &self.compile_cache_hits,
-            ),
-            (
-                "loragen_queued_requests",
-                "Edge: requests waiting for or in generation.",
-                "gauge",
-                &self.queued,
-            ),
-            (
-                "loragen_rejected_total",
-                "Requests refused with 503, the queue full.",
-                "counter",
-                &self.rejected,
-            ),
+            &["route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("loragen_request_seconds", "Request latency, by route.")
+                .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        let counter = |name: &str, help: &str| -> Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let adapter_cache_hits = counter(
+            "loragen_adapter_cache_hits_total",
+            "Edge: adapters found on this server.",
+        )?;
+        let adapter_cache_misses = counter(
+            "loragen_adapter_cache_misses_total",
+            "Edge: adapters compiled or fetched.",
+        )?;
+        let compiles = counter(
+            "loragen_compiles_total",
+            "Cloud: compiles that ran the generator.",
+        )?;
+        let compile_cache_hits = counter(
+            "loragen_compile_cache_hits_total",
+            "Cloud: compiles answered from the cache.",
+        )?;
+        let rejected = counter(
+            "loragen_rejected_total",
+            "Requests refused with 503, the queue full.",
+        )?;
+        let queued = IntGauge::new(
+            "loragen_queued_requests",
+            "Edge: requests waiting for or in generation.",
+        )?;
+        registry.register(Box::new(queued.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            adapter_cache_hits,
+            adapter_cache_misses,
+            compiles,
+            compile_cache_hits,
+            queued,
+            rejected,
+        })
+    }
+
+    /// Counts one answered request of `route` and its latency.
+    pub fn observe(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        let histogram: Histogram = self.latency.with_label_values(&[route]);
+        histogram.observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every series.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Metrics`](super::Error::Metrics) if the encoder fails, which a registry of valid
+    /// series does not.
+    pub fn render(&self) -> Result<String> {
+        Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_labels_escaped() {
+        let m = Metrics::new().unwrap();
+        m.observe("/v1/chat/completions", 200, 0.3);
+        m.observe("/v1/chat/completions", 200, 0.004);
+        m.observe("/v1/chat/completions", 503, 40.0);
+        m.observe("a \"quoted\" route", 404, 0.0);
+        m.queued.inc();
+        m.queued.inc();
+        m.queued.dec();
+        let text = m.render().unwrap();
+        let route = r#"route="/v1/chat/completions""#;
+        for line in [
+            format!(r#"loragen_requests_total{{{route},status="200"}} 2"#),
+            format!(r#"loragen_requests_total{{{route},status="503"}} 1"#),
+            format!(r#"loragen_request_seconds_bucket{{{route},le="0.005"}} 1"#),
+            format!(r#"loragen_request_seconds_bucket{{{route},le="0.25"}} 1"#),
+            format!(r#"loragen_request_seconds_bucket{{{route},le="0.5"}} 2"#),
+            format!(r#"loragen_request_seconds_bucket{{{route},le="30"}} 2"#),
+            format!(r#"loragen_request_seconds_bucket{{{route},le="+Inf"}} 3"#),
+            format!(r#"loragen_request_seconds_count{{{route}}} 3"#),
+            format!(r#"loragen_request_seconds_sum{{{route}}} 40.304"#),
+            r#"loragen_requests_total{route="a \"quoted\" route",status="404"} 1"#.to_owned(),
+            "# TYPE loragen_request_seconds histogram".to_owned(),
+            "# TYPE loragen_queued_requests gauge".to_owned(),
+            "loragen_queued_requests 1".to_owned(),
+            "loragen_rejected_total 0".to_owned(),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
-        out
     }
 }
