@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// The model id clients name (`GET /v1/models`).
     #[arg(long, default_value = "loragen-edge")]
     pub model_id: String,
+    /// The edge model's context in tokens: a conversation longer than it
+    /// gets 400, a reply that reaches it ends with `finish_reason` "length".
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub ctx: u32,
     /// An `mcpServers` file: its servers' tools are offered to chat
     /// requests that carry no tools (compiled at start-up, listed at `GET
     /// /v1/tools`); the calls go back to the client, as with any tools.
@@ -801,4 +805,8 @@ pub struct ReplArgs {
     /// mode (always on in compiled and lora modes).
     #[arg(long)]
     pub constrained: bool,
+    /// The model's context in tokens; a conversation that outgrows it needs
+    /// `:reset`.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub ctx: u32,
 }

@@ -280,6 +280,44 @@ async fn maximum_step_count_reached() {
     assert!(out.answer.is_none());
 }
 
+/// The context fills in the second message: the cut message is not parsed
+/// (its call might be cut too) and the turn ends with its own reason. The
+/// next turn's prompt, longer still, is an error the caller can tell apart.
+#[tokio::test]
+async fn the_context_fills_mid_message_then_refuses_the_next_prompt() {
+    let first = call("Add", r#"{"a": 2, "b": 3}"#);
+    let second = call("Add", r#"{"a": 5, "b": 30000}"#);
+    let (_, _, unlimited) = run(&[&first, &answer("5")], config()).await;
+    // Room for the first message whole and half of the second.
+    let second_prompt = unlimited.prompts[1].len();
+    let context = second_prompt + second.len() / 2;
+    let model = Scripted::new(&[&first, &second, &answer("never")]).with_context_chars(context);
+    let mut agent = Agent::new(model, registry(), config()).unwrap();
+    let out = agent
+        .run("please help", &mut |_| ControlFlow::Continue(()))
+        .await
+        .unwrap();
+    assert_eq!(out.finish, AgentFinish::ContextFull);
+    assert_eq!(out.steps.len(), 2);
+    assert_eq!(observation(&out, 0), "5");
+    assert!(out.steps[1].actions.is_empty(), "{:?}", out.steps[1]);
+    assert_eq!(agent.model_mut().prompts[1].len(), second_prompt);
+
+    agent.model_mut().replies.push_back(answer("never"));
+    let long = "please help ".repeat(context / 10);
+    let e = agent
+        .run(&long, &mut |_| ControlFlow::Continue(()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.context_limit(),
+            Some(loragen::agent::ContextLimit::TooLong { n_ctx, .. }) if n_ctx as usize == context
+        ),
+        "{e}"
+    );
+}
+
 /// A call repeated with identical arguments (JSON compared as values) is
 /// not run again: its observation says so and gives the first result. A
 /// second repeat ends the turn with its own reason, before the step limit.

@@ -158,6 +158,25 @@ fn repl_in_compiled_mode_needs_a_generator_or_an_adapter() {
     );
 }
 
+/// A turn that outgrows a tiny context says so in one line, and the REPL
+/// goes on to the next command.
+#[test]
+fn repl_says_context_full_and_goes_on() {
+    let out = repl(&["--ctx", "64"], "What is in image.png?\n:tools\n:quit\n");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let full: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("context full"))
+        .collect();
+    assert_eq!(full, ["context full: :reset or shorter input"], "{stderr}");
+    assert!(
+        stdout.contains("Edge Detection On Image"),
+        "`:tools` ran after: {stdout}"
+    );
+}
+
 /// `:image` shares only a file that exists and is a PNG or JPEG.
 #[test]
 fn repl_image_refuses_missing_and_non_image_files() {

@@ -7,7 +7,8 @@
 //! every valid one gets a correct answer or a 503 within its deadline, and
 //! the edge server's RSS stays within 10% of its RSS after warm-up. Both
 //! servers stop gracefully on SIGTERM, and once restarted on the same homes
-//! they answer from their caches without compiling again.
+//! they answer from their caches without compiling again. On a tiny
+//! context, a conversation longer than it gets a 400 that says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loragen_agent::test_util as common;
@@ -412,6 +413,27 @@ fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
         local_sha,
         "the edge adapter was rewritten"
     );
+    edge.stop();
+
+    // On a tiny context, a conversation longer than it is the client's to
+    // shorten: a 400 that says so, not a 500.
+    let mut edge = Served::start(
+        edge_home.path(),
+        &["--role", "edge", "--generator", &cloud.url, "--ctx", "64"],
+    );
+    let mut long = chat(0);
+    long["messages"][0]["content"] = json!(QUESTIONS[0].repeat(12));
+    let (status, body) = post(
+        &format!("{}/v1/chat/completions", edge.url),
+        long.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("over the edge model's context of 64 tokens"),
+        "{message}"
+    );
+    assert_eq!(body["error"]["param"], "messages");
     edge.stop();
     cloud.stop();
 }

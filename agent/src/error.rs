@@ -89,9 +89,14 @@ pub enum Error {
     #[error("llama.cpp could not load {}: {detail}", path.display())]
     Load { path: PathBuf, detail: String },
 
-    /// llama.cpp failed at inference time.
-    #[error("llama.cpp {stage} failed: {detail}")]
-    Llama { stage: &'static str, detail: String },
+    /// llama.cpp failed at inference time; `source` keeps llama-cpp-2's
+    /// own error, so a caller can tell a full KV cache from a fault.
+    #[error("llama.cpp {stage} failed: {source}")]
+    Llama {
+        stage: &'static str,
+        #[source]
+        source: LlamaFailure,
+    },
 
     /// The prompt does not fit into the context window.
     #[error("prompt of {tokens} tokens does not fit the context size {n_ctx}")]
@@ -130,12 +135,76 @@ impl Error {
         }
     }
 
-    pub(crate) fn llama(stage: &'static str, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn llama(stage: &'static str, source: impl Into<LlamaFailure>) -> Self {
         Error::Llama {
             stage,
-            detail: e.to_string(),
+            source: source.into(),
         }
     }
+
+    /// Which context limit this error is, if it is one: the request alone
+    /// longer than the context, or llama.cpp finding no free KV cache slot.
+    /// The first is the caller's to shorten; the second may pass.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::{ContextLimit, Error};
+    ///
+    /// let e = Error::ContextOverflow { tokens: 90, n_ctx: 64 };
+    /// assert_eq!(e.context_limit(), Some(ContextLimit::TooLong { tokens: 90, n_ctx: 64 }));
+    /// assert_eq!(Error::InvalidParam("x".into()).context_limit(), None);
+    /// ```
+    pub fn context_limit(&self) -> Option<ContextLimit> {
+        match self {
+            Error::ContextOverflow { tokens, n_ctx } => Some(ContextLimit::TooLong {
+                tokens: *tokens,
+                n_ctx: *n_ctx,
+            }),
+            Error::Llama {
+                source:
+                    LlamaFailure::Decode(llama_cpp_2::DecodeError::NoKvCacheSlot)
+                    | LlamaFailure::Encode(llama_cpp_2::EncodeError::NoKvCacheSlot),
+                ..
+            } => Some(ContextLimit::CacheFull),
+            _ => None,
+        }
+    }
+}
+
+/// The two ways a request runs into the edge model's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextLimit {
+    /// The prompt alone has `tokens`, the context holds `n_ctx`.
+    TooLong { tokens: usize, n_ctx: u32 },
+    /// llama.cpp found no free slot in the KV cache.
+    CacheFull,
+}
+
+/// What llama.cpp reported, as llama-cpp-2 typed it.
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaFailure {
+    #[error(transparent)]
+    Decode(#[from] llama_cpp_2::DecodeError),
+    #[error(transparent)]
+    Encode(#[from] llama_cpp_2::EncodeError),
+    #[error(transparent)]
+    Batch(#[from] llama_cpp_2::llama_batch::BatchAddError),
+    #[error(transparent)]
+    Context(#[from] llama_cpp_2::LlamaContextLoadError),
+    #[error(transparent)]
+    Embeddings(#[from] llama_cpp_2::EmbeddingsError),
+    #[error("adapter not attached ({0:?})")]
+    AdapterSet(#[from] llama_cpp_2::LlamaLoraAdapterSetError),
+    #[error("adapter not detached ({0:?})")]
+    AdapterRemove(#[from] llama_cpp_2::LlamaLoraAdapterRemoveError),
+    /// The backend's one-time initialisation failed; its error is kept as
+    /// text because every later caller shares it.
+    #[error("{0}")]
+    Backend(String),
+    /// llama.cpp returned no output row for a position that asked for one.
+    #[error("no output for position {0}")]
+    MissingOutput(usize),
 }
 
 impl From<loragen_protocol::atomic::WriteError> for Error {

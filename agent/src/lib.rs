@@ -12,4 +12,4 @@ pub mod store;
 pub mod test_util;
 pub mod toolset;
 
-pub use error::{Error, Result};
+pub use error::{ContextLimit, Error, LlamaFailure, Result};

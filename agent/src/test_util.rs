@@ -87,6 +87,9 @@ pub fn filesystem_server(root: &Path) -> serde_json::Value {
 pub struct Scripted {
     pub replies: VecDeque<String>,
     pub prompts: Vec<String>,
+    /// A context of this many characters, as a real model's is of tokens:
+    /// a longer prompt is refused, a reply is cut where the context ends.
+    pub context_chars: Option<usize>,
 }
 
 impl Scripted {
@@ -94,7 +97,14 @@ impl Scripted {
         Scripted {
             replies: replies.iter().map(|r| r.to_string()).collect(),
             prompts: Vec::new(),
+            context_chars: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_context_chars(mut self, chars: usize) -> Self {
+        self.context_chars = Some(chars);
+        self
     }
 }
 
@@ -106,6 +116,16 @@ impl LanguageModel for Scripted {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> crate::Result<Completion> {
         self.prompts.push(prompt.to_owned());
+        let room = match self.context_chars {
+            Some(n_ctx) if prompt.len() >= n_ctx => {
+                return Err(crate::Error::ContextOverflow {
+                    tokens: prompt.len(),
+                    n_ctx: n_ctx as u32,
+                })
+            }
+            Some(n_ctx) => n_ctx - prompt.len(),
+            None => usize::MAX,
+        };
         let mut text = self.replies.pop_front().expect("script ran out of replies");
         let mut finish = FinishReason::EndOfGeneration;
         if let Some((at, stop)) = params
@@ -116,6 +136,11 @@ impl LanguageModel for Scripted {
         {
             finish = FinishReason::Stop(stop.clone());
             text.truncate(at);
+        }
+        if text.len() > room {
+            finish = FinishReason::ContextFull;
+            let cut = (0..=room).rev().find(|&i| text.is_char_boundary(i));
+            text.truncate(cut.unwrap_or(0));
         }
         let _ = on_text(&text);
         Ok(Completion {

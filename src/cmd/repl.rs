@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use console::style;
-use loragen_agent::agent::{Agent, AgentConfig, Event, Outcome};
+use loragen_agent::agent::{Agent, AgentConfig, AgentFinish, Event, Outcome};
 use loragen_agent::runtime::{AdapterHost, Session, SessionParams};
 use loragen_protocol::Mode;
 use rustyline::error::ReadlineError;
@@ -20,6 +20,10 @@ use loragen_agent::toolset::Toolset;
 
 /// Longest line the REPL hands to the model.
 const MAX_INPUT_CHARS: usize = 8_000;
+
+/// What a turn that ran into the model's context says: one line, and the
+/// REPL goes on.
+const CONTEXT_FULL: &str = "context full: :reset or shorter input";
 
 const HELP: &str = ":tools  list tools | :mode in-context|in-context-cached|compiled|lora | :compile  compile the tools again (compiled mode or --generator) | :image PATH  share an image | :stats | :reset | :quit";
 
@@ -163,7 +167,8 @@ pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
     let mut mode = args.mode;
     let mut memory: Vec<(String, String)> = Vec::new();
     loop {
-        let session = host.session_with(&SessionParams::default(), adapter.as_deref())?;
+        let session_params = SessionParams::default().with_n_ctx(args.ctx);
+        let session = host.session_with(&session_params, adapter.as_deref())?;
         let config = AgentConfig::for_mode(mode).with_max_steps(args.max_steps);
         let config = config
             .clone()
@@ -305,11 +310,20 @@ impl Chat<'_> {
                 (cmd, _) if cmd.starts_with(':') => eprintln!("unknown command {cmd}; {HELP}"),
                 _ => {
                     self.interrupted.store(false, Ordering::SeqCst);
-                    let outcome = self.runtime.block_on(
+                    let outcome = match self.runtime.block_on(
                         agent.run(line, &mut |event| show(event, self.interrupted)),
-                    )?;
+                    ) {
+                        Ok(outcome) => outcome,
+                        Err(e) if e.context_limit().is_some() => {
+                            eprintln!("{}", style(CONTEXT_FULL).yellow());
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     println!();
-                    if outcome.answer.is_none() {
+                    if outcome.finish == AgentFinish::ContextFull {
+                        eprintln!("{}", style(CONTEXT_FULL).yellow());
+                    } else if outcome.answer.is_none() {
                         println!(
                             "{}",
                             style(format!("(turn ended: {:?})", outcome.finish)).yellow()

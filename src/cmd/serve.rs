@@ -72,12 +72,13 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
             };
             let edge = models.edge()?.clone();
             let dir = models.dir(HomeDir::EdgeAdapters);
+            let session = SessionParams::default().with_n_ctx(args.ctx);
             println!("loading the edge model {}", edge.path.display());
             Some(EdgeWorker::spawn(
                 move || {
                     let host = AdapterHost::load(&edge.path)?.with_sha256(edge.sha256);
                     let adapters = AdapterCache::new(dir, source);
-                    Ok(LlamaEdge::new(host, adapters, SessionParams::default()))
+                    Ok(LlamaEdge::new(host, adapters, session))
                 },
                 config.queue,
                 Arc::clone(&metrics),

@@ -212,7 +212,11 @@ impl EdgeBackend for LlamaEdge {
             })?;
         Ok(Generated {
             text: completion.text,
-            truncated: completion.finish == FinishReason::MaxTokens,
+            // Cut by the token limit or by the context: "length" either way.
+            truncated: matches!(
+                completion.finish,
+                FinishReason::MaxTokens | FinishReason::ContextFull
+            ),
             prompt_tokens: completion.stats.prompt_tokens,
             completion_tokens: completion.stats.decode_tokens,
             adapter_cached,

@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use loragen_agent::ContextLimit;
 use serde_json::json;
 
 /// Everything that can fail starting or running the server.
@@ -106,8 +107,29 @@ impl ApiError {
 }
 
 impl From<Error> for ApiError {
+    /// A request that runs into the edge model's context is the client's
+    /// to shorten (400) or, for a full KV cache, to retry (503); anything
+    /// else is the server's failure (500).
     fn from(e: Error) -> Self {
-        ApiError::internal(e.to_string())
+        match &e {
+            Error::Agent(agent) => match agent.context_limit() {
+                Some(ContextLimit::TooLong { tokens, n_ctx }) => ApiError::invalid(format!(
+                    "the conversation is {tokens} tokens, over the edge model's context of {n_ctx} tokens; shorten the messages"
+                ))
+                .with_param("messages"),
+                Some(ContextLimit::CacheFull) => {
+                    let mut busy = Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server_busy",
+                        "the edge model's context is full; retry later",
+                    );
+                    busy.retry_after = Some(1);
+                    busy
+                }
+                None => ApiError::internal(e.to_string()),
+            },
+            _ => ApiError::internal(e.to_string()),
+        }
     }
 }
 
@@ -120,5 +142,37 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_limits_are_the_clients_not_the_servers() {
+        let too_long = ApiError::from(Error::Agent(loragen_agent::Error::ContextOverflow {
+            tokens: 90,
+            n_ctx: 64,
+        }));
+        assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
+        assert_eq!(too_long.param.as_deref(), Some("messages"));
+        assert!(too_long.message.contains("90 tokens") && too_long.message.contains("64"));
+
+        let full = ApiError::from(Error::Agent(loragen_agent::Error::Llama {
+            stage: "decode",
+            source: llama_cpp_2::DecodeError::NoKvCacheSlot.into(),
+        }));
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.retry_after, Some(1));
+        let response = full.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        let other = ApiError::from(Error::Agent(loragen_agent::Error::Llama {
+            stage: "decode",
+            source: llama_cpp_2::DecodeError::Unknown(-3).into(),
+        }));
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(other.message.contains("decode"), "{}", other.message);
     }
 }

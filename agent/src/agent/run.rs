@@ -56,6 +56,9 @@ pub enum AgentFinish {
     /// The model made the same call (same tool, same arguments) a third
     /// time in the turn, after an observation told it so once.
     RepeatedCall,
+    /// The edge model's context filled before the message ended: the
+    /// conversation needs a reset or shorter input.
+    ContextFull,
 }
 
 /// One model message of a turn and what it led to.
@@ -222,11 +225,18 @@ impl<M: LanguageModel> Agent<M> {
                 stats: completion.stats,
                 tool_ms: 0.0,
             };
-            if completion.finish == FinishReason::Interrupted {
+            // A message cut short is not parsed: its last call or answer
+            // may be cut too.
+            let cut = match completion.finish {
+                FinishReason::Interrupted => Some(AgentFinish::Interrupted),
+                FinishReason::ContextFull => Some(AgentFinish::ContextFull),
+                _ => None,
+            };
+            if let Some(finish) = cut {
                 steps.push(record);
                 return Ok(Outcome {
                     answer: None,
-                    finish: AgentFinish::Interrupted,
+                    finish,
                     steps,
                 });
             }

@@ -21,7 +21,7 @@ pub use params::{GenerateParams, Sampling, SessionParams};
 pub use session::{Completion, FinishReason, Session};
 pub use stats::Stats;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LlamaFailure, Result};
 
 /// llama.cpp allows one backend per process; every model shares it.
 pub fn backend() -> Result<&'static LlamaBackend> {
@@ -33,7 +33,7 @@ pub fn backend() -> Result<&'static LlamaBackend> {
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::llama("backend init", e))
+        .map_err(|e| Error::llama("backend init", LlamaFailure::Backend(e.clone())))
 }
 
 /// The environment variable that sets the runtime's thread count.

@@ -13,7 +13,7 @@ use super::model::{Adapter, Model};
 use super::params::{GenerateParams, SessionParams};
 use super::stats::Stats;
 use super::{sampler::Chooser, stop::StopScanner};
-use crate::error::{Error, Result};
+use crate::error::{Error, LlamaFailure, Result};
 
 /// Why generation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,7 +431,7 @@ fn pick(positions: &[usize], collected: Collected, what: &'static str) -> Result
                 .iter()
                 .find(|(q, _)| q == p)
                 .map(|(_, h)| h.clone())
-                .ok_or_else(|| Error::llama(what, format!("no output for position {p}")))
+                .ok_or_else(|| Error::llama(what, LlamaFailure::MissingOutput(*p)))
         })
         .collect()
 }
