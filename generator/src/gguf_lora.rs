@@ -5,6 +5,12 @@
 //! `[r, n_out]` for a weight of `[n_in, n_out]`. In candle's outermost-first
 //! order that is A `(r, n_in)` and B `(n_out, r)`: the usual PEFT layout.
 //! The delta applied is `scale * alpha / r * B A`.
+//!
+//! The file itself is written by candle's `gguf_file::write`, not by hand:
+//! its metadata values express all llama.cpp reads of an adapter
+//! (`general.type`, `general.architecture`, `adapter.type`,
+//! `adapter.lora.alpha`), and `tests/edge_parity.rs` loads what it writes
+//! into llama.cpp and compares the logits with the candle forward.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -146,8 +152,6 @@ pub fn read_lora_adapter(path: &Path) -> Result<LoraAdapter> {
     Ok(LoraAdapter { arch, alpha, pairs })
 }
 
-/// Opens a GGUF file and reads its header (metadata and tensor table); the
-/// reader stays open for the tensor data.
 /// Writes a GGUF file that appears under `path` only once complete.
 pub(crate) fn write_gguf_atomic(
     path: &Path,
