@@ -2,6 +2,8 @@
 //! integration tests through the `test-util` feature.
 #![allow(clippy::unwrap_used)]
 
+pub mod reference;
+
 use candle_core::{DType, Tensor};
 
 use crate::edge::{LoraConfig, Target};
