@@ -247,3 +247,53 @@ fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_fro
     late.train_step().unwrap();
     assert!(late.warm_start_experts(dir.path(), 0.0).is_err());
 }
+
+/// The settings of the checkpoints in `tests/fixtures/pre-checkpoint-module`:
+/// small enough to commit (2 experts and LoRAs of rank 2 and 1).
+fn fixture_trainer(edge: &EdgeModel, lora: bool) -> Trainer<'_> {
+    let (examples, features) = data();
+    let (g, t) = config(edge);
+    let learner = if lora {
+        Learner::Lora {
+            lora: LoraConfig::default().with_rank(1).with_dropout(0.1),
+            with_tools: false,
+        }
+    } else {
+        Learner::Generator(
+            g.with_experts(2)
+                .with_top_k(1)
+                .with_lora(LoraConfig::default().with_rank(2)),
+        )
+    };
+    Trainer::new(learner, t, edge, "sha".into(), examples, features).unwrap()
+}
+
+/// Checkpoints written before the checkpoint module (commit d6417ad's
+/// trainer, `fixture_trainer`, three steps, then `save`), with the losses
+/// that run went on to: resumed by today's code, the run continues as it
+/// would have. Losses are compared to a relative 1e-4, not bit for bit:
+/// the fixture was written on an AVX-512 machine, and AVX2 kernels round
+/// differently.
+#[test]
+fn a_checkpoint_written_before_the_checkpoint_module_resumes() {
+    let edge = edge();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pre-checkpoint-module");
+    for (name, lora) in [("generator", false), ("lora", true)] {
+        let fixture = root.join(name);
+        let want: Vec<f64> = serde_json::from_str(
+            &std::fs::read_to_string(fixture.join("next_losses.json")).unwrap(),
+        )
+        .unwrap();
+        let mut trainer = fixture_trainer(&edge, lora);
+        trainer.resume(&fixture).unwrap();
+        assert_eq!(trainer.step(), 3, "{name}");
+        let got: Vec<f64> = (0..3).map(|_| trainer.train_step().unwrap().loss).collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs(),
+                "{name}: {got:?} against {want:?}"
+            );
+        }
+    }
+}
