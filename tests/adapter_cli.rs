@@ -16,7 +16,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
 use loragen::agent::runtime::{LlamaToken, Model, SessionParams};
 use loragen::agent::store::Role;
-use loragen::generator::edge::checkpoint::{self, CheckpointConfig};
+use loragen::generator::checkpoint::lora::{self as checkpoint, CheckpointConfig};
 use loragen::generator::edge::{agreement, random_lora, EdgeModel, FixedLora, LoraConfig, Target};
 use loragen::generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
 use loragen::protocol::gpt4tools::{render_instruction, TOOLS};

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::checkpoint::{open_generator, MODEL_FILE};
 use crate::edge::EdgeConfig;
 use crate::error::{Error, Result};
 use crate::features::{Cloud, FeatureCache};
 use crate::gguf_lora::write_lora_adapter;
 use crate::model::{Generator, GeneratorConfig};
-use crate::train::{read_state, trainer::MODEL_FILE};
 use loragen_agent::store::read_gguf;
 use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
 use loragen_protocol::atomic::copy_atomic;
@@ -66,22 +66,7 @@ impl Compiler {
     /// Checks that `spec.checkpoint` is a generator made for this edge model
     /// and hashes its weights; loads nothing else yet.
     pub fn open(spec: &CompilerSpec<'_>) -> Result<Self> {
-        let state = read_state(spec.checkpoint)?;
-        let Some(config) = state.generator else {
-            return Err(Error::Config(format!(
-                "{}: a plain LoRA checkpoint, not a generator; export it with `loragen adapter export`",
-                spec.checkpoint.display()
-            )));
-        };
-        if state.edge_sha256 != spec.edge_sha256 {
-            return Err(Error::Config(format!(
-                "{}: the generator was trained for the edge model {}, not {} ({})",
-                spec.checkpoint.display(),
-                short(&state.edge_sha256),
-                short(spec.edge_sha256),
-                spec.edge_path.display()
-            )));
-        }
+        let config = open_generator(spec.checkpoint, spec.edge_sha256, spec.edge_path)?;
         let weights = spec.checkpoint.join(MODEL_FILE);
         let generator_sha256 = sha256_file(&weights).map_err(io_at(&weights))?;
         let features = FeatureCache::new(
@@ -211,8 +196,4 @@ impl AdapterSource for Compiler {
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io { path, source }
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
 }

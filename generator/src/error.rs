@@ -31,6 +31,34 @@ pub enum Error {
         b: Vec<usize>,
     },
 
+    /// A directory that is not a generator checkpoint: no readable
+    /// `config.json`, or a plain LoRA's.
+    #[error("{}: not a generator checkpoint ({reason})", path.display())]
+    NotAGenerator { path: PathBuf, reason: String },
+
+    /// A generator trained for another edge model than the one in use
+    /// (sha256s cut to 12 characters).
+    #[error("{}: the generator was trained for the edge model {trained}, not {edge} ({})", path.display(), edge_path.display())]
+    OtherEdgeModel {
+        path: PathBuf,
+        trained: String,
+        edge: String,
+        edge_path: PathBuf,
+    },
+
+    /// Weights that do not fit the learner their checkpoint's `config.json`
+    /// describes: unreadable, a tensor missing, or another shape.
+    #[error("{}: does not fit the generator its config.json describes ({detail})", path.display())]
+    WeightsMisfit { path: PathBuf, detail: String },
+
+    /// A checkpoint made with other settings (or examples) than the run
+    /// that would resume it; each difference as `key: saved -> now`.
+    #[error("{}: the checkpoint was made with other settings ({}); use the same settings to resume, or another --out", path.display(), differences.join(", "))]
+    OtherSettings {
+        path: PathBuf,
+        differences: Vec<String>,
+    },
+
     /// Settings or inputs that cannot work together.
     #[error("{0}")]
     Config(String),

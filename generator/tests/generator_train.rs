@@ -11,11 +11,12 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use loragen_agent::store::Role;
+use loragen_generator::checkpoint::Learner;
 use loragen_generator::edge::{EdgeModel, LoraConfig};
 use loragen_generator::features::RegistryFeatures;
 use loragen_generator::model::GeneratorConfig;
 use loragen_generator::test_util::max_diff;
-use loragen_generator::train::{Example, Learner, StepLog, TrainConfig, Trainer};
+use loragen_generator::train::{Example, StepLog, TrainConfig, Trainer};
 use rand::{Rng, SeedableRng};
 
 const CLOUD_DIM: usize = 24;
@@ -210,7 +211,7 @@ fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_fro
         lora.train_step().unwrap();
     }
     lora.snapshot(dir.path()).unwrap();
-    let baseline = loragen_generator::edge::checkpoint::to_adapter(dir.path()).unwrap();
+    let baseline = loragen_generator::checkpoint::lora::to_adapter(dir.path()).unwrap();
 
     let product =
         |a: &Tensor, b: &Tensor, scale: f32| (b.matmul(a).unwrap() * f64::from(scale)).unwrap();

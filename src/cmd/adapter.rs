@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use loragen_generator::edge::checkpoint;
+use loragen_generator::checkpoint::lora as checkpoint;
 use loragen_generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
 use loragen_generator::merge::write_merged;
 

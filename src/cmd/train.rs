@@ -14,19 +14,20 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen::setup::HomeDir;
 use loragen_agent::runtime::Model;
+use loragen_generator::checkpoint::{
+    checkpoint_dir, checkpoint_path, snapshot_dir, trim_log, Learner, LOG_FILE,
+};
 use loragen_generator::edge::EdgeModel;
 use loragen_generator::edge::LoraConfig;
 use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
 use loragen_generator::model::{Gating, GeneratorConfig, MetaSource};
-use loragen_generator::train::{checkpoint_dir, examples, Learner, StepLog, TrainConfig, Trainer};
+use loragen_generator::train::{examples, StepLog, TrainConfig, Trainer};
 use loragen_protocol::react::PREVIOUS_CONVERSATION;
 
 use loragen_gpt4tools::dataset::{select_listing, Listing};
 
 use crate::cli::TrainCommand;
 use loragen::setup::Setup;
-
-const LOG_FILE: &str = "train.jsonl";
 
 /// The BFCL train split of `dir` as training items in the JSON protocol.
 fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
@@ -200,12 +201,11 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    keep_log_until(&args.out.join(LOG_FILE), trainer.step())?;
-    let snapshots = args.out.join("snapshots");
+    trim_log(&args.out, trainer.step())?;
     if args.snapshot_every > 0 && trainer.step() == 0 {
         // The untrained learner, the curves' first point. Its B factors
         // are zero, so its adapters are zero adapters.
-        trainer.snapshot(&snapshots.join("step-0"))?;
+        trainer.snapshot(&snapshot_dir(&args.out, 0))?;
     }
     println!(
         "{}: {} parameters; {} steps of {} examples",
@@ -245,7 +245,7 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
             trainer.save(&args.out)?;
         }
         if args.snapshot_every > 0 && step.step % args.snapshot_every == 0 {
-            trainer.snapshot(&snapshots.join(format!("step-{}", step.step)))?;
+            trainer.snapshot(&snapshot_dir(&args.out, step.step))?;
         }
     }
     trainer.save(&args.out)?;
@@ -254,7 +254,7 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
         "step {} of {}; checkpoint in {}",
         trainer.step(),
         args.steps,
-        args.out.join("checkpoint").display()
+        checkpoint_path(&args.out).display()
     );
     Ok(())
 }
@@ -275,7 +275,7 @@ fn ship(args: &crate::cli::TrainShipArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(loragen_generator::shipped::shipped_dir);
-    let shipped = loragen_generator::checkpoint::ship(&args.from, &out, &log, &args.command)?;
+    let shipped = loragen_generator::checkpoint::ship::ship(&args.from, &out, &log, &args.command)?;
     println!(
         "shipped step {} of {} into {}: {:.1} MiB of weights ({} tensors f16, {} f32), {} log lines",
         shipped.step,
@@ -372,22 +372,5 @@ fn log_step(log: &mut std::fs::File, step: &StepLog) -> anyhow::Result<()> {
     let mut line = serde_json::to_string(step)?;
     line.push('\n');
     log.write_all(line.as_bytes())?;
-    Ok(())
-}
-
-/// Drops log lines past the resumed step (a killed run may have logged steps
-/// its last checkpoint does not hold), rewriting the file atomically.
-fn keep_log_until(path: &Path, step: usize) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<StepLog>(l).is_ok_and(|s| s.step <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if kept.len() != text.len() {
-        super::write_atomic(path, kept.as_bytes())?;
-    }
     Ok(())
 }

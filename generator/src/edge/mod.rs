@@ -1,7 +1,6 @@
 //! The edge model in candle: configuration from GGUF, the decoder forward
 //! with LoRA hooks, and LoRA deltas.
 
-pub mod checkpoint;
 pub mod config;
 pub mod flops;
 pub mod frozen;

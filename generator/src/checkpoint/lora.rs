@@ -1,6 +1,7 @@
 //! A fixed LoRA on disk: its factors in `lora.safetensors` and, beside
 //! them, `lora.json` with the configuration and the model it belongs to.
-//! Exported to llama.cpp's GGUF adapter layout by `to_adapter`.
+//! Exported to llama.cpp's GGUF adapter layout by `to_adapter`, and the
+//! starting point of a warm-started generator's experts.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::lora::LoraConfig;
+use crate::edge::LoraConfig;
 use crate::error::{Error, Result};
 use crate::gguf_lora::{LoraAdapter, LoraPair};
 use loragen_protocol::atomic::{write_atomic, write_atomic_with};

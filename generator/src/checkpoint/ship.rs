@@ -1,64 +1,21 @@
-//! Generator weights on disk in the two precisions they come in: f32 as
-//! training writes them, and the f16 form a shipped checkpoint keeps
-//! (BatchNorm running statistics stay f32, being the few numbers whose
-//! scale f16 would distort). Loading converts either to the variables'
-//! own precision.
+//! Shipping a generator checkpoint: its weights in f16 (BatchNorm running
+//! statistics stay f32, being the few numbers whose scale f16 would
+//! distort), with the training log and the commands that made it. Loading
+//! ([`super::load_weights`]) converts either precision to the variables'.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
 
+use super::weights::keeps_f32;
+use super::{log_until, read_state, LOG_FILE, MODEL_FILE, STATE_FILE};
 use crate::error::{Error, Result};
-use crate::train::trainer::{MODEL_FILE, STATE_FILE};
-use crate::train::{read_state, CheckpointState};
 use loragen_protocol::atomic::{copy_atomic, write_atomic_with};
 
-/// The training log a shipped checkpoint carries (`train.jsonl` of its run,
-/// up to the shipped step).
-pub const LOG_FILE: &str = "train.jsonl";
-/// The commands that trained it.
+/// The commands that trained a shipped checkpoint (which carries its run's
+/// log, [`LOG_FILE`], up to the shipped step).
 pub const COMMAND_FILE: &str = "command.sh";
-
-/// Whether the variable `name` keeps f32 in a shipped checkpoint: the
-/// BatchNorm running statistics.
-fn keeps_f32(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
-}
-
-/// Loads the weights at `path` into `varmap`, converting each tensor to
-/// its variable's dtype; a missing tensor or a shape that does not fit is
-/// an error naming the file and the variable.
-pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
-    let misfit = |detail: String| {
-        Error::Config(format!(
-            "{}: does not fit the generator its config.json describes ({detail})",
-            path.display()
-        ))
-    };
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| misfit(format!("cannot read it: {e}")))?;
-    let vars = varmap
-        .data()
-        .lock()
-        .map_err(|e| Error::Config(e.to_string()))?;
-    for (name, var) in vars.iter() {
-        let tensor = tensors
-            .get(name)
-            .ok_or_else(|| misfit(format!("no tensor `{name}`")))?;
-        if tensor.dims() != var.dims() {
-            return Err(misfit(format!(
-                "`{name}` is {:?}, the generator needs {:?}",
-                tensor.dims(),
-                var.dims()
-            )));
-        }
-        var.set(&tensor.to_dtype(var.dtype())?)
-            .map_err(|e| misfit(format!("`{name}`: {e}")))?;
-    }
-    Ok(())
-}
 
 /// What [`ship`] wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,19 +37,19 @@ pub struct Shipped {
 /// the commands that trained it (`command`, copied). `to` is replaced as a
 /// whole, or left as it was when anything fails.
 pub fn ship(from: &Path, to: &Path, log: &Path, command: &Path) -> Result<Shipped> {
-    let state: CheckpointState = read_state(from)?;
+    let state = read_state(from)?;
     if state.generator.is_none() {
-        return Err(Error::Config(format!(
-            "{}: a plain LoRA checkpoint, not a generator",
-            from.display()
-        )));
+        return Err(Error::NotAGenerator {
+            path: from.to_path_buf(),
+            reason: "a plain LoRA checkpoint".into(),
+        });
     }
     let weights = from.join(MODEL_FILE);
     let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| {
-        Error::Config(format!(
-            "{}: cannot read the weights ({e})",
-            weights.display()
-        ))
+        Error::WeightsMisfit {
+            path: weights.clone(),
+            detail: format!("cannot read it: {e}"),
+        }
     })?;
     let (mut f16, mut f32) = (0, 0);
     let stored: HashMap<String, Tensor> = tensors
@@ -109,15 +66,7 @@ pub fn ship(from: &Path, to: &Path, log: &Path, command: &Path) -> Result<Shippe
         })
         .collect::<Result<_>>()?;
     let log_text = std::fs::read_to_string(log).map_err(io_at(log))?;
-    let kept: Vec<&str> = log_text
-        .lines()
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= state.step)
-        })
-        .collect();
+    let kept = log_until(&log_text, state.step);
 
     let parent = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_at(parent))?;
@@ -168,9 +117,10 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use candle_nn::VarBuilder;
+    use candle_nn::{VarBuilder, VarMap};
 
     use super::*;
+    use crate::checkpoint::{load_weights, CheckpointState};
     use crate::model::Generator;
     use crate::test_util::{tiny_config as small, tiny_dims as dims};
     use crate::train::TrainConfig;
