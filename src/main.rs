@@ -36,10 +36,25 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many errors
+/// already quote their source in their own message, and `{:#}` would
+/// print it again.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -96,4 +111,25 @@ fn init_tracing(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoted = loragen::protocol::atomic::WriteError {
+            path: "out/x.json".into(),
+            source: io,
+        };
+        let err = anyhow::Error::new(quoted).context("eval settings");
+        assert_eq!(
+            one_line(&err),
+            "eval settings: cannot write out/x.json: no such file"
+        );
+        let plain = anyhow::anyhow!("the cause").context("the context");
+        assert_eq!(one_line(&plain), "the context: the cause");
+    }
 }

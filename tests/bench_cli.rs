@@ -258,7 +258,8 @@ fn eval_writes_calls_scores_and_resumes() {
         ),
     )
     .unwrap();
-    let out_file = dir.path().join("calls.jsonl");
+    // The output's directory need not exist yet.
+    let out_file = dir.path().join("runs/eval/calls.jsonl");
     let args = [
         "eval",
         "--tools",
@@ -292,7 +293,7 @@ fn eval_writes_calls_scores_and_resumes() {
 
     // A rerun into the same file with another mode would resume and mix
     // two runs' records: refused, naming what differs, nothing appended.
-    let sidecar = dir.path().join("calls.jsonl.settings.json");
+    let sidecar = dir.path().join("runs/eval/calls.jsonl.settings.json");
     assert!(sidecar.exists());
     let mut other = args.to_vec();
     other.extend(["--mode", "in-context-cached"]);
@@ -335,7 +336,8 @@ fn eval_resumes_after_a_hard_kill_with_a_torn_last_line() {
         .map(|(i, c)| format!("{{\"id\": \"w_{i}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Weather in {c}?\"}}], \"expect\": \"any-call\"}}\n"))
         .collect();
     std::fs::write(&queries, text).unwrap();
-    let out_file = dir.path().join("calls.jsonl");
+    // The output's directory need not exist yet.
+    let out_file = dir.path().join("runs/eval/calls.jsonl");
     let args = [
         "eval",
         "--tools",

@@ -217,6 +217,10 @@ impl EvalSettings {
                 .with_context(|| format!("{} is not an eval settings file", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !out.exists() {
+                    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                    }
                     super::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
                 }
                 return Ok(());
