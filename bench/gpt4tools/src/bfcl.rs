@@ -144,6 +144,7 @@ fn parse_answers(file: &str, text: Option<&str>) -> Result<HashMap<String, Vec<A
                     .collect();
                 calls.push(AcceptedCall {
                     name: name.clone(),
+                    alternatives: Vec::new(),
                     arguments,
                 });
             }

@@ -16,6 +16,7 @@ pub mod paired;
 pub mod record;
 pub mod report;
 pub mod stats;
+pub mod suite;
 pub mod table;
 
 pub use dataset::Item;

@@ -10,8 +10,9 @@
 //!   "expect": "calls" | "no-call" | "any-call"?, "answers": [accepted calls]?}`.
 //!   Without `tools` every tool is offered; without `expect` the query is
 //!   run but not scored. An accepted call is
-//!   `{"name", "arguments": {"arg": [accepted values]}}`; an empty string
-//!   among the accepted values marks the argument as optional.
+//!   `{"name", "alternatives": [other names]?, "arguments": {"arg":
+//!   [accepted values]}}`; an empty string among the accepted values marks
+//!   the argument as optional.
 
 mod parse;
 mod score;
@@ -77,7 +78,19 @@ pub enum Expect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcceptedCall {
     pub name: String,
+    /// Other functions accepted in place of `name`, with the same
+    /// arguments: `read_text_file` for `read_file`, say, where a server
+    /// offers both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<String>,
     pub arguments: BTreeMap<String, Vec<Value>>,
+}
+
+impl AcceptedCall {
+    /// Whether a call of the function `name` can be this call.
+    pub fn accepts_name(&self, name: &str) -> bool {
+        self.name == name || self.alternatives.iter().any(|a| a == name)
+    }
 }
 
 /// One scored query of a `loragen eval` run, as its records file keeps it.

@@ -1,4 +1,5 @@
-//! Scoring predicted calls: the exact function name; every argument
+//! Scoring predicted calls: the exact function name (or one of the
+//! accepted alternatives); every argument
 //! compared by value with its accepted values; an argument whose accepted
 //! values include `""` may be omitted; no extra arguments. Several calls
 //! match in any order. Strings compare after the normalisation BFCL's
@@ -38,7 +39,7 @@ fn assign(answers: &[AcceptedCall], calls: &[Call], used: &mut Vec<bool>) -> boo
 }
 
 pub fn call_matches(accepted: &AcceptedCall, call: &Call) -> bool {
-    if accepted.name != call.name {
+    if !accepted.accepts_name(&call.name) {
         return false;
     }
     let given_ok = call.arguments.iter().all(|(k, v)| {
@@ -110,6 +111,28 @@ mod tests {
             expect: Some(expect),
             answers,
         }
+    }
+
+    #[test]
+    fn an_alternative_name_is_accepted_with_the_same_arguments() {
+        let a = accepted(
+            json!({"name": "read_file", "alternatives": ["read_text_file"],
+            "arguments": {"path": ["/r/a.md"], "head": ["", 5]}}),
+        );
+        for name in ["read_file", "read_text_file"] {
+            assert!(call_matches(
+                &a,
+                &call(json!({"name": name, "arguments": {"path": "/r/a.md"}}))
+            ));
+        }
+        assert!(!call_matches(
+            &a,
+            &call(json!({"name": "read_media_file", "arguments": {"path": "/r/a.md"}}))
+        ));
+        assert!(!call_matches(
+            &a,
+            &call(json!({"name": "read_text_file", "arguments": {"path": "/r/b.md"}}))
+        ));
     }
 
     #[test]

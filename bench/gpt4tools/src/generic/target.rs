@@ -206,6 +206,7 @@ mod tests {
     fn call(city: &str, unit: Vec<Value>) -> AcceptedCall {
         AcceptedCall {
             name: "weather".into(),
+            alternatives: Vec::new(),
             arguments: [
                 ("city".to_owned(), vec![json!(city)]),
                 ("unit".to_owned(), unit),
