@@ -6,11 +6,12 @@
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
-use loragen_agent::adapter::{AdapterCache, AdapterSource};
+use loragen_agent::adapter::AdapterCache;
 use loragen_agent::runtime::AdapterHost;
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::compile::{Compiler, CompilerSpec};
 use loragen_generator::shipped::{self, Located};
+use loragen_protocol::artifact::AdapterSource;
 
 use crate::serve::RemoteCloud;
 

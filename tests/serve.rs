@@ -16,7 +16,7 @@ use async_openai::types::chat::{
     ChatCompletionMessageToolCalls, ChatCompletionRequestUserMessageArgs, ChatCompletionTool,
     ChatCompletionTools, CreateChatCompletionRequestArgs, FunctionObjectArgs,
 };
-use loragen::agent::adapter::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
+use loragen::protocol::artifact::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
 use loragen::protocol::digest::sha256_hex;
 use loragen::serve::{
     CloudWorker, EdgeBackend, EdgeJob, EdgeWorker, Generated, Metrics, ServeConfig, Server,

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use loragen_agent::adapter::manifest_path;
+use loragen_protocol::artifact::manifest_path;
 use loragen_protocol::render::system_prompt;
 
 use crate::cli::CompileArgs;

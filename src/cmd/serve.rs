@@ -9,8 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use loragen::serve::{CloudWorker, EdgeWorker, LlamaEdge, Metrics, ServeConfig, Server};
 use loragen::setup::{is_url, remote, HomeDir, Setup};
-use loragen_agent::adapter::{AdapterCache, AdapterSource};
+use loragen_agent::adapter::AdapterCache;
 use loragen_agent::runtime::{AdapterHost, SessionParams};
+use loragen_protocol::artifact::AdapterSource;
 
 use crate::cli::{ServeArgs, ServeRole};
 

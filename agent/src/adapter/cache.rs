@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use loragen_protocol::render::fingerprint;
 
-use super::{AdapterSource, Manifest};
 use crate::error::{Error, Result};
 use crate::runtime::AdapterHost;
+use loragen_protocol::artifact::{AdapterSource, Manifest};
 
 /// The adapters of the registries a command meets, kept as
 /// `<dir>/<fingerprint>.gguf` with their manifests, and compiled by a
@@ -21,7 +21,8 @@ use crate::runtime::AdapterHost;
 /// # Examples
 ///
 /// ```no_run
-/// use loragen_agent::adapter::{AdapterCache, AdapterSource};
+/// use loragen_agent::adapter::AdapterCache;
+/// use loragen_protocol::artifact::AdapterSource;
 /// use loragen_agent::runtime::{AdapterHost, GenerateParams, SessionParams};
 ///
 /// # fn source() -> Box<dyn AdapterSource> { unimplemented!() }

@@ -1,5 +1,6 @@
 //! The seam through which compiled tools reach the edge runtime. A compiled
-//! adapter is one artifact (`loragen_protocol::artifact`): the GGUF LoRA
+//! adapter is one artifact, whose types live where they are defined, in
+//! `loragen_protocol::artifact`: the GGUF LoRA
 //! file plus a manifest saying what it was compiled from. The agent's
 //! [`AdapterCache`] asks an [`AdapterSource`] (the generator, a remote
 //! cloud service) for a registry's adapter and its host checks the
@@ -8,6 +9,3 @@
 mod cache;
 
 pub use cache::{AdapterCache, Ensured};
-pub use loragen_protocol::artifact::{
-    manifest_path, AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT,
-};

@@ -10,9 +10,9 @@ use self_cell::self_cell;
 use super::model::{Adapter, Model};
 use super::params::SessionParams;
 use super::session::Session;
-use crate::adapter::Manifest;
 use crate::error::{Error, Result};
 use crate::store::model_sha256;
+use loragen_protocol::artifact::Manifest;
 
 /// llama.cpp frees a LoRA adapter only with its model, so [`AdapterHost`]
 /// reloads the model after this many adapters (each holds about 9 MB).
