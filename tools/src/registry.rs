@@ -17,6 +17,43 @@ struct Entry {
 }
 
 /// Tools in registration order. Names are unique.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::{async_trait, Tool, ToolError, ToolRegistry};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct AddArgs {
+///     a: i64,
+///     b: i64,
+/// }
+///
+/// struct Add;
+///
+/// #[async_trait]
+/// impl Tool for Add {
+///     type Args = AddArgs;
+///     type Output = i64;
+///     fn name(&self) -> String {
+///         "add".into()
+///     }
+///     fn description(&self) -> String {
+///         "Adds two integers.".into()
+///     }
+///     async fn call(&self, args: AddArgs) -> Result<i64, ToolError> {
+///         Ok(args.a + args.b)
+///     }
+/// }
+///
+/// let registry = ToolRegistry::new().with(Add)?;
+/// // Arguments are checked against the schema before the tool runs.
+/// assert!(registry.prepare("add", r#"{"a": 2}"#).is_err());
+/// let call = registry.prepare("add", r#"{"a": 2, "b": 3}"#)?;
+/// let sum = tokio::runtime::Runtime::new()?.block_on(call.run())?;
+/// assert_eq!(sum, 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Default)]
 pub struct ToolRegistry {
     entries: Vec<Entry>,
