@@ -756,6 +756,10 @@ pub struct BenchGpt4toolsArgs {
     /// decode instead of sampling them (jump-forward decoding).
     #[arg(long, requires = "constrained")]
     pub jump_forward: bool,
+    /// With --constrained: each free-text field as its tool's description
+    /// states it, a path without commas or spaces (docs/unseen-tools.md).
+    #[arg(long, requires = "constrained")]
+    pub field_aware: bool,
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -438,3 +438,71 @@ fn twenty_constrained_bfcl_queries_all_end_with_schema_valid_calls() {
     }
     assert!(forced > 0, "jump-forward never forced a token");
 }
+
+/// The field-aware GPT4Tools grammar on every tool of the corpus catalogue
+/// (the 23 training tools and the 8 unseen ones): a call with a path where
+/// the tool takes an image and text elsewhere is admitted; a path with a
+/// space, or a last-field path given a second field, is refused, where the
+/// plain grammar admits both.
+#[test]
+fn the_field_aware_grammar_keeps_path_fields_to_a_path_on_every_catalogue_tool() {
+    use loragen::gpt4tools::corpus::{all_tools, Slot};
+    let model = common::edge();
+    for tool in all_tools() {
+        let spec = ToolSpec {
+            name: tool.info.name.into(),
+            description: tool.info.description.into(),
+            parameters: loragen::protocol::spec::text_schema(tool.info.arity),
+        };
+        let grammar = |field_aware| {
+            call_grammar_with(
+                std::slice::from_ref(&spec),
+                &GrammarParams::default().with_field_aware(field_aware),
+            )
+            .unwrap()
+        };
+        let (aware, plain) = (grammar(true), grammar(false));
+        let call = |input: &str| {
+            format!(
+                "Thought: Do I need to use a tool? Yes\nAction: {}\nAction Input: {input}\n",
+                spec.name
+            )
+        };
+        let fields: Vec<&str> = tool
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Image => "image/4b1f7c2e.png",
+                _ => "a red, shiny apple",
+            })
+            .collect();
+        let good = call(&fields.join(", "));
+        assert!(model.grammar_admits(&aware, &good).unwrap(), "{good}");
+        assert!(model.grammar_admits(&plain, &good).unwrap(), "{good}");
+        if let Some(i) = tool.slots.iter().rposition(|s| *s == Slot::Image) {
+            let mut extra = fields.clone();
+            extra[i] = "image/4b1f7c2e.png, pancakes";
+            let mut spaced = fields.clone();
+            spaced[i] = "image/my photo.png";
+            let last = i + 1 == fields.len();
+            // A second field after a path is caught where the path is the
+            // last field; before a free-text last field it reads as text.
+            let mut bad = vec![call(&spaced.join(", "))];
+            if last {
+                bad.push(call(&extra.join(", ")));
+            }
+            for bad in bad {
+                // The plain grammar's last field takes the rest of the
+                // line, so there these are admitted.
+                if last {
+                    assert!(model.grammar_admits(&plain, &bad).unwrap(), "{bad}");
+                }
+                assert!(
+                    !model.grammar_admits(&aware, &bad).unwrap(),
+                    "{}: {bad}",
+                    spec.name
+                );
+            }
+        }
+    }
+}

@@ -26,4 +26,4 @@ pub mod spec;
 
 pub use error::{Error, Result};
 pub use mode::Mode;
-pub use spec::{InputKind, ToolSpec};
+pub use spec::{FieldKind, InputKind, ToolSpec};

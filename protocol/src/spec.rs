@@ -24,7 +24,25 @@ pub enum InputKind {
     Json,
 }
 
+/// What one comma-separated field of a free-text input holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A file path (an image's, a map's): no commas, no spaces.
+    Path,
+    /// Free text, which may hold commas if it is the last field.
+    Text,
+}
+
 impl ToolSpec {
+    /// The kinds of a free-text input's fields, as its description states
+    /// them ([`stated_field_kinds`]); `None` for a JSON input.
+    pub fn field_kinds(&self) -> Option<Vec<FieldKind>> {
+        match self.input_kind() {
+            InputKind::Text { fields } => Some(stated_field_kinds(&self.description, fields)),
+            InputKind::Json => None,
+        }
+    }
+
     pub fn input_kind(&self) -> InputKind {
         if self.parameters.get("type") == Some(&json!("string")) {
             let fields = self
@@ -57,6 +75,59 @@ pub fn text_schema(fields: usize) -> Value {
         format!("^[^,]+(,[^,]+){{{}}}", fields - 1)
     };
     serde_json::json!({"type": "string", "pattern": pattern, "x-fields": fields})
+}
+
+/// The kinds of the `fields` fields of a free-text input, as a tool's
+/// description states them: the phrase after "fields:", "representing" or
+/// "holding only" (loragen's and GPT4Tools' wordings: "two fields: the
+/// image path, then the question", "representing the image_path and the
+/// text"), split at ", then ", ", " and " and ", is one part per field, and a
+/// part that names a path makes a [`FieldKind::Path`]. A description that
+/// states no such list, or one of another length, gives every field
+/// [`FieldKind::Text`], the kind that admits anything.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::spec::{stated_field_kinds, FieldKind::{Path, Text}};
+///
+/// let two = "Its input is a comma separated string of two fields: the image path, then the question.";
+/// assert_eq!(stated_field_kinds(two, 2), [Path, Text]);
+/// let gpt4tools = "The input to this tool should be a string, representing the image_path";
+/// assert_eq!(stated_field_kinds(gpt4tools, 1), [Path]);
+/// assert_eq!(stated_field_kinds("Paints a picture from a description.", 1), [Text]);
+/// assert_eq!(stated_field_kinds(two, 3), [Text, Text, Text], "the count must agree");
+/// ```
+pub fn stated_field_kinds(description: &str, fields: usize) -> Vec<FieldKind> {
+    let fields = fields.max(1);
+    let lower = description.to_lowercase();
+    let phrase = ["fields:", "representing", "holding only"]
+        .iter()
+        .find_map(|marker| lower.rfind(marker).map(|at| &lower[at + marker.len()..]));
+    let Some(phrase) = phrase else {
+        return vec![FieldKind::Text; fields];
+    };
+    // The list ends with its sentence.
+    let phrase = phrase.split(". ").next().unwrap_or(phrase);
+    let phrase = phrase.trim().trim_end_matches('.');
+    let parts: Vec<&str> = phrase
+        .split(", then ")
+        .flat_map(|p| p.split(", "))
+        .flat_map(|p| p.split(" and "))
+        .collect();
+    if parts.len() != fields {
+        return vec![FieldKind::Text; fields];
+    }
+    parts
+        .iter()
+        .map(|p| {
+            if p.contains("path") {
+                FieldKind::Path
+            } else {
+                FieldKind::Text
+            }
+        })
+        .collect()
 }
 
 /// Writes specs as an OpenAI-style JSON tool list.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::adapter::AdapterCache;
-use loragen_agent::grammar::call_grammar;
+use loragen_agent::grammar::{call_grammar_with, GrammarParams};
 use loragen_agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen_agent::store::{model_sha256, ModelChoice, Role};
 use loragen_gpt4tools::chart::write_chart;
@@ -155,6 +155,9 @@ pub(super) struct RunMeta {
     pub(super) max_tokens: usize,
     #[serde(default)]
     pub(super) jump_forward: bool,
+    /// The field-aware grammar (`--field-aware`); absent in older runs.
+    #[serde(default)]
+    pub(super) field_aware: bool,
     #[serde(default)]
     pub(super) threads: Option<usize>,
     #[serde(default)]
@@ -190,6 +193,7 @@ impl RunMeta {
             constrained: args.constrained,
             max_tokens: args.max_tokens,
             jump_forward: args.jump_forward,
+            field_aware: args.field_aware,
             partner_seed: args.partner_seed,
             threads: Some(
                 args.threads
@@ -264,12 +268,14 @@ impl RunMeta {
             anyhow::ensure!(
                 old.constrained == self.constrained
                     && old.max_tokens == self.max_tokens
-                    && old.jump_forward == self.jump_forward,
-                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}); use another --out or delete it",
+                    && old.jump_forward == self.jump_forward
+                    && old.field_aware == self.field_aware,
+                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}, field-aware {}); use another --out or delete it",
                 out.display(),
                 old.constrained,
                 old.max_tokens,
-                old.jump_forward
+                old.jump_forward,
+                old.field_aware
             );
             // A mode run here for the first time adds its artifact.
             let mut merged = old.clone();
@@ -445,7 +451,9 @@ fn run_mode<'a>(
                 item.compiled_prompt()
             };
             let params = if args.constrained {
-                params.clone().with_grammar(Some(item_grammar(item)?))
+                params
+                    .clone()
+                    .with_grammar(Some(item_grammar(item, args.field_aware)?))
             } else {
                 params.clone()
             };
@@ -511,8 +519,10 @@ fn partner_systems(items: &[Item], seed: u64) -> anyhow::Result<HashMap<&str, &s
 
 /// The agent's call grammar over the tools this item lists. The runtime
 /// knows its registry in every mode, even when the model's prompt does not.
-fn item_grammar(item: &Item) -> anyhow::Result<String> {
-    call_grammar(&item.listed_tool_specs()).with_context(|| format!("item {}", item.id))
+fn item_grammar(item: &Item, field_aware: bool) -> anyhow::Result<String> {
+    let params = GrammarParams::default().with_field_aware(field_aware);
+    call_grammar_with(&item.listed_tool_specs(), &params)
+        .with_context(|| format!("item {}", item.id))
 }
 
 fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {

@@ -173,7 +173,12 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
             records[0].mode,
             records.len(),
             if meta.constrained { "constrained by the call grammar" } else { "without a grammar" },
-            if meta.jump_forward { ", jump-forward" } else { "" },
+            match (meta.jump_forward, meta.field_aware) {
+                (true, true) => ", jump-forward, field-aware",
+                (true, false) => ", jump-forward",
+                (false, true) => ", field-aware",
+                (false, false) => "",
+            },
             meta.max_tokens,
             meta.threads.map_or_else(|| "?".to_owned(), |t| t.to_string()),
             meta.date.as_deref().unwrap_or("at a date not recorded"),

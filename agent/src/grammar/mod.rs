@@ -4,7 +4,7 @@
 //! its context.
 
 use loragen_protocol::react::{ACTION, ACTION_INPUT, ANSWER, NO, OBSERVATION, THOUGHT, YES};
-use loragen_protocol::{InputKind, ToolSpec};
+use loragen_protocol::{FieldKind, InputKind, ToolSpec};
 
 use crate::error::{Error, Result};
 
@@ -46,6 +46,11 @@ pub struct GrammarParams {
     pub limits: CompactLimits,
     /// Call, answer or either.
     pub choice: CallChoice,
+    /// Free-text fields follow their kind as the tool's description states
+    /// it (`ToolSpec::field_kinds`): a path field admits no comma and no
+    /// space, so a one-field path tool cannot take a second field. Off,
+    /// every field but the last is comma-free and the last takes the rest.
+    pub field_aware: bool,
 }
 
 impl Default for GrammarParams {
@@ -54,6 +59,7 @@ impl Default for GrammarParams {
             max_calls: 1,
             limits: CompactLimits::default(),
             choice: CallChoice::Auto,
+            field_aware: false,
         }
     }
 }
@@ -74,6 +80,12 @@ impl GrammarParams {
     #[must_use]
     pub fn with_choice(mut self, choice: CallChoice) -> Self {
         self.choice = choice;
+        self
+    }
+
+    #[must_use]
+    pub fn with_field_aware(mut self, field_aware: bool) -> Self {
+        self.field_aware = field_aware;
         self
     }
 
@@ -145,6 +157,24 @@ pub fn call_grammar_with(tools: &[ToolSpec], params: &GrammarParams) -> Result<S
     for (i, spec) in tools.iter().enumerate() {
         let prefix = format!("t{i}-");
         let args = match spec.input_kind() {
+            InputKind::Text { fields } if params.field_aware => {
+                // Each field as its kind: a path without commas or spaces,
+                // text without commas but for the last field's.
+                let kinds = loragen_protocol::spec::stated_field_kinds(&spec.description, fields);
+                let last = kinds.len() - 1;
+                let parts: Vec<&str> = kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, kind)| match (kind, i == last) {
+                        (FieldKind::Path, false) => r"[^, \n]{1,64}",
+                        (FieldKind::Path, true) => r"[^, \n]{1,96}",
+                        (FieldKind::Text, false) => r"[^,\n]{1,64}",
+                        (FieldKind::Text, true) => r"[^\n]{1,96}",
+                    })
+                    .collect();
+                rules.push(format!(r#"{prefix}args ::= {}"#, parts.join(r#" ", " "#)));
+                format!("{prefix}args")
+            }
             InputKind::Text { fields } => {
                 // Every field but the last is comma-free; the last takes the
                 // rest of the line. Lengths are bounded so a call always

@@ -195,6 +195,31 @@ pub fn arity_of(name: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// The field kinds the grammar reads from a description agree with the
+    /// catalogue's slots for every tool, seen and unseen: a path exactly
+    /// where the tool takes an image.
+    #[test]
+    fn descriptions_state_the_field_kinds_of_every_tool() {
+        use loragen_protocol::spec::{stated_field_kinds, FieldKind};
+        for t in all_tools() {
+            let want: Vec<FieldKind> = t
+                .slots
+                .iter()
+                .map(|s| match s {
+                    Slot::Image => FieldKind::Path,
+                    _ => FieldKind::Text,
+                })
+                .collect();
+            assert_eq!(
+                stated_field_kinds(t.info.description, t.info.arity),
+                want,
+                "{}: {}",
+                t.info.name,
+                t.info.description
+            );
+        }
+    }
+
     #[test]
     fn slots_agree_with_the_benchmark_arities_and_prerequisites_exist() {
         let tools = all_tools();
