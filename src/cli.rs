@@ -331,8 +331,15 @@ pub struct AdapterMergeArgs {
     pub scale: f32,
 }
 
+/// A frozen set of the unseen-tools suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuiteSet {
+    /// 44 requests over the pinned time and filesystem servers' 16 tools.
+    Mcp,
+}
+
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("tool_source").required(true).args(["tools", "mcp_config"])))]
+#[command(group(clap::ArgGroup::new("tool_source").required(true).args(["tools", "mcp_config", "suite"])))]
 pub struct EvalArgs {
     /// JSON array of tool specs (name, description, JSON Schema parameters, optional id).
     #[arg(long, value_name = "FILE")]
@@ -342,8 +349,12 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub mcp_config: Option<PathBuf>,
     /// JSON lines of queries (id, messages, tools, expect, answers).
-    #[arg(long, value_name = "FILE")]
-    pub queries: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "suite")]
+    pub queries: Option<PathBuf>,
+    /// A frozen set of the unseen-tools suite in place of a tool source
+    /// and --queries: `mcp`, the MCP fixture (docs/unseen-tools.md).
+    #[arg(long, value_enum, conflicts_with = "queries")]
+    pub suite: Option<SuiteSet>,
     /// in-context or in-context-cached (tool specs in the prompt), compiled or lora (none; give --adapter).
     #[arg(long, default_value = "in-context")]
     pub mode: loragen_protocol::Mode,

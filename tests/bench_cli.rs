@@ -485,3 +485,47 @@ fn rescore_replaces_stale_scores_from_the_stored_predictions() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `eval --suite mcp` runs the frozen MCP fixture without a tools or
+/// queries file, and the table separates the right tool, the arguments
+/// given the tool and no-call accuracy. One query of one token: the
+/// plumbing, not the fixture's scores (a report-only set, run once at the
+/// end of the unseen-tools work).
+#[test]
+fn eval_runs_the_frozen_mcp_suite_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("mcp.jsonl");
+    let out = loragen(&[
+        "eval",
+        "--suite",
+        "mcp",
+        "--limit",
+        "1",
+        "--max-tokens",
+        "1",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| right tool | arguments, given the tool | no call where none is due |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| all | 1 |"), "{stdout}");
+    assert_eq!(lines(&out_file), 1);
+    let both = loragen(&[
+        "eval",
+        "--suite",
+        "mcp",
+        "--queries",
+        "q.jsonl",
+        "--out",
+        "x",
+    ]);
+    assert!(!both.status.success());
+}

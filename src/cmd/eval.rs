@@ -3,7 +3,7 @@
 //! predicted calls as JSON lines (resuming after what is already written)
 //! and scores them where the queries carry answers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use std::path::{Path, PathBuf};
@@ -13,10 +13,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::grammar::{call_grammar_with, GrammarParams};
 use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
-    load_queries, parse_calls, score_query, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
+    breakdown, load_queries, parse_calls, score_query, Breakdown, EvalRecord, ParsedCalls, Query,
+    ToolDef, ToolSet,
 };
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
+use loragen_gpt4tools::suite;
 use loragen_gpt4tools::RecordLog;
 use loragen_protocol::digest::sha256_file;
 use loragen_protocol::react::{conversation_prompt, STEP_STOPS};
@@ -24,37 +26,25 @@ use loragen_protocol::render::system_prompt;
 use loragen_protocol::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::EvalArgs;
+use crate::cli::{EvalArgs, SuiteSet};
 use loragen::setup::Setup;
 
 /// The host's key for the adapter given with `--adapter`.
 const GIVEN_ADAPTER: &str = "--adapter";
 
 pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
-    // The servers' tools are what the queries are offered; the eval never
-    // calls them, so the servers are shut down once they are listed.
-    let tools = match (&args.tools, &args.mcp_config) {
-        (Some(file), _) => ToolSet::load(file)?,
-        (None, Some(config)) => {
-            let toolset = loragen_agent::toolset::Toolset::load(None, Some(config), true)?;
-            for warning in toolset.warnings() {
-                eprintln!("warning: {warning}");
-            }
-            let defs = toolset
-                .into_specs()
-                .into_iter()
-                .map(|s| ToolDef {
-                    id: None,
-                    name: s.name,
-                    description: s.description,
-                    parameters: s.parameters,
-                })
-                .collect();
-            ToolSet::new(defs)?
-        }
-        (None, None) => anyhow::bail!("give --tools FILE or --mcp-config FILE"),
+    let suite = match args.suite {
+        Some(SuiteSet::Mcp) => Some(suite::mcp_fixture(
+            &suite::mcp_dir(),
+            suite::MCP_SCORED_ROOT,
+        )?),
+        None => None,
     };
-    let mut queries = load_queries(&args.queries)?;
+    let (tools, mut queries) = match (suite, &args.queries) {
+        (Some((tools, queries)), _) => (tools, queries),
+        (None, Some(file)) => (tools_of(&args)?, load_queries(file)?),
+        (None, None) => anyhow::bail!("give --queries FILE or --suite"),
+    };
     if let Some(limit) = args.limit {
         queries.truncate(limit);
     }
@@ -323,6 +313,33 @@ pub(super) fn grammar_for(
     )?)
 }
 
+/// The tools of `--tools FILE` or of the servers of `--mcp-config FILE`.
+/// The servers' tools are what the queries are offered; the eval never
+/// calls them, so the servers are shut down once they are listed.
+fn tools_of(args: &EvalArgs) -> anyhow::Result<ToolSet> {
+    Ok(match (&args.tools, &args.mcp_config) {
+        (Some(file), _) => ToolSet::load(file)?,
+        (None, Some(config)) => {
+            let toolset = loragen_agent::toolset::Toolset::load(None, Some(config), true)?;
+            for warning in toolset.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            let defs = toolset
+                .into_specs()
+                .into_iter()
+                .map(|s| ToolDef {
+                    id: None,
+                    name: s.name,
+                    description: s.description,
+                    parameters: s.parameters,
+                })
+                .collect();
+            ToolSet::new(defs)?
+        }
+        (None, None) => anyhow::bail!("give --tools FILE or --mcp-config FILE"),
+    })
+}
+
 /// One category's scored queries: whether each was right, its prompt
 /// tokens and its latency (prefill plus decode), in query order.
 #[derive(Default)]
@@ -330,17 +347,34 @@ struct Scores {
     right: Vec<f64>,
     prompt_tokens: Vec<f64>,
     ms: Vec<f64>,
+    /// The [`Breakdown`]'s parts, over the queries each applies to.
+    selection: Vec<f64>,
+    arguments: Vec<f64>,
+    no_call: Vec<f64>,
 }
 
 impl Scores {
-    fn push(&mut self, r: &EvalRecord, correct: bool) {
-        self.right.push(f64::from(u8::from(correct)));
+    fn push(&mut self, r: &EvalRecord, correct: bool, parts: Breakdown) {
+        let one = |b: bool| f64::from(u8::from(b));
+        self.right.push(one(correct));
         self.prompt_tokens.push(r.prompt_tokens as f64);
         self.ms.push(r.latency_ms());
+        self.selection.extend(parts.selection.map(one));
+        self.arguments.extend(parts.arguments.map(one));
+        self.no_call.extend(parts.no_call.map(one));
     }
 
     fn accuracy(&self) -> f64 {
         100.0 * mean(self.right.iter().copied())
+    }
+}
+
+/// A share in percent, or a dash when nothing was counted.
+fn percent(xs: &[f64]) -> String {
+    if xs.is_empty() {
+        "–".to_owned()
+    } else {
+        format!("{:.1}%", 100.0 * mean(xs.iter().copied()))
     }
 }
 
@@ -363,9 +397,12 @@ fn summary(
 ) -> anyhow::Result<String> {
     let theirs: Option<HashMap<&str, &EvalRecord>> =
         baseline.map(|b| b.iter().map(|r| (r.id.as_str(), r)).collect());
-    let ids: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
+    let by_id: HashMap<&str, &Query> = queries.iter().map(|q| (q.id.as_str(), q)).collect();
     let mut per: BTreeMap<&str, (Scores, Scores)> = BTreeMap::new();
-    for r in records.iter().filter(|r| ids.contains(r.id.as_str())) {
+    for r in records.iter() {
+        let Some(query) = by_id.get(r.id.as_str()) else {
+            continue;
+        };
         let Some(correct) = r.correct else { continue };
         let other = match &theirs {
             None => None,
@@ -379,9 +416,9 @@ fn summary(
         };
         for key in [category(&r.id), "all"] {
             let (ours, base) = per.entry(key).or_default();
-            ours.push(r, correct);
+            ours.push(r, correct, breakdown(query, &r.calls));
             if let Some((b, b_correct)) = other {
-                base.push(b, b_correct);
+                base.push(b, b_correct, breakdown(query, &b.calls));
             }
         }
     }
@@ -392,12 +429,15 @@ fn summary(
     let p50 = |xs: &[f64]| loragen_gpt4tools::report::quantile(xs, 0.5);
     let mut out = String::new();
     if baseline.is_none() {
-        out.push_str("| category | scored | accuracy | mean prompt tokens | p50 ms |\n|---|---|---|---|---|\n");
+        out.push_str("| category | scored | accuracy | right tool | arguments, given the tool | no call where none is due | mean prompt tokens | p50 ms |\n|---|---|---|---|---|---|---|---|\n");
         for (k, (ours, _)) in &per {
             out.push_str(&format!(
-                "| {k} | {} | {:.1}% | {:.0} | {:.0} |\n",
+                "| {k} | {} | {:.1}% | {} | {} | {} | {:.0} | {:.0} |\n",
                 ours.right.len(),
                 ours.accuracy(),
+                percent(&ours.selection),
+                percent(&ours.arguments),
+                percent(&ours.no_call),
                 mean(ours.prompt_tokens.iter().copied()),
                 p50(&ours.ms)
             ));
@@ -511,6 +551,53 @@ mod tests {
         assert_eq!(all[1], "3", "{table}");
         assert_eq!(&all[2..4], ["66.7%", "33.3%"]);
         assert!(!table.contains("| extra |"), "{table}");
+    }
+
+    /// Right tool, arguments given the right tool and no-call accuracy are
+    /// each counted over the queries they apply to.
+    #[test]
+    fn the_table_separates_tool_choice_from_arguments() {
+        let q = |id: &str, expect: &str| -> Query {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "messages": [], "expect": expect,
+                "answers": if expect == "calls" {
+                    serde_json::json!([{"name": "add", "arguments": {"a": [1]}}])
+                } else {
+                    serde_json::json!([])
+                },
+            }))
+            .unwrap()
+        };
+        let qs = [
+            q("s_1", "calls"),
+            q("s_2", "calls"),
+            q("s_3", "calls"),
+            q("s_4", "no-call"),
+        ];
+        let with = |id: &str, correct: bool, call: Option<(&str, i64)>| {
+            let mut r = record(id, Some(correct), 10, 1.0);
+            r.calls = call
+                .map(|(name, a)| {
+                    serde_json::from_value(serde_json::json!({"name": name, "arguments": {"a": a}}))
+                        .unwrap()
+                })
+                .into_iter()
+                .collect();
+            r
+        };
+        let records = [
+            with("s_1", true, Some(("add", 1))),
+            with("s_2", false, Some(("add", 2))),
+            with("s_3", false, Some(("sub", 1))),
+            with("s_4", false, Some(("add", 1))),
+        ];
+        let table = summary(&records, &qs, None).unwrap();
+        let s = row(&table, "s");
+        assert_eq!(
+            &s[1..6],
+            ["4", "25.0%", "66.7%", "50.0%", "0.0%"],
+            "{table}"
+        );
     }
 
     #[test]

@@ -21,6 +21,67 @@ pub fn score_query(query: &Query, calls: &[Call]) -> Option<bool> {
     })
 }
 
+/// Where a scored query went right or wrong: the unseen-tools suite's
+/// columns (`docs/unseen-tools.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Breakdown {
+    /// A query that expects calls: whether the calls name the expected
+    /// functions, one each (alternatives accepted), whatever the arguments.
+    pub selection: Option<bool>,
+    /// Given the right functions: whether the arguments are right as well.
+    pub arguments: Option<bool>,
+    /// A query that expects no call: whether none was made.
+    pub no_call: Option<bool>,
+}
+
+/// The [`Breakdown`] of `calls` as an answer to `query`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::generic::{breakdown, Call, Query};
+///
+/// let query: Query = serde_json::from_value(serde_json::json!({"id": "q", "messages": [],
+///     "expect": "calls", "answers": [{"name": "add", "arguments": {"a": [1]}}]}))?;
+/// let wrong_value: Call = serde_json::from_value(serde_json::json!({"name": "add", "arguments": {"a": 2}}))?;
+/// let b = breakdown(&query, &[wrong_value]);
+/// assert_eq!((b.selection, b.arguments, b.no_call), (Some(true), Some(false), None));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn breakdown(query: &Query, calls: &[Call]) -> Breakdown {
+    match query.expect {
+        Some(Expect::Calls) => {
+            let names: Vec<AcceptedCall> = query
+                .answers
+                .iter()
+                .map(|a| AcceptedCall {
+                    arguments: Default::default(),
+                    ..a.clone()
+                })
+                .collect();
+            let by_name: Vec<Call> = calls
+                .iter()
+                .map(|c| Call {
+                    name: c.name.clone(),
+                    arguments: Default::default(),
+                })
+                .collect();
+            let selection = calls.len() == names.len()
+                && assign(&names, &by_name, &mut vec![false; calls.len()]);
+            Breakdown {
+                selection: Some(selection),
+                arguments: selection.then(|| score_query(query, calls) == Some(true)),
+                no_call: None,
+            }
+        }
+        Some(Expect::NoCall) => Breakdown {
+            no_call: Some(calls.is_empty()),
+            ..Breakdown::default()
+        },
+        Some(Expect::AnyCall) | None => Breakdown::default(),
+    }
+}
+
 /// Backtracking search for a one-to-one matching of answers to calls.
 fn assign(answers: &[AcceptedCall], calls: &[Call], used: &mut Vec<bool>) -> bool {
     let Some((first, rest)) = answers.split_first() else {
@@ -111,6 +172,35 @@ mod tests {
             expect: Some(expect),
             answers,
         }
+    }
+
+    #[test]
+    fn the_breakdown_separates_selection_from_arguments() {
+        let q = query(
+            Expect::Calls,
+            vec![
+                accepted(json!({"name": "a", "alternatives": ["a2"], "arguments": {"x": [1]}})),
+                accepted(json!({"name": "b", "arguments": {}})),
+            ],
+        );
+        let b = |calls: Value| breakdown(&q, &serde_json::from_value::<Vec<Call>>(calls).unwrap());
+        let right =
+            b(json!([{"name": "b", "arguments": {}}, {"name": "a2", "arguments": {"x": 1}}]));
+        assert_eq!((right.selection, right.arguments), (Some(true), Some(true)));
+        let args = b(json!([{"name": "a", "arguments": {"x": 2}}, {"name": "b", "arguments": {}}]));
+        assert_eq!((args.selection, args.arguments), (Some(true), Some(false)));
+        let tool = b(json!([{"name": "a", "arguments": {"x": 1}}, {"name": "c", "arguments": {}}]));
+        assert_eq!((tool.selection, tool.arguments), (Some(false), None));
+        let short = b(json!([{"name": "a", "arguments": {"x": 1}}]));
+        assert_eq!(short.selection, Some(false), "one call too few");
+        assert_eq!(right.no_call, None);
+
+        let none = query(Expect::NoCall, vec![]);
+        assert_eq!(breakdown(&none, &[]).no_call, Some(true));
+        let made: Vec<Call> =
+            serde_json::from_value(json!([{"name": "a", "arguments": {}}])).unwrap();
+        assert_eq!(breakdown(&none, &made).no_call, Some(false));
+        assert_eq!(breakdown(&none, &made).selection, None);
     }
 
     #[test]
