@@ -65,11 +65,13 @@ impl ApiError {
 
     /// 503 with `Retry-After`: the queue is full.
     pub fn busy(queue: usize) -> Self {
-        let mut e = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_busy",
-            format!("{queue} requests are already waiting; retry later"),
-        );
+        Self::unavailable(format!("{queue} requests are already waiting; retry later"))
+    }
+
+    /// 503 with `Retry-After: 1`: the server cannot take the request now
+    /// but may in a moment (a full queue, a full KV cache).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message);
         e.retry_after = Some(1);
         e
     }
@@ -118,13 +120,7 @@ impl From<Error> for ApiError {
                 ))
                 .with_param("messages"),
                 Some(ContextLimit::CacheFull) => {
-                    let mut busy = Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "server_busy",
-                        "the edge model's context is full; retry later",
-                    );
-                    busy.retry_after = Some(1);
-                    busy
+                    ApiError::unavailable("the edge model's context is full; retry later")
                 }
                 None => ApiError::internal(e.to_string()),
             },
