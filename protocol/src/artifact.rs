@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::digest::sha256_file;
+use crate::digest::{sha256_file, short};
 use crate::error::{Error, Result};
 
 /// The version of the prompt format compiled adapters serve: the
@@ -133,10 +133,6 @@ pub trait AdapterSource {
         let _ = manifest;
         true
     }
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
 }
 
 #[cfg(test)]

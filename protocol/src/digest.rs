@@ -17,6 +17,20 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The first 12 hex digits of a digest: how messages and names show one.
+/// Shorter input comes back whole.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::digest::short;
+/// assert_eq!(short("ba7816bf8f01cfea414140de5dae2223"), "ba7816bf8f01");
+/// assert_eq!(short("ba78"), "ba78");
+/// ```
+pub fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
 /// sha256 of `bytes`, as hex.
 ///
 /// # Examples

@@ -255,7 +255,7 @@ impl RunMeta {
                         old_sha == sha,
                         "{} holds {mode} records made with another adapter or merged model (sha256 {}); use another --out or delete it",
                         out.display(),
-                        old_sha.get(..12).unwrap_or(old_sha)
+                        loragen_protocol::digest::short(old_sha)
                     );
                 }
             }

@@ -20,7 +20,7 @@ use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
 use loragen_gpt4tools::suite;
 use loragen_gpt4tools::RecordLog;
-use loragen_protocol::digest::sha256_file;
+use loragen_protocol::digest::{self, sha256_file};
 use loragen_protocol::react::{conversation_prompt, STEP_STOPS};
 use loragen_protocol::render::system_prompt;
 use loragen_protocol::Mode;
@@ -230,10 +230,7 @@ impl EvalSettings {
 
     /// What differs from `old`, as `name old -> new`.
     fn differences(&self, old: &EvalSettings) -> Vec<String> {
-        let short = |s: &Option<String>| {
-            s.as_deref()
-                .map_or("none".to_owned(), |s| s.chars().take(12).collect())
-        };
+        let short = |s: &Option<String>| s.as_deref().map_or("none", digest::short).to_owned();
         let mut out = Vec::new();
         let mut field = |name: &str, old: String, new: String| {
             if old != new {
@@ -258,8 +255,8 @@ impl EvalSettings {
         );
         field(
             "edge model",
-            old.edge_sha256.chars().take(12).collect(),
-            self.edge_sha256.chars().take(12).collect(),
+            digest::short(&old.edge_sha256).to_owned(),
+            digest::short(&self.edge_sha256).to_owned(),
         );
         field(
             "adapter",
