@@ -10,7 +10,7 @@ use candle_nn::{VarBuilder, VarMap};
 
 use crate::checkpoint::{open_generator, MODEL_FILE};
 use crate::edge::EdgeConfig;
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use crate::features::{Cloud, FeatureCache};
 use crate::gguf_lora::write_lora_adapter;
 use crate::model::{Generator, GeneratorConfig};
@@ -191,9 +191,4 @@ impl AdapterSource for Compiler {
             && manifest.edge_sha256 == self.edge_sha256
             && manifest.cloud_sha256 == self.cloud_sha256
     }
-}
-
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |source| Error::Io { path, source }
 }

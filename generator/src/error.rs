@@ -1,6 +1,6 @@
 //! The one error type of the `loragen-generator` crate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -70,6 +70,12 @@ pub enum Error {
     /// A GGUF file lacks something the caller needs.
     #[error("{}: {detail}", path.display())]
     Gguf { path: PathBuf, detail: String },
+}
+
+/// Maps an I/O error to [`Error::Io`] at `path`: `.map_err(io_at(path))`.
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
 }
 
 impl From<loragen_protocol::atomic::WriteError> for Error {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use loragen_agent::runtime::{Model, SessionParams};
 use loragen_protocol::atomic::write_atomic_with;
 use loragen_protocol::digest::sha256_hex;
@@ -363,10 +363,7 @@ impl FeatureCache {
     }
 
     fn store(&self, text: &str, features: &Tensor) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
         let f16 = features.to_dtype(DType::F16)?;
         write_atomic_with(&self.path_of(text), |tmp| {
             f16.save_safetensors("features", tmp).map_err(Error::from)

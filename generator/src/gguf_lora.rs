@@ -20,7 +20,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use loragen_agent::store::read_gguf;
 use loragen_protocol::atomic::write_atomic_with;
 
@@ -159,13 +159,9 @@ pub(crate) fn write_gguf_atomic(
     tensors: &[(&str, &QTensor)],
 ) -> Result<()> {
     write_atomic_with(path, |tmp| {
-        let io = |source| Error::Io {
-            path: tmp.to_path_buf(),
-            source,
-        };
-        let mut out = BufWriter::new(File::create(tmp).map_err(io)?);
+        let mut out = BufWriter::new(File::create(tmp).map_err(io_at(tmp))?);
         gguf_file::write(&mut out, metadata, tensors)?;
-        out.flush().map_err(io)
+        out.flush().map_err(io_at(tmp))
     })
 }
 

@@ -13,7 +13,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use crate::gguf_lora::{write_gguf_atomic, LoraAdapter};
 use loragen_agent::store::read_gguf;
 
@@ -190,11 +190,6 @@ fn rewrite<R: std::io::Read + std::io::Seek>(
     metadata.sort_by_key(|(k, _)| *k);
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
     write_gguf_atomic(out, &metadata, &refs)?;
-    let bytes = std::fs::metadata(out)
-        .map_err(|source| Error::Io {
-            path: out.to_path_buf(),
-            source,
-        })?
-        .len();
+    let bytes = std::fs::metadata(out).map_err(io_at(out))?.len();
     Ok((tensors.len(), bytes))
 }

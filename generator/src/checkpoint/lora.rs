@@ -10,7 +10,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::edge::LoraConfig;
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use crate::gguf_lora::{LoraAdapter, LoraPair};
 use loragen_protocol::atomic::{write_atomic, write_atomic_with};
 
@@ -28,10 +28,7 @@ pub struct CheckpointConfig {
 
 /// Saves the variables of a `FixedLora` built on `varmap`, with its config.
 pub fn save(dir: &Path, config: &CheckpointConfig, varmap: &VarMap) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
     write_atomic_with(&dir.join(WEIGHTS_FILE), |tmp| {
         varmap.save(tmp).map_err(Error::from)
     })?;
@@ -43,10 +40,7 @@ pub fn save(dir: &Path, config: &CheckpointConfig, varmap: &VarMap) -> Result<()
 /// target of the config must be present, with A `(r, in)` and B `(out, r)`.
 pub fn to_adapter(dir: &Path) -> Result<LoraAdapter> {
     let config_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
-        path: config_path.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&config_path).map_err(io_at(&config_path))?;
     let config: CheckpointConfig = serde_json::from_str(&text).map_err(|e| {
         Error::Config(format!(
             "{}: not a LoRA checkpoint config ({e})",

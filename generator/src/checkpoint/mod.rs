@@ -20,13 +20,15 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::edge::LoraConfig;
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use crate::model::GeneratorConfig;
 use crate::train::TrainConfig;
 use loragen_protocol::atomic::{write_atomic, write_atomic_with};
+use loragen_protocol::digest::short;
 
 pub(crate) use warm::warm_start_experts;
 pub use weights::load_weights;
+pub(crate) use weights::take_fitting;
 
 /// The variables.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -184,11 +186,10 @@ pub fn open_generator(ckpt: &Path, edge_sha256: &str, edge_path: &Path) -> Resul
         });
     };
     if state.edge_sha256 != edge_sha256 {
-        let short = |s: &str| s.chars().take(12).collect();
         return Err(Error::OtherEdgeModel {
             path: ckpt.to_path_buf(),
-            trained: short(&state.edge_sha256),
-            edge: short(edge_sha256),
+            trained: short(&state.edge_sha256).to_owned(),
+            edge: short(edge_sha256).to_owned(),
             edge_path: edge_path.to_path_buf(),
         });
     }
@@ -220,10 +221,7 @@ pub fn write_snapshot(
     state: &CheckpointState,
     lora: Option<&lora::CheckpointConfig>,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
     write_atomic_with(&dir.join(MODEL_FILE), |tmp| {
         varmap.save(tmp).map_err(Error::from)
     })?;
@@ -239,24 +237,20 @@ pub fn write_snapshot(
 /// checkpoint's place, so a kill at any moment leaves one whole checkpoint
 /// ([`checkpoint_dir`] finds it).
 pub fn save(run: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
     let (partial, current, old) = (run.join(PARTIAL), run.join(CURRENT), run.join(OLD));
     if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+        std::fs::remove_dir_all(&partial).map_err(io_at(&partial))?;
     }
     write(&partial)?;
     if current.exists() {
         if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            std::fs::remove_dir_all(&old).map_err(io_at(&old))?;
         }
-        std::fs::rename(&current, &old).map_err(io(&current))?;
+        std::fs::rename(&current, &old).map_err(io_at(&current))?;
     }
-    std::fs::rename(&partial, &current).map_err(io(&partial))?;
+    std::fs::rename(&partial, &current).map_err(io_at(&partial))?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        std::fs::remove_dir_all(&old).map_err(io_at(&old))?;
     }
     Ok(())
 }

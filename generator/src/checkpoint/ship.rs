@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::weights::keeps_f32;
 use super::{log_until, read_state, LOG_FILE, MODEL_FILE, STATE_FILE};
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
 use loragen_protocol::atomic::{copy_atomic, write_atomic_with};
 
 /// The commands that trained a shipped checkpoint (which carries its run's
@@ -107,11 +107,6 @@ pub fn ship(from: &Path, to: &Path, log: &Path, command: &Path) -> Result<Shippe
         log_lines: kept.len(),
         step: state.step,
     })
-}
-
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |source| Error::Io { path, source }
 }
 
 #[cfg(test)]

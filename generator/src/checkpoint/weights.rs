@@ -1,9 +1,10 @@
 //! Loading saved weights into a learner's variables, whatever precision
 //! they were stored in.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::error::{Error, Result};
@@ -22,25 +23,39 @@ pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         detail,
     };
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+    let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| misfit(format!("cannot read it: {e}")))?;
     let vars = varmap
         .data()
         .lock()
         .map_err(|e| Error::Config(e.to_string()))?;
     for (name, var) in vars.iter() {
-        let tensor = tensors
-            .get(name)
-            .ok_or_else(|| misfit(format!("no tensor `{name}`")))?;
-        if tensor.dims() != var.dims() {
-            return Err(misfit(format!(
-                "`{name}` is {:?}, the generator needs {:?}",
-                tensor.dims(),
-                var.dims()
-            )));
-        }
-        var.set(&tensor.to_dtype(var.dtype())?)
+        let tensor = take_fitting(&mut tensors, name, var).map_err(misfit)?;
+        var.set(&tensor)
             .map_err(|e| misfit(format!("`{name}`: {e}")))?;
     }
     Ok(())
+}
+
+/// Takes tensor `key` out of a loaded safetensors file, converted to the
+/// dtype of `like`, which it must match in shape. `Err` says what is wrong
+/// (missing, another shape), for the caller to put in its own error.
+pub(crate) fn take_fitting(
+    tensors: &mut HashMap<String, Tensor>,
+    key: &str,
+    like: &Tensor,
+) -> std::result::Result<Tensor, String> {
+    let tensor = tensors
+        .remove(key)
+        .ok_or_else(|| format!("no tensor `{key}`"))?;
+    if tensor.dims() != like.dims() {
+        return Err(format!(
+            "`{key}` is {:?}, the variable {:?}",
+            tensor.dims(),
+            like.dims()
+        ));
+    }
+    tensor
+        .to_dtype(like.dtype())
+        .map_err(|e| format!("`{key}`: {e}"))
 }

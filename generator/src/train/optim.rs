@@ -8,6 +8,7 @@ use std::path::Path;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 
+use crate::checkpoint::take_fitting;
 use crate::error::{Error, Result};
 use loragen_protocol::atomic::write_atomic_with;
 
@@ -136,17 +137,7 @@ impl AdamW {
             .map_err(|e| bad(format!("not an optimiser state ({e})")))?;
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (kind, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let t = tensors
-                    .remove(&format!("{kind}.{name}"))
-                    .ok_or_else(|| bad(format!("no `{kind}.{name}`")))?;
-                if t.shape() != var.shape() {
-                    return Err(bad(format!(
-                        "`{kind}.{name}` is {:?}, the variable {:?}",
-                        t.dims(),
-                        var.dims()
-                    )));
-                }
-                *slot = t.to_dtype(var.dtype())?;
+                *slot = take_fitting(&mut tensors, &format!("{kind}.{name}"), var).map_err(bad)?;
             }
         }
         let steps = tensors
