@@ -374,6 +374,11 @@ pub struct EvalArgs {
     /// Constrain each message with the call grammar of the offered tools.
     #[arg(long)]
     pub constrained: bool,
+    /// With --constrained: at `Action:` score every offered tool's name by
+    /// the edge model's mean log-probability per token, in one batch, and
+    /// force the best (docs/unseen-tools.md).
+    #[arg(long, requires = "constrained")]
+    pub whole_names: bool,
     /// Most calls one message may make under --constrained (parallel calls).
     #[arg(long, default_value_t = 8)]
     pub max_calls: usize,
@@ -771,6 +776,11 @@ pub struct BenchGpt4toolsArgs {
     /// states it, a path without commas or spaces (docs/unseen-tools.md).
     #[arg(long, requires = "constrained")]
     pub field_aware: bool,
+    /// With --constrained: at `Action:` score every listed tool's name by
+    /// the edge model's mean log-probability per token, in one batch, and
+    /// force the best (docs/unseen-tools.md).
+    #[arg(long, requires = "constrained")]
+    pub whole_names: bool,
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

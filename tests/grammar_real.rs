@@ -506,3 +506,103 @@ fn the_field_aware_grammar_keeps_path_fields_to_a_path_on_every_catalogue_tool()
         }
     }
 }
+
+/// Whole-name scoring on the real edge model. At `Action:` every listed
+/// tool's ` {name}\n` is scored in batched decodes, and the name forced is
+/// the one an independent reference ranks first: each line scored alone
+/// through `Session::logits`, by mean log-probability per token. Items
+/// alternate between the compiled prompt (no definitions) and the full one,
+/// and between plain and jump-forward decoding; a batch of 48 tokens splits
+/// the candidates over several decodes.
+#[test]
+fn whole_name_scoring_forces_the_name_a_one_at_a_time_reference_ranks_first() {
+    use loragen::agent::runtime::{GenerateParams, NameChoice, SessionParams};
+    use loragen::gpt4tools::corpus::{build, CorpusConfig};
+    use loragen::protocol::react::{ACTION, STEP_STOPS};
+
+    let corpus = build(&CorpusConfig::default().with_sizes(40, 60, 0)).unwrap();
+    let calls: Vec<_> = corpus
+        .val_seen
+        .iter()
+        .filter(|i| i.output.contains(ACTION))
+        .take(6)
+        .collect();
+    assert_eq!(calls.len(), 6);
+    let model = common::edge();
+    let log_prob = |row: &[f32], token: usize| {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
+        f64::from(row[token] - max) - sum.ln()
+    };
+    for (k, item) in calls.into_iter().enumerate() {
+        let specs = item.listed_tool_specs();
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let grammar = call_grammar_with(
+            &specs,
+            &GrammarParams::default().with_choice(CallChoice::Required),
+        )
+        .unwrap();
+        let prompt = if k % 2 == 0 {
+            item.compiled_prompt()
+        } else {
+            item.full_prompt()
+        };
+        let n_batch = if k < 3 { 48 } else { 2048 };
+        let mut session = model
+            .session(SessionParams::default().with_n_batch(n_batch))
+            .unwrap();
+        let params = GenerateParams::default()
+            .with_max_tokens(160)
+            .with_stop(STEP_STOPS)
+            .with_grammar(Some(grammar.clone()))
+            .with_jump_forward(k % 2 == 1)
+            .with_name_choice(Some(NameChoice::react(names.clone())));
+        let out = session.generate(&prompt, &params).unwrap();
+        assert_eq!(out.stats.name_choices, 1, "{}: {}", item.id, out.text);
+        assert!(
+            model
+                .grammar_admits(&grammar, &format!("{}Observation:", out.text))
+                .unwrap(),
+            "{}: {}",
+            item.id,
+            out.text
+        );
+        let chosen = out.text.split(&format!("{ACTION} ")).nth(1).unwrap();
+        let chosen = chosen.split('\n').next().unwrap();
+
+        // The reference: the prompt and the output up to the anchor, then
+        // each line on its own.
+        let anchor = (1..=out.tokens.len())
+            .find(|&n| model.detokenize(&out.tokens[..n]).ends_with(ACTION))
+            .unwrap();
+        let mut prefix = model.tokenize(&prompt, true);
+        prefix.extend_from_slice(&out.tokens[..anchor]);
+        let mut reference = model.session(SessionParams::default()).unwrap();
+        let scores: Vec<f64> = names
+            .iter()
+            .map(|name| {
+                let line = model.tokenize(&format!(" {name}\n"), false);
+                let all = [prefix.clone(), line.clone()].concat();
+                let positions: Vec<usize> = (prefix.len() - 1..all.len() - 1).collect();
+                let rows = reference.logits(&all, &positions).unwrap();
+                let sum: f64 = rows
+                    .iter()
+                    .zip(&line)
+                    .map(|(row, t)| log_prob(row, t.0 as usize))
+                    .sum();
+                sum / line.len() as f64
+            })
+            .collect();
+        let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let at = names.iter().position(|n| n == chosen).unwrap();
+        // Batched and one-at-a-time decoding round differently; a near tie
+        // may go either way.
+        assert!(
+            scores[at] >= best - 1e-3,
+            "{}: forced {chosen} ({:.4}); the reference ranks {} first ({best:.4})",
+            item.id,
+            scores[at],
+            names[scores.iter().position(|&s| s == best).unwrap()]
+        );
+    }
+}

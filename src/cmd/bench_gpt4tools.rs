@@ -12,7 +12,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::adapter::AdapterCache;
 use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{FinishReason, GenerateParams, SessionParams};
+use loragen_agent::runtime::{FinishReason, GenerateParams, NameChoice, SessionParams};
 use loragen_agent::store::{model_sha256, ModelChoice, Role};
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
@@ -158,6 +158,10 @@ pub(super) struct RunMeta {
     /// The field-aware grammar (`--field-aware`); absent in older runs.
     #[serde(default)]
     pub(super) field_aware: bool,
+    /// Whole-name scoring of tool names (`--whole-names`); absent in older
+    /// runs.
+    #[serde(default)]
+    pub(super) whole_names: bool,
     #[serde(default)]
     pub(super) threads: Option<usize>,
     #[serde(default)]
@@ -194,6 +198,7 @@ impl RunMeta {
             max_tokens: args.max_tokens,
             jump_forward: args.jump_forward,
             field_aware: args.field_aware,
+            whole_names: args.whole_names,
             partner_seed: args.partner_seed,
             threads: Some(
                 args.threads
@@ -269,13 +274,15 @@ impl RunMeta {
                 old.constrained == self.constrained
                     && old.max_tokens == self.max_tokens
                     && old.jump_forward == self.jump_forward
-                    && old.field_aware == self.field_aware,
-                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}, field-aware {}); use another --out or delete it",
+                    && old.field_aware == self.field_aware
+                    && old.whole_names == self.whole_names,
+                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}, field-aware {}, whole names {}); use another --out or delete it",
                 out.display(),
                 old.constrained,
                 old.max_tokens,
                 old.jump_forward,
-                old.field_aware
+                old.field_aware,
+                old.whole_names
             );
             // A mode run here for the first time adds its artifact.
             let mut merged = old.clone();
@@ -451,9 +458,11 @@ fn run_mode<'a>(
                 item.compiled_prompt()
             };
             let params = if args.constrained {
+                let names = item.listed_tool_specs().into_iter().map(|s| s.name);
                 params
                     .clone()
                     .with_grammar(Some(item_grammar(item, args.field_aware)?))
+                    .with_name_choice(args.whole_names.then(|| NameChoice::react(names)))
             } else {
                 params.clone()
             };

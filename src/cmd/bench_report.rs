@@ -173,12 +173,15 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
             records[0].mode,
             records.len(),
             if meta.constrained { "constrained by the call grammar" } else { "without a grammar" },
-            match (meta.jump_forward, meta.field_aware) {
-                (true, true) => ", jump-forward, field-aware",
-                (true, false) => ", jump-forward",
-                (false, true) => ", field-aware",
-                (false, false) => "",
-            },
+            [
+                (meta.jump_forward, ", jump-forward"),
+                (meta.field_aware, ", field-aware"),
+                (meta.whole_names, ", whole-name scoring"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, text)| *text)
+            .collect::<String>(),
             meta.max_tokens,
             meta.threads.map_or_else(|| "?".to_owned(), |t| t.to_string()),
             meta.date.as_deref().unwrap_or("at a date not recorded"),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
+use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, NameChoice, SessionParams};
 use loragen_gpt4tools::generic::{
     breakdown, load_queries, parse_calls, score_query, Breakdown, EvalRecord, ParsedCalls, Query,
     ToolDef, ToolSet,
@@ -90,6 +90,7 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     let settings = EvalSettings {
         mode: args.mode.to_string(),
         constrained: args.constrained,
+        whole_names: args.whole_names,
         max_calls: args.max_calls,
         max_tokens: args.max_tokens,
         edge_sha256: models.edge()?.sha256.clone(),
@@ -138,10 +139,12 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
             None => args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
         };
         let prompt = query_prompt(query, args.mode.definitions_in_context().then_some(&specs));
+        let names = specs.iter().map(|s| s.name.clone());
         let params = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
             .with_stop(STEP_STOPS)
-            .with_grammar(grammars.get(query.id.as_str()).cloned());
+            .with_grammar(grammars.get(query.id.as_str()).cloned())
+            .with_name_choice(args.whole_names.then(|| NameChoice::react(names)));
         let completion = host.with_session(&session_params, adapter.as_deref(), |session| {
             session.generate_streaming(&prompt, &params, super::until(&stop))
         })?;
@@ -182,6 +185,9 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
 struct EvalSettings {
     mode: String,
     constrained: bool,
+    /// Whole-name scoring (`--whole-names`); absent in older sidecars.
+    #[serde(default)]
+    whole_names: bool,
     max_calls: usize,
     max_tokens: usize,
     edge_sha256: String,
@@ -242,6 +248,11 @@ impl EvalSettings {
             "constrained",
             old.constrained.to_string(),
             self.constrained.to_string(),
+        );
+        field(
+            "whole names",
+            old.whole_names.to_string(),
+            self.whole_names.to_string(),
         );
         field(
             "max calls",

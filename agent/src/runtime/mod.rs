@@ -4,6 +4,7 @@
 mod host;
 mod load_log;
 mod model;
+mod names;
 mod params;
 mod sampler;
 mod session;
@@ -17,7 +18,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 pub use host::{AdapterHost, ADAPTERS_PER_MODEL_LOAD};
 pub use llama_cpp_2::token::LlamaToken;
 pub use model::{Adapter, Model};
-pub use params::{GenerateParams, Sampling, SessionParams};
+pub use params::{GenerateParams, NameChoice, Sampling, SessionParams};
 pub use session::{Completion, FinishReason, Session};
 pub use stats::Stats;
 

@@ -110,6 +110,8 @@ pub struct GenerateParams {
     /// continuation, feed its tokens in one batched decode instead of
     /// sampling them one by one (see `Session::generate_tokens`).
     pub jump_forward: bool,
+    /// Whole-name scoring of tool names; `None` decodes them token by token.
+    pub name_choice: Option<NameChoice>,
 }
 
 impl Default for GenerateParams {
@@ -121,6 +123,7 @@ impl Default for GenerateParams {
             grammar: None,
             add_bos: true,
             jump_forward: false,
+            name_choice: None,
         }
     }
 }
@@ -157,6 +160,12 @@ impl GenerateParams {
     }
 
     #[must_use]
+    pub fn with_name_choice(mut self, name_choice: Option<NameChoice>) -> Self {
+        self.name_choice = name_choice;
+        self
+    }
+
+    #[must_use]
     pub fn with_bos(mut self, add_bos: bool) -> Self {
         self.add_bos = add_bos;
         self
@@ -168,6 +177,9 @@ impl GenerateParams {
         }
         if self.stop.iter().any(String::is_empty) {
             return Err(Error::InvalidParam("stop strings must not be empty".into()));
+        }
+        if let Some(choice) = &self.name_choice {
+            choice.validate()?;
         }
         if let Sampling::Random {
             temperature, top_p, ..
@@ -183,6 +195,67 @@ impl GenerateParams {
                     "top_p must be in (0, 1], got {top_p}"
                 )));
             }
+        }
+        Ok(())
+    }
+}
+
+/// Whole-name scoring: where the current line of the output is `anchor`
+/// followed by a text that `lead + name + end` of two or more `names` still
+/// begins with, the rest of each such line is scored in one batched decode
+/// by the model's mean log-probability per token, and the best is forced.
+/// A name the grammar does not admit there is not scored.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_agent::runtime::{GenerateParams, NameChoice};
+///
+/// let choice = NameChoice::react(["Get Photo Description", "Segment the Image"]);
+/// assert_eq!(choice.anchor, "Action:");
+/// assert_eq!(choice.line("Segment the Image"), " Segment the Image\n");
+/// let params = GenerateParams::default().with_name_choice(Some(choice));
+/// assert!(params.name_choice.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameChoice {
+    /// What the line starts with before the name.
+    pub anchor: String,
+    /// Between the anchor and the name.
+    pub lead: String,
+    pub names: Vec<String>,
+    /// What ends the name; scoring it tells a name from a longer one that
+    /// it begins.
+    pub end: String,
+}
+
+impl NameChoice {
+    /// The ReAct protocol's tool names: `Action: {name}` and a newline.
+    pub fn react<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        NameChoice {
+            anchor: loragen_protocol::react::ACTION.to_owned(),
+            lead: " ".to_owned(),
+            names: names.into_iter().map(Into::into).collect(),
+            end: "\n".to_owned(),
+        }
+    }
+
+    /// The text after the anchor that names `name`.
+    pub fn line(&self, name: &str) -> String {
+        format!("{}{name}{}", self.lead, self.end)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.anchor.is_empty() || self.anchor.contains('\n') {
+            return Err(Error::InvalidParam(format!(
+                "a name choice's anchor must be one non-empty line, got {:?}",
+                self.anchor
+            )));
+        }
+        if let Some(bad) = self.names.iter().find(|n| n.is_empty() || n.contains('\n')) {
+            return Err(Error::InvalidParam(format!(
+                "a tool name to choose must be one non-empty line, got {bad:?}"
+            )));
         }
         Ok(())
     }

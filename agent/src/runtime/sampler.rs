@@ -128,6 +128,22 @@ impl Chooser {
         text
     }
 
+    /// Whether the grammar, in its current state, admits `tokens` in turn
+    /// (checked on a copy; without a grammar, anything is admitted).
+    pub fn admits(&self, tokens: &[LlamaToken]) -> bool {
+        let Some(grammar) = self.grammar.as_ref() else {
+            return true;
+        };
+        let mut probe = grammar.clone();
+        tokens.iter().all(|&t| {
+            let allowed = allows(&mut probe, t);
+            if allowed {
+                probe.accept(t);
+            }
+            allowed
+        })
+    }
+
     /// Takes a token that was not chosen but forced (jump-forward): the
     /// grammar and the base sampler move past it as if it had been.
     pub fn accept_forced(&mut self, token: LlamaToken) {

@@ -79,6 +79,11 @@ impl<'m> Session<'m> {
                 .with_embeddings(true)
                 .with_pooling_type(LlamaPoolingType::None);
         }
+        // Whole-name scoring puts candidates on sequences of their own; a
+        // unified cache keeps the whole context for each.
+        ctx_params = ctx_params
+            .with_n_seq_max(super::names::NAME_SEQUENCES)
+            .with_kv_unified(true);
         let ctx = model
             .inner
             .new_context(super::backend()?, ctx_params)
@@ -187,25 +192,37 @@ impl<'m> Session<'m> {
         let mut scanner = StopScanner::new(&params.stop);
         let mut tokens = Vec::new();
         let mut logits_index = self.batch.n_tokens() - 1;
+        let anchor = params.name_choice.as_ref().map(|c| c.anchor.as_str());
+        // A tool name chosen by whole-name scoring, to be forced next.
+        let mut named: Option<Vec<LlamaToken>> = None;
         let decode_start = Instant::now();
         let finish = 'generation: loop {
-            let token = chooser.choose(&self.ctx, logits_index);
-            if tokens.is_empty() {
-                stats.ttft_ms = ms_since(start);
-            }
-            if self.model.is_end_of_generation(token) {
-                break FinishReason::EndOfGeneration;
-            }
-            let forced = if params.jump_forward {
-                self.forced_after(&chooser, token)
-            } else {
-                Vec::new()
+            // The run decoded in this step and how many of its tokens were
+            // sampled (the rest are forced).
+            let (run, sampled) = match named.take() {
+                Some(name) => (name, 0),
+                None => {
+                    let token = chooser.choose(&self.ctx, logits_index);
+                    if tokens.is_empty() {
+                        stats.ttft_ms = ms_since(start);
+                    }
+                    if self.model.is_end_of_generation(token) {
+                        break FinishReason::EndOfGeneration;
+                    }
+                    let mut run = vec![token];
+                    let at_name = params
+                        .name_choice
+                        .as_ref()
+                        .is_some_and(|c| self.at_name(c, &tokens, token));
+                    if params.jump_forward && !at_name {
+                        run.extend(self.forced_after(&chooser, token, anchor));
+                    }
+                    (run, 1)
+                }
             };
-            let mut run = vec![token];
-            for (i, &t) in std::iter::once(&token).chain(&forced).enumerate() {
-                if i > 0 {
+            for (i, &t) in run.iter().enumerate() {
+                if i >= sampled {
                     chooser.accept_forced(t);
-                    run.push(t);
                     stats.forced_tokens += 1;
                 }
                 tokens.push(t);
@@ -225,6 +242,14 @@ impl<'m> Session<'m> {
             }
             self.decode_run(&run)?;
             logits_index = run.len() as i32 - 1;
+            if let Some(choice) = &params.name_choice {
+                let scoring = Instant::now();
+                named = self.choose_name(choice, &tokens, &chooser, logits_index)?;
+                if named.is_some() {
+                    stats.name_choices += 1;
+                    stats.name_choice_ms += ms_since(scoring);
+                }
+            }
         };
         stats.decode_tokens = tokens.len();
         stats.decode_ms = ms_since(decode_start);
@@ -355,6 +380,59 @@ impl<'m> Session<'m> {
         Ok((reuse, collected))
     }
 
+    /// Tokens in the KV cache of sequence 0.
+    pub(super) fn cached_len(&self) -> usize {
+        self.cached.len()
+    }
+
+    /// The logits of output `index` of the last decode.
+    pub(super) fn logits_row(&self, index: i32) -> &[f32] {
+        self.ctx.get_logits_ith(index)
+    }
+
+    /// Sequence `seq` shares the conversation's first `len` cached tokens.
+    pub(super) fn copy_sequence(&mut self, seq: i32, len: usize) -> Result<()> {
+        self.ctx
+            .copy_kv_cache_seq(0, seq, None, u32::try_from(len).ok())
+            .map_err(|e| Error::InvalidParam(format!("cannot share the cache: {e}")))
+    }
+
+    /// Forgets everything of sequence `seq` (the conversation's cells stay
+    /// for sequence 0).
+    pub(super) fn drop_sequence(&mut self, seq: i32) -> Result<()> {
+        let seq =
+            u32::try_from(seq).map_err(|_| Error::InvalidParam(format!("no sequence {seq}")))?;
+        self.ctx
+            .clear_kv_cache_seq(Some(seq), None, None)
+            .map_err(|e| Error::InvalidParam(format!("cannot drop sequence {seq}: {e}")))?;
+        Ok(())
+    }
+
+    /// Decodes each of `runs` on its sequence of `seqs`, from position
+    /// `start` on, in one batch with logits for every token but each run's
+    /// last; returns the batch index of each run's first token.
+    pub(super) fn decode_candidates(
+        &mut self,
+        runs: &[Vec<LlamaToken>],
+        seqs: &[i32],
+        start: usize,
+    ) -> Result<Vec<i32>> {
+        self.batch.clear();
+        let mut offsets = Vec::with_capacity(runs.len());
+        for (run, &seq) in runs.iter().zip(seqs) {
+            offsets.push(self.batch.n_tokens());
+            for (j, &token) in run.iter().enumerate() {
+                self.batch
+                    .add(token, (start + j) as i32, &[seq], j + 1 < run.len())
+                    .map_err(|e| Error::llama("batch", e))?;
+            }
+        }
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| Error::llama("name scoring decode", e))?;
+        Ok(offsets)
+    }
+
     /// Decodes `run` (a sampled token and any forced after it) in one
     /// batch, with logits for its last token only.
     fn decode_run(&mut self, run: &[LlamaToken]) -> Result<()> {
@@ -378,19 +456,35 @@ impl<'m> Session<'m> {
     /// tokenizes as that token followed by those tokens (so the boundary is
     /// where the model would have put it), and its last token is left for
     /// the model, since it may merge with what follows. Spans shorter than
-    /// two tokens are not worth a batch.
-    fn forced_after(&self, chooser: &Chooser, previous: LlamaToken) -> Vec<LlamaToken> {
-        let text = chooser.forced_text(
+    /// two tokens are not worth a batch. A span that passes a whole-name
+    /// `anchor` ends with it, so that the names are scored from the anchor
+    /// on, not from a prefix that some names share.
+    fn forced_after(
+        &self,
+        chooser: &Chooser,
+        previous: LlamaToken,
+        anchor: Option<&str>,
+    ) -> Vec<LlamaToken> {
+        let mut text = chooser.forced_text(
             self.model.byte_tokens(),
             self.model.inner.vocab().eos(),
             MAX_FORCED_CHARS,
         );
-        if text.len() < 2 {
-            return Vec::new();
-        }
         let Ok(before) = String::from_utf8(self.model.token_bytes(previous)) else {
             return Vec::new();
         };
+        if let Some(anchor) = anchor {
+            let joint = format!("{before}{text}");
+            if let Some(at) = joint.find(anchor) {
+                let end = at + anchor.len();
+                if end > before.len() {
+                    text.truncate(end - before.len());
+                }
+            }
+        }
+        if text.len() < 2 {
+            return Vec::new();
+        }
         let mut forced = self.model.tokenize(&text, false);
         let joint = self.model.tokenize(&format!("{before}{text}"), false);
         if joint.first() != Some(&previous) || joint[1..] != forced[..] {

@@ -15,6 +15,10 @@ pub struct Stats {
     pub decode_ms: f64,
     /// From the start of the call to the first sampled token.
     pub ttft_ms: f64,
+    /// Tool names chosen by whole-name scoring, and the time that scoring
+    /// took (part of `decode_ms`).
+    pub name_choices: usize,
+    pub name_choice_ms: f64,
 }
 
 impl Stats {

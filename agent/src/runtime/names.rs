@@ -1,0 +1,237 @@
+//! Whole-name scoring ([`NameChoice`]): at a tool name, every name the
+//! grammar admits is scored by the model's likelihood in one batched
+//! decode, and the best is forced, instead of decoding the name token by
+//! token, where the first token alone decides between names that share it.
+
+use llama_cpp_2::token::LlamaToken;
+
+use super::params::NameChoice;
+use super::sampler::Chooser;
+use super::session::Session;
+use crate::error::{Error, Result};
+
+/// Output tokens read back to find the current line: an anchor and a
+/// partly written name fit in far fewer.
+const TAIL_TOKENS: usize = 48;
+
+/// Sequences of the KV cache: sequence 0 holds the conversation, the rest
+/// one candidate name each during scoring.
+pub(super) const NAME_SEQUENCES: u32 = 32;
+
+/// What remains of each line `choice` may still complete, when the current
+/// line of `output` is the anchor followed by a part that two or more of
+/// those lines begin with; `None` otherwise (not at a name, or only one
+/// name left, which the grammar forces anyway).
+pub(super) fn open_lines(choice: &NameChoice, output: &str) -> Option<Vec<String>> {
+    let line = output.rsplit('\n').next().unwrap_or(output);
+    let written = line.strip_prefix(choice.anchor.as_str())?;
+    let rests: Vec<String> = choice
+        .names
+        .iter()
+        .filter_map(|name| {
+            let line = choice.line(name);
+            line.strip_prefix(written)
+                .filter(|rest| !rest.is_empty())
+                .map(str::to_owned)
+        })
+        .collect();
+    (rests.len() >= 2).then_some(rests)
+}
+
+/// Mean log-probability per token of `tokens`, given the log-probability
+/// of the first and the logits rows that predict each of the others.
+fn mean_log_prob(first: f64, rows: &[&[f32]], tokens: &[LlamaToken]) -> f64 {
+    let rest: f64 = rows
+        .iter()
+        .zip(&tokens[1..])
+        .map(|(row, &t)| log_prob(row, t))
+        .sum();
+    (first + rest) / tokens.len() as f64
+}
+
+/// log softmax(`row`)[`token`], computed stably in f64.
+fn log_prob(row: &[f32], token: LlamaToken) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let logit = usize::try_from(token.0)
+        .ok()
+        .and_then(|i| row.get(i))
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    f64::from(logit - max) - sum.ln()
+}
+
+impl Session<'_> {
+    /// Whether the output, `tokens` and then `next`, stands at a name that
+    /// whole-name scoring will choose (so jump-forward must not run into
+    /// it).
+    pub(super) fn at_name(
+        &self,
+        choice: &NameChoice,
+        tokens: &[LlamaToken],
+        next: LlamaToken,
+    ) -> bool {
+        let mut tail = tail(tokens).to_vec();
+        tail.push(next);
+        open_lines(choice, &self.model().detokenize(&tail)).is_some()
+    }
+
+    /// At a name (see [`open_lines`]), the tokens of the rest of its line
+    /// that the model finds most likely, by mean log-probability per token,
+    /// among those the grammar admits. The candidates run in one decode per
+    /// [`NAME_SEQUENCES`] - 1 of them, each on its own sequence sharing the
+    /// conversation's cache; the KV cache is left as it was, and the
+    /// logits of output `logits_index` of the last decode must still be
+    /// there.
+    pub(super) fn choose_name(
+        &mut self,
+        choice: &NameChoice,
+        tokens: &[LlamaToken],
+        chooser: &Chooser,
+        logits_index: i32,
+    ) -> Result<Option<Vec<LlamaToken>>> {
+        let Some(rests) = open_lines(choice, &self.model().detokenize(tail(tokens))) else {
+            return Ok(None);
+        };
+        let candidates: Vec<Vec<LlamaToken>> = rests
+            .iter()
+            .map(|rest| self.model().tokenize(rest, false))
+            .filter(|c| !c.is_empty() && chooser.admits(c))
+            .collect();
+        let longest = candidates.iter().map(Vec::len).max().unwrap_or(0);
+        if candidates.len() < 2 || self.cached_len() + longest >= self.params().n_ctx as usize {
+            return Ok(None);
+        }
+        let first_row = self.logits_row(logits_index).to_vec();
+        let mut scores = Vec::with_capacity(candidates.len());
+        for group in self.groups(&candidates)? {
+            scores.extend(self.score_group(group, &first_row)?);
+        }
+        let best = scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .map(|(i, _)| i);
+        Ok(best.and_then(|i| candidates.get(i).cloned()))
+    }
+
+    /// `candidates` cut into runs that fit one decode: a sequence each and
+    /// their tokens within the batch.
+    fn groups<'c>(&self, candidates: &'c [Vec<LlamaToken>]) -> Result<Vec<&'c [Vec<LlamaToken>]>> {
+        let n_batch = self.params().n_batch;
+        let mut groups = Vec::new();
+        let (mut start, mut tokens) = (0, 0);
+        for (i, c) in candidates.iter().enumerate() {
+            if c.len() > n_batch as usize {
+                return Err(too_long(c.len(), n_batch));
+            }
+            let full = i - start == (NAME_SEQUENCES - 1) as usize;
+            if full || tokens + c.len() > n_batch as usize {
+                groups.push(&candidates[start..i]);
+                (start, tokens) = (i, 0);
+            }
+            tokens += c.len();
+        }
+        groups.push(&candidates[start..]);
+        Ok(groups)
+    }
+
+    /// Scores each candidate of `group` on its own sequence (1, 2, ...),
+    /// all in one decode, then drops those sequences again.
+    fn score_group(&mut self, group: &[Vec<LlamaToken>], first_row: &[f32]) -> Result<Vec<f64>> {
+        let start = self.cached_len();
+        let seqs: Vec<i32> = (1..=group.len() as i32).collect();
+        for &seq in &seqs {
+            self.copy_sequence(seq, start)?;
+        }
+        let placed = self.decode_candidates(group, &seqs, start);
+        let scores = placed.map(|offsets| {
+            group
+                .iter()
+                .zip(offsets)
+                .map(|(tokens, offset)| {
+                    let rows: Vec<&[f32]> = (0..tokens.len() - 1)
+                        .map(|j| self.logits_row(offset + j as i32))
+                        .collect();
+                    mean_log_prob(log_prob(first_row, tokens[0]), &rows, tokens)
+                })
+                .collect()
+        });
+        for &seq in &seqs {
+            self.drop_sequence(seq)?;
+        }
+        scores
+    }
+}
+
+/// The last [`TAIL_TOKENS`] of `tokens`.
+fn tail(tokens: &[LlamaToken]) -> &[LlamaToken] {
+    &tokens[tokens.len().saturating_sub(TAIL_TOKENS)..]
+}
+
+/// A name longer than a whole batch.
+fn too_long(tokens: usize, n_batch: u32) -> Error {
+    Error::InvalidParam(format!(
+        "a tool name to score takes {tokens} tokens, over the batch of {n_batch}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn choice() -> NameChoice {
+        NameChoice::react([
+            "Get Photo Description",
+            "Get Photo",
+            "Generate Image From User Input Text",
+            "Segment the Image",
+        ])
+    }
+
+    #[test]
+    fn lines_open_at_the_anchor_and_narrow_as_the_name_is_written() {
+        let c = choice();
+        let all = open_lines(&c, "Thought: Do I need to use a tool? Yes\nAction:").unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0], " Get Photo Description\n");
+        let ge = open_lines(&c, "Yes\nAction: Ge").unwrap();
+        assert_eq!(
+            ge,
+            [
+                "t Photo Description\n",
+                "t Photo\n",
+                "nerate Image From User Input Text\n"
+            ]
+        );
+        // A name and a longer one that begins with it stay apart by the end.
+        let photo = open_lines(&c, "Yes\nAction: Get Photo").unwrap();
+        assert_eq!(photo, [" Description\n", "\n"]);
+    }
+
+    #[test]
+    fn nothing_opens_off_the_anchor_or_with_one_name_left() {
+        let c = choice();
+        assert!(open_lines(&c, "Thought: Do I need to use a tool? Yes").is_none());
+        assert!(open_lines(&c, "Action: Segment").is_none());
+        assert!(open_lines(&c, "Action: Get Photo Description\n").is_none());
+        assert!(open_lines(&c, "AI: Action: no").is_none());
+        assert!(open_lines(&c, "Action: Unknown").is_none());
+    }
+
+    #[test]
+    fn log_probabilities_match_a_softmax_by_hand() {
+        let row = [1.0f32, 2.0, 3.0];
+        let z: f64 = [1.0f64, 2.0, 3.0].iter().map(|x| x.exp()).sum();
+        assert!((log_prob(&row, LlamaToken(2)) - (3.0 - z.ln())).abs() < 1e-12);
+        assert!((log_prob(&row, LlamaToken(0)) - (1.0 - z.ln())).abs() < 1e-12);
+        // Large logits do not overflow.
+        let big = [1000.0f32, 1000.0];
+        assert!((log_prob(&big, LlamaToken(1)) - 0.5f64.ln()).abs() < 1e-12);
+        // Per token: (ln p1 + ln p2) / 2.
+        let tokens = [LlamaToken(0), LlamaToken(2)];
+        let mean = mean_log_prob(-1.0, &[&row], &tokens);
+        assert!((mean - (-1.0 + 3.0 - z.ln()) / 2.0).abs() < 1e-12);
+    }
+}
