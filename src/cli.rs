@@ -52,6 +52,8 @@ pub enum Command {
     Data(DataCommand),
     /// Run and score tool-calling queries in loragen's generic format (e.g. converted BFCL).
     Eval(EvalArgs),
+    /// Run the unseen-tools suite (development or report-only sets) with one learner: one table.
+    Suite(SuiteArgs),
     /// Export LoRA adapters for llama.cpp and merge them into edge models.
     #[command(subcommand)]
     Adapter(AdapterCommand),
@@ -329,6 +331,58 @@ pub struct AdapterMergeArgs {
     /// Adapter scale, as llama.cpp's `--lora-scaled`.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f32,
+}
+
+/// A group of the unseen-tools suite's sets (docs/unseen-tools.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuiteGroup {
+    /// The development sets, for choices: BFCL validation and the
+    /// GPT4Tools items listing a tool of `corpus::HELD_OUT_DEV`.
+    Dev,
+    /// The report-only sets, run once at the end of a part: the unseen-tool
+    /// calls of test_unseen, the BFCL reserved files and the MCP fixture.
+    Report,
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Which sets.
+    #[arg(long, value_enum)]
+    pub sets: SuiteGroup,
+    /// in-context, compiled or lora (with --adapter).
+    #[arg(long, default_value = "in-context")]
+    pub mode: loragen_protocol::Mode,
+    /// Compiled mode: the generator that compiles each registry (default:
+    /// $LORAGEN_GENERATOR, else the shipped one). On the GPT4Tools held-out
+    /// set, give a generator trained without those tools.
+    #[arg(long, value_name = "DIR")]
+    pub generator: Option<PathBuf>,
+    /// A fixed GGUF LoRA adapter: the plain LoRA in mode lora, or one
+    /// adapter for every registry in mode compiled.
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// Where `loragen data gpt4tools` wrote the corpus.
+    #[arg(long, value_name = "DIR", default_value = "data/gpt4tools")]
+    pub gpt4tools: PathBuf,
+    /// Where `loragen data bfcl` wrote BFCL (with --reserved for the
+    /// report-only sets).
+    #[arg(long, value_name = "DIR", default_value = "data/bfcl")]
+    pub bfcl: PathBuf,
+    /// Constrain each message with the call grammar of the offered tools.
+    #[arg(long)]
+    pub constrained: bool,
+    /// With --constrained: field-aware GPT4Tools fields (GPT4Tools sets only).
+    #[arg(long, requires = "constrained")]
+    pub field_aware: bool,
+    /// With --constrained: whole-name scoring of tool names.
+    #[arg(long, requires = "constrained")]
+    pub whole_names: bool,
+    /// Only the first N items of each set (a smoke run).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Run directory: one place per set and suite.md.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// A frozen set of the unseen-tools suite.

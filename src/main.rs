@@ -75,6 +75,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Data(cmd) => cmd::data::run(cmd, &models),
         cli::Command::Eval(args) => cmd::eval::run(args, models),
+        cli::Command::Suite(args) => cmd::suite::run(args, models),
         cli::Command::Adapter(cmd) => cmd::adapter::run(cmd, &models),
         cli::Command::Bench(cli::BenchCommand::Edge(args)) => cmd::bench_edge::run(args, &models),
         cli::Command::Bench(cli::BenchCommand::Calls(args)) => {

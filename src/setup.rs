@@ -76,7 +76,7 @@ impl HomeDir {
 /// println!("features cached in {}", setup.dir(HomeDir::Features).display());
 /// # Ok::<(), loragen::setup::SetupError>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Setup {
     store: ModelStore,
     edge_override: Option<PathBuf>,

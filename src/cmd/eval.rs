@@ -351,22 +351,39 @@ fn tools_of(args: &EvalArgs) -> anyhow::Result<ToolSet> {
 /// One category's scored queries: whether each was right, its prompt
 /// tokens and its latency (prefill plus decode), in query order.
 #[derive(Default)]
-struct Scores {
-    right: Vec<f64>,
-    prompt_tokens: Vec<f64>,
-    ms: Vec<f64>,
+pub(super) struct Scores {
+    pub(super) right: Vec<f64>,
+    pub(super) prompt_tokens: Vec<f64>,
+    pub(super) ms: Vec<f64>,
+    /// Right over the queries that expect calls.
+    pub(super) calls: Vec<f64>,
     /// The [`Breakdown`]'s parts, over the queries each applies to.
-    selection: Vec<f64>,
-    arguments: Vec<f64>,
-    no_call: Vec<f64>,
+    pub(super) selection: Vec<f64>,
+    pub(super) arguments: Vec<f64>,
+    pub(super) no_call: Vec<f64>,
 }
 
 impl Scores {
     fn push(&mut self, r: &EvalRecord, correct: bool, parts: Breakdown) {
+        self.push_item(correct, r.prompt_tokens, r.latency_ms(), parts);
+    }
+
+    /// One scored item: whether it is right, its prompt and latency, and
+    /// its parts (a call expected when `parts.selection` is set).
+    pub(super) fn push_item(
+        &mut self,
+        correct: bool,
+        prompt_tokens: usize,
+        ms: f64,
+        parts: Breakdown,
+    ) {
         let one = |b: bool| f64::from(u8::from(b));
         self.right.push(one(correct));
-        self.prompt_tokens.push(r.prompt_tokens as f64);
-        self.ms.push(r.latency_ms());
+        self.prompt_tokens.push(prompt_tokens as f64);
+        self.ms.push(ms);
+        if parts.selection.is_some() {
+            self.calls.push(one(correct));
+        }
         self.selection.extend(parts.selection.map(one));
         self.arguments.extend(parts.arguments.map(one));
         self.no_call.extend(parts.no_call.map(one));
@@ -375,10 +392,23 @@ impl Scores {
     fn accuracy(&self) -> f64 {
         100.0 * mean(self.right.iter().copied())
     }
+
+    /// Of the scored `records`, those of `queries` (which give each its
+    /// expectation).
+    pub(super) fn of_records(records: &[EvalRecord], queries: &[Query]) -> Self {
+        let by_id: HashMap<&str, &Query> = queries.iter().map(|q| (q.id.as_str(), q)).collect();
+        let mut scores = Scores::default();
+        for r in records {
+            if let (Some(query), Some(correct)) = (by_id.get(r.id.as_str()), r.correct) {
+                scores.push(r, correct, breakdown(query, &r.calls));
+            }
+        }
+        scores
+    }
 }
 
 /// A share in percent, or a dash when nothing was counted.
-fn percent(xs: &[f64]) -> String {
+pub(super) fn percent(xs: &[f64]) -> String {
     if xs.is_empty() {
         "–".to_owned()
     } else {

@@ -16,6 +16,7 @@ pub mod generate;
 pub mod models;
 pub mod repl;
 pub mod serve;
+pub mod suite;
 pub mod tools;
 pub mod train;
 
@@ -25,12 +26,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A flag that Ctrl-C sets, so long runs stop between items and keep
-/// what they finished.
+/// what they finished. The process has one handler and one flag: a command
+/// that runs others (`suite`) shares theirs.
 pub fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(stop) = FLAG.get() {
+        return Ok(Arc::clone(stop));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    Ok(stop)
+    Ok(Arc::clone(FLAG.get_or_init(|| stop)))
 }
 
 /// A streaming callback that ends generation once `stop` is set.

@@ -150,6 +150,16 @@ const fn unseen(
     }
 }
 
+/// The 4 seen tools the development variants of learners are trained
+/// without (`train --hold-out`, `docs/generator.md`): the GPT4Tools
+/// development set of unseen tools is the `val_seen` items listing one.
+pub const HELD_OUT_DEV: [&str; 4] = [
+    "Segment the Image",
+    "Get Photo Description",
+    "Generate Image Condition On Sketch Image",
+    "Remove Something From The Photo",
+];
+
 /// The 8 tools that never appear in training.
 pub const UNSEEN_TOOLS: [CorpusTool; 8] = [
     unseen("Count Objects In Image", &[I, O], Output::Count, "Counts how many instances of a named object a picture contains. Use it when the user asks how many of something there are, or wants a tally of some object. Its input is a comma separated string of two fields: the image path, then the name of the object to count."),
@@ -217,6 +227,14 @@ mod tests {
                 t.info.name,
                 t.info.description
             );
+        }
+    }
+
+    #[test]
+    fn the_development_hold_outs_are_seen_catalogue_tools() {
+        for name in HELD_OUT_DEV {
+            let tool = all_tools().into_iter().find(|t| t.info.name == name);
+            assert!(tool.is_some_and(|t| !t.unseen), "{name}");
         }
     }
 

@@ -15,7 +15,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use catalog::{all_tools, arity_of, CorpusTool, Output, Slot, UNSEEN_TOOLS};
+pub use catalog::{all_tools, arity_of, CorpusTool, Output, Slot, HELD_OUT_DEV, UNSEEN_TOOLS};
 pub use pools::{Pools, HELD_OUT_PER_TOOL};
 
 use crate::dataset::Item;
