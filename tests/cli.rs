@@ -208,3 +208,42 @@ fn repl_image_refuses_missing_and_non_image_files() {
         "{stdout}"
     );
 }
+
+/// The suite names a missing data file, the set it belongs to and the
+/// command that makes it, before it runs anything; lora mode needs the
+/// plain LoRA's adapter.
+#[test]
+fn the_suite_names_what_it_lacks_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("suite");
+    let bfcl = dir.path().join("no-bfcl");
+    let out_arg = out.to_str().unwrap();
+    let missing = loragen(
+        &[
+            "suite",
+            "--sets",
+            "dev",
+            "--bfcl",
+            bfcl.to_str().unwrap(),
+            "--out",
+            out_arg,
+        ],
+        &[],
+    );
+    let line = one_line_error(&missing);
+    assert!(
+        line.contains("val_tools.json: no such file")
+            && line.contains("set bfcl-val")
+            && line.contains("`loragen data bfcl` makes it"),
+        "{line}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is written before the inputs are checked"
+    );
+    let lora = loragen(
+        &["suite", "--sets", "dev", "--mode", "lora", "--out", out_arg],
+        &[],
+    );
+    assert!(one_line_error(&lora).contains("mode lora needs --adapter"));
+}
