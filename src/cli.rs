@@ -377,6 +377,11 @@ pub struct SuiteArgs {
     /// With --constrained: whole-name scoring of tool names.
     #[arg(long, requires = "constrained")]
     pub whole_names: bool,
+    /// A names-only control (docs/unseen-tools.md), in a mode without the
+    /// definitions: one line before the prompt with the tool names
+    /// (`names`) or the names with their argument keys (`keys`).
+    #[arg(long, value_name = "HINT")]
+    pub name_hint: Option<loragen_protocol::render::NameHint>,
     /// Only the first N items of each set (a smoke run).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -433,6 +438,11 @@ pub struct EvalArgs {
     /// force the best (docs/unseen-tools.md).
     #[arg(long, requires = "constrained")]
     pub whole_names: bool,
+    /// A names-only control (docs/unseen-tools.md), in a mode without the
+    /// definitions: one line before the prompt with the tool names
+    /// (`names`) or the names with their argument keys (`keys`).
+    #[arg(long, value_name = "HINT")]
+    pub name_hint: Option<loragen_protocol::render::NameHint>,
     /// Most calls one message may make under --constrained (parallel calls).
     #[arg(long, default_value_t = 8)]
     pub max_calls: usize,
@@ -835,6 +845,11 @@ pub struct BenchGpt4toolsArgs {
     /// force the best (docs/unseen-tools.md).
     #[arg(long, requires = "constrained")]
     pub whole_names: bool,
+    /// A names-only control (docs/unseen-tools.md), in a mode without the
+    /// definitions: one line before the prompt with the tool names
+    /// (`names`) or the names with their argument keys (`keys`).
+    #[arg(long, value_name = "HINT")]
+    pub name_hint: Option<loragen_protocol::render::NameHint>,
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -12,8 +12,13 @@ pub enum Error {
     #[error("tool list is not valid OpenAI-style JSON: {0}")]
     Import(String),
 
-    #[error("unknown mode `{given}`; expected one of {expected}")]
-    UnknownMode { given: String, expected: String },
+    /// A name of a closed set (a mode, a name hint) that is not in it.
+    #[error("unknown {what} `{given}`; expected one of {expected}")]
+    UnknownName {
+        what: &'static str,
+        given: String,
+        expected: String,
+    },
 
     #[error("cannot serialise tool specs: {0}")]
     Json(#[from] serde_json::Error),

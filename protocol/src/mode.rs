@@ -75,7 +75,8 @@ impl std::str::FromStr for Mode {
             .find(|m| m.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
-                Error::UnknownMode {
+                Error::UnknownName {
+                    what: "mode",
                     given: s.to_owned(),
                     expected: names.join(", "),
                 }

@@ -1,7 +1,10 @@
 //! Rendering tool definitions into the system prompt.
 
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
 use crate::react::{ACTION, ACTION_INPUT, ANSWER, NO, OBSERVATION, THOUGHT, YES};
-use crate::spec::{InputKind, ToolSpec};
+use crate::spec::{stated_field_kinds, FieldKind, InputKind, ToolSpec};
 
 const PERSONA: &str = "Visual assistant is a language model built to help with a wide range of text and picture tasks, from answering simple questions to explaining, editing and creating images. It cannot look at pictures directly, so it relies on tools to understand them. Every image it handles has a file name such as \"image/xxxxxxxx.png\", and it calls tools to inspect, analyse or transform those files. It never invents file names or tool results, it passes image paths to tools exactly as given, and it keeps its answers short and faithful to what the tools returned.";
 
@@ -142,5 +145,118 @@ mod tests {
             fingerprint(&json),
             "57017ef387a8a9edf369b86cb9cad09d4c7cf833a9a0559cc8c2208a3f2306b9"
         );
+    }
+}
+
+/// What the names-only controls of the unseen-tools suite put in a prompt
+/// that has no definitions (a measurement of how much of the gap is knowing
+/// the names, not a mode of the agent).
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::render::{tool_names_line, NameHint};
+/// use loragen_protocol::ToolSpec;
+///
+/// let spec = ToolSpec {
+///     name: "get_weather".into(),
+///     description: "Weather of a city.".into(),
+///     parameters: serde_json::json!({"type": "object", "required": ["city"],
+///         "properties": {"unit": {"type": "string"}, "city": {"type": "string"}}}),
+/// };
+/// let hint: NameHint = "keys".parse()?;
+/// assert_eq!(tool_names_line(std::slice::from_ref(&spec), NameHint::Names), "Tools: get_weather.");
+/// assert_eq!(tool_names_line(&[spec], hint), "Tools: get_weather(city, unit).");
+/// // A free-text tool's keys are its fields' kinds, as its description states them.
+/// let vqa = ToolSpec {
+///     name: "Answer Question About The Image".into(),
+///     description: "Its input is a comma separated string of two fields: the image path, then the question.".into(),
+///     parameters: loragen_protocol::spec::text_schema(2),
+/// };
+/// assert_eq!(tool_names_line(&[vqa], hint), "Tools: Answer Question About The Image(path, text).");
+/// assert!("values".parse::<NameHint>().unwrap_err().to_string().contains("expected one of names, keys"));
+/// # Ok::<(), loragen_protocol::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NameHint {
+    /// One line of the tool names.
+    Names,
+    /// The names, each with its argument keys: JSON properties, required
+    /// first, or a free-text tool's field kinds (`path`, `text`).
+    Keys,
+}
+
+impl NameHint {
+    pub const ALL: [NameHint; 2] = [NameHint::Names, NameHint::Keys];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NameHint::Names => "names",
+            NameHint::Keys => "keys",
+        }
+    }
+}
+
+impl std::fmt::Display for NameHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for NameHint {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        NameHint::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| Error::UnknownName {
+                what: "name hint",
+                given: s.to_owned(),
+                expected: "names, keys".to_owned(),
+            })
+    }
+}
+
+/// The one line a [`NameHint`] puts before a prompt without definitions.
+pub fn tool_names_line(specs: &[ToolSpec], hint: NameHint) -> String {
+    let tools: Vec<String> = specs
+        .iter()
+        .map(|spec| match hint {
+            NameHint::Names => spec.name.clone(),
+            NameHint::Keys => format!("{}({})", spec.name, argument_keys(spec).join(", ")),
+        })
+        .collect();
+    format!("Tools: {}.", tools.join(", "))
+}
+
+/// A tool's argument keys: its JSON properties, required ones first, or
+/// its free-text fields' kinds.
+fn argument_keys(spec: &ToolSpec) -> Vec<String> {
+    match spec.input_kind() {
+        InputKind::Text { fields } => stated_field_kinds(&spec.description, fields)
+            .into_iter()
+            .map(|kind| match kind {
+                FieldKind::Path => "path".to_owned(),
+                FieldKind::Text => "text".to_owned(),
+            })
+            .collect(),
+        InputKind::Json => {
+            let required: Vec<&str> = spec.parameters["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|k| k.as_str()).collect())
+                .unwrap_or_default();
+            let mut keys: Vec<String> = required.iter().map(|k| (*k).to_owned()).collect();
+            if let Some(properties) = spec.parameters["properties"].as_object() {
+                keys.extend(
+                    properties
+                        .keys()
+                        .filter(|k| !required.contains(&k.as_str()))
+                        .cloned(),
+                );
+            }
+            keys
+        }
     }
 }

@@ -18,6 +18,7 @@ use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
 use loragen_protocol::digest::sha256_hex;
 use loragen_protocol::react::STEP_STOPS;
+use loragen_protocol::render::{tool_names_line, NameHint};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::BenchGpt4toolsArgs;
@@ -36,6 +37,13 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
     } else {
         args.mode.clone()
     };
+    if let Some(mode) = modes
+        .iter()
+        .find(|m| m.definitions_in_context() || (**m == Mode::Lora && args.lora_with_system))
+        .filter(|_| args.name_hint.is_some())
+    {
+        anyhow::bail!("--name-hint is a control for a mode without the definitions, not {mode}");
+    }
     let models = models.with_generator(args.generator.clone());
     let mut plans: Vec<ModePlan> = modes
         .iter()
@@ -162,6 +170,9 @@ pub(super) struct RunMeta {
     /// runs.
     #[serde(default)]
     pub(super) whole_names: bool,
+    /// The names-only control's line (`--name-hint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) name_hint: Option<NameHint>,
     #[serde(default)]
     pub(super) threads: Option<usize>,
     #[serde(default)]
@@ -199,6 +210,7 @@ impl RunMeta {
             jump_forward: args.jump_forward,
             field_aware: args.field_aware,
             whole_names: args.whole_names,
+            name_hint: args.name_hint,
             partner_seed: args.partner_seed,
             threads: Some(
                 args.threads
@@ -275,14 +287,16 @@ impl RunMeta {
                     && old.max_tokens == self.max_tokens
                     && old.jump_forward == self.jump_forward
                     && old.field_aware == self.field_aware
-                    && old.whole_names == self.whole_names,
-                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}, field-aware {}, whole names {}); use another --out or delete it",
+                    && old.whole_names == self.whole_names
+                    && old.name_hint == self.name_hint,
+                "{} holds a run with other decoding settings (constrained {}, max tokens {}, jump-forward {}, field-aware {}, whole names {}, name hint {:?}); use another --out or delete it",
                 out.display(),
                 old.constrained,
                 old.max_tokens,
                 old.jump_forward,
                 old.field_aware,
-                old.whole_names
+                old.whole_names,
+                old.name_hint
             );
             // A mode run here for the first time adds its artifact.
             let mut merged = old.clone();
@@ -452,10 +466,14 @@ fn run_mode<'a>(
             _ => plan.adapter.as_ref().map(|_| FIXED_ADAPTER.to_owned()),
         };
         for item in group {
-            let prompt = if plan.with_system {
-                item.full_prompt()
-            } else {
-                item.compiled_prompt()
+            let prompt = match (plan.with_system, args.name_hint) {
+                (true, _) => item.full_prompt(),
+                (false, None) => item.compiled_prompt(),
+                (false, Some(hint)) => format!(
+                    "{}\n\n{}",
+                    tool_names_line(&item.listed_tool_specs(), hint),
+                    item.compiled_prompt()
+                ),
             };
             let params = if args.constrained {
                 let names = item.listed_tool_specs().into_iter().map(|s| s.name);

@@ -9,6 +9,7 @@ use anyhow::Context;
 use loragen_gpt4tools::chart::{write_points, Point};
 use loragen_gpt4tools::table::{markdown, rows, AnswerKind};
 use loragen_gpt4tools::{Mode, Record, RecordLog};
+use loragen_protocol::render::NameHint;
 
 use super::bench_gpt4tools::{RunMeta, RECORDS};
 use crate::cli::BenchReportArgs;
@@ -177,6 +178,14 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
                 (meta.jump_forward, ", jump-forward"),
                 (meta.field_aware, ", field-aware"),
                 (meta.whole_names, ", whole-name scoring"),
+                (
+                    meta.name_hint == Some(NameHint::Names),
+                    ", tool names in the prompt",
+                ),
+                (
+                    meta.name_hint == Some(NameHint::Keys),
+                    ", tool names and argument keys in the prompt",
+                ),
             ]
             .iter()
             .filter(|(on, _)| *on)

@@ -22,7 +22,7 @@ use loragen_gpt4tools::suite;
 use loragen_gpt4tools::RecordLog;
 use loragen_protocol::digest::{self, sha256_file};
 use loragen_protocol::react::{conversation_prompt, STEP_STOPS};
-use loragen_protocol::render::system_prompt;
+use loragen_protocol::render::{system_prompt, tool_names_line, NameHint};
 use loragen_protocol::Mode;
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,11 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         args.mode
     );
     anyhow::ensure!(
+        args.name_hint.is_none() || !args.mode.definitions_in_context(),
+        "--name-hint is a control for a mode without the definitions, not {}",
+        args.mode
+    );
+    anyhow::ensure!(
         args.mode != Mode::Lora || args.adapter.is_some(),
         "mode lora needs --adapter FILE (a GGUF LoRA adapter)"
     );
@@ -91,6 +96,7 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         mode: args.mode.to_string(),
         constrained: args.constrained,
         whole_names: args.whole_names,
+        name_hint: args.name_hint,
         max_calls: args.max_calls,
         max_tokens: args.max_tokens,
         edge_sha256: models.edge()?.sha256.clone(),
@@ -138,7 +144,10 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
             }
             None => args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
         };
-        let prompt = query_prompt(query, args.mode.definitions_in_context().then_some(&specs));
+        let prompt = match args.name_hint {
+            Some(hint) => names_prompt(query, &specs, hint),
+            None => query_prompt(query, args.mode.definitions_in_context().then_some(&specs)),
+        };
         let names = specs.iter().map(|s| s.name.clone());
         let params = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
@@ -188,6 +197,9 @@ struct EvalSettings {
     /// Whole-name scoring (`--whole-names`); absent in older sidecars.
     #[serde(default)]
     whole_names: bool,
+    /// The names-only control's line (`--name-hint`).
+    #[serde(default)]
+    name_hint: Option<NameHint>,
     max_calls: usize,
     max_tokens: usize,
     edge_sha256: String,
@@ -255,6 +267,11 @@ impl EvalSettings {
             self.whole_names.to_string(),
         );
         field(
+            "name hint",
+            format!("{:?}", old.name_hint),
+            format!("{:?}", self.name_hint),
+        );
+        field(
             "max calls",
             old.max_calls.to_string(),
             self.max_calls.to_string(),
@@ -302,6 +319,18 @@ fn score(query: &Query, completion: &Completion) -> EvalRecord {
 
 /// The prompt of `query`, with the JSON rendering of `specs` as its system
 /// part when given (in-context modes), without it in compiled modes.
+/// A query's prompt under a names-only control: the hint's one line where
+/// the definitions would be.
+fn names_prompt(query: &Query, specs: &[loragen_protocol::ToolSpec], hint: NameHint) -> String {
+    let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
+    conversation_prompt(
+        Some(&tool_names_line(specs, hint)),
+        &[],
+        &input.join("\n"),
+        "",
+    )
+}
+
 pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_protocol::ToolSpec]>) -> String {
     let system = specs.map(system_prompt);
     let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();

@@ -187,6 +187,7 @@ fn eval_args(args: &SuiteArgs, set: &Set, files: &Option<(PathBuf, PathBuf)>) ->
         limit: args.limit,
         constrained: args.constrained,
         whole_names: args.whole_names,
+        name_hint: args.name_hint,
         max_calls: 8,
         max_tokens: 256,
         baseline: None,
@@ -213,6 +214,7 @@ fn bench_args(args: &SuiteArgs, set: &Set, data: &Path, listing: &[String]) -> B
         jump_forward: false,
         field_aware: args.field_aware,
         whole_names: args.whole_names,
+        name_hint: args.name_hint,
         threads: None,
     }
 }
