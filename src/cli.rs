@@ -192,6 +192,11 @@ pub struct TrainGeneratorArgs {
     /// it off (the CV-loss ablation).
     #[arg(long, default_value_t = 0.01, value_name = "W")]
     pub cv_weight: f64,
+    /// Generate each layer's LoRA factors directly from its meta token,
+    /// through a map factorised at this width, instead of mixing experts
+    /// (the paper's Table 9 contrast; about 11 M parameters at 64).
+    #[arg(long, value_name = "WIDTH", conflicts_with_all = ["warm_start", "gumbel_tau"])]
+    pub direct_head: Option<usize>,
     /// Start every expert at this plain LoRA checkpoint or snapshot (from
     /// `loragen train lora`, same rank) plus a little noise, so training
     /// starts from the baseline. Only for a fresh run.

@@ -14,7 +14,7 @@ use loragen_agent::store::Role;
 use loragen_generator::checkpoint::Learner;
 use loragen_generator::edge::{EdgeModel, LoraConfig};
 use loragen_generator::features::RegistryFeatures;
-use loragen_generator::model::GeneratorConfig;
+use loragen_generator::model::{GeneratorConfig, Head};
 use loragen_generator::test_util::max_diff;
 use loragen_generator::train::{Example, StepLog, TrainConfig, Trainer};
 use rand::{Rng, SeedableRng};
@@ -71,16 +71,25 @@ fn config(edge: &EdgeModel) -> (GeneratorConfig, TrainConfig) {
     )
 }
 
-fn trainer(edge: &EdgeModel, lora: bool) -> Trainer<'_> {
+/// What a test trains.
+#[derive(Clone, Copy)]
+enum Learns {
+    Experts,
+    /// The generator with the direct head (the Table 9 ablation).
+    Direct,
+    Lora,
+}
+
+fn trainer(edge: &EdgeModel, learns: Learns) -> Trainer<'_> {
     let (examples, features) = data();
     let (g, t) = config(edge);
-    let learner = if lora {
-        Learner::Lora {
+    let learner = match learns {
+        Learns::Lora => Learner::Lora {
             lora: LoraConfig::default().with_rank(4).with_dropout(0.1),
             with_tools: false,
-        }
-    } else {
-        Learner::Generator(g)
+        },
+        Learns::Experts => Learner::Generator(g),
+        Learns::Direct => Learner::Generator(g.with_head(Head::Direct { width: 4 })),
     };
     Trainer::new(learner, t, edge, "sha".into(), examples, features).unwrap()
 }
@@ -99,21 +108,21 @@ fn losses(logs: &[StepLog]) -> Vec<f64> {
 
 /// Six steps straight against three, a checkpoint, a lost step, a resume
 /// and three more: the losses and every saved weight equal bit for bit.
-fn check_resume(lora: bool) -> HashMap<String, Vec<f32>> {
+fn check_resume(learns: Learns) -> HashMap<String, Vec<f32>> {
     let edge = edge();
     let (straight, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
-    let mut a = trainer(&edge, lora);
+    let mut a = trainer(&edge, learns);
     let logs_a: Vec<StepLog> = (0..6).map(|_| a.train_step().unwrap()).collect();
     a.save(straight.path()).unwrap();
 
-    let mut b = trainer(&edge, lora);
+    let mut b = trainer(&edge, learns);
     let mut logs_b: Vec<StepLog> = (0..3).map(|_| b.train_step().unwrap()).collect();
     b.save(resumed.path()).unwrap();
     // One more step that the checkpoint does not hold, as a kill would lose.
     b.train_step().unwrap();
     drop(b);
-    let mut c = trainer(&edge, lora);
+    let mut c = trainer(&edge, learns);
     c.resume(resumed.path()).unwrap();
     assert_eq!(c.step(), 3);
     logs_b.extend((0..3).map(|_| c.train_step().unwrap()));
@@ -134,7 +143,7 @@ fn check_resume(lora: bool) -> HashMap<String, Vec<f32>> {
 
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
-    let weights = check_resume(false);
+    let weights = check_resume(Learns::Experts);
     // BatchNorm's running statistics moved, and are part of the checkpoint.
     assert!(weights["router.0.bn.running_mean"]
         .iter()
@@ -143,8 +152,18 @@ fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
 
 #[test]
 fn a_resumed_lora_baseline_equals_an_uninterrupted_one_bit_for_bit() {
-    let weights = check_resume(true);
+    let weights = check_resume(Learns::Lora);
     assert!(weights["blk.1.ffn_down.lora_b"].iter().any(|&x| x != 0.0));
+}
+
+#[test]
+fn a_resumed_direct_head_generator_equals_an_uninterrupted_one_bit_for_bit() {
+    let weights = check_resume(Learns::Direct);
+    // G_B started at zero and has learned.
+    assert!(weights["direct.ffn_up.gen_b.weight"]
+        .iter()
+        .any(|&x| x != 0.0));
+    assert!(!weights.keys().any(|k| k.starts_with("experts.")));
 }
 
 /// The error of resuming a one-step checkpoint with a trainer whose
@@ -152,7 +171,7 @@ fn a_resumed_lora_baseline_equals_an_uninterrupted_one_bit_for_bit() {
 fn resume_refusal(change: impl FnOnce(TrainConfig, &mut Vec<Example>) -> TrainConfig) -> String {
     let edge = edge();
     let dir = tempfile::tempdir().unwrap();
-    let mut a = trainer(&edge, false);
+    let mut a = trainer(&edge, Learns::Experts);
     a.train_step().unwrap();
     a.save(dir.path()).unwrap();
     let (mut examples, features) = data();
@@ -244,7 +263,7 @@ fn a_warm_started_generator_compiles_every_registry_into_the_lora_it_started_fro
         }
     }
     // After a step the initial weights are gone: no warm start then.
-    let mut late = trainer(&edge, false);
+    let mut late = trainer(&edge, Learns::Experts);
     late.train_step().unwrap();
     assert!(late.warm_start_experts(dir.path(), 0.0).is_err());
 }

@@ -20,7 +20,7 @@ use loragen_generator::checkpoint::{
 use loragen_generator::edge::EdgeModel;
 use loragen_generator::edge::LoraConfig;
 use loragen_generator::features::{Cloud, FeatureCache, RegistryFeatures};
-use loragen_generator::model::{Gating, GeneratorConfig, MetaSource};
+use loragen_generator::model::{Gating, GeneratorConfig, Head, MetaSource};
 use loragen_generator::train::{examples, StepLog, TrainConfig, Trainer};
 use loragen_protocol::react::PREVIOUS_CONVERSATION;
 
@@ -60,6 +60,9 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
                 warm_start: a.warm_start.map(|dir| (dir, a.warm_start_noise)),
                 meta_source: a.meta_source,
                 cv_weight: a.cv_weight,
+                head: a
+                    .direct_head
+                    .map_or(Head::Experts, |width| Head::Direct { width }),
             },
         ),
         TrainCommand::Lora(a) => (
@@ -147,6 +150,7 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
             gating,
             meta_source,
             cv_weight,
+            head,
             ..
         } => {
             anyhow::ensure!(
@@ -170,7 +174,8 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
                 .with_experts(experts)
                 .with_top_k(top_k)
                 .with_gating(gating)
-                .with_cv_weight(cv_weight);
+                .with_cv_weight(cv_weight)
+                .with_head(head);
             (Learner::Generator(generator), features)
         }
         Kind::Lora { with_tools } => (
@@ -299,6 +304,7 @@ enum Kind {
         warm_start: Option<(PathBuf, f64)>,
         meta_source: MetaSource,
         cv_weight: f64,
+        head: Head,
     },
     Lora {
         with_tools: bool,

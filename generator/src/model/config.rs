@@ -20,6 +20,19 @@ pub enum Gating {
     GumbelTopK { tau: f64 },
 }
 
+/// What turns each layer's meta token into that layer's LoRA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// LoRA-Gen's: a router per layer keeps the top K of n experts, whose
+    /// factors the gates mix.
+    #[default]
+    Experts,
+    /// The paper's Table 9 contrast: the factors generated directly, through
+    /// a map factorised at `width` (`model::DirectHead`).
+    Direct { width: usize },
+}
+
 /// Sizes and settings of a generator.
 ///
 /// # Examples
@@ -54,6 +67,10 @@ pub struct GeneratorConfig {
     pub cv_weight: f64,
     /// Rank, alpha, dropout and targets of every expert.
     pub lora: LoraConfig,
+    /// Experts or direct generation; configs written before the ablation
+    /// existed are expert ones.
+    #[serde(default)]
+    pub head: Head,
 }
 
 impl Default for GeneratorConfig {
@@ -74,6 +91,7 @@ impl Default for GeneratorConfig {
                 .with_alpha(16.0)
                 .with_dropout(0.05)
                 .with_targets(Target::FFN.to_vec()),
+            head: Head::Experts,
         }
     }
 }
@@ -140,6 +158,12 @@ impl GeneratorConfig {
     }
 
     #[must_use]
+    pub fn with_head(mut self, head: Head) -> Self {
+        self.head = head;
+        self
+    }
+
+    #[must_use]
     pub fn with_lora(mut self, lora: LoraConfig) -> Self {
         self.lora = lora;
         self
@@ -159,6 +183,9 @@ impl GeneratorConfig {
         .contains(&0)
         {
             return bad(format!("every size must be positive: {self:?}"));
+        }
+        if self.head == (Head::Direct { width: 0 }) {
+            return bad("the direct head's width must be positive".into());
         }
         if self.meta_dim % self.meta_heads != 0 {
             return bad(format!(

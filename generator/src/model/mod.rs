@@ -1,17 +1,20 @@
 //! The LoRA-Gen generator: meta tokens over cloud features, a router per
 //! edge layer, KeepTop-K gates and an expert pool per layer, whose gated
-//! mix is the edge model's LoRA. One assembly rule everywhere: the experts'
-//! A and B factors are mixed by the gates (`ExpertPool::mix`), in training
-//! and in the exported adapter alike.
+//! mix is the edge model's LoRA (or, for the ablation, a direct head that
+//! generates the factors). One assembly rule everywhere: the deltas of
+//! [`Generator::generate`] are what training applies and what the exported
+//! adapter holds.
 
 mod config;
+mod direct;
 mod meta;
 mod router;
 
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
-pub use config::{Gating, GeneratorConfig, MetaSource};
+pub use config::{Gating, GeneratorConfig, Head, MetaSource};
+pub use direct::DirectHead;
 pub use meta::{Meta, MetaProjection, MetaTokens};
 pub use router::Router;
 
@@ -43,13 +46,30 @@ fn gumbel_noise(shape: (usize, usize), seed: u64, like: &Tensor) -> Result<Tenso
     Ok(Tensor::from_vec(values, shape, like.device())?.to_dtype(like.dtype())?)
 }
 
+/// What turns the meta tokens into deltas.
+#[derive(Debug, Clone)]
+enum Heads {
+    Experts {
+        routers: Vec<Router>,
+        experts: ExpertLora,
+    },
+    Direct(DirectHead),
+}
+
+/// One batch's generated LoRA: every layer's deltas, and the gates they
+/// were mixed with (none for the direct head).
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub deltas: Vec<LayerDeltas>,
+    pub gates: Option<Vec<Tensor>>,
+}
+
 /// The trainable generator.
 #[derive(Debug, Clone)]
 pub struct Generator {
     pub config: GeneratorConfig,
     meta: Meta,
-    routers: Vec<Router>,
-    pub experts: ExpertLora,
+    heads: Heads,
 }
 
 impl Generator {
@@ -61,30 +81,63 @@ impl Generator {
     ) -> Result<Self> {
         config.validate()?;
         let meta = Meta::new(&config, vb.pp("meta"))?;
-        let routers = (0..config.edge_layers)
-            .map(|il| Router::new(&config, vb.pp(format!("router.{il}"))))
-            .collect::<Result<_>>()?;
-        let experts = ExpertLora::new(
-            config.lora.clone(),
-            config.n_experts,
-            config.edge_layers,
-            dims,
-            vb.pp("experts"),
-        )?;
+        let heads = match config.head {
+            Head::Experts => Heads::Experts {
+                routers: (0..config.edge_layers)
+                    .map(|il| Router::new(&config, vb.pp(format!("router.{il}"))))
+                    .collect::<Result<_>>()?,
+                experts: ExpertLora::new(
+                    config.lora.clone(),
+                    config.n_experts,
+                    config.edge_layers,
+                    dims,
+                    vb.pp("experts"),
+                )?,
+            },
+            Head::Direct { width } => {
+                Heads::Direct(DirectHead::new(&config, width, dims, vb.pp("direct"))?)
+            }
+        };
         Ok(Generator {
             config,
             meta,
-            routers,
-            experts,
+            heads,
         })
     }
 
+    /// The expert head's routers and experts; `None` for the direct head.
+    pub fn expert_head(&self) -> Option<(&[Router], &ExpertLora)> {
+        match &self.heads {
+            Heads::Experts { routers, experts } => Some((routers, experts)),
+            Heads::Direct(_) => None,
+        }
+    }
+
+    /// Every layer's deltas for each element's cloud features (tokens,
+    /// cloud_dim), with the gates that mixed them.
+    pub fn generate(&self, features: &[Tensor], pass: GatePass) -> Result<Generated> {
+        match &self.heads {
+            Heads::Experts { .. } => {
+                let gates = self.gates(features, pass)?;
+                Ok(Generated {
+                    deltas: self.deltas(&gates)?,
+                    gates: Some(gates),
+                })
+            }
+            Heads::Direct(head) => Ok(Generated {
+                deltas: head.deltas(&self.meta.forward(features)?)?,
+                gates: None,
+            }),
+        }
+    }
+
     /// Each layer's gates (batch, n_experts), from each element's cloud
-    /// features (tokens, cloud_dim).
+    /// features (tokens, cloud_dim); the direct head has none.
     pub fn gates(&self, features: &[Tensor], pass: GatePass) -> Result<Vec<Tensor>> {
+        let (routers, _) = self.expert_head().ok_or_else(no_experts)?;
         let t = self.meta.forward(features)?;
         let train = matches!(pass, GatePass::Train { .. });
-        self.routers
+        routers
             .iter()
             .enumerate()
             .map(|(il, router)| {
@@ -102,19 +155,20 @@ impl Generator {
             .collect()
     }
 
-    /// Per-element deltas of every edge layer.
+    /// Per-element deltas of every edge layer, mixed by `gates`.
     pub fn deltas(&self, gates: &[Tensor]) -> Result<Vec<LayerDeltas>> {
-        self.experts.deltas(gates)
+        let (_, experts) = self.expert_head().ok_or_else(no_experts)?;
+        experts.deltas(gates)
     }
 
-    /// The compiled adapter of one registry: its gates at inference (running
-    /// BatchNorm statistics), mixed into one rank-r LoRA per projection.
+    /// The compiled adapter of one registry: its deltas at inference
+    /// (running BatchNorm statistics, no noise), one rank-r LoRA per
+    /// projection.
     pub fn adapter(&self, features: &Tensor, arch: &str) -> Result<LoraAdapter> {
-        let gates = self.gates(std::slice::from_ref(features), GatePass::Eval)?;
+        let generated = self.generate(std::slice::from_ref(features), GatePass::Eval)?;
         let mut pairs = Vec::new();
-        for (il, (pools, g)) in self.experts.layers.iter().zip(&gates).enumerate() {
-            for (target, pool) in pools {
-                let delta = pool.mix(g)?;
+        for (il, layer) in generated.deltas.iter().enumerate() {
+            for (target, delta) in &layer.deltas {
                 pairs.push(LoraPair {
                     weight: format!("blk.{il}.{}.weight", target.gguf_stem()),
                     a: delta.a.squeeze(0)?.to_dtype(DType::F32)?,
@@ -128,6 +182,10 @@ impl Generator {
             pairs,
         })
     }
+}
+
+fn no_experts() -> Error {
+    Error::Config("a generator with the direct head has no gates or experts".into())
 }
 
 /// The load-balancing loss: per layer, the squared coefficient of variation

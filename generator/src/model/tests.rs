@@ -64,7 +64,9 @@ fn batch_norm_trains_on_batch_statistics_and_infers_on_running_ones() {
     let f = features(&[3, 6, 2, 8]);
     let t = generator.meta.forward(&f).unwrap();
     let t0 = t.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
-    let train = generator.routers[0].forward_t(&t0, true).unwrap();
+    let train = generator.expert_head().unwrap().0[0]
+        .forward_t(&t0, true)
+        .unwrap();
     // Batch statistics: each expert's logits have mean 0 over the batch.
     for m in train.mean(0).unwrap().to_vec1::<f64>().unwrap() {
         assert!(m.abs() < 1e-9);
@@ -74,7 +76,9 @@ fn batch_norm_trains_on_batch_statistics_and_infers_on_running_ones() {
         vec![0.0; 4],
         "training updates the running mean"
     );
-    let eval = generator.routers[0].forward_t(&t0, false).unwrap();
+    let eval = generator.expert_head().unwrap().0[0]
+        .forward_t(&t0, false)
+        .unwrap();
     assert!(
         max_diff(&train, &eval) > 1e-3,
         "inference uses the running statistics"
@@ -83,11 +87,15 @@ fn batch_norm_trains_on_batch_statistics_and_infers_on_running_ones() {
     let one = t0.narrow(0, 0, 1).unwrap();
     assert!(
         max_diff(
-            &generator.routers[0].forward_t(&one, false).unwrap(),
+            &generator.expert_head().unwrap().0[0]
+                .forward_t(&one, false)
+                .unwrap(),
             &eval.narrow(0, 0, 1).unwrap()
         ) < 1e-12
     );
-    assert!(generator.routers[0].forward_t(&one, true).is_err());
+    assert!(generator.expert_head().unwrap().0[0]
+        .forward_t(&one, true)
+        .is_err());
 }
 
 #[test]
@@ -151,7 +159,7 @@ fn the_adapter_is_the_mix_at_inference_gates() {
     assert_eq!(adapter.pairs.len(), 3 * 3);
     assert_eq!(adapter.alpha, 2.0);
     let gates = generator.gates(&f, GatePass::Eval).unwrap();
-    let pool = &generator.experts.layers[2][1].1;
+    let pool = &generator.expert_head().unwrap().1.layers[2][1].1;
     let mixed = pool.mix(&gates[2]).unwrap();
     let pair = adapter
         .pairs
@@ -317,4 +325,111 @@ fn configs_written_before_the_ablation_are_cross_attention_ones() {
         MetaSource::CloudTokens
     );
     assert!("paper".parse::<MetaSource>().is_err());
+}
+
+/// The direct head: B starts at zero (the edge model unchanged, as with a
+/// fresh LoRA), A at a LoRA's shape; the adapter holds its Eval deltas; a
+/// few optimiser steps fit a toy target through the zero-initialised G_B;
+/// it has no gates.
+#[test]
+fn the_direct_head_starts_at_zero_b_exports_its_deltas_and_trains() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    let generator = Generator::new(small().with_head(Head::Direct { width: 3 }), dims, vb).unwrap();
+    let f = features(&[3, 5, 4]);
+    assert!(generator.gates(&f, GatePass::Eval).is_err());
+    let generated = generator
+        .generate(&f, GatePass::Train { noise_seed: 0 })
+        .unwrap();
+    assert!(generated.gates.is_none());
+    let up = generated.deltas[0].get(Target::Up).unwrap();
+    assert_eq!((up.a.dims(), up.b.dims()), (&[3, 2, 5][..], &[3, 7, 2][..]));
+    assert_eq!(
+        up.b.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap(),
+        0.0
+    );
+    assert!(
+        up.a.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+            > 0.0
+    );
+
+    let x = Tensor::randn(0f64, 1.0, (3, 6, 5), &Device::Cpu).unwrap();
+    let target = Tensor::randn(0f64, 1.0, (3, 6, 7), &Device::Cpu).unwrap();
+    let loss = |g: &Generator| {
+        let deltas = g
+            .generate(&f, GatePass::Train { noise_seed: 0 })
+            .unwrap()
+            .deltas;
+        let y = deltas[1]
+            .get(Target::Gate)
+            .unwrap()
+            .apply(&x, None)
+            .unwrap();
+        (y - &target).unwrap().sqr().unwrap().mean_all().unwrap()
+    };
+    let mut opt = candle_nn::AdamW::new_lr(varmap.all_vars(), 1e-2).unwrap();
+    let before = loss(&generator).to_scalar::<f64>().unwrap();
+    for _ in 0..3 {
+        opt.backward_step(&loss(&generator)).unwrap();
+    }
+    let after = loss(&generator).to_scalar::<f64>().unwrap();
+    assert!(after < before, "loss went from {before} to {after}");
+
+    let one = &features(&[6])[0];
+    let adapter = generator.adapter(one, "gemma3").unwrap();
+    let deltas = generator
+        .generate(std::slice::from_ref(one), GatePass::Eval)
+        .unwrap()
+        .deltas;
+    let pair = adapter
+        .pairs
+        .iter()
+        .find(|p| p.weight == "blk.2.ffn_down.weight")
+        .unwrap();
+    let down = deltas[2].get(Target::Down).unwrap();
+    assert!(
+        max_diff(
+            &pair.b.to_dtype(DType::F64).unwrap(),
+            &down.b.squeeze(0).unwrap()
+        ) < 1e-6
+    );
+    assert!(
+        max_diff(
+            &pair.a.to_dtype(DType::F64).unwrap(),
+            &down.a.squeeze(0).unwrap()
+        ) < 1e-6
+    );
+}
+
+/// At the default sizes on the default edge model's FFN (640 wide, 2,048
+/// inner, 18 layers, rank 16), the direct head at width 64 has at most
+/// about 20 M parameters, where a dense map from a meta token to a layer's
+/// factors would have meta_dim x 129,024 per layer.
+#[test]
+fn the_direct_head_at_width_64_stays_under_20_m_parameters() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let gemma = |t: Target| match t {
+        Target::Down => (2048, 640),
+        _ => (640, 2048),
+    };
+    let config = GeneratorConfig::default().with_head(Head::Direct { width: 64 });
+    DirectHead::new(&config, 64, gemma, vb).unwrap();
+    let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    let per_layer_factors = 3 * 16 * (640 + 2048);
+    assert_eq!(per_layer_factors, 129_024);
+    // G_A and G_B: 3 targets x 2 x (256 x 16 x 64); P_A, P_B: 18 x 3 x 64 x 2,688.
+    assert_eq!(params, 3 * 2 * 256 * 16 * 64 + 18 * 3 * 64 * 2688);
+    assert!(params <= 20_000_000, "{params}");
+    assert!(256 * per_layer_factors * 18 > 500_000_000);
 }

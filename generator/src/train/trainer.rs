@@ -207,10 +207,14 @@ impl<'e> Trainer<'e> {
                 // (seed, step), so a resumed run draws the same.
                 let noise_seed =
                     self.config.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let gates = generator.gates(&features, GatePass::Train { noise_seed })?;
-                let deltas = generator.deltas(&gates)?;
+                let generated = generator.generate(&features, GatePass::Train { noise_seed })?;
                 let c = &generator.config;
-                (deltas, Some(gates), c.lora.dropout, c.cv_weight)
+                (
+                    generated.deltas,
+                    generated.gates,
+                    c.lora.dropout,
+                    c.cv_weight,
+                )
             }
             Model::Lora { lora, .. } => (lora.layers.clone(), None, lora.config.dropout, 0.0),
         };
