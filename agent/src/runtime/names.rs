@@ -8,7 +8,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::params::NameChoice;
 use super::sampler::Chooser;
 use super::session::Session;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Output tokens read back to find the current line: an anchor and a
 /// partly written name fit in far fewer.
@@ -98,13 +98,17 @@ impl Session<'_> {
             .map(|rest| self.model().tokenize(rest, false))
             .filter(|c| !c.is_empty() && chooser.admits(c))
             .collect();
-        let longest = candidates.iter().map(Vec::len).max().unwrap_or(0);
-        if candidates.len() < 2 || self.cached_len() + longest >= self.params().n_ctx as usize {
+        // A decode holds a group's tokens in the batch and, beside the
+        // conversation, in free cells of the KV cache.
+        let params = self.params();
+        let free = (params.n_ctx as usize).saturating_sub(self.cached_len() + 1);
+        let room = (params.n_batch as usize).min(free);
+        let Some(groups) = groups(&candidates, room).filter(|_| candidates.len() >= 2) else {
             return Ok(None);
-        }
+        };
         let first_row = self.logits_row(logits_index).to_vec();
         let mut scores = Vec::with_capacity(candidates.len());
-        for group in self.groups(&candidates)? {
+        for group in groups {
             scores.extend(self.score_group(group, &first_row)?);
         }
         let best = scores
@@ -113,27 +117,6 @@ impl Session<'_> {
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
             .map(|(i, _)| i);
         Ok(best.and_then(|i| candidates.get(i).cloned()))
-    }
-
-    /// `candidates` cut into runs that fit one decode: a sequence each and
-    /// their tokens within the batch.
-    fn groups<'c>(&self, candidates: &'c [Vec<LlamaToken>]) -> Result<Vec<&'c [Vec<LlamaToken>]>> {
-        let n_batch = self.params().n_batch;
-        let mut groups = Vec::new();
-        let (mut start, mut tokens) = (0, 0);
-        for (i, c) in candidates.iter().enumerate() {
-            if c.len() > n_batch as usize {
-                return Err(too_long(c.len(), n_batch));
-            }
-            let full = i - start == (NAME_SEQUENCES - 1) as usize;
-            if full || tokens + c.len() > n_batch as usize {
-                groups.push(&candidates[start..i]);
-                (start, tokens) = (i, 0);
-            }
-            tokens += c.len();
-        }
-        groups.push(&candidates[start..]);
-        Ok(groups)
     }
 
     /// Scores each candidate of `group` on its own sequence (1, 2, ...),
@@ -169,11 +152,24 @@ fn tail(tokens: &[LlamaToken]) -> &[LlamaToken] {
     &tokens[tokens.len().saturating_sub(TAIL_TOKENS)..]
 }
 
-/// A name longer than a whole batch.
-fn too_long(tokens: usize, n_batch: u32) -> Error {
-    Error::InvalidParam(format!(
-        "a tool name to score takes {tokens} tokens, over the batch of {n_batch}"
-    ))
+/// `candidates` cut into groups that fit one decode: a sequence each and
+/// at most `room` tokens in all; `None` if one alone does not fit.
+fn groups(candidates: &[Vec<LlamaToken>], room: usize) -> Option<Vec<&[Vec<LlamaToken>]>> {
+    let mut groups = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (i, c) in candidates.iter().enumerate() {
+        if c.len() > room {
+            return None;
+        }
+        let full = i - start == (NAME_SEQUENCES - 1) as usize;
+        if full || tokens + c.len() > room {
+            groups.push(&candidates[start..i]);
+            (start, tokens) = (i, 0);
+        }
+        tokens += c.len();
+    }
+    groups.push(&candidates[start..]);
+    Some(groups)
 }
 
 #[cfg(test)]
@@ -218,6 +214,24 @@ mod tests {
         assert!(open_lines(&c, "Action: Get Photo Description\n").is_none());
         assert!(open_lines(&c, "AI: Action: no").is_none());
         assert!(open_lines(&c, "Action: Unknown").is_none());
+    }
+
+    #[test]
+    fn groups_keep_to_the_sequences_and_the_room() {
+        let c = |n: usize| vec![LlamaToken(0); n];
+        let candidates = vec![c(3), c(4), c(2), c(5)];
+        let sizes =
+            |g: Vec<&[Vec<LlamaToken>]>| -> Vec<usize> { g.iter().map(|g| g.len()).collect() };
+        assert_eq!(sizes(groups(&candidates, 100).unwrap()), [4]);
+        // 3 + 4 fit in 7, then 2 + 5.
+        assert_eq!(sizes(groups(&candidates, 7).unwrap()), [2, 2]);
+        assert_eq!(sizes(groups(&candidates, 6).unwrap()), [1, 2, 1]);
+        assert!(
+            groups(&candidates, 4).is_none(),
+            "a name of 5 tokens fits no decode"
+        );
+        let many = vec![c(1); 40];
+        assert_eq!(sizes(groups(&many, 1000).unwrap()), [31, 9]);
     }
 
     #[test]
