@@ -14,8 +14,8 @@ use crate::error::Result;
 /// partly written name fit in far fewer.
 const TAIL_TOKENS: usize = 48;
 
-/// Sequences of the KV cache: sequence 0 holds the conversation, the rest
-/// one candidate name each during scoring.
+/// Sequences of the KV cache (fewer if the batch is smaller): sequence 0
+/// holds the conversation, the rest one candidate name each during scoring.
 pub(super) const NAME_SEQUENCES: u32 = 32;
 
 /// What remains of each line `choice` may still complete, when the current
@@ -78,11 +78,11 @@ impl Session<'_> {
 
     /// At a name (see [`open_lines`]), the tokens of the rest of its line
     /// that the model finds most likely, by mean log-probability per token,
-    /// among those the grammar admits. The candidates run in one decode per
-    /// [`NAME_SEQUENCES`] - 1 of them, each on its own sequence sharing the
-    /// conversation's cache; the KV cache is left as it was, and the
-    /// logits of output `logits_index` of the last decode must still be
-    /// there.
+    /// among those the grammar admits. The candidates run in decodes of at
+    /// most the session's sequences less one, each on its own sequence
+    /// sharing the conversation's cache; the KV cache is left as it was,
+    /// and the logits of output `logits_index` of the last decode must
+    /// still be there.
     pub(super) fn choose_name(
         &mut self,
         choice: &NameChoice,
@@ -103,7 +103,9 @@ impl Session<'_> {
         let params = self.params();
         let free = (params.n_ctx as usize).saturating_sub(self.cached_len() + 1);
         let room = (params.n_batch as usize).min(free);
-        let Some(groups) = groups(&candidates, room).filter(|_| candidates.len() >= 2) else {
+        let per_decode = self.sequences() as usize - 1;
+        let Some(groups) = groups(&candidates, room, per_decode).filter(|_| candidates.len() >= 2)
+        else {
             return Ok(None);
         };
         let first_row = self.logits_row(logits_index).to_vec();
@@ -152,16 +154,23 @@ fn tail(tokens: &[LlamaToken]) -> &[LlamaToken] {
     &tokens[tokens.len().saturating_sub(TAIL_TOKENS)..]
 }
 
-/// `candidates` cut into groups that fit one decode: a sequence each and
-/// at most `room` tokens in all; `None` if one alone does not fit.
-fn groups(candidates: &[Vec<LlamaToken>], room: usize) -> Option<Vec<&[Vec<LlamaToken>]>> {
+/// `candidates` cut into groups that fit one decode: at most `per_decode`
+/// of them and `room` tokens in all; `None` if one alone does not fit.
+fn groups(
+    candidates: &[Vec<LlamaToken>],
+    room: usize,
+    per_decode: usize,
+) -> Option<Vec<&[Vec<LlamaToken>]>> {
+    if per_decode == 0 {
+        return None;
+    }
     let mut groups = Vec::new();
     let (mut start, mut tokens) = (0, 0);
     for (i, c) in candidates.iter().enumerate() {
         if c.len() > room {
             return None;
         }
-        let full = i - start == (NAME_SEQUENCES - 1) as usize;
+        let full = i - start == per_decode;
         if full || tokens + c.len() > room {
             groups.push(&candidates[start..i]);
             (start, tokens) = (i, 0);
@@ -222,16 +231,21 @@ mod tests {
         let candidates = vec![c(3), c(4), c(2), c(5)];
         let sizes =
             |g: Vec<&[Vec<LlamaToken>]>| -> Vec<usize> { g.iter().map(|g| g.len()).collect() };
-        assert_eq!(sizes(groups(&candidates, 100).unwrap()), [4]);
+        assert_eq!(sizes(groups(&candidates, 100, 31).unwrap()), [4]);
         // 3 + 4 fit in 7, then 2 + 5.
-        assert_eq!(sizes(groups(&candidates, 7).unwrap()), [2, 2]);
-        assert_eq!(sizes(groups(&candidates, 6).unwrap()), [1, 2, 1]);
+        assert_eq!(sizes(groups(&candidates, 7, 31).unwrap()), [2, 2]);
+        assert_eq!(sizes(groups(&candidates, 6, 31).unwrap()), [1, 2, 1]);
         assert!(
-            groups(&candidates, 4).is_none(),
+            groups(&candidates, 4, 31).is_none(),
             "a name of 5 tokens fits no decode"
         );
         let many = vec![c(1); 40];
-        assert_eq!(sizes(groups(&many, 1000).unwrap()), [31, 9]);
+        assert_eq!(sizes(groups(&many, 1000, 31).unwrap()), [31, 9]);
+        assert_eq!(sizes(groups(&many, 1000, 15).unwrap()), [15, 15, 10]);
+        assert!(
+            groups(&many, 1000, 0).is_none(),
+            "a session of one sequence scores nothing"
+        );
     }
 
     #[test]

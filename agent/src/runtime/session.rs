@@ -46,6 +46,8 @@ pub struct Session<'m> {
     batch: LlamaBatch<'static>,
     params: SessionParams,
     cached: Vec<LlamaToken>,
+    /// Sequences of the KV cache (see `names`).
+    sequences: u32,
     /// The adapter attached now, by id, with its scale.
     adapter: Option<(u64, f32)>,
 }
@@ -80,10 +82,10 @@ impl<'m> Session<'m> {
                 .with_pooling_type(LlamaPoolingType::None);
         }
         // Whole-name scoring puts candidates on sequences of their own; a
-        // unified cache keeps the whole context for each.
-        ctx_params = ctx_params
-            .with_n_seq_max(super::names::NAME_SEQUENCES)
-            .with_kv_unified(true);
+        // unified cache keeps the whole context for each. llama.cpp keeps
+        // an output row per sequence, and no more rows than the batch.
+        let sequences = super::names::NAME_SEQUENCES.min(n_batch);
+        ctx_params = ctx_params.with_n_seq_max(sequences).with_kv_unified(true);
         let ctx = model
             .inner
             .new_context(super::backend()?, ctx_params)
@@ -99,6 +101,7 @@ impl<'m> Session<'m> {
                 ..params
             },
             cached: Vec::new(),
+            sequences,
             adapter: None,
         })
     }
@@ -378,6 +381,12 @@ impl<'m> Session<'m> {
             }
         }
         Ok((reuse, collected))
+    }
+
+    /// Sequences of the KV cache: 0 for the conversation, the rest for
+    /// whole-name scoring.
+    pub(super) fn sequences(&self) -> u32 {
+        self.sequences
     }
 
     /// Tokens in the KV cache of sequence 0.
