@@ -62,22 +62,22 @@ fn log_prob(row: &[f32], token: LlamaToken) -> f64 {
 }
 
 impl Session<'_> {
-    /// Whether the output, `tokens` and then `next`, stands at a name that
-    /// whole-name scoring will choose (so jump-forward must not run into
-    /// it).
-    pub(super) fn at_name(
+    /// The name lines open after the output `tokens` and then `next` (see
+    /// [`open_lines`]): where whole-name scoring chooses, and jump-forward
+    /// must not run on.
+    pub(super) fn open_lines_after(
         &self,
         choice: &NameChoice,
         tokens: &[LlamaToken],
         next: LlamaToken,
-    ) -> bool {
+    ) -> Option<Vec<String>> {
         let mut tail = tail(tokens).to_vec();
         tail.push(next);
-        open_lines(choice, &self.model().detokenize(&tail)).is_some()
+        open_lines(choice, &self.model().detokenize(&tail))
     }
 
-    /// At a name (see [`open_lines`]), the tokens of the rest of its line
-    /// that the model finds most likely, by mean log-probability per token,
+    /// Of the open name lines `rests` (see [`open_lines`]), the tokens of
+    /// the one the model finds most likely, by mean log-probability per token,
     /// among those the grammar admits. The candidates run in decodes of at
     /// most the session's sequences less one, each on its own sequence
     /// sharing the conversation's cache; the KV cache is left as it was,
@@ -85,14 +85,10 @@ impl Session<'_> {
     /// still be there.
     pub(super) fn choose_name(
         &mut self,
-        choice: &NameChoice,
-        tokens: &[LlamaToken],
+        rests: &[String],
         chooser: &Chooser,
         logits_index: i32,
     ) -> Result<Option<Vec<LlamaToken>>> {
-        let Some(rests) = open_lines(choice, &self.model().detokenize(tail(tokens))) else {
-            return Ok(None);
-        };
         let candidates: Vec<Vec<LlamaToken>> = rests
             .iter()
             .map(|rest| self.model().tokenize(rest, false))

@@ -200,10 +200,13 @@ impl<'m> Session<'m> {
         let mut named: Option<Vec<LlamaToken>> = None;
         let decode_start = Instant::now();
         let finish = 'generation: loop {
-            // The run decoded in this step and how many of its tokens were
-            // sampled (the rest are forced).
-            let (run, sampled) = match named.take() {
-                Some(name) => (name, 0),
+            // The run decoded in this step, how many of its tokens were
+            // sampled (the rest are forced), and the name lines open after
+            // it. A forced span never ends at a name (it stops at the
+            // anchor and leaves its last token to the model), nor does a
+            // forced name.
+            let (run, sampled, open) = match named.take() {
+                Some(name) => (name, 0, None),
                 None => {
                     let token = chooser.choose(&self.ctx, logits_index);
                     if tokens.is_empty() {
@@ -213,14 +216,14 @@ impl<'m> Session<'m> {
                         break FinishReason::EndOfGeneration;
                     }
                     let mut run = vec![token];
-                    let at_name = params
+                    let open = params
                         .name_choice
                         .as_ref()
-                        .is_some_and(|c| self.at_name(c, &tokens, token));
-                    if params.jump_forward && !at_name {
+                        .and_then(|c| self.open_lines_after(c, &tokens, token));
+                    if params.jump_forward && open.is_none() {
                         run.extend(self.forced_after(&chooser, token, anchor));
                     }
-                    (run, 1)
+                    (run, 1, open)
                 }
             };
             for (i, &t) in run.iter().enumerate() {
@@ -245,9 +248,9 @@ impl<'m> Session<'m> {
             }
             self.decode_run(&run)?;
             logits_index = run.len() as i32 - 1;
-            if let Some(choice) = &params.name_choice {
+            if let Some(open) = open {
                 let scoring = Instant::now();
-                named = self.choose_name(choice, &tokens, &chooser, logits_index)?;
+                named = self.choose_name(&open, &chooser, logits_index)?;
                 if named.is_some() {
                     stats.name_choices += 1;
                     stats.name_choice_ms += ms_since(scoring);
