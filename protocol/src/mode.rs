@@ -70,18 +70,26 @@ impl std::str::FromStr for Mode {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
-                Error::UnknownName {
-                    what: "mode",
-                    given: s.to_owned(),
-                    expected: names.join(", "),
-                }
-            })
+        parse_name("mode", &Mode::ALL, Mode::name, s)
     }
+}
+
+/// The member of the closed set `all` called `given` (by `name`); another
+/// name is an error listing the set, `what` saying what it names.
+pub(crate) fn parse_name<T: Copy>(
+    what: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    given: &str,
+) -> Result<T, Error> {
+    all.iter()
+        .copied()
+        .find(|&t| name(t) == given)
+        .ok_or_else(|| Error::UnknownName {
+            what,
+            given: given.to_owned(),
+            expected: all.iter().map(|&t| name(t)).collect::<Vec<_>>().join(", "),
+        })
 }
 
 #[cfg(test)]

@@ -208,14 +208,7 @@ impl std::str::FromStr for NameHint {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        NameHint::ALL
-            .into_iter()
-            .find(|h| h.name() == s)
-            .ok_or_else(|| Error::UnknownName {
-                what: "name hint",
-                given: s.to_owned(),
-                expected: "names, keys".to_owned(),
-            })
+        crate::mode::parse_name("name hint", &NameHint::ALL, NameHint::name, s)
     }
 }
 
