@@ -338,6 +338,69 @@ pub struct AdapterMergeArgs {
     pub scale: f32,
 }
 
+/// How `bench gpt4tools`, `eval` and `suite` decode: the call grammar, and
+/// the unseen-tools suite's training-free gains and names-only controls
+/// (docs/unseen-tools.md). Resolved once into grammar and generation
+/// parameters.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct DecodingArgs {
+    /// Constrain each message with the call grammar of the offered tools.
+    #[arg(long)]
+    pub constrained: bool,
+    /// With --constrained: each free-text field as its tool's description
+    /// states it, a path without commas or spaces.
+    #[arg(long, requires = "constrained")]
+    pub field_aware: bool,
+    /// With --constrained: at `Action:` score every offered tool's name by
+    /// the edge model's mean log-probability per token, in one batch, and
+    /// force the best.
+    #[arg(long, requires = "constrained")]
+    pub whole_names: bool,
+    /// A names-only control, in a mode without the definitions: one line
+    /// before the prompt with the tool names (`names`) or the names with
+    /// their argument keys (`keys`).
+    #[arg(long, value_name = "HINT")]
+    pub name_hint: Option<loragen_protocol::render::NameHint>,
+}
+
+impl DecodingArgs {
+    /// The grammar's parameters for up to `max_calls` calls a message.
+    pub fn grammar_params(&self, max_calls: usize) -> loragen_agent::grammar::GrammarParams {
+        loragen_agent::grammar::GrammarParams::default()
+            .with_max_calls(max_calls)
+            .with_field_aware(self.field_aware)
+    }
+
+    /// Whole-name scoring over `names`, if asked for.
+    pub fn name_choice(
+        &self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Option<loragen_agent::runtime::NameChoice> {
+        (self.constrained && self.whole_names)
+            .then(|| loragen_agent::runtime::NameChoice::react(names))
+    }
+
+    /// A name hint is a control for a mode without the definitions
+    /// (`definitions`: whether `mode` shows them).
+    pub fn check_name_hint(
+        &self,
+        definitions: bool,
+        mode: impl std::fmt::Display,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.name_hint.is_none() || !definitions,
+            "--name-hint is a control for a mode without the definitions, not {mode}"
+        );
+        Ok(())
+    }
+
+    /// The names-only control's line for `specs`, if asked for.
+    pub fn names_line(&self, specs: &[loragen_protocol::ToolSpec]) -> Option<String> {
+        self.name_hint
+            .map(|hint| loragen_protocol::render::tool_names_line(specs, hint))
+    }
+}
+
 /// A group of the unseen-tools suite's sets (docs/unseen-tools.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SuiteGroup {
@@ -373,20 +436,8 @@ pub struct SuiteArgs {
     /// report-only sets).
     #[arg(long, value_name = "DIR", default_value = "data/bfcl")]
     pub bfcl: PathBuf,
-    /// Constrain each message with the call grammar of the offered tools.
-    #[arg(long)]
-    pub constrained: bool,
-    /// With --constrained: field-aware GPT4Tools fields (GPT4Tools sets only).
-    #[arg(long, requires = "constrained")]
-    pub field_aware: bool,
-    /// With --constrained: whole-name scoring of tool names.
-    #[arg(long, requires = "constrained")]
-    pub whole_names: bool,
-    /// A names-only control (docs/unseen-tools.md), in a mode without the
-    /// definitions: one line before the prompt with the tool names
-    /// (`names`) or the names with their argument keys (`keys`).
-    #[arg(long, value_name = "HINT")]
-    pub name_hint: Option<loragen_protocol::render::NameHint>,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     /// Only the first N items of each set (a smoke run).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -435,19 +486,8 @@ pub struct EvalArgs {
     /// Only the first N queries.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Constrain each message with the call grammar of the offered tools.
-    #[arg(long)]
-    pub constrained: bool,
-    /// With --constrained: at `Action:` score every offered tool's name by
-    /// the edge model's mean log-probability per token, in one batch, and
-    /// force the best (docs/unseen-tools.md).
-    #[arg(long, requires = "constrained")]
-    pub whole_names: bool,
-    /// A names-only control (docs/unseen-tools.md), in a mode without the
-    /// definitions: one line before the prompt with the tool names
-    /// (`names`) or the names with their argument keys (`keys`).
-    #[arg(long, value_name = "HINT")]
-    pub name_hint: Option<loragen_protocol::render::NameHint>,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     /// Most calls one message may make under --constrained (parallel calls).
     #[arg(long, default_value_t = 8)]
     pub max_calls: usize,
@@ -834,27 +874,12 @@ pub struct BenchGpt4toolsArgs {
     /// New tokens per item at most.
     #[arg(long, default_value_t = 96)]
     pub max_tokens: usize,
-    /// Constrain each message with the agent's call grammar over the item's tools.
-    #[arg(long)]
-    pub constrained: bool,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     /// With --constrained: feed the spans the grammar forces in one batched
     /// decode instead of sampling them (jump-forward decoding).
     #[arg(long, requires = "constrained")]
     pub jump_forward: bool,
-    /// With --constrained: each free-text field as its tool's description
-    /// states it, a path without commas or spaces (docs/unseen-tools.md).
-    #[arg(long, requires = "constrained")]
-    pub field_aware: bool,
-    /// With --constrained: at `Action:` score every listed tool's name by
-    /// the edge model's mean log-probability per token, in one batch, and
-    /// force the best (docs/unseen-tools.md).
-    #[arg(long, requires = "constrained")]
-    pub whole_names: bool,
-    /// A names-only control (docs/unseen-tools.md), in a mode without the
-    /// definitions: one line before the prompt with the tool names
-    /// (`names`) or the names with their argument keys (`keys`).
-    #[arg(long, value_name = "HINT")]
-    pub name_hint: Option<loragen_protocol::render::NameHint>,
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

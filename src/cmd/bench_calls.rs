@@ -9,14 +9,16 @@
 
 use std::time::Instant;
 
+use loragen_agent::grammar::{call_grammar_with, GrammarParams};
 use loragen_agent::runtime::{GenerateParams, Model, SessionParams};
 use loragen_gpt4tools::generic::{load_queries, parse_calls, score_query, ToolDef, ToolSet};
 use loragen_gpt4tools::report::quantile;
 use loragen_gpt4tools::stats::mean;
 use loragen_protocol::react::STEP_STOPS;
+use loragen_protocol::render::system_prompt;
 use serde_json::json;
 
-use super::eval::{grammar_for, query_prompt};
+use super::eval::query_prompt;
 use crate::cli::BenchCallsArgs;
 use loragen::setup::Setup;
 
@@ -88,9 +90,12 @@ pub fn run(args: &BenchCallsArgs, models: &Setup) -> anyhow::Result<()> {
     for (i, query) in queries.iter().enumerate() {
         let offered = tools.for_query(query)?;
         let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-        let prompt = query_prompt(query, Some(&specs));
-        let grammar = grammar_for(&specs, args.max_calls)
-            .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
+        let prompt = query_prompt(query, Some(&system_prompt(&specs)));
+        let grammar = call_grammar_with(
+            &specs,
+            &GrammarParams::default().with_max_calls(args.max_calls),
+        )
+        .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
         let plain = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
             .with_stop(STEP_STOPS);

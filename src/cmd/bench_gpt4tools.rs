@@ -11,14 +11,14 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::adapter::AdapterCache;
-use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{FinishReason, GenerateParams, NameChoice, SessionParams};
+use loragen_agent::grammar::call_grammar_with;
+use loragen_agent::runtime::{FinishReason, GenerateParams, SessionParams};
 use loragen_agent::store::{model_sha256, ModelChoice, Role};
 use loragen_gpt4tools::chart::write_chart;
 use loragen_gpt4tools::{dataset, score_item, Aggregate, Item, Mode, Record, RecordLog, Report};
 use loragen_protocol::digest::sha256_hex;
 use loragen_protocol::react::STEP_STOPS;
-use loragen_protocol::render::{tool_names_line, NameHint};
+use loragen_protocol::render::NameHint;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::BenchGpt4toolsArgs;
@@ -37,12 +37,10 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
     } else {
         args.mode.clone()
     };
-    if let Some(mode) = modes
-        .iter()
-        .find(|m| m.definitions_in_context() || (**m == Mode::Lora && args.lora_with_system))
-        .filter(|_| args.name_hint.is_some())
-    {
-        anyhow::bail!("--name-hint is a control for a mode without the definitions, not {mode}");
+    for &mode in &modes {
+        let definitions =
+            mode.definitions_in_context() || (mode == Mode::Lora && args.lora_with_system);
+        args.decoding.check_name_hint(definitions, mode)?;
     }
     let models = models.with_generator(args.generator.clone());
     let mut plans: Vec<ModePlan> = modes
@@ -205,12 +203,12 @@ impl RunMeta {
             artifact_sha256,
             data: data.to_owned(),
             data_sha256: sha256_hex(bytes),
-            constrained: args.constrained,
+            constrained: args.decoding.constrained,
             max_tokens: args.max_tokens,
             jump_forward: args.jump_forward,
-            field_aware: args.field_aware,
-            whole_names: args.whole_names,
-            name_hint: args.name_hint,
+            field_aware: args.decoding.field_aware,
+            whole_names: args.decoding.whole_names,
+            name_hint: args.decoding.name_hint,
             partner_seed: args.partner_seed,
             threads: Some(
                 args.threads
@@ -466,21 +464,20 @@ fn run_mode<'a>(
             _ => plan.adapter.as_ref().map(|_| FIXED_ADAPTER.to_owned()),
         };
         for item in group {
-            let prompt = match (plan.with_system, args.name_hint) {
+            let specs = item.listed_tool_specs();
+            let decoding = &args.decoding;
+            let prompt = match (plan.with_system, decoding.names_line(&specs)) {
                 (true, _) => item.full_prompt(),
                 (false, None) => item.compiled_prompt(),
-                (false, Some(hint)) => format!(
-                    "{}\n\n{}",
-                    tool_names_line(&item.listed_tool_specs(), hint),
-                    item.compiled_prompt()
-                ),
+                (false, Some(line)) => format!("{line}\n\n{}", item.compiled_prompt()),
             };
-            let params = if args.constrained {
-                let names = item.listed_tool_specs().into_iter().map(|s| s.name);
+            let params = if decoding.constrained {
+                let grammar = call_grammar_with(&specs, &decoding.grammar_params(1))
+                    .with_context(|| format!("item {}", item.id))?;
                 params
                     .clone()
-                    .with_grammar(Some(item_grammar(item, args.field_aware)?))
-                    .with_name_choice(args.whole_names.then(|| NameChoice::react(names)))
+                    .with_grammar(Some(grammar))
+                    .with_name_choice(decoding.name_choice(specs.into_iter().map(|s| s.name)))
             } else {
                 params.clone()
             };
@@ -546,12 +543,6 @@ fn partner_systems(items: &[Item], seed: u64) -> anyhow::Result<HashMap<&str, &s
 
 /// The agent's call grammar over the tools this item lists. The runtime
 /// knows its registry in every mode, even when the model's prompt does not.
-fn item_grammar(item: &Item, field_aware: bool) -> anyhow::Result<String> {
-    let params = GrammarParams::default().with_field_aware(field_aware);
-    call_grammar_with(&item.listed_tool_specs(), &params)
-        .with_context(|| format!("item {}", item.id))
-}
-
 fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
     let bar = ProgressBar::new(todo as u64);
     let style = ProgressStyle::with_template(

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::grammar::{call_grammar_with, GrammarParams};
-use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, NameChoice, SessionParams};
+use loragen_agent::grammar::call_grammar_with;
+use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
     breakdown, load_queries, parse_calls, score_query, Breakdown, EvalRecord, ParsedCalls, Query,
     ToolDef, ToolSet,
@@ -22,7 +22,7 @@ use loragen_gpt4tools::suite;
 use loragen_gpt4tools::RecordLog;
 use loragen_protocol::digest::{self, sha256_file};
 use loragen_protocol::react::{conversation_prompt, STEP_STOPS};
-use loragen_protocol::render::{system_prompt, tool_names_line, NameHint};
+use loragen_protocol::render::{system_prompt, NameHint};
 use loragen_protocol::Mode;
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +53,9 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     let mut grammars: HashMap<&str, String> = HashMap::new();
     for q in &queries {
         let offered = tools.for_query(q)?;
-        if args.constrained {
+        if args.decoding.constrained {
             let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-            let grammar = grammar_for(&specs, args.max_calls)
+            let grammar = call_grammar_with(&specs, &args.decoding.grammar_params(args.max_calls))
                 .map_err(|e| anyhow::anyhow!("query {}: {e}", q.id))?;
             grammars.insert(q.id.as_str(), grammar);
         }
@@ -69,11 +69,8 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         "--generator compiles the tools for mode compiled, not {}",
         args.mode
     );
-    anyhow::ensure!(
-        args.name_hint.is_none() || !args.mode.definitions_in_context(),
-        "--name-hint is a control for a mode without the definitions, not {}",
-        args.mode
-    );
+    args.decoding
+        .check_name_hint(args.mode.definitions_in_context(), args.mode)?;
     anyhow::ensure!(
         args.mode != Mode::Lora || args.adapter.is_some(),
         "mode lora needs --adapter FILE (a GGUF LoRA adapter)"
@@ -94,9 +91,10 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     };
     let settings = EvalSettings {
         mode: args.mode.to_string(),
-        constrained: args.constrained,
-        whole_names: args.whole_names,
-        name_hint: args.name_hint,
+        constrained: args.decoding.constrained,
+        field_aware: args.decoding.field_aware,
+        whole_names: args.decoding.whole_names,
+        name_hint: args.decoding.name_hint,
         max_calls: args.max_calls,
         max_tokens: args.max_tokens,
         edge_sha256: models.edge()?.sha256.clone(),
@@ -144,16 +142,20 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
             }
             None => args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
         };
-        let prompt = match args.name_hint {
-            Some(hint) => names_prompt(query, &specs, hint),
-            None => query_prompt(query, args.mode.definitions_in_context().then_some(&specs)),
+        let system = match args.decoding.names_line(&specs) {
+            Some(line) => Some(line),
+            None => args
+                .mode
+                .definitions_in_context()
+                .then(|| system_prompt(&specs)),
         };
+        let prompt = query_prompt(query, system.as_deref());
         let names = specs.iter().map(|s| s.name.clone());
         let params = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
             .with_stop(STEP_STOPS)
             .with_grammar(grammars.get(query.id.as_str()).cloned())
-            .with_name_choice(args.whole_names.then(|| NameChoice::react(names)));
+            .with_name_choice(args.decoding.name_choice(names));
         let completion = host.with_session(&session_params, adapter.as_deref(), |session| {
             session.generate_streaming(&prompt, &params, super::until(&stop))
         })?;
@@ -197,6 +199,9 @@ struct EvalSettings {
     /// Whole-name scoring (`--whole-names`); absent in older sidecars.
     #[serde(default)]
     whole_names: bool,
+    /// The field-aware grammar (`--field-aware`); absent in older sidecars.
+    #[serde(default)]
+    field_aware: bool,
     /// The names-only control's line (`--name-hint`).
     #[serde(default)]
     name_hint: Option<NameHint>,
@@ -262,6 +267,11 @@ impl EvalSettings {
             self.constrained.to_string(),
         );
         field(
+            "field-aware",
+            old.field_aware.to_string(),
+            self.field_aware.to_string(),
+        );
+        field(
             "whole names",
             old.whole_names.to_string(),
             self.whole_names.to_string(),
@@ -317,37 +327,11 @@ fn score(query: &Query, completion: &Completion) -> EvalRecord {
     }
 }
 
-/// The prompt of `query`, with the JSON rendering of `specs` as its system
-/// part when given (in-context modes), without it in compiled modes.
-/// A query's prompt under a names-only control: the hint's one line where
-/// the definitions would be.
-fn names_prompt(query: &Query, specs: &[loragen_protocol::ToolSpec], hint: NameHint) -> String {
+/// The prompt of `query` after `system`: the definitions (in-context
+/// modes), a names-only control's line, or nothing (compiled modes).
+pub(super) fn query_prompt(query: &Query, system: Option<&str>) -> String {
     let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
-    conversation_prompt(
-        Some(&tool_names_line(specs, hint)),
-        &[],
-        &input.join("\n"),
-        "",
-    )
-}
-
-pub(super) fn query_prompt(query: &Query, specs: Option<&[loragen_protocol::ToolSpec]>) -> String {
-    let system = specs.map(system_prompt);
-    let input: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
-    conversation_prompt(system.as_deref(), &[], &input.join("\n"), "")
-}
-
-/// The call grammar over the offered tools, up to `max_calls` parallel
-/// calls. A schema the grammar cannot express is an error naming the tool
-/// and the keyword, never a silent fall back to free text.
-pub(super) fn grammar_for(
-    specs: &[loragen_protocol::ToolSpec],
-    max_calls: usize,
-) -> anyhow::Result<String> {
-    Ok(call_grammar_with(
-        specs,
-        &GrammarParams::default().with_max_calls(max_calls),
-    )?)
+    conversation_prompt(system, &[], &input.join("\n"), "")
 }
 
 /// The tools of `--tools FILE` or of the servers of `--mcp-config FILE`.

@@ -30,6 +30,8 @@ enum Set {
         name: &'static str,
         /// `None`: the MCP fixture, by name.
         files: Option<(PathBuf, PathBuf)>,
+        /// The command that writes `files`.
+        made_by: &'static str,
     },
     /// GPT4Tools items, run by `loragen bench gpt4tools`: those listing one
     /// of `listing`, scored on those whose answer is of `kinds`.
@@ -70,6 +72,7 @@ fn sets(args: &SuiteArgs) -> Vec<Set> {
             Set::Generic {
                 name: "bfcl-val",
                 files: bfcl(&args.bfcl, "val"),
+                made_by: "loragen data bfcl",
             },
             Set::Gpt4tools {
                 name: "gpt4tools-held-out",
@@ -91,10 +94,12 @@ fn sets(args: &SuiteArgs) -> Vec<Set> {
             Set::Generic {
                 name: "bfcl-reserved",
                 files: bfcl(&args.bfcl.join("reserved"), "heldout"),
+                made_by: "loragen data bfcl --reserved",
             },
             Set::Generic {
                 name: "mcp",
                 files: None,
+                made_by: "the checkout (bench/suite/mcp)",
             },
         ],
     }
@@ -151,15 +156,9 @@ fn check_inputs(set: &Set) -> anyhow::Result<()> {
     let needed: Vec<(&Path, &str)> = match set {
         Set::Generic {
             files: Some((tools, queries)),
-            name,
-        } => {
-            let make = if *name == "bfcl-reserved" {
-                "loragen data bfcl --reserved"
-            } else {
-                "loragen data bfcl"
-            };
-            vec![(tools.as_path(), make), (queries.as_path(), make)]
-        }
+            made_by,
+            ..
+        } => vec![(tools.as_path(), *made_by), (queries.as_path(), *made_by)],
         Set::Generic { files: None, .. } => Vec::new(),
         Set::Gpt4tools { data, .. } => vec![(data.as_path(), "loragen data gpt4tools")],
     };
@@ -185,9 +184,7 @@ fn eval_args(args: &SuiteArgs, set: &Set, files: &Option<(PathBuf, PathBuf)>) ->
         generator: args.generator.clone(),
         out: set.place(&args.out),
         limit: args.limit,
-        constrained: args.constrained,
-        whole_names: args.whole_names,
-        name_hint: args.name_hint,
+        decoding: args.decoding,
         max_calls: 8,
         max_tokens: 256,
         baseline: None,
@@ -210,11 +207,8 @@ fn bench_args(args: &SuiteArgs, set: &Set, data: &Path, listing: &[String]) -> B
         partner_seed: None,
         lora_with_system: false,
         max_tokens: 96,
-        constrained: args.constrained,
+        decoding: args.decoding,
         jump_forward: false,
-        field_aware: args.field_aware,
-        whole_names: args.whole_names,
-        name_hint: args.name_hint,
         threads: None,
     }
 }
