@@ -172,6 +172,47 @@ pub enum TrainCommand {
     Ship(TrainShipArgs),
     /// Train a plain LoRA baseline (one fixed LoRA, r = 16) on the same data with the same trainer.
     Lora(TrainLoraArgs),
+    /// Train the compiled tool selector (base edge model's query state
+    /// against each tool's cloud features) and report how often it ranks a
+    /// right tool first on the development sets.
+    Selector(TrainSelectorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainSelectorArgs {
+    /// A GPT4Tools-format training file (e.g. data/gpt4tools/train.json).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Only the first N items of --data.
+    #[arg(long, value_name = "N", default_value_t = 6000)]
+    pub limit: usize,
+    /// Leave out every item whose system part lists this tool (repeatable).
+    #[arg(long, value_name = "TOOL")]
+    pub hold_out: Vec<String>,
+    /// Also train on the allowed BFCL train split in this directory, and
+    /// report on its validation split.
+    #[arg(long, value_name = "DIR")]
+    pub bfcl: Option<PathBuf>,
+    /// A GPT4Tools-format file to report on: its items that list a
+    /// --hold-out tool (e.g. data/gpt4tools/val_seen.json).
+    #[arg(long, value_name = "FILE")]
+    pub validate: Option<PathBuf>,
+    /// Run directory: model.safetensors, config.json, train.jsonl, report.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Tools of the whole pool added to each example's softmax.
+    #[arg(long, default_value_t = 32)]
+    pub negatives: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -342,7 +383,7 @@ pub struct AdapterMergeArgs {
 /// the unseen-tools suite's training-free gains and names-only controls
 /// (docs/unseen-tools.md). Resolved once into grammar and generation
 /// parameters.
-#[derive(Debug, Clone, Copy, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct DecodingArgs {
     /// Constrain each message with the call grammar of the offered tools.
     #[arg(long)]
@@ -356,6 +397,17 @@ pub struct DecodingArgs {
     /// force the best.
     #[arg(long, requires = "constrained")]
     pub whole_names: bool,
+    /// With --whole-names: add a trained tool selector's log-probability
+    /// of each name (`loragen train selector --out DIR`) to its score.
+    #[arg(long, value_name = "DIR", requires = "whole_names")]
+    pub selector: Option<PathBuf>,
+    /// The selector's weight against the edge model's mean log-probability.
+    #[arg(long, default_value_t = 1.0, requires = "selector")]
+    pub selector_weight: f64,
+    /// Only the K names the selector ranks highest are candidates; 1
+    /// forces its choice.
+    #[arg(long, value_name = "K", requires = "selector")]
+    pub selector_keep: Option<usize>,
     /// A names-only control, in a mode without the definitions: one line
     /// before the prompt with the tool names (`names`) or the names with
     /// their argument keys (`keys`).
@@ -369,15 +421,6 @@ impl DecodingArgs {
         loragen_agent::grammar::GrammarParams::default()
             .with_max_calls(max_calls)
             .with_field_aware(self.field_aware)
-    }
-
-    /// Whole-name scoring over `names`, if asked for.
-    pub fn name_choice(
-        &self,
-        names: impl IntoIterator<Item = String>,
-    ) -> Option<loragen_agent::runtime::NameChoice> {
-        (self.constrained && self.whole_names)
-            .then(|| loragen_agent::runtime::NameChoice::react(names))
     }
 
     /// A name hint is a control for a mode without the definitions

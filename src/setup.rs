@@ -48,6 +48,8 @@ pub enum HomeDir {
     EdgeAdapters,
     /// Artifacts of the cloud role, per generator (`served/`).
     Served,
+    /// The base edge model's query states for the selector (`edge-states/`).
+    EdgeStates,
 }
 
 impl HomeDir {
@@ -58,6 +60,7 @@ impl HomeDir {
             HomeDir::Adapters => "adapters",
             HomeDir::EdgeAdapters => "edge-adapters",
             HomeDir::Served => "served",
+            HomeDir::EdgeStates => "edge-states",
         }
     }
 }

@@ -431,3 +431,123 @@ fn a_lora_baseline_trains_exports_and_is_refused_by_compile() {
     ));
     assert!(err.contains("plain LoRA checkpoint"), "{err}");
 }
+
+/// `train selector` on a small corpus with one tool held out: its run
+/// directory, its report on the held-out items, a second run from the
+/// cached inputs that fits the same weights, and `bench gpt4tools` with
+/// the selector added to whole-name scoring, which records it.
+#[test]
+fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&loragen(
+        dir.path(),
+        &[
+            "data",
+            "gpt4tools",
+            "--out",
+            data.to_str().unwrap(),
+            "--train",
+            "40",
+            "--val-seen",
+            "12",
+            "--test-unseen",
+            "2",
+        ],
+    ));
+    let (train, val) = (data.join("train.json"), data.join("val_seen.json"));
+    let held_out = "Instruct Image Using Text";
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "selector",
+            "--data",
+            train.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "20",
+            "--batch",
+            "8",
+            "--negatives",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        loragen(dir.path(), &args)
+    };
+    let err = failed(&run(
+        &dir.path().join("x"),
+        &["--validate", val.to_str().unwrap()],
+    ));
+    assert!(err.contains("--hold-out"), "{err}");
+
+    let (first, second) = (dir.path().join("sel-a"), dir.path().join("sel-b"));
+    let validate = ["--hold-out", held_out, "--validate", val.to_str().unwrap()];
+    let report = ok(&run(&first, &validate));
+    assert!(report.contains("items listing a held-out tool"), "{report}");
+    assert_eq!(lines(&first.join("train.jsonl")), 20);
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("report.json")).unwrap()).unwrap();
+    // The training examples and the items listing the held-out tool (its
+    // calls, if any of these few items make one, a row more).
+    assert!(rows.as_array().unwrap().len() >= 2, "{rows}");
+    // The inputs come from the cache the first run filled, f16 as stored.
+    ok(&run(&second, &validate));
+    assert!(
+        std::fs::read(first.join("model.safetensors")).unwrap()
+            == std::fs::read(second.join("model.safetensors")).unwrap(),
+        "a rerun fits the same selector"
+    );
+
+    let out = dir.path().join("bench");
+    let bench = ok(&loragen(
+        dir.path(),
+        &[
+            "bench",
+            "gpt4tools",
+            "--data",
+            val.to_str().unwrap(),
+            "--mode",
+            "in-context",
+            "--limit",
+            "3",
+            "--max-tokens",
+            "48",
+            "--constrained",
+            "--whole-names",
+            "--selector",
+            first.to_str().unwrap(),
+            "--selector-keep",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(bench.contains("report.md"), "{bench}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["selector"]["keep"], 1, "{meta}");
+    // Another selector setting is refused for the same run directory.
+    let err = failed(&loragen(
+        dir.path(),
+        &[
+            "bench",
+            "gpt4tools",
+            "--data",
+            val.to_str().unwrap(),
+            "--mode",
+            "in-context",
+            "--limit",
+            "3",
+            "--max-tokens",
+            "48",
+            "--constrained",
+            "--whole-names",
+            "--selector",
+            first.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(err.contains("tool selector"), "{err}");
+}

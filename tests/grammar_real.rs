@@ -604,5 +604,39 @@ fn whole_name_scoring_forces_the_name_a_one_at_a_time_reference_ranks_first() {
             scores[at],
             names[scores.iter().position(|&s| s == best).unwrap()]
         );
+
+        // A prior lifts the reference's last-ranked name just above the
+        // best by the sum of both; keeping one name forces the prior's
+        // first whatever the model thinks of it.
+        let worst = (0..names.len())
+            .min_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+            .unwrap();
+        let lifted: Vec<f64> = (0..names.len())
+            .map(|i| {
+                if i == worst {
+                    best - scores[worst] + 0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let kept_only: Vec<f64> = (0..names.len())
+            .map(|i| if i == worst { 0.0 } else { -1.0 })
+            .collect();
+        for (prior, keep) in [(lifted, None), (kept_only, Some(1))] {
+            let choice = NameChoice::react(names.clone())
+                .with_prior(prior)
+                .with_keep(keep);
+            let out = session
+                .generate(&prompt, &params.clone().with_name_choice(Some(choice)))
+                .unwrap();
+            assert!(
+                out.text.contains(&format!("{ACTION} {}\n", names[worst])),
+                "{}, keep {keep:?}: expected {}, got {}",
+                item.id,
+                names[worst],
+                out.text
+            );
+        }
     }
 }

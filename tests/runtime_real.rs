@@ -470,3 +470,50 @@ fn meta_token_features_are_one_cloud_state_per_layer_of_the_whole_system_part() 
     let (_, counts) = blocks.features([two], &mut cloud).unwrap();
     assert_eq!(counts.computed, system_blocks(two).len());
 }
+
+#[test]
+fn the_selector_s_query_input_is_the_last_state_then_the_request_s_mean() {
+    use loragen::agent::selector::query_input;
+    use loragen::protocol::react::{conversation_prompt, request_span};
+
+    let model = common::edge();
+    let prompt = conversation_prompt(None, &[], "Segment the dog in dog.png, please", "");
+    let request = request_span(&prompt).unwrap();
+    let mut session = model
+        .session(SessionParams::default().with_embeddings(true))
+        .unwrap();
+    let input = query_input(&mut session, &prompt, request.clone()).unwrap();
+    let d = model.n_embd();
+    assert_eq!(input.len(), 2 * d);
+
+    // The reference: every state of a cold session, the request's tokens
+    // found by tokenizing the prompt up to each end of the request.
+    let tokens = model.tokenize(&prompt, true);
+    let start = model.tokenize(&prompt[..request.start], true).len();
+    let end = model.tokenize(&prompt[..request.end], true).len();
+    assert!(end > start + 3, "the request has several tokens");
+    let mut cold = model
+        .session(SessionParams::default().with_embeddings(true))
+        .unwrap();
+    let all: Vec<usize> = (0..tokens.len()).collect();
+    let states = cold.hidden_states(&tokens, &all).unwrap();
+    let last = &states[tokens.len() - 1];
+    let mean: Vec<f32> = (0..d)
+        .map(|j| states[start..end].iter().map(|s| s[j]).sum::<f32>() / (end - start) as f32)
+        .collect();
+    // The same computation in one batch: equal up to float summation order.
+    assert!(cosine(&input[..d], last) > 0.9999, "the anchor state");
+    assert!(cosine(&input[d..], &mean) > 0.9999, "the request's mean");
+    // Not the mean of the whole prompt.
+    let whole: Vec<f32> = (0..d)
+        .map(|j| states.iter().map(|s| s[j]).sum::<f32>() / states.len() as f32)
+        .collect();
+    assert!(cosine(&input[d..], &whole) < 0.9999);
+
+    // A request that holds no token reads the last state for both halves.
+    let empty = query_input(&mut session, &prompt, 0..0).unwrap();
+    assert!(cosine(&empty[..d], &empty[d..]) > 0.9999);
+    // A bound inside a character is an error, not a panic.
+    let bad = query_input(&mut session, "héllo New input: x", 2..3);
+    assert!(bad.is_err());
+}

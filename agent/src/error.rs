@@ -119,6 +119,10 @@ pub enum Error {
     #[error(transparent)]
     Mcp(#[from] loragen_mcp::Error),
 
+    /// The tool selector's tensors: a bad shape or an unreadable file.
+    #[error("tool selector: {0}")]
+    Selector(#[from] candle_core::Error),
+
     /// Caller passed parameters that make no sense.
     #[error("invalid parameter: {0}")]
     InvalidParam(String),

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod error;
 pub mod grammar;
 pub mod runtime;
+pub mod selector;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod test_util;

@@ -193,6 +193,11 @@ impl RegistryFeatures {
         self.units.insert(text, features);
     }
 
+    /// The features of one unit, if present.
+    pub fn unit(&self, text: &str) -> Option<&Tensor> {
+        self.units.get(text)
+    }
+
     pub fn has_unit(&self, text: &str) -> bool {
         self.units.contains_key(text)
     }
@@ -244,10 +249,56 @@ pub struct EncodeProgress {
     pub tokens: usize,
 }
 
+/// Tensors on disk, one file per text keyed by the sha256 of the text,
+/// stored as f16 and written atomically: the cloud features of blocks,
+/// and the edge states of the selector's queries.
+#[derive(Debug, Clone)]
+pub struct TextTensors {
+    dir: PathBuf,
+}
+
+impl TextTensors {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        TextTensors { dir: dir.into() }
+    }
+
+    fn path_of(&self, text: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}.safetensors", sha256_hex(text.as_bytes())))
+    }
+
+    /// The tensor stored for `text`, as f32, if there is one.
+    pub fn get(&self, text: &str) -> Result<Option<Tensor>> {
+        let path = self.path_of(text);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+            Error::Config(format!(
+                "{}: unreadable cached tensor ({e}); delete the file to recompute it",
+                path.display()
+            ))
+        })?;
+        let t = tensors
+            .remove("features")
+            .ok_or_else(|| Error::Config(format!("{}: no `features` tensor", path.display())))?;
+        Ok(Some(t.to_dtype(DType::F32)?))
+    }
+
+    /// Stores `tensor` for `text`, as f16.
+    pub fn store(&self, text: &str, tensor: &Tensor) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
+        let f16 = tensor.to_dtype(DType::F16)?;
+        write_atomic_with(&self.path_of(text), |tmp| {
+            f16.save_safetensors("features", tmp).map_err(Error::from)
+        })
+    }
+}
+
 /// The on-disk cache of block features for one cloud model.
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
-    dir: PathBuf,
+    store: TextTensors,
     source: MetaSource,
     /// Meta-token strings appended to each system part (the paper's
     /// variant); 0 for block features.
@@ -272,7 +323,7 @@ impl FeatureCache {
     /// `edge_layers` (read from the cloud by [`MetaSource::CloudTokens`]).
     pub fn new(root: &Path, cloud_sha256: &str, source: MetaSource, edge_layers: usize) -> Self {
         FeatureCache {
-            dir: root.join(cloud_sha256).join(source.dir_name(edge_layers)),
+            store: TextTensors::new(root.join(cloud_sha256).join(source.dir_name(edge_layers))),
             source,
             meta_tokens: match source {
                 MetaSource::CrossAttention => 0,
@@ -281,27 +332,9 @@ impl FeatureCache {
         }
     }
 
-    fn path_of(&self, text: &str) -> PathBuf {
-        self.dir
-            .join(format!("{}.safetensors", sha256_hex(text.as_bytes())))
-    }
-
     /// A cached block's features (tokens, cloud_dim) as f32, if present.
     pub fn get(&self, text: &str) -> Result<Option<Tensor>> {
-        let path = self.path_of(text);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
-            Error::Config(format!(
-                "{}: unreadable cached features ({e}); delete the file to recompute it",
-                path.display()
-            ))
-        })?;
-        let t = tensors
-            .remove("features")
-            .ok_or_else(|| Error::Config(format!("{}: no `features` tensor", path.display())))?;
-        Ok(Some(t.to_dtype(DType::F32)?))
+        self.store.get(text)
     }
 
     /// The features of every block of `systems`: from the cache, or from
@@ -348,9 +381,12 @@ impl FeatureCache {
         }
         let texts: Vec<&str> = missing.iter().map(String::as_str).collect();
         cloud.encode(&texts, self.meta_tokens, |i, read, t| {
-            self.store(texts[i], &t)?;
+            self.store.store(texts[i], &t)?;
             counts.computed += 1;
             counts.tokens += read;
+            // As the cache gives it back (f16), so a run that reads it
+            // from the cache sees the same numbers as the one that made it.
+            let t = t.to_dtype(DType::F16)?.to_dtype(DType::F32)?;
             features.insert_unit(texts[i].to_owned(), t);
             progress(EncodeProgress {
                 done: i + 1,
@@ -360,14 +396,6 @@ impl FeatureCache {
             Ok(())
         })?;
         Ok((features, counts))
-    }
-
-    fn store(&self, text: &str, features: &Tensor) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
-        let f16 = features.to_dtype(DType::F16)?;
-        write_atomic_with(&self.path_of(text), |tmp| {
-            f16.save_safetensors("features", tmp).map_err(Error::from)
-        })
     }
 }
 
@@ -538,9 +566,9 @@ mod tests {
         let root = Path::new("/h");
         let blocks = FeatureCache::new(root, "abc", MetaSource::CrossAttention, 3);
         let tokens = FeatureCache::new(root, "abc", MetaSource::CloudTokens, 3);
-        assert_eq!(blocks.dir, root.join("abc").join(RENDERER));
+        assert_eq!(blocks.store.dir, root.join("abc").join(RENDERER));
         assert_eq!(blocks.meta_tokens, 0);
-        assert_eq!(tokens.dir, root.join("abc").join("meta-tokens-v1-l3"));
+        assert_eq!(tokens.store.dir, root.join("abc").join("meta-tokens-v1-l3"));
         assert_eq!(tokens.meta_tokens, 3);
 
         // A system part's units: its blocks, or itself whole.
@@ -564,11 +592,11 @@ mod tests {
         let cache = FeatureCache::new(dir.path(), "abc", MetaSource::CrossAttention, 18);
         assert!(cache.get("block").unwrap().is_none());
         let t = Tensor::new(&[[1f32, 2.5], [-3.0, 0.125]], &Device::Cpu).unwrap();
-        cache.store("block", &t).unwrap();
+        cache.store.store("block", &t).unwrap();
         let back = cache.get("block").unwrap().unwrap();
         assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
-        std::fs::write(cache.path_of("block"), b"garbage").unwrap();
+        std::fs::write(cache.store.path_of("block"), b"garbage").unwrap();
         let err = cache.get("block").unwrap_err().to_string();
-        assert!(err.contains("unreadable cached features"), "{err}");
+        assert!(err.contains("unreadable cached tensor"), "{err}");
     }
 }

@@ -10,6 +10,7 @@ pub mod gating;
 pub mod gguf_lora;
 pub mod merge;
 pub mod model;
+pub mod selector;
 pub mod shipped;
 pub mod train;
 

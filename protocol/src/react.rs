@@ -346,6 +346,29 @@ pub fn conversation_prompt(
     p
 }
 
+/// Where this turn's request sits in a prompt written by
+/// [`conversation_prompt`]: after the last `New input: `, up to the
+/// reminder line that follows it (the request may span lines), or to the
+/// end. `None` without a `New input:`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::react::{conversation_prompt, request_span};
+///
+/// let p = conversation_prompt(None, &[], "draw a cat\nin red", "Thought: x");
+/// assert_eq!(&p[request_span(&p).unwrap()], "draw a cat\nin red");
+/// assert_eq!(request_span("no marker"), None);
+/// ```
+pub fn request_span(prompt: &str) -> Option<std::ops::Range<usize>> {
+    let start = prompt.rfind(NEW_INPUT)? + NEW_INPUT.len();
+    let start = start + usize::from(prompt[start..].starts_with(' '));
+    let end = prompt[start..]
+        .find(&format!("\n{REMINDER}"))
+        .map_or(prompt.len(), |e| start + e);
+    Some(start..end)
+}
+
 /// The rest of `line` after the first `marker` (which the caller has seen
 /// at its start, after whitespace).
 fn after<'a>(line: &'a str, marker: &str) -> &'a str {

@@ -21,6 +21,7 @@ use loragen_protocol::react::STEP_STOPS;
 use loragen_protocol::render::NameHint;
 use serde::{Deserialize, Serialize};
 
+use super::name_scoring::{NameScoring, SelectorSetting};
 use crate::cli::BenchGpt4toolsArgs;
 use loragen::setup::Setup;
 
@@ -67,7 +68,15 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
         })
         .filter_map(Result::transpose)
         .collect::<anyhow::Result<_>>()?;
-    let meta = RunMeta::for_run(&data, &text, &args, generator_sha256, artifact_sha256);
+    let mut scoring = NameScoring::new(&args.decoding, &models)?;
+    let meta = RunMeta::for_run(
+        &data,
+        &text,
+        &args,
+        generator_sha256,
+        artifact_sha256,
+        scoring.setting().cloned(),
+    );
     meta.check_or_write(&out)?;
     let mut log: RecordLog = RecordLog::open(&out.join(RECORDS))?;
 
@@ -77,7 +86,7 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        run_mode(plan, &models, &items, &mut log, &args, &stop)?;
+        run_mode(plan, &models, &items, &mut log, &args, &mut scoring, &stop)?;
     }
 
     let ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
@@ -188,6 +197,9 @@ pub(super) struct RunMeta {
     /// The definitions control's seed (`--partner-seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     partner_seed: Option<u64>,
+    /// The tool selector added to whole-name scoring (`--selector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) selector: Option<SelectorSetting>,
 }
 
 impl RunMeta {
@@ -197,8 +209,10 @@ impl RunMeta {
         args: &BenchGpt4toolsArgs,
         generator_sha256: Option<String>,
         artifact_sha256: BTreeMap<String, String>,
+        selector: Option<SelectorSetting>,
     ) -> Self {
         RunMeta {
+            selector,
             generator_sha256,
             artifact_sha256,
             data: data.to_owned(),
@@ -274,6 +288,12 @@ impl RunMeta {
                     );
                 }
             }
+            anyhow::ensure!(
+                old.selector == self.selector,
+                "{} holds a run with another tool selector setting ({:?}); use another --out or delete it",
+                out.display(),
+                old.selector
+            );
             anyhow::ensure!(
                 old.partner_seed == self.partner_seed,
                 "{} holds a run with partner seed {:?} (the definitions control); use another --out or delete it",
@@ -393,6 +413,7 @@ fn run_mode<'a>(
     items: &'a [Item],
     log: &mut RecordLog,
     args: &BenchGpt4toolsArgs,
+    scoring: &mut NameScoring,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut order: Vec<&Item> = items
@@ -477,7 +498,11 @@ fn run_mode<'a>(
                 params
                     .clone()
                     .with_grammar(Some(grammar))
-                    .with_name_choice(decoding.name_choice(specs.into_iter().map(|s| s.name)))
+                    .with_name_choice(scoring.name_choice(
+                        item.system_part(),
+                        &prompt,
+                        specs.into_iter().map(|s| s.name).collect(),
+                    )?)
             } else {
                 params.clone()
             };

@@ -3,6 +3,7 @@
 //! predicted calls as JSON lines (resuming after what is already written)
 //! and scores them where the queries carry answers.
 
+use super::name_scoring::{NameScoring, SelectorSetting};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
@@ -89,7 +90,9 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         (Mode::Compiled, None) => Some(models.compiler()?),
         _ => None,
     };
+    let mut scoring = NameScoring::new(&args.decoding, &models)?;
     let settings = EvalSettings {
+        selector: scoring.setting().cloned(),
         mode: args.mode.to_string(),
         constrained: args.decoding.constrained,
         field_aware: args.decoding.field_aware,
@@ -150,12 +153,12 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
                 .then(|| system_prompt(&specs)),
         };
         let prompt = query_prompt(query, system.as_deref());
-        let names = specs.iter().map(|s| s.name.clone());
+        let names = specs.iter().map(|s| s.name.clone()).collect();
         let params = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
             .with_stop(STEP_STOPS)
             .with_grammar(grammars.get(query.id.as_str()).cloned())
-            .with_name_choice(args.decoding.name_choice(names));
+            .with_name_choice(scoring.name_choice(&system_prompt(&specs), &prompt, names)?);
         let completion = host.with_session(&session_params, adapter.as_deref(), |session| {
             session.generate_streaming(&prompt, &params, super::until(&stop))
         })?;
@@ -192,7 +195,7 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
 /// `<out>.settings.json`: a rerun into the same file with other settings
 /// would resume and mix records of two runs, so it is refused. Output
 /// written before the sidecar existed has none and is accepted as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct EvalSettings {
     mode: String,
     constrained: bool,
@@ -212,6 +215,9 @@ struct EvalSettings {
     adapter_sha256: Option<String>,
     /// sha256 of the generator that compiled each query's tools.
     generator_sha256: Option<String>,
+    /// The tool selector added to whole-name scoring (`--selector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    selector: Option<SelectorSetting>,
 }
 
 impl EvalSettings {
@@ -280,6 +286,11 @@ impl EvalSettings {
             "name hint",
             format!("{:?}", old.name_hint),
             format!("{:?}", self.name_hint),
+        );
+        field(
+            "selector",
+            format!("{:?}", old.selector),
+            format!("{:?}", self.selector),
         );
         field(
             "max calls",

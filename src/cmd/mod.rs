@@ -14,11 +14,13 @@ pub mod data;
 pub mod eval;
 pub mod generate;
 pub mod models;
+pub mod name_scoring;
 pub mod repl;
 pub mod serve;
 pub mod suite;
 pub mod tools;
 pub mod train;
+pub mod train_selector;
 
 use std::ops::ControlFlow;
 use std::path::Path;

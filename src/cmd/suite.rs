@@ -184,7 +184,7 @@ fn eval_args(args: &SuiteArgs, set: &Set, files: &Option<(PathBuf, PathBuf)>) ->
         generator: args.generator.clone(),
         out: set.place(&args.out),
         limit: args.limit,
-        decoding: args.decoding,
+        decoding: args.decoding.clone(),
         max_calls: 8,
         max_tokens: 256,
         baseline: None,
@@ -207,7 +207,7 @@ fn bench_args(args: &SuiteArgs, set: &Set, data: &Path, listing: &[String]) -> B
         partner_seed: None,
         lora_with_system: false,
         max_tokens: 96,
-        decoding: args.decoding,
+        decoding: args.decoding.clone(),
         jump_forward: false,
         threads: None,
     }

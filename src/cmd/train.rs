@@ -30,7 +30,7 @@ use crate::cli::TrainCommand;
 use loragen::setup::Setup;
 
 /// The BFCL train split of `dir` as training items in the JSON protocol.
-fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
+pub(super) fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
     use loragen_gpt4tools::generic::{load_queries, training_items, ToolSet};
     let tools = ToolSet::load(&dir.join("train_tools.json"))?;
     let queries = load_queries(&dir.join("train_queries.jsonl"))?;
@@ -49,6 +49,7 @@ fn bfcl_items(dir: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::Item>> {
 pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
     let (args, kind) = match cmd {
         TrainCommand::Ship(args) => return ship(&args),
+        TrainCommand::Selector(args) => return super::train_selector::run(&args, models),
         TrainCommand::Generator(a) => (
             a.run,
             Kind::Generator {

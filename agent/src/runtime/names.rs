@@ -18,21 +18,22 @@ const TAIL_TOKENS: usize = 48;
 /// holds the conversation, the rest one candidate name each during scoring.
 pub(super) const NAME_SEQUENCES: u32 = 32;
 
-/// What remains of each line `choice` may still complete, when the current
-/// line of `output` is the anchor followed by a part that two or more of
-/// those lines begin with; `None` otherwise (not at a name, or only one
-/// name left, which the grammar forces anyway).
-pub(super) fn open_lines(choice: &NameChoice, output: &str) -> Option<Vec<String>> {
+/// What remains of each line `choice` may still complete (with the name's
+/// index), when the current line of `output` is the anchor followed by a
+/// part that two or more of those lines begin with; `None` otherwise (not
+/// at a name, or only one name left, which the grammar forces anyway).
+pub(super) fn open_lines(choice: &NameChoice, output: &str) -> Option<Vec<(usize, String)>> {
     let line = output.rsplit('\n').next().unwrap_or(output);
     let written = line.strip_prefix(choice.anchor.as_str())?;
-    let rests: Vec<String> = choice
+    let rests: Vec<(usize, String)> = choice
         .names
         .iter()
-        .filter_map(|name| {
+        .enumerate()
+        .filter_map(|(i, name)| {
             let line = choice.line(name);
             line.strip_prefix(written)
                 .filter(|rest| !rest.is_empty())
-                .map(str::to_owned)
+                .map(|rest| (i, rest.to_owned()))
         })
         .collect();
     (rests.len() >= 2).then_some(rests)
@@ -70,30 +71,36 @@ impl Session<'_> {
         choice: &NameChoice,
         tokens: &[LlamaToken],
         next: LlamaToken,
-    ) -> Option<Vec<String>> {
+    ) -> Option<Vec<(usize, String)>> {
         let mut tail = tail(tokens).to_vec();
         tail.push(next);
         open_lines(choice, &self.model().detokenize(&tail))
     }
 
-    /// Of the open name lines `rests` (see [`open_lines`]), the tokens of
-    /// the one the model finds most likely, by mean log-probability per token,
-    /// among those the grammar admits. The candidates run in decodes of at
+    /// Of the open name lines `rests` (see [`open_lines`]) that `choice`
+    /// keeps, the tokens of the one with the highest mean log-probability
+    /// per token plus its prior, among those the grammar admits; a single
+    /// kept line is forced unscored. The candidates run in decodes of at
     /// most the session's sequences less one, each on its own sequence
     /// sharing the conversation's cache; the KV cache is left as it was,
     /// and the logits of output `logits_index` of the last decode must
     /// still be there.
     pub(super) fn choose_name(
         &mut self,
-        rests: &[String],
+        choice: &NameChoice,
+        rests: &[(usize, String)],
         chooser: &Chooser,
         logits_index: i32,
     ) -> Result<Option<Vec<LlamaToken>>> {
-        let candidates: Vec<Vec<LlamaToken>> = rests
+        let (names, candidates): (Vec<usize>, Vec<Vec<LlamaToken>>) = rests
             .iter()
-            .map(|rest| self.model().tokenize(rest, false))
-            .filter(|c| !c.is_empty() && chooser.admits(c))
-            .collect();
+            .filter(|(i, _)| choice.kept(*i))
+            .map(|(i, rest)| (*i, self.model().tokenize(rest, false)))
+            .filter(|(_, c)| !c.is_empty() && chooser.admits(c))
+            .unzip();
+        if choice.keep.is_some() && candidates.len() == 1 {
+            return Ok(candidates.into_iter().next());
+        }
         // A decode holds a group's tokens in the batch and, beside the
         // conversation, in free cells of the KV cache.
         let params = self.params();
@@ -108,6 +115,9 @@ impl Session<'_> {
         let mut scores = Vec::with_capacity(candidates.len());
         for group in groups {
             scores.extend(self.score_group(group, &first_row)?);
+        }
+        for (score, &i) in scores.iter_mut().zip(&names) {
+            *score += choice.prior_of(i);
         }
         let best = scores
             .iter()
@@ -194,10 +204,17 @@ mod tests {
     #[test]
     fn lines_open_at_the_anchor_and_narrow_as_the_name_is_written() {
         let c = choice();
+        let rests = |output: &str| -> Vec<String> {
+            open_lines(&c, output)
+                .unwrap()
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect()
+        };
         let all = open_lines(&c, "Thought: Do I need to use a tool? Yes\nAction:").unwrap();
         assert_eq!(all.len(), 4);
-        assert_eq!(all[0], " Get Photo Description\n");
-        let ge = open_lines(&c, "Yes\nAction: Ge").unwrap();
+        assert_eq!(all[0], (0, " Get Photo Description\n".to_owned()));
+        let ge = rests("Yes\nAction: Ge");
         assert_eq!(
             ge,
             [
@@ -207,7 +224,7 @@ mod tests {
             ]
         );
         // A name and a longer one that begins with it stay apart by the end.
-        let photo = open_lines(&c, "Yes\nAction: Get Photo").unwrap();
+        let photo = rests("Yes\nAction: Get Photo");
         assert_eq!(photo, [" Description\n", "\n"]);
     }
 

@@ -217,7 +217,7 @@ impl GenerateParams {
 /// let params = GenerateParams::default().with_name_choice(Some(choice));
 /// assert!(params.name_choice.is_some());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NameChoice {
     /// What the line starts with before the name.
     pub anchor: String,
@@ -227,6 +227,12 @@ pub struct NameChoice {
     /// What ends the name; scoring it tells a name from a longer one that
     /// it begins.
     pub end: String,
+    /// A score per name added to its mean log-probability (the selector's
+    /// weighted log-probability); empty for none.
+    pub prior: Vec<f64>,
+    /// Only the names with the `keep` highest priors are candidates; one
+    /// alone is forced without scoring.
+    pub keep: Option<usize>,
 }
 
 impl NameChoice {
@@ -237,7 +243,44 @@ impl NameChoice {
             lead: " ".to_owned(),
             names: names.into_iter().map(Into::into).collect(),
             end: "\n".to_owned(),
+            prior: Vec::new(),
+            keep: None,
         }
+    }
+
+    /// Adds `prior[i]` to the score of `names[i]`.
+    #[must_use]
+    pub fn with_prior(mut self, prior: Vec<f64>) -> Self {
+        self.prior = prior;
+        self
+    }
+
+    /// Keeps only the `keep` names of highest prior as candidates.
+    #[must_use]
+    pub fn with_keep(mut self, keep: Option<usize>) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// The prior of name `i` (0 without priors).
+    pub(super) fn prior_of(&self, i: usize) -> f64 {
+        self.prior.get(i).copied().unwrap_or(0.0)
+    }
+
+    /// Whether name `i` is among the kept (every name without `keep`).
+    pub(super) fn kept(&self, i: usize) -> bool {
+        let Some(keep) = self.keep else {
+            return true;
+        };
+        let p = self.prior_of(i);
+        // Ranked by prior, ties to the earlier name.
+        let above = (0..self.names.len())
+            .filter(|&j| {
+                let q = self.prior_of(j);
+                q > p || (q == p && j < i)
+            })
+            .count();
+        above < keep
     }
 
     /// The text after the anchor that names `name`.
@@ -257,13 +300,45 @@ impl NameChoice {
                 "a tool name to choose must be one non-empty line, got {bad:?}"
             )));
         }
-        Ok(())
+        if !self.prior.is_empty() && self.prior.len() != self.names.len() {
+            return Err(Error::InvalidParam(format!(
+                "a name choice has {} priors for {} names",
+                self.prior.len(),
+                self.names.len()
+            )));
+        }
+        if self.prior.iter().any(|p| !p.is_finite()) {
+            return Err(Error::InvalidParam("a name's prior is not finite".into()));
+        }
+        match self.keep {
+            Some(0) => Err(Error::InvalidParam(
+                "a name choice must keep at least one name".into(),
+            )),
+            Some(_) if self.prior.is_empty() => Err(Error::InvalidParam(
+                "keeping the best names needs priors to rank them by".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_names_are_those_of_highest_prior_ties_to_the_first() {
+        let choice =
+            NameChoice::react(["a", "b", "c", "d"]).with_prior(vec![-1.0, -0.5, -0.5, -3.0]);
+        let kept = |c: &NameChoice| (0..4).filter(|&i| c.kept(i)).collect::<Vec<_>>();
+        assert_eq!(kept(&choice), [0, 1, 2, 3], "no keep keeps all");
+        assert_eq!(kept(&choice.clone().with_keep(Some(1))), [1]);
+        assert_eq!(kept(&choice.clone().with_keep(Some(2))), [1, 2]);
+        assert_eq!(kept(&choice.clone().with_keep(Some(3))), [0, 1, 2]);
+        assert_eq!(kept(&choice.clone().with_keep(Some(9))), [0, 1, 2, 3]);
+        assert_eq!(choice.prior_of(3), -3.0);
+        assert_eq!(NameChoice::react(["a"]).prior_of(0), 0.0);
+    }
 
     #[test]
     fn bad_parameters_are_rejected() {
@@ -295,6 +370,16 @@ mod tests {
             .validate()
             .is_err());
         assert!(SessionParams::default().with_threads(0).validate().is_err());
+        let names = NameChoice::react(["a", "b"]);
+        let bad_choices = [
+            names.clone().with_prior(vec![0.0]),
+            names.clone().with_prior(vec![0.0, f64::NAN]),
+            names.clone().with_keep(Some(1)),
+            names.clone().with_prior(vec![0.0, 1.0]).with_keep(Some(0)),
+        ];
+        for choice in bad_choices {
+            assert!(choice.validate().is_err(), "{choice:?}");
+        }
         assert!(SessionParams::default().with_n_ctx(4).validate().is_err());
     }
 }

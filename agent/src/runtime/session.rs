@@ -250,7 +250,9 @@ impl<'m> Session<'m> {
             logits_index = run.len() as i32 - 1;
             if let Some(open) = open {
                 let scoring = Instant::now();
-                named = self.choose_name(&open, &chooser, logits_index)?;
+                if let Some(choice) = &params.name_choice {
+                    named = self.choose_name(choice, &open, &chooser, logits_index)?;
+                }
                 if named.is_some() {
                     stats.name_choices += 1;
                     stats.name_choice_ms += ms_since(scoring);
