@@ -500,9 +500,8 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
     );
 
     let out = dir.path().join("bench");
-    let bench = ok(&loragen(
-        dir.path(),
-        &[
+    let bench = |keep: &[&str]| {
+        let mut args = vec![
             "bench",
             "gpt4tools",
             "--data",
@@ -517,37 +516,18 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
             "--whole-names",
             "--selector",
             first.to_str().unwrap(),
-            "--selector-keep",
-            "1",
             "--out",
             out.to_str().unwrap(),
-        ],
-    ));
-    assert!(bench.contains("report.md"), "{bench}");
+        ];
+        args.extend_from_slice(keep);
+        loragen(dir.path(), &args)
+    };
+    let report = ok(&bench(&["--selector-keep", "1"]));
+    assert!(report.contains("report.md"), "{report}");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["selector"]["keep"], 1, "{meta}");
     // Another selector setting is refused for the same run directory.
-    let err = failed(&loragen(
-        dir.path(),
-        &[
-            "bench",
-            "gpt4tools",
-            "--data",
-            val.to_str().unwrap(),
-            "--mode",
-            "in-context",
-            "--limit",
-            "3",
-            "--max-tokens",
-            "48",
-            "--constrained",
-            "--whole-names",
-            "--selector",
-            first.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let err = failed(&bench(&[]));
     assert!(err.contains("tool selector"), "{err}");
 }

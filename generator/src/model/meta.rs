@@ -8,6 +8,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
+use loragen_agent::selector::Norm;
 
 use super::config::{GeneratorConfig, MetaSource};
 use crate::edge::fused;
@@ -197,28 +198,5 @@ impl Meta {
             Meta::CrossAttention(m) => m.forward(features),
             Meta::CloudTokens(m) => m.forward(features),
         }
-    }
-}
-
-/// Layer norm through candle's composed ops: candle-nn's `LayerNorm` takes
-/// a fused kernel that has no backward and no f64.
-#[derive(Debug, Clone)]
-struct Norm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Norm {
-    fn new(n: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Norm {
-            weight: vb.get_with_hints(n, "weight", candle_nn::Init::Const(1.0))?,
-            bias: vb.get_with_hints(n, "bias", candle_nn::Init::Const(0.0))?,
-        })
-    }
-}
-
-impl Module for Norm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)
     }
 }
