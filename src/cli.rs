@@ -408,6 +408,16 @@ pub struct DecodingArgs {
     /// forces its choice.
     #[arg(long, value_name = "K", requires = "selector")]
     pub selector_keep: Option<usize>,
+    /// With --selector, in JSON registries (`eval`): when the selector
+    /// scores "no call" more than MARGIN above the best tool (a difference
+    /// of log-probabilities), the message answers without a call.
+    #[arg(
+        long,
+        value_name = "MARGIN",
+        requires = "selector",
+        allow_negative_numbers = true
+    )]
+    pub selector_veto: Option<f64>,
     /// A names-only control, in a mode without the definitions: one line
     /// before the prompt with the tool names (`names`) or the names with
     /// their argument keys (`keys`).

@@ -530,4 +530,65 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
     // Another selector setting is refused for the same run directory.
     let err = failed(&bench(&[]));
     assert!(err.contains("tool selector"), "{err}");
+    // GPT4Tools registries leave "no call" to the edge model.
+    let err = failed(&bench(&["--selector-veto", "0"]));
+    assert!(err.contains("--selector-veto"), "{err}");
+
+    // In JSON registries a veto below every margin stops every call, and
+    // one above them stops none; each query records the selector's pass.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let eval = |veto: &str, out: &Path| {
+        loragen(
+            dir.path(),
+            &[
+                "eval",
+                "--tools",
+                fixtures.join("bfcl_val20_tools.json").to_str().unwrap(),
+                "--queries",
+                fixtures.join("bfcl_val20_queries.jsonl").to_str().unwrap(),
+                "--mode",
+                "in-context",
+                "--limit",
+                "2",
+                "--constrained",
+                "--whole-names",
+                "--selector",
+                first.to_str().unwrap(),
+                "--selector-veto",
+                veto,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let records = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let vetoed = dir.path().join("vetoed.jsonl");
+    let report = ok(&eval("-1000", &vetoed));
+    assert!(report.contains("it vetoed a call in 2"), "{report}");
+    for r in records(&vetoed) {
+        assert_eq!(r["vetoed"], true, "{r}");
+        assert_eq!(r["calls"], serde_json::json!([]), "{r}");
+        assert!(
+            r["output"]
+                .as_str()
+                .unwrap()
+                .starts_with("Thought: Do I need to use a tool? No"),
+            "{r}"
+        );
+        assert!(r["selector_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["none_margin"].is_f64(), "{r}");
+    }
+    let free = dir.path().join("free.jsonl");
+    let report = ok(&eval("1000", &free));
+    assert!(report.contains("it vetoed a call in 0"), "{report}");
+    assert!(records(&free).iter().all(|r| r.get("vetoed").is_none()));
+    // The margin is part of the run's settings.
+    let err = failed(&eval("0", &free));
+    assert!(err.contains("selector"), "{err}");
 }

@@ -43,6 +43,10 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
             mode.definitions_in_context() || (mode == Mode::Lora && args.lora_with_system);
         args.decoding.check_name_hint(definitions, mode)?;
     }
+    anyhow::ensure!(
+        args.decoding.selector_veto.is_none(),
+        "--selector-veto is for JSON registries (eval): in GPT4Tools registries most answers without a call close a chain of calls, which the edge model decides"
+    );
     let models = models.with_generator(args.generator.clone());
     let mut plans: Vec<ModePlan> = modes
         .iter()
@@ -492,17 +496,20 @@ fn run_mode<'a>(
                 (false, None) => item.compiled_prompt(),
                 (false, Some(line)) => format!("{line}\n\n{}", item.compiled_prompt()),
             };
+            let mut selector_ms = None;
             let params = if decoding.constrained {
                 let grammar = call_grammar_with(&specs, &decoding.grammar_params(1))
                     .with_context(|| format!("item {}", item.id))?;
+                let decision = scoring.decide(
+                    item.system_part(),
+                    &prompt,
+                    specs.into_iter().map(|s| s.name).collect(),
+                )?;
+                selector_ms = decision.selector_ms;
                 params
                     .clone()
                     .with_grammar(Some(grammar))
-                    .with_name_choice(scoring.name_choice(
-                        item.system_part(),
-                        &prompt,
-                        specs.into_iter().map(|s| s.name).collect(),
-                    )?)
+                    .with_name_choice(decision.name_choice)
             } else {
                 params.clone()
             };
@@ -529,6 +536,7 @@ fn run_mode<'a>(
                 decode_tokens: s.decode_tokens,
                 peak_rss_mib: super::peak_rss_mib(),
                 adapter_ms: adapter_ms.take(),
+                selector_ms,
             })?;
             let a = Aggregate::of(&scores);
             bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));

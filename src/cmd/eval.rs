@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loragen_agent::grammar::call_grammar_with;
+use loragen_agent::grammar::{call_grammar_with, CallChoice};
 use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
-    breakdown, load_queries, parse_calls, score_query, Breakdown, EvalRecord, ParsedCalls, Query,
-    ToolDef, ToolSet,
+    breakdown, load_queries, parse_calls, score_query, Breakdown, Call, EvalRecord, ParsedCalls,
+    Query, ToolDef, ToolSet,
 };
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
@@ -154,18 +154,34 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         };
         let prompt = query_prompt(query, system.as_deref());
         let names = specs.iter().map(|s| s.name.clone()).collect();
+        let decision = scoring.decide(&system_prompt(&specs), &prompt, names)?;
+        // A vetoed call leaves the model an answer without one.
+        let grammar = if decision.veto {
+            let params = args
+                .decoding
+                .grammar_params(args.max_calls)
+                .with_choice(CallChoice::None);
+            Some(call_grammar_with(&specs, &params)?)
+        } else {
+            grammars.get(query.id.as_str()).cloned()
+        };
         let params = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
             .with_stop(STEP_STOPS)
-            .with_grammar(grammars.get(query.id.as_str()).cloned())
-            .with_name_choice(scoring.name_choice(&system_prompt(&specs), &prompt, names)?);
+            .with_grammar(grammar)
+            .with_name_choice(decision.name_choice);
         let completion = host.with_session(&session_params, adapter.as_deref(), |session| {
             session.generate_streaming(&prompt, &params, super::until(&stop))
         })?;
         if completion.finish == FinishReason::Interrupted || stop.load(Ordering::SeqCst) {
             break;
         }
-        log.append(score(query, &completion))?;
+        log.append(EvalRecord {
+            selector_ms: decision.selector_ms,
+            vetoed: decision.veto,
+            none_margin: decision.none_margin,
+            ..score(query, &completion)
+        })?;
         bar.inc(1);
     }
     if adapters.is_some() {
@@ -335,6 +351,9 @@ fn score(query: &Query, completion: &Completion) -> EvalRecord {
         prompt_tokens: s.prompt_tokens,
         prefill_ms: s.prefill_ms,
         decode_ms: s.decode_ms,
+        selector_ms: None,
+        vetoed: false,
+        none_margin: None,
     }
 }
 
@@ -504,6 +523,7 @@ fn summary(
                 p50(&ours.ms)
             ));
         }
+        out.push_str(&selector_part(records, &by_id));
         return Ok(out);
     }
     out.push_str(
@@ -527,7 +547,62 @@ fn summary(
             p50(&base.ms) / p50(&ours.ms).max(f64::MIN_POSITIVE),
         ));
     }
+    out.push_str(&selector_part(records, &by_id));
     Ok(out)
+}
+
+/// The veto margins the selector's part of the summary sweeps.
+const VETO_MARGINS: [f64; 11] = [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0];
+
+/// The tool selector's part, when it ran: its pass, included in the p50
+/// above and reported apart here, and what a veto at each margin would
+/// have given. A query whose "no call" margin exceeds the veto's answers
+/// without a call, so one run's records give every margin's outcome, except
+/// where a margin would have let through a call the run vetoed.
+fn selector_part(records: &[EvalRecord], by_id: &HashMap<&str, &Query>) -> String {
+    let ms: Vec<f64> = records.iter().filter_map(|r| r.selector_ms).collect();
+    if ms.is_empty() {
+        return String::new();
+    }
+    let q = |p| loragen_gpt4tools::report::quantile(&ms, p);
+    let vetoed = records.iter().filter(|r| r.vetoed).count();
+    let mut out = format!(
+        "\nthe tool selector's pass (included above): p50 {:.0} ms, p95 {:.0} ms over {} queries; it vetoed a call in {vetoed}\n",
+        q(0.5),
+        q(0.95),
+        ms.len()
+    );
+    let scored: Vec<(&EvalRecord, &Query, f64)> = records
+        .iter()
+        .filter_map(|r| Some((r, *by_id.get(r.id.as_str())?, r.none_margin?)))
+        .filter(|(r, _, _)| r.correct.is_some())
+        .collect();
+    if scored.is_empty() {
+        return out;
+    }
+    out.push_str("\n| veto margin | vetoed | accuracy | call queries | no call where none is due |\n|---|---|---|---|---|\n");
+    for margin in VETO_MARGINS {
+        if scored.iter().any(|(r, _, m)| r.vetoed && *m <= margin) {
+            continue;
+        }
+        let mut scores = Scores::default();
+        let mut n_vetoed = 0;
+        for &(r, query, m) in &scored {
+            let vetoed = m > margin;
+            n_vetoed += usize::from(vetoed);
+            let calls: &[Call] = if vetoed { &[] } else { &r.calls };
+            if let Some(correct) = score_query(query, calls) {
+                scores.push(r, correct, breakdown(query, calls));
+            }
+        }
+        out.push_str(&format!(
+            "| {margin:+} | {n_vetoed} | {:.1}% | {} | {} |\n",
+            scores.accuracy(),
+            percent(&scores.calls),
+            percent(&scores.no_call)
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -545,6 +620,9 @@ mod tests {
             prompt_tokens,
             prefill_ms: ms / 2.0,
             decode_ms: ms / 2.0,
+            selector_ms: None,
+            vetoed: false,
+            none_margin: None,
         }
     }
 
@@ -660,6 +738,71 @@ mod tests {
             ["4", "25.0%", "66.7%", "50.0%", "0.0%"],
             "{table}"
         );
+    }
+
+    /// One run's margins give every veto's outcome: a vetoed query makes
+    /// no call, and a margin that would let through a call the run vetoed
+    /// has no row.
+    #[test]
+    fn the_veto_sweep_answers_from_one_runs_margins() {
+        let q = |id: &str, expect: &str| -> Query {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "messages": [], "expect": expect,
+                "answers": if expect == "calls" {
+                    serde_json::json!([{"name": "add", "arguments": {"a": [1]}}])
+                } else {
+                    serde_json::json!([])
+                },
+            }))
+            .unwrap()
+        };
+        let qs = [
+            q("s_1", "calls"),
+            q("s_2", "calls"),
+            q("s_3", "calls"),
+            q("s_4", "no-call"),
+        ];
+        let by_id: HashMap<&str, &Query> = qs.iter().map(|q| (q.id.as_str(), q)).collect();
+        let with = |id: &str, name: &str, margin: f64| {
+            let mut r = record(id, None, 10, 1.0);
+            r.calls = vec![serde_json::from_value(
+                serde_json::json!({"name": name, "arguments": {"a": 1}}),
+            )
+            .unwrap()];
+            r.correct = score_query(by_id[id], &r.calls);
+            r.selector_ms = Some(2.0);
+            r.none_margin = Some(margin);
+            r
+        };
+        let mut records = vec![
+            with("s_1", "add", -3.0),
+            with("s_2", "add", 1.5),
+            with("s_3", "sub", 5.0),
+            with("s_4", "add", 9.0),
+        ];
+        let sweep = selector_part(&records, &by_id);
+        assert!(sweep.contains("p50 2 ms"), "{sweep}");
+        let at = |table: &str, margin: &str| -> Vec<String> { row(table, margin)[1..].to_vec() };
+        assert_eq!(
+            at(&sweep, "-4"),
+            ["4", "25.0%", "0.0%", "100.0%"],
+            "{sweep}"
+        );
+        assert_eq!(at(&sweep, "+0"), ["3", "50.0%", "33.3%", "100.0%"]);
+        assert_eq!(at(&sweep, "+2"), ["2", "75.0%", "66.7%", "100.0%"]);
+        assert_eq!(at(&sweep, "+10"), ["0", "50.0%", "66.7%", "0.0%"]);
+
+        // A run that vetoed s_4 cannot say what a margin above 9 gives.
+        records[3].calls.clear();
+        records[3].correct = Some(true);
+        records[3].vetoed = true;
+        let sweep = selector_part(&records, &by_id);
+        assert!(sweep.contains("vetoed a call in 1"), "{sweep}");
+        assert_eq!(at(&sweep, "+8"), ["1", "75.0%", "66.7%", "100.0%"]);
+        assert!(!sweep.contains("| +10 |"), "{sweep}");
+        // Without the selector there is no part.
+        records.iter_mut().for_each(|r| r.selector_ms = None);
+        assert_eq!(selector_part(&records, &by_id), "");
     }
 
     #[test]

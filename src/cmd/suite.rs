@@ -19,7 +19,7 @@ use loragen_gpt4tools::RecordLog;
 use loragen_protocol::Mode;
 
 use super::eval::{percent, Scores};
-use crate::cli::{BenchGpt4toolsArgs, EvalArgs, SuiteArgs, SuiteGroup, SuiteSet};
+use crate::cli::{BenchGpt4toolsArgs, DecodingArgs, EvalArgs, SuiteArgs, SuiteGroup, SuiteSet};
 use loragen::setup::Setup;
 
 /// One set of the suite and how it is run.
@@ -207,7 +207,12 @@ fn bench_args(args: &SuiteArgs, set: &Set, data: &Path, listing: &[String]) -> B
         partner_seed: None,
         lora_with_system: false,
         max_tokens: 96,
-        decoding: args.decoding.clone(),
+        // The selector's veto is for JSON registries; GPT4Tools items leave
+        // "no call" to the edge model.
+        decoding: DecodingArgs {
+            selector_veto: None,
+            ..args.decoding.clone()
+        },
         jump_forward: false,
         threads: None,
     }
@@ -318,6 +323,7 @@ mod tests {
             decode_tokens: 1,
             peak_rss_mib: 0.0,
             adapter_ms: None,
+            selector_ms: None,
         }
     }
 

@@ -253,6 +253,7 @@ mod tests {
             decode_tokens: 5,
             peak_rss_mib: 1.0,
             adapter_ms: None,
+            selector_ms: None,
         };
         let report = Report::from_records(
             &[

@@ -31,12 +31,16 @@ pub struct Record {
     /// records made before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_ms: Option<f64>,
+    /// The tool selector's pass over the prompt, when one ran (`--selector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector_ms: Option<f64>,
 }
 
 impl Record {
-    /// Model time for the item: prefill plus decode.
+    /// Model time for the item: prefill plus decode, and the tool
+    /// selector's pass when one ran.
     pub fn latency_ms(&self) -> f64 {
-        self.prefill_ms + self.decode_ms
+        self.prefill_ms + self.decode_ms + self.selector_ms.unwrap_or(0.0)
     }
 }
 
@@ -218,6 +222,7 @@ mod tests {
             decode_tokens: 3,
             peak_rss_mib: 4.0,
             adapter_ms: None,
+            selector_ms: None,
         }
     }
 

@@ -140,6 +140,7 @@ mod tests {
             decode_tokens: 0,
             peak_rss_mib: 10.0,
             adapter_ms: None,
+            selector_ms: None,
         }
     }
 

@@ -197,6 +197,7 @@ mod tests {
             decode_tokens: 4,
             peak_rss_mib: 1.0,
             adapter_ms: None,
+            selector_ms: None,
         }
     }
 

@@ -106,13 +106,24 @@ pub struct EvalRecord {
     pub prompt_tokens: usize,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    /// The tool selector's pass over the prompt, when one ran (`--selector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector_ms: Option<f64>,
+    /// The selector's "no call" vetoed a call (`--selector-veto`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vetoed: bool,
+    /// The selector's "no call" log-probability less the best offered
+    /// tool's, when it ran: a veto margin below it vetoes the call, so one
+    /// run gives every margin's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub none_margin: Option<f64>,
 }
 
 impl EvalRecord {
-    /// Model time for the query: prefill plus decode, as in
-    /// [`Record::latency_ms`](crate::record::Record::latency_ms).
+    /// Model time for the query: prefill plus decode and the selector's
+    /// pass, as in [`Record::latency_ms`](crate::record::Record::latency_ms).
     pub fn latency_ms(&self) -> f64 {
-        self.prefill_ms + self.decode_ms
+        self.prefill_ms + self.decode_ms + self.selector_ms.unwrap_or(0.0)
     }
 }
 
