@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use loragen_agent::agent::SelectorParams;
 use loragen_agent::store::ModelChoice;
 
 #[derive(Debug, Parser)]
@@ -157,6 +158,11 @@ pub struct CompileArgs {
     /// generator` (default: $LORAGEN_GENERATOR, else the shipped one).
     #[arg(long, visible_alias = "generator", value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
+    /// The tool selector whose part the artifact carries: a directory of
+    /// `loragen train selector` (default: $LORAGEN_SELECTOR, else the
+    /// shipped one if there is one, else none).
+    #[arg(long, value_name = "DIR")]
+    pub selector: Option<PathBuf>,
     /// Where to write the GGUF adapter; its manifest goes beside it as <OUT>.manifest.json.
     #[arg(short, long, value_name = "FILE")]
     pub out: PathBuf,
@@ -193,6 +199,11 @@ pub struct TrainSelectorArgs {
     /// report on its validation split.
     #[arg(long, value_name = "DIR")]
     pub bfcl: Option<PathBuf>,
+    /// Also train on the call and no-call queries of a set in the generic
+    /// format, `DIR/tools.json` and `DIR/queries.jsonl` (repeatable; e.g.
+    /// generator/data/mcp-style, MCP-style servers written for this).
+    #[arg(long, value_name = "DIR")]
+    pub generic_set: Vec<PathBuf>,
     /// A GPT4Tools-format file to report on: its items that list a
     /// --hold-out tool (e.g. data/gpt4tools/val_seen.json).
     #[arg(long, value_name = "FILE")]
@@ -397,8 +408,23 @@ pub struct DecodingArgs {
     /// force the best.
     #[arg(long, requires = "constrained")]
     pub whole_names: bool,
+    #[command(flatten)]
+    pub selection: SelectorArgs,
+    /// A names-only control, in a mode without the definitions: one line
+    /// before the prompt with the tool names (`names`) or the names with
+    /// their argument keys (`keys`).
+    #[arg(long, value_name = "HINT")]
+    pub name_hint: Option<loragen_protocol::render::NameHint>,
+}
+
+/// A trained tool selector and how its scores enter whole-name scoring
+/// (issue 29), for commands that also take `--whole-names`.
+#[derive(Debug, Clone, Args)]
+pub struct SelectorArgs {
     /// With --whole-names: add a trained tool selector's log-probability
-    /// of each name (`loragen train selector --out DIR`) to its score.
+    /// of each name (`loragen train selector --out DIR`) to its score
+    /// (default: $LORAGEN_SELECTOR, else a shipped one if there is one).
+    /// A compiled artifact must carry its part.
     #[arg(long, value_name = "DIR", requires = "whole_names")]
     pub selector: Option<PathBuf>,
     /// The selector's weight against the edge model's mean log-probability.
@@ -408,9 +434,9 @@ pub struct DecodingArgs {
     /// forces its choice.
     #[arg(long, value_name = "K", requires = "selector")]
     pub selector_keep: Option<usize>,
-    /// With --selector, in JSON registries (`eval`): when the selector
-    /// scores "no call" more than MARGIN above the best tool (a difference
-    /// of log-probabilities), the message answers without a call.
+    /// In JSON registries: when the selector scores "no call" more than
+    /// MARGIN above the best tool (a difference of log-probabilities), the
+    /// message answers without a call.
     #[arg(
         long,
         value_name = "MARGIN",
@@ -418,11 +444,30 @@ pub struct DecodingArgs {
         allow_negative_numbers = true
     )]
     pub selector_veto: Option<f64>,
-    /// A names-only control, in a mode without the definitions: one line
-    /// before the prompt with the tool names (`names`) or the names with
-    /// their argument keys (`keys`).
-    #[arg(long, value_name = "HINT")]
-    pub name_hint: Option<loragen_protocol::render::NameHint>,
+}
+
+impl Default for SelectorArgs {
+    fn default() -> Self {
+        let params = SelectorParams::default();
+        SelectorArgs {
+            selector: None,
+            selector_weight: params.weight,
+            selector_keep: params.keep,
+            selector_veto: params.veto,
+        }
+    }
+}
+
+impl SelectorArgs {
+    /// The selector's parameters, validated.
+    pub fn params(&self) -> loragen_agent::Result<SelectorParams> {
+        let params = SelectorParams::default()
+            .with_weight(self.selector_weight)
+            .with_keep(self.selector_keep)
+            .with_veto(self.selector_veto);
+        params.validate()?;
+        Ok(params)
+    }
 }
 
 impl DecodingArgs {
@@ -986,4 +1031,24 @@ pub struct ReplArgs {
     /// `:reset`.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
     pub ctx: u32,
+    /// In constrained messages, score every tool's whole name at `Action:`
+    /// and force the best, with the tool selector's prior when there is one.
+    #[arg(long)]
+    pub whole_names: bool,
+    #[command(flatten)]
+    pub selection: SelectorArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of every command: flags that `requires` another
+    /// (the selector's, flattened into several commands) name one that
+    /// exists there.
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

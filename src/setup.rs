@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use loragen_agent::adapter::AdapterCache;
 use loragen_agent::runtime::AdapterHost;
+use loragen_agent::selector::{weights_sha256, Selector};
 use loragen_agent::store::{model_sha256, ModelChoice, ModelStore, Role};
 use loragen_generator::compile::{Compiler, CompilerSpec};
 use loragen_generator::shipped::{self, Located};
@@ -85,6 +86,7 @@ pub struct Setup {
     edge_override: Option<PathBuf>,
     cloud_override: Option<PathBuf>,
     generator_flag: Option<PathBuf>,
+    selector_flag: Option<PathBuf>,
     edge: OnceCell<ResolvedModel>,
     cloud: OnceCell<ResolvedModel>,
 }
@@ -103,6 +105,7 @@ impl Setup {
             edge_override,
             cloud_override,
             generator_flag,
+            selector_flag: None,
             edge: OnceCell::new(),
             cloud: OnceCell::new(),
         })
@@ -114,6 +117,28 @@ impl Setup {
     pub fn with_generator(mut self, flag: Option<PathBuf>) -> Self {
         self.generator_flag = flag;
         self
+    }
+
+    /// The same setup with `--selector` given.
+    #[must_use]
+    pub fn with_selector(mut self, flag: Option<PathBuf>) -> Self {
+        self.selector_flag = flag;
+        self
+    }
+
+    /// The tool selector, if there is one: `--selector` if given, else
+    /// `LORAGEN_SELECTOR`, else the shipped one when it exists.
+    pub fn selector(&self) -> Option<Located> {
+        shipped::locate_selector(self.selector_flag.as_deref())
+    }
+
+    /// The selector, loaded, with the sha256 of its weights.
+    pub fn tool_selector(&self) -> Result<Option<(Selector, String)>> {
+        let Some(located) = self.selector() else {
+            return Ok(None);
+        };
+        let selector = Selector::load(&located.dir)?;
+        Ok(Some((selector, weights_sha256(&located.dir)?)))
     }
 
     pub fn store(&self) -> &ModelStore {
@@ -185,7 +210,7 @@ impl Setup {
         let located = self.generator()?;
         let (edge, cloud) = (self.edge()?, self.cloud()?);
         let home = home.unwrap_or(self.home());
-        Ok(Compiler::open(&CompilerSpec {
+        let compiler = Compiler::open(&CompilerSpec {
             checkpoint: &located.dir,
             edge_path: &edge.path,
             edge_sha256: &edge.sha256,
@@ -193,7 +218,11 @@ impl Setup {
             cloud_sha256: &cloud.sha256,
             features_dir: &home.join(HomeDir::Features.name()),
             compiled_dir: &home.join(HomeDir::Compiled.name()),
-        })?)
+        })?;
+        Ok(match self.tool_selector()? {
+            Some((selector, sha256)) => compiler.with_selector(selector, sha256),
+            None => compiler,
+        })
     }
 
     /// [`Setup::compiler_in`] this setup's home.

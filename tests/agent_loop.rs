@@ -10,7 +10,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loragen::agent::agent::{Agent, AgentConfig, AgentFinish, Event, Mode, Outcome};
+use loragen::agent::agent::{
+    Agent, AgentConfig, AgentFinish, Event, Mode, NameDecision, NamePolicy, Outcome,
+};
+use loragen::agent::runtime::NameChoice;
 use loragen::protocol::react::JsonCallsParser;
 use loragen::tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
 use schemars::JsonSchema;
@@ -498,4 +501,70 @@ async fn a_time_out_in_one_parallel_call_keeps_the_others_result() {
     assert!(obs[0].contains("timed out after 5.0 s"), "{obs:?}");
     assert_eq!(obs[1], "5");
     assert_eq!(out.finish, AgentFinish::Answered);
+}
+
+/// A name policy as a compiled selector would be: a prior over the names,
+/// and a veto of every call.
+struct Vetoing;
+
+impl NamePolicy for Vetoing {
+    fn decide(&mut self, _prompt: &str, names: &[String]) -> loragen::agent::Result<NameDecision> {
+        Ok(NameDecision {
+            name_choice: Some(
+                NameChoice::react(names.iter().cloned()).with_prior(vec![-1.0; names.len()]),
+            ),
+            veto: true,
+            selector_ms: Some(1.0),
+            none_margin: Some(5.0),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_selectors_veto_stops_calls_in_json_registries_only() {
+    let policy_run = |registry: Arc<ToolRegistry>, config: AgentConfig| async move {
+        let replies = [answer("no tool for that").as_str()].map(str::to_owned);
+        let replies: Vec<&str> = replies.iter().map(String::as_str).collect();
+        let mut agent = Agent::new(Scripted::new(&replies), registry, config)
+            .unwrap()
+            .with_name_policy(Box::new(Vetoing));
+        let outcome = agent
+            .run("please help", &mut |_| ControlFlow::Continue(()))
+            .await
+            .unwrap();
+        assert_eq!(outcome.finish, AgentFinish::Answered);
+        std::mem::replace(agent.model_mut(), Scripted::new(&[]))
+    };
+    let constrained = || config().with_constrained(true);
+    // A JSON registry (Add takes JSON): the message may only answer.
+    let model = policy_run(registry(), constrained()).await;
+    let params = &model.params[0];
+    let grammar = params.grammar.as_deref().unwrap();
+    assert!(
+        grammar.starts_with(r#"root ::= "Thought: Do I need to use a tool? " no"#),
+        "{grammar}"
+    );
+    let choice = params.name_choice.as_ref().unwrap();
+    assert_eq!(choice.names.len(), 5);
+    assert_eq!(choice.prior, vec![-1.0; 5]);
+
+    // A GPT4Tools registry keeps its call grammar; the prior still applies.
+    let gpt4tools = Arc::new(
+        ToolRegistry::new()
+            .with(EdgeDetection)
+            .and_then(|r| r.with(CannyToImage))
+            .unwrap(),
+    );
+    let model = policy_run(gpt4tools, constrained()).await;
+    let params = &model.params[0];
+    assert!(params
+        .grammar
+        .as_deref()
+        .unwrap()
+        .starts_with(r#"root ::= "Thought: Do I need to use a tool? " (yes | no)"#));
+    assert_eq!(params.name_choice.as_ref().unwrap().names.len(), 2);
+
+    // Unconstrained, the policy is not asked.
+    let model = policy_run(registry(), config()).await;
+    assert!(model.params[0].grammar.is_none() && model.params[0].name_choice.is_none());
 }

@@ -2,6 +2,8 @@
 //! and a non-zero exit, never a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use loragen_agent::test_util as common;
+
 use std::process::{Command, Output};
 
 fn loragen(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -17,23 +19,13 @@ fn loragen(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// The REPL with `args`, fed `script` on standard input.
 fn repl(args: &[&str], script: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .arg("repl")
-        .args(args)
-        .env_remove("LORAGEN_EDGE_MODEL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_loragen"))
+            .arg("repl")
+            .args(args)
+            .env_remove("LORAGEN_EDGE_MODEL"),
+        script,
+    )
 }
 
 fn one_line_error(out: &Output) -> String {

@@ -592,3 +592,146 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
     let err = failed(&eval("0", &free));
     assert!(err.contains("selector"), "{err}");
 }
+
+/// A compile with a tool selector writes the registry's part beside the
+/// adapter and lists it in the manifest; a compiled artifact given to
+/// `bench gpt4tools` is read with its part, and one compiled without a
+/// selector, or with another, is refused by name.
+#[test]
+fn a_compiled_artifact_carries_its_selectors_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = trained(dir.path());
+    let data = dir.path().join("data");
+    let selector = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        ok(&loragen(
+            dir.path(),
+            &[
+                "train",
+                "selector",
+                "--data",
+                data.join("train.json").to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--steps",
+                "10",
+                "--batch",
+                "4",
+                "--negatives",
+                "2",
+                "--seed",
+                seed,
+            ],
+        ));
+        out
+    };
+    let (ours, theirs) = (selector("sel-a", "1"), selector("sel-b", "2"));
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    let compile = |out: &Path, with: Option<&Path>| {
+        let mut args = vec![
+            "compile",
+            "--registry",
+            "gpt4tools",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        if let Some(s) = with {
+            args.extend(["--selector", s.to_str().unwrap()]);
+        }
+        ok(&loragen(dir.path(), &args))
+    };
+    let out = dir.path().join("out/a.gguf");
+    let text = compile(&out, Some(&ours));
+    assert!(text.contains("tool selector part"), "{text}");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out/a.gguf.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let weights = loragen_protocol::digest::sha256_file(&ours.join("model.safetensors")).unwrap();
+    assert_eq!(manifest["selector"]["selector_sha256"], weights.as_str());
+    let part_file = dir.path().join("out/a.gguf.selector.json");
+    let part: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&part_file).unwrap()).unwrap();
+    assert_eq!(part["names"].as_array().unwrap().len(), 23, "{part}");
+    let first = std::fs::read(&part_file).unwrap();
+    let text = compile(&out, Some(&ours));
+    assert!(text.contains("from the compile cache"), "{text}");
+    assert_eq!(std::fs::read(&part_file).unwrap(), first);
+    let plain = dir.path().join("out/plain.gguf");
+    let text = compile(&plain, None);
+    assert!(!text.contains("tool selector part"), "{text}");
+    assert!(!dir.path().join("out/plain.gguf.selector.json").exists());
+
+    let bench = |name: &str, adapter: &Path, selector: &Path| {
+        loragen(
+            dir.path(),
+            &[
+                "bench",
+                "gpt4tools",
+                "--data",
+                data.join("val_seen.json").to_str().unwrap(),
+                "--mode",
+                "compiled",
+                "--adapter",
+                adapter.to_str().unwrap(),
+                "--limit",
+                "2",
+                "--max-tokens",
+                "48",
+                "--constrained",
+                "--whole-names",
+                "--selector",
+                selector.to_str().unwrap(),
+                "--out",
+                dir.path().join(name).to_str().unwrap(),
+            ],
+        )
+    };
+    ok(&bench("bench-a", &out, &ours));
+    let records = std::fs::read_to_string(dir.path().join("bench-a/records.jsonl")).unwrap();
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(r["selector_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let err = failed(&bench("bench-b", &out, &theirs));
+    assert!(
+        err.contains("a.gguf") && err.contains("compiled with the tool selector"),
+        "{err}"
+    );
+    let err = failed(&bench("bench-c", &plain, &ours));
+    assert!(
+        err.contains("plain.gguf") && err.contains("compiled without a tool selector"),
+        "{err}"
+    );
+
+    // The REPL's agent reads the same part; another selector's artifact
+    // ends it at the first turn, naming the file.
+    let repl = |selector: &Path| {
+        common::output_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_loragen"))
+                .args([
+                    "repl",
+                    "--mode",
+                    "compiled",
+                    "--adapter",
+                    out.to_str().unwrap(),
+                    "--whole-names",
+                    "--selector",
+                    selector.to_str().unwrap(),
+                ])
+                .env("LORAGEN_HOME", dir.path())
+                .env(Role::Edge.env_var(), common::model_path(Role::Edge))
+                .env(Role::Cloud.env_var(), common::model_path(Role::Cloud)),
+            "Describe image/cat.png\n:quit\n",
+        )
+    };
+    ok(&repl(&ours));
+    let refused = repl(&theirs);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("compiled with the tool selector"),
+        "{err}"
+    );
+}

@@ -82,6 +82,7 @@ impl AdapterSource for FakeCompiler {
             generator_sha256: "g".repeat(64),
             prompt_format: PROMPT_FORMAT.into(),
             adapter_sha256: sha256_hex(bytes.as_bytes()),
+            selector: None,
         };
         manifest.write(out)?;
         Ok(CompiledAdapter {

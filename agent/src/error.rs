@@ -126,6 +126,10 @@ pub enum Error {
     /// Caller passed parameters that make no sense.
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
+
+    /// A caller's [`NamePolicy`](crate::agent::NamePolicy) failed.
+    #[error("choosing tool names: {0}")]
+    NamePolicy(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {

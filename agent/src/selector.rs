@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
+use loragen_protocol::artifact::SelectorTools;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -297,6 +298,53 @@ pub struct CompiledTools {
     pub embeddings: Tensor,
 }
 
+impl CompiledTools {
+    /// The tools of a compiled artifact's selector part
+    /// ([`SelectorTools::read`] has checked whose part it is), for a
+    /// selector embedding into `out_dim` values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::selector::CompiledTools;
+    /// use loragen_protocol::artifact::SelectorTools;
+    ///
+    /// let part = SelectorTools {
+    ///     selector_sha256: "s".into(),
+    ///     names: vec!["f".into()],
+    ///     embeddings: vec![vec![0.6, 0.8]],
+    /// };
+    /// let tools = CompiledTools::from_part(part.clone(), 2)?;
+    /// assert_eq!(tools.to_part("s")?, part);
+    /// assert!(CompiledTools::from_part(part, 3).is_err());
+    /// # Ok::<(), loragen_agent::Error>(())
+    /// ```
+    pub fn from_part(part: SelectorTools, out_dim: usize) -> Result<Self> {
+        if let Some(row) = part.embeddings.iter().find(|r| r.len() != out_dim) {
+            return Err(Error::InvalidParam(format!(
+                "a selector part's embeddings have {} values, but the selector's have {out_dim}",
+                row.len()
+            )));
+        }
+        let n = part.names.len();
+        let flat: Vec<f32> = part.embeddings.into_iter().flatten().collect();
+        Ok(CompiledTools {
+            names: part.names,
+            embeddings: Tensor::from_vec(flat, (n, out_dim), &Device::Cpu)?,
+        })
+    }
+
+    /// The part a compiled artifact keeps for the selector whose weights
+    /// hash to `selector_sha256`.
+    pub fn to_part(&self, selector_sha256: &str) -> Result<SelectorTools> {
+        Ok(SelectorTools {
+            selector_sha256: selector_sha256.to_owned(),
+            names: self.names.clone(),
+            embeddings: self.embeddings.to_dtype(DType::F32)?.to_vec2()?,
+        })
+    }
+}
+
 impl Selector {
     /// Log-probabilities over the registry's tools and, last, "no call",
     /// for one query input (2 * query_dim).
@@ -315,6 +363,16 @@ impl Selector {
 /// `config.json`, its shape.
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
+
+/// sha256 of the weights of the selector trained into `dir`: what a
+/// compiled artifact's selector part names.
+pub fn weights_sha256(dir: &std::path::Path) -> Result<String> {
+    let weights = dir.join(MODEL_FILE);
+    loragen_protocol::digest::sha256_file(&weights).map_err(|source| Error::Io {
+        path: weights,
+        source,
+    })
+}
 
 #[derive(Deserialize)]
 struct SavedShape {

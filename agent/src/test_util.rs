@@ -64,6 +64,26 @@ pub fn mcp_servers() -> &'static Path {
     })
 }
 
+/// Runs `command` with `input` on its standard input, its output kept (a
+/// REPL fed a script).
+pub fn output_with_stdin(command: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// An `mcpServers` entry starting the time server with `timezone` as its
 /// local timezone (which its tool schemas name).
 pub fn time_server(timezone: &str) -> serde_json::Value {
@@ -82,11 +102,12 @@ pub fn filesystem_server(root: &Path) -> serde_json::Value {
 }
 
 /// A mock model that replies with a fixed script, honouring stop strings,
-/// and records its prompts.
+/// and records its prompts and the parameters it was given.
 #[derive(Debug)]
 pub struct Scripted {
     pub replies: VecDeque<String>,
     pub prompts: Vec<String>,
+    pub params: Vec<GenerateParams>,
     /// A context of this many characters, as a real model's is of tokens:
     /// a longer prompt is refused, a reply is cut where the context ends.
     pub context_chars: Option<usize>,
@@ -97,6 +118,7 @@ impl Scripted {
         Scripted {
             replies: replies.iter().map(|r| r.to_string()).collect(),
             prompts: Vec::new(),
+            params: Vec::new(),
             context_chars: None,
         }
     }
@@ -116,6 +138,7 @@ impl LanguageModel for Scripted {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> crate::Result<Completion> {
         self.prompts.push(prompt.to_owned());
+        self.params.push(params.clone());
         let room = match self.context_chars {
             Some(n_ctx) if prompt.len() >= n_ctx => {
                 return Err(crate::Error::ContextOverflow {

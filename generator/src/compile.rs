@@ -11,11 +11,15 @@ use candle_nn::{VarBuilder, VarMap};
 use crate::checkpoint::{open_generator, MODEL_FILE};
 use crate::edge::EdgeConfig;
 use crate::error::{io_at, Error, Result};
-use crate::features::{Cloud, FeatureCache};
+use crate::features::{Cloud, FeatureCache, MetaSource};
 use crate::gguf_lora::write_lora_adapter;
 use crate::model::{Generator, GeneratorConfig};
+use crate::selector::compile_tools;
+use loragen_agent::selector::Selector;
 use loragen_agent::store::read_gguf;
-use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
+use loragen_protocol::artifact::{
+    selector_path, AdapterSource, CompiledAdapter, Manifest, SelectorPart, PROMPT_FORMAT,
+};
 use loragen_protocol::atomic::copy_atomic;
 use loragen_protocol::digest::{sha256_file, sha256_hex};
 
@@ -57,9 +61,20 @@ pub struct Compiler {
     edge_sha256: String,
     cloud_sha256: String,
     compiled_dir: PathBuf,
+    features_dir: PathBuf,
     features: FeatureCache,
     cloud: Cloud,
     built: Option<(Generator, &'static str)>,
+    selector: Option<ToolSelector>,
+}
+
+/// The tool selector a compiler adds to its artifacts, and the cache of the
+/// cloud states its tool tower reads.
+#[derive(Debug)]
+struct ToolSelector {
+    selector: Selector,
+    sha256: String,
+    features: FeatureCache,
 }
 
 impl Compiler {
@@ -83,10 +98,35 @@ impl Compiler {
             edge_sha256: spec.edge_sha256.to_owned(),
             cloud_sha256: spec.cloud_sha256.to_owned(),
             compiled_dir: spec.compiled_dir.to_path_buf(),
+            features_dir: spec.features_dir.to_path_buf(),
             features,
             cloud: Cloud::new(spec.cloud_path),
             built: None,
+            selector: None,
         })
+    }
+
+    /// Adds `selector` (whose `model.safetensors` hashes to `sha256`) to
+    /// every artifact: the registry's tools embedded by its tool tower, a
+    /// part the manifest lists (issue 29).
+    #[must_use]
+    pub fn with_selector(mut self, selector: Selector, sha256: String) -> Self {
+        self.selector = Some(ToolSelector {
+            selector,
+            sha256,
+            features: FeatureCache::new(
+                &self.features_dir,
+                &self.cloud_sha256,
+                MetaSource::CrossAttention,
+                0,
+            ),
+        });
+        self
+    }
+
+    /// sha256 of the weights of the selector the artifacts carry, if any.
+    pub fn selector_sha256(&self) -> Option<&str> {
+        self.selector.as_ref().map(|s| s.sha256.as_str())
     }
 
     /// sha256 of the generator's `model.safetensors`.
@@ -107,13 +147,14 @@ impl Compiler {
             ));
         }
         let registry_fingerprint = loragen_protocol::render::fingerprint(system);
-        let key = sha256_hex(
-            format!(
-                "{registry_fingerprint} {} {} {} {PROMPT_FORMAT}",
-                self.generator_sha256, self.edge_sha256, self.cloud_sha256
-            )
-            .as_bytes(),
+        let mut inputs = format!(
+            "{registry_fingerprint} {} {} {} {PROMPT_FORMAT}",
+            self.generator_sha256, self.edge_sha256, self.cloud_sha256
         );
+        if let Some(s) = &self.selector {
+            inputs.push_str(&format!(" selector {}", s.sha256));
+        }
+        let key = sha256_hex(inputs.as_bytes());
         let dir = if cache {
             self.compiled_dir.clone()
         } else {
@@ -134,6 +175,7 @@ impl Compiler {
             std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
             write_lora_adapter(&staged, &adapter.arch, adapter.alpha, &adapter.pairs)?;
         }
+        let selector = self.selector_part(system, &staged, was_cached)?;
         let manifest = Manifest {
             registry_fingerprint,
             edge_sha256: self.edge_sha256.clone(),
@@ -141,11 +183,18 @@ impl Compiler {
             generator_sha256: self.generator_sha256.clone(),
             prompt_format: PROMPT_FORMAT.to_owned(),
             adapter_sha256: sha256_file(&staged).map_err(io_at(&staged))?,
+            selector,
         };
-        if cache {
-            copy_atomic(&staged, out)?;
-        } else {
-            std::fs::rename(&staged, out).map_err(io_at(out))?;
+        let mut files = vec![(staged.clone(), out.to_path_buf())];
+        if manifest.selector.is_some() {
+            files.push((selector_path(&staged), selector_path(out)));
+        }
+        for (from, to) in files {
+            if cache {
+                copy_atomic(&from, &to)?;
+            } else {
+                std::fs::rename(&from, &to).map_err(io_at(&to))?;
+            }
         }
         manifest.write(out)?;
         Ok(Compiled {
@@ -156,6 +205,29 @@ impl Compiler {
             },
             cloud_tokens,
         })
+    }
+
+    /// The selector's part of the artifact staged at `staged`: written now,
+    /// or found beside a cached adapter.
+    fn selector_part(
+        &mut self,
+        system: &str,
+        staged: &Path,
+        cached: bool,
+    ) -> Result<Option<SelectorPart>> {
+        let Some(s) = &self.selector else {
+            return Ok(None);
+        };
+        let path = selector_path(staged);
+        if cached && path.exists() {
+            return Ok(Some(SelectorPart {
+                selector_sha256: s.sha256.clone(),
+                sha256: sha256_file(&path).map_err(io_at(&path))?,
+            }));
+        }
+        let _span = tracing::info_span!("compile_selector").entered();
+        let tools = compile_tools(&s.selector, system, &s.features, &mut self.cloud)?;
+        Ok(Some(tools.to_part(&s.sha256)?.write(staged)?))
     }
 
     /// Builds the generator with its weights, once.
@@ -190,5 +262,10 @@ impl AdapterSource for Compiler {
         manifest.generator_sha256 == self.generator_sha256
             && manifest.edge_sha256 == self.edge_sha256
             && manifest.cloud_sha256 == self.cloud_sha256
+            && manifest
+                .selector
+                .as_ref()
+                .map(|s| s.selector_sha256.as_str())
+                == self.selector_sha256()
     }
 }

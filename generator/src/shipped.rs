@@ -1,6 +1,8 @@
 //! Which generator checkpoint a command compiles with when none is named:
 //! an explicit flag wins, then `LORAGEN_GENERATOR`, then the checkpoint
-//! shipped in the checkout this binary was built from.
+//! shipped in the checkout this binary was built from. The tool selector
+//! is found the same way (`--selector`, `LORAGEN_SELECTOR`, the shipped
+//! one), but it is optional: without one, artifacts carry no selector part.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,9 @@ use crate::error::{Error, Result};
 
 /// The environment variable naming a generator checkpoint directory.
 pub const GENERATOR_ENV: &str = "LORAGEN_GENERATOR";
+
+/// The environment variable naming a tool selector directory.
+pub const SELECTOR_ENV: &str = "LORAGEN_SELECTOR";
 
 /// The shipped default generator of the checkout this crate was built
 /// from (`generator/checkpoints/default`). It is found by path, so a
@@ -24,14 +29,20 @@ pub fn shipped_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/default")
 }
 
-/// Where a command's generator checkpoint came from.
+/// The shipped tool selector of the checkout this crate was built from
+/// (`generator/checkpoints/selector`), found by path like [`shipped_dir`].
+pub fn shipped_selector_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/selector")
+}
+
+/// Where a generator checkpoint or a selector came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// `--generator` / `--checkpoint`.
+    /// `--generator` / `--checkpoint` / `--selector`.
     Flag,
-    /// [`GENERATOR_ENV`].
-    Env,
-    /// [`shipped_dir`].
+    /// The environment variable named.
+    Env(&'static str),
+    /// The shipped directory.
     Shipped,
 }
 
@@ -39,13 +50,13 @@ impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Origin::Flag => "given",
-            Origin::Env => GENERATOR_ENV,
+            Origin::Env(name) => name,
             Origin::Shipped => "shipped",
         })
     }
 }
 
-/// A generator checkpoint directory and where it came from.
+/// A generator checkpoint or selector directory and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
     pub dir: PathBuf,
@@ -66,7 +77,7 @@ pub struct Located {
 ///
 /// let shipped = Path::new("/nonexistent/default");
 /// let found = locate_in(None, Some("runs/gen/snapshots/step-3000".into()), shipped)?;
-/// assert_eq!(found.origin, Origin::Env);
+/// assert_eq!(found.origin, Origin::Env("LORAGEN_GENERATOR"));
 /// let err = locate_in(None, None, shipped).unwrap_err().to_string();
 /// assert!(err.contains("--generator") && err.contains("LORAGEN_GENERATOR"));
 /// # Ok::<(), loragen_generator::Error>(())
@@ -76,25 +87,7 @@ pub fn locate_in(
     env: Option<std::ffi::OsString>,
     shipped: &Path,
 ) -> Result<Located> {
-    if let Some(dir) = flag {
-        return Ok(Located {
-            dir: dir.to_path_buf(),
-            origin: Origin::Flag,
-        });
-    }
-    if let Some(dir) = env.filter(|v| !v.is_empty()) {
-        return Ok(Located {
-            dir: dir.into(),
-            origin: Origin::Env,
-        });
-    }
-    if shipped.exists() {
-        return Ok(Located {
-            dir: shipped.to_path_buf(),
-            origin: Origin::Shipped,
-        });
-    }
-    Err(Error::NoGenerator {
+    find(flag, env.map(|v| (GENERATOR_ENV, v)), shipped).ok_or_else(|| Error::NoGenerator {
         shipped: shipped.to_path_buf(),
     })
 }
@@ -102,6 +95,41 @@ pub fn locate_in(
 /// [`locate_in`] with this process's [`GENERATOR_ENV`] and [`shipped_dir`].
 pub fn locate(flag: Option<&Path>) -> Result<Located> {
     locate_in(flag, std::env::var_os(GENERATOR_ENV), &shipped_dir())
+}
+
+/// The tool selector to use, if any: `flag` if given, else a non-empty
+/// [`SELECTOR_ENV`], else [`shipped_selector_dir`] when it exists.
+pub fn locate_selector(flag: Option<&Path>) -> Option<Located> {
+    find(
+        flag,
+        std::env::var_os(SELECTOR_ENV).map(|v| (SELECTOR_ENV, v)),
+        &shipped_selector_dir(),
+    )
+}
+
+/// `flag`, else a non-empty variable `env` (its name and value), else
+/// `shipped` when it exists.
+fn find(
+    flag: Option<&Path>,
+    env: Option<(&'static str, std::ffi::OsString)>,
+    shipped: &Path,
+) -> Option<Located> {
+    if let Some(dir) = flag {
+        return Some(Located {
+            dir: dir.to_path_buf(),
+            origin: Origin::Flag,
+        });
+    }
+    if let Some((name, dir)) = env.filter(|(_, v)| !v.is_empty()) {
+        return Some(Located {
+            dir: dir.into(),
+            origin: Origin::Env(name),
+        });
+    }
+    shipped.exists().then(|| Located {
+        dir: shipped.to_path_buf(),
+        origin: Origin::Shipped,
+    })
 }
 
 #[cfg(test)]
@@ -119,7 +147,7 @@ mod tests {
         let found = locate_in(None, env(), shipped.path()).unwrap();
         assert_eq!(
             (found.dir.as_path(), found.origin),
-            (Path::new("env-dir"), Origin::Env)
+            (Path::new("env-dir"), Origin::Env(GENERATOR_ENV))
         );
         for empty in [None, Some(std::ffi::OsString::new())] {
             let found = locate_in(None, empty, shipped.path()).unwrap();

@@ -28,6 +28,119 @@ pub struct Manifest {
     pub prompt_format: String,
     /// sha256 of the adapter file.
     pub adapter_sha256: String,
+    /// The tool selector's part, when the registry was compiled with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<SelectorPart>,
+}
+
+/// The tool selector's part of a compiled artifact (issue 29): the
+/// registry's tools embedded by a selector's tool tower, in the file
+/// [`selector_path`] names beside the adapter. Its query side runs on the
+/// base edge model at each prompt, so the selector that made the part must
+/// be the one that reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectorPart {
+    /// sha256 of the selector's `model.safetensors`.
+    pub selector_sha256: String,
+    /// sha256 of the part's file.
+    pub sha256: String,
+}
+
+/// `<adapter>.selector.json`: the tool selector's part of a compiled
+/// artifact.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+/// let p = loragen_protocol::artifact::selector_path(Path::new("out/tools.gguf"));
+/// assert_eq!(p, Path::new("out/tools.gguf.selector.json"));
+/// ```
+pub fn selector_path(adapter: &Path) -> PathBuf {
+    let mut name = adapter.as_os_str().to_owned();
+    name.push(".selector.json");
+    PathBuf::from(name)
+}
+
+/// What the selector's part holds: each tool of the registry, in registry
+/// order, with its unit embedding from the selector's tool tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectorTools {
+    /// sha256 of the selector's `model.safetensors`.
+    pub selector_sha256: String,
+    pub names: Vec<String>,
+    /// One row per name.
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+impl SelectorTools {
+    /// Writes the part beside `adapter`, atomically, and describes it for
+    /// the manifest.
+    pub fn write(&self, adapter: &Path) -> Result<SelectorPart> {
+        let path = selector_path(adapter);
+        let json = serde_json::to_vec(self)?;
+        write_atomic(&path, &json)?;
+        Ok(SelectorPart {
+            selector_sha256: self.selector_sha256.clone(),
+            sha256: crate::digest::sha256_hex(&json),
+        })
+    }
+
+    /// The selector's part of the artifact at `adapter`, for the selector
+    /// whose weights hash to `selector_sha256`. An artifact compiled
+    /// without a selector or with another one, or whose part is not the
+    /// file its manifest describes, is refused by name.
+    pub fn read(adapter: &Path, manifest: &Manifest, selector_sha256: &str) -> Result<Self> {
+        let refuse = |detail: String| Error::Adapter {
+            path: adapter.to_path_buf(),
+            detail,
+        };
+        let part = manifest.selector.as_ref().ok_or_else(|| {
+            refuse(format!(
+                "compiled without a tool selector, but the selector {} is in use; compile it again",
+                short(selector_sha256)
+            ))
+        })?;
+        if part.selector_sha256 != selector_sha256 {
+            return Err(refuse(format!(
+                "compiled with the tool selector {}, but the selector here is {}; compile it again",
+                short(&part.selector_sha256),
+                short(selector_sha256)
+            )));
+        }
+        let path = selector_path(adapter);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let actual = crate::digest::sha256_hex(&bytes);
+        if actual != part.sha256 {
+            return Err(Error::Adapter {
+                path,
+                detail: format!(
+                    "the file's sha256 is {}, not the {} its manifest names: it was changed after compiling",
+                    short(&actual),
+                    short(&part.sha256)
+                ),
+            });
+        }
+        let tools: SelectorTools = serde_json::from_slice(&bytes).map_err(|e| Error::Adapter {
+            path: path.clone(),
+            detail: format!("not a tool selector's part ({e})"),
+        })?;
+        if tools.names.len() != tools.embeddings.len() || tools.selector_sha256 != selector_sha256 {
+            return Err(Error::Adapter {
+                path,
+                detail: format!(
+                    "{} names against {} embeddings, for the selector {}",
+                    tools.names.len(),
+                    tools.embeddings.len(),
+                    short(&tools.selector_sha256)
+                ),
+            });
+        }
+        Ok(tools)
+    }
 }
 
 /// `<adapter>.manifest.json`.
@@ -117,6 +230,23 @@ pub struct CompiledAdapter {
     pub cached: bool,
 }
 
+impl CompiledAdapter {
+    /// Copies the artifact (the adapter, the selector's part if its
+    /// manifest lists one, and the manifest) to `out`, each file
+    /// atomically.
+    pub fn copy_to(&self, out: &Path) -> Result<CompiledAdapter> {
+        crate::atomic::copy_atomic(&self.path, out)?;
+        if self.manifest.selector.is_some() {
+            crate::atomic::copy_atomic(&selector_path(&self.path), &selector_path(out))?;
+        }
+        self.manifest.write(out)?;
+        Ok(CompiledAdapter {
+            path: out.to_path_buf(),
+            ..self.clone()
+        })
+    }
+}
+
 /// Something that compiles a registry's system part into an adapter for
 /// the edge model: the generator in-process, or a remote cloud service.
 pub trait AdapterSource {
@@ -159,6 +289,7 @@ mod tests {
             generator_sha256: "g".repeat(64),
             prompt_format: PROMPT_FORMAT.into(),
             adapter_sha256: crate::digest::sha256_hex(b"adapter bytes"),
+            selector: None,
         };
         manifest.write(&adapter).unwrap();
         (adapter, manifest)
@@ -198,6 +329,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("changed after compiling"), "{err}");
+    }
+
+    #[test]
+    fn the_selectors_part_is_read_only_by_its_selector_and_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (adapter, mut manifest) = compiled(dir.path());
+        let (ours, theirs) = ("a".repeat(64), "b".repeat(64));
+        let err = SelectorTools::read(&adapter, &manifest, &ours)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.gguf") && err.contains("compiled without a tool selector"),
+            "{err}"
+        );
+
+        let tools = SelectorTools {
+            selector_sha256: ours.clone(),
+            names: vec!["f".into(), "g".into()],
+            embeddings: vec![vec![0.6, 0.8], vec![1.0, -0.0]],
+        };
+        manifest.selector = Some(tools.write(&adapter).unwrap());
+        manifest.write(&adapter).unwrap();
+        let manifest = Manifest::read(&adapter).unwrap().unwrap();
+        assert_eq!(
+            SelectorTools::read(&adapter, &manifest, &ours).unwrap(),
+            tools
+        );
+
+        let err = SelectorTools::read(&adapter, &manifest, &theirs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("compiled with the tool selector aaaa") && err.contains("bbbb"),
+            "{err}"
+        );
+
+        std::fs::write(selector_path(&adapter), b"{}").unwrap();
+        let err = SelectorTools::read(&adapter, &manifest, &ours)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.gguf.selector.json") && err.contains("changed after compiling"),
+            "{err}"
+        );
+        std::fs::remove_file(selector_path(&adapter)).unwrap();
+        let err = SelectorTools::read(&adapter, &manifest, &ours)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.gguf.selector.json"), "{err}");
     }
 
     #[test]

@@ -44,10 +44,12 @@ pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
         args.decoding.check_name_hint(definitions, mode)?;
     }
     anyhow::ensure!(
-        args.decoding.selector_veto.is_none(),
+        args.decoding.selection.selector_veto.is_none(),
         "--selector-veto is for JSON registries (eval): in GPT4Tools registries most answers without a call close a chain of calls, which the edge model decides"
     );
-    let models = models.with_generator(args.generator.clone());
+    let models = models
+        .with_generator(args.generator.clone())
+        .with_selector(args.decoding.selection.selector.clone());
     let mut plans: Vec<ModePlan> = modes
         .iter()
         .map(|&m| ModePlan::new(m, &args, &models))
@@ -478,15 +480,20 @@ fn run_mode<'a>(
     for group in groups {
         // The group's first record carries what making its adapter took.
         let mut adapter_ms = None;
-        let adapter = match (plan.adapters.as_mut(), group.first()) {
+        let (adapter, artifact) = match (plan.adapters.as_mut(), group.first()) {
             (Some((cache, _)), Some(first)) => {
                 let started = Instant::now();
                 let ensured = cache.ensure(&mut host, compiled_from(first))?;
                 adapter_ms = Some(started.elapsed().as_secs_f64() * 1e3);
                 compile_s += ensured.compile_s;
-                Some(ensured.key)
+                let artifact = cache.path_of(&ensured.key);
+                (Some(ensured.key), Some(artifact))
             }
-            _ => plan.adapter.as_ref().map(|_| FIXED_ADAPTER.to_owned()),
+            // A given compiled artifact carries its own selector part.
+            _ => (
+                plan.adapter.as_ref().map(|_| FIXED_ADAPTER.to_owned()),
+                plan.adapter.clone().filter(|_| plan.mode == Mode::Compiled),
+            ),
         };
         for item in group {
             let specs = item.listed_tool_specs();
@@ -500,10 +507,14 @@ fn run_mode<'a>(
             let params = if decoding.constrained {
                 let grammar = call_grammar_with(&specs, &decoding.grammar_params(1))
                     .with_context(|| format!("item {}", item.id))?;
+                // Under --partner-seed the artifact was compiled from
+                // another registry: its part does not hold these tools.
+                let artifact = artifact.as_deref().filter(|_| args.partner_seed.is_none());
                 let decision = scoring.decide(
                     item.system_part(),
                     &prompt,
                     specs.into_iter().map(|s| s.name).collect(),
+                    artifact,
                 )?;
                 selector_ms = decision.selector_ms;
                 params

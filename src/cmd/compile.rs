@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use loragen_protocol::artifact::manifest_path;
+use loragen_protocol::artifact::{manifest_path, selector_path};
 use loragen_protocol::render::system_prompt;
 
 use crate::cli::CompileArgs;
@@ -29,7 +29,9 @@ pub fn run(args: CompileArgs, models: Setup) -> anyhow::Result<()> {
             system_prompt(&specs)
         }
     };
-    let models = models.with_generator(args.checkpoint);
+    let models = models
+        .with_generator(args.checkpoint)
+        .with_selector(args.selector);
     let generator = models.generator()?;
     println!(
         "generator {} ({})",
@@ -56,5 +58,12 @@ pub fn run(args: CompileArgs, models: Setup) -> anyhow::Result<()> {
         artifact.manifest.registry_fingerprint
     );
     println!("adapter sha256 {}", artifact.manifest.adapter_sha256);
+    if let Some(part) = &artifact.manifest.selector {
+        println!(
+            "tool selector part {} (selector {})",
+            selector_path(&artifact.path).display(),
+            part.selector_sha256
+        );
+    }
     Ok(())
 }

@@ -85,7 +85,9 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     }
     // Compiled mode compiles each query's tools, unless --adapter fixes one
     // adapter for all (an explicit adapter wins over the default generator).
-    let models = models.with_generator(args.generator.clone());
+    let models = models
+        .with_generator(args.generator.clone())
+        .with_selector(args.decoding.selection.selector.clone());
     let compiler = match (args.mode, &args.adapter) {
         (Mode::Compiled, None) => Some(models.compiler()?),
         _ => None,
@@ -137,13 +139,18 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     for query in todo {
         let offered = tools.for_query(query)?;
         let specs: Vec<_> = offered.iter().map(|t| t.spec()).collect();
-        let adapter = match adapters.as_mut() {
+        let (adapter, artifact) = match adapters.as_mut() {
             Some(adapters) => {
                 let ensured = adapters.ensure(&mut host, &system_prompt(&specs))?;
                 compile_s += ensured.compile_s;
-                Some(ensured.key)
+                let artifact = adapters.path_of(&ensured.key);
+                (Some(ensured.key), Some(artifact))
             }
-            None => args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
+            // A given compiled artifact carries its own selector part.
+            None => (
+                args.adapter.is_some().then(|| GIVEN_ADAPTER.to_owned()),
+                args.adapter.clone().filter(|_| args.mode == Mode::Compiled),
+            ),
         };
         let system = match args.decoding.names_line(&specs) {
             Some(line) => Some(line),
@@ -154,7 +161,8 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         };
         let prompt = query_prompt(query, system.as_deref());
         let names = specs.iter().map(|s| s.name.clone()).collect();
-        let decision = scoring.decide(&system_prompt(&specs), &prompt, names)?;
+        let decision =
+            scoring.decide(&system_prompt(&specs), &prompt, names, artifact.as_deref())?;
         // A vetoed call leaves the model an answer without one.
         let grammar = if decision.veto {
             let params = args

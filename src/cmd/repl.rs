@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use console::style;
-use loragen_agent::agent::{Agent, AgentConfig, AgentFinish, Event, Outcome};
+use loragen_agent::agent::{
+    Agent, AgentConfig, AgentFinish, Event, NameDecision, NamePolicy, Outcome,
+};
 use loragen_agent::runtime::{AdapterHost, Session, SessionParams};
 use loragen_protocol::Mode;
 use rustyline::error::ReadlineError;
@@ -15,7 +17,8 @@ use rustyline::error::ReadlineError;
 use loragen::setup::{is_url, Setup};
 use loragen_protocol::render::system_prompt;
 
-use crate::cli::ReplArgs;
+use super::name_scoring::NameScoring;
+use crate::cli::{DecodingArgs, ReplArgs};
 use loragen_agent::toolset::Toolset;
 
 /// Longest line the REPL hands to the model.
@@ -56,13 +59,13 @@ enum AdapterPlan {
 
 /// Compiles the REPL's tools into `host` through a fresh source (the
 /// checkpoint may have moved on since the last compile) and returns the
-/// host's key for the adapter.
+/// host's key for the adapter and the artifact's file.
 fn compile_registry(
     models: &Setup,
     url: Option<&str>,
     toolset: &Toolset,
     host: &mut AdapterHost,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, PathBuf)> {
     let system = system_prompt(&toolset.specs());
     let source = models.adapter_source(url)?;
     let what = match url {
@@ -90,7 +93,30 @@ fn compile_registry(
         },
         cache.path_of(&ensured.key).display()
     ));
-    Ok(ensured.key)
+    let path = cache.path_of(&ensured.key);
+    Ok((ensured.key, path))
+}
+
+/// The REPL's name policy (`--whole-names`): name scoring as `eval`
+/// resolves it, over the REPL's registry, the selector's tools taken from
+/// the compiled artifact when there is one.
+struct ReplNames {
+    scoring: NameScoring,
+    system: String,
+    artifact: Option<PathBuf>,
+}
+
+impl NamePolicy for ReplNames {
+    fn decide(&mut self, prompt: &str, names: &[String]) -> loragen_agent::Result<NameDecision> {
+        self.scoring
+            .decide(
+                &self.system,
+                prompt,
+                names.to_vec(),
+                self.artifact.as_deref(),
+            )
+            .map_err(|e| loragen_agent::Error::NamePolicy(e.into()))
+    }
 }
 
 /// How a conversation with one agent ended.
@@ -102,12 +128,14 @@ enum Exit {
 
 pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
     let url = args.generator.clone().filter(|g| is_url(g));
-    let models = models.with_generator(
-        args.generator
-            .clone()
-            .filter(|g| !is_url(g))
-            .map(PathBuf::from),
-    );
+    let models = models
+        .with_generator(
+            args.generator
+                .clone()
+                .filter(|g| !is_url(g))
+                .map(PathBuf::from),
+        )
+        .with_selector(args.selection.selector.clone());
     let path = models.model(&args.model)?;
     // The model outlives each agent: `:compile` ends the agent (its
     // session borrows the model), loads the new adapter into the model,
@@ -130,18 +158,37 @@ pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
         (None, None) if args.mode == Mode::Compiled => AdapterPlan::Compile { url: None },
         (None, None) => AdapterPlan::None,
     };
-    let mut adapter = match &plan {
-        AdapterPlan::None => None,
+    // The adapter's host key, and the compiled artifact's file (whose
+    // selector part --whole-names reads).
+    let (mut adapter, artifact) = match &plan {
+        AdapterPlan::None => (None, None),
         AdapterPlan::Given(file) => {
             host.hold_adapter(GIVEN_ADAPTER, file)?;
-            Some(GIVEN_ADAPTER.to_owned())
+            let compiled = args.mode == Mode::Compiled;
+            (
+                Some(GIVEN_ADAPTER.to_owned()),
+                compiled.then(|| file.clone()),
+            )
         }
-        AdapterPlan::Compile { url } => Some(compile_registry(
-            &models,
-            url.as_deref(),
-            &toolset,
-            &mut host,
-        )?),
+        AdapterPlan::Compile { url } => {
+            let (key, path) = compile_registry(&models, url.as_deref(), &toolset, &mut host)?;
+            (Some(key), Some(path))
+        }
+    };
+    let mut names: Option<Box<dyn NamePolicy>> = if args.whole_names {
+        let decoding = DecodingArgs {
+            constrained: true,
+            whole_names: true,
+            selection: args.selection.clone(),
+            ..DecodingArgs::default()
+        };
+        Some(Box::new(ReplNames {
+            scoring: NameScoring::new(&decoding, &models)?,
+            system: system_prompt(&toolset.specs()),
+            artifact,
+        }))
+    } else {
+        None
     };
     let tools = Arc::clone(&toolset.registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -174,6 +221,9 @@ pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
             .clone()
             .with_constrained(config.constrained || args.constrained);
         let mut agent = Agent::new(session, Arc::clone(&tools), config)?;
+        if let Some(policy) = names.take() {
+            agent = agent.with_name_policy(policy);
+        }
         for (human, ai) in &memory {
             agent.remember(human.clone(), ai.clone());
         }
@@ -192,13 +242,15 @@ pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
         let exit = chat.converse(&mut agent, &mut editor)?;
         mode = agent.config().mode;
         memory = agent.memory().to_vec();
+        names = agent.take_name_policy();
         match exit {
             Exit::Quit => break,
             Exit::Recompile => {
                 drop(agent);
                 if let AdapterPlan::Compile { url } = &plan {
                     match compile_registry(&models, url.as_deref(), &toolset, &mut host) {
-                        Ok(key) => adapter = Some(key),
+                        // The same registry: the artifact's file is the same.
+                        Ok((key, _)) => adapter = Some(key),
                         Err(e) => eprintln!("{}", style(format!("compile failed: {e:#}")).red()),
                     }
                 }

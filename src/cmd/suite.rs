@@ -19,7 +19,9 @@ use loragen_gpt4tools::RecordLog;
 use loragen_protocol::Mode;
 
 use super::eval::{percent, Scores};
-use crate::cli::{BenchGpt4toolsArgs, DecodingArgs, EvalArgs, SuiteArgs, SuiteGroup, SuiteSet};
+use crate::cli::{
+    BenchGpt4toolsArgs, DecodingArgs, EvalArgs, SelectorArgs, SuiteArgs, SuiteGroup, SuiteSet,
+};
 use loragen::setup::Setup;
 
 /// One set of the suite and how it is run.
@@ -210,7 +212,10 @@ fn bench_args(args: &SuiteArgs, set: &Set, data: &Path, listing: &[String]) -> B
         // The selector's veto is for JSON registries; GPT4Tools items leave
         // "no call" to the edge model.
         decoding: DecodingArgs {
-            selector_veto: None,
+            selection: SelectorArgs {
+                selector_veto: None,
+                ..args.decoding.selection.clone()
+            },
             ..args.decoding.clone()
         },
         jump_forward: false,

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,18 +48,23 @@ fn from_items(items: &[loragen_gpt4tools::Item]) -> Vec<SelectorItem> {
     items.iter().filter_map(SelectorItem::from_item).collect()
 }
 
+/// The call and no-call queries of a set in the generic format.
+fn generic_items(tools: &Path, queries: &Path) -> anyhow::Result<Vec<SelectorItem>> {
+    let tools = ToolSet::load(tools)?;
+    let mut items = Vec::new();
+    for query in load_queries(queries)? {
+        items.extend(SelectorItem::from_query(&tools, &query)?);
+    }
+    Ok(items)
+}
+
 /// The development sets the flags name.
 fn dev_sets(args: &TrainSelectorArgs) -> anyhow::Result<Vec<Set>> {
     let mut sets = Vec::new();
     if let Some(dir) = &args.bfcl {
-        let tools = ToolSet::load(&dir.join("val_tools.json"))?;
-        let mut items = Vec::new();
-        for query in load_queries(&dir.join("val_queries.jsonl"))? {
-            items.extend(SelectorItem::from_query(&tools, &query)?);
-        }
         sets.push(Set {
             name: "BFCL validation".into(),
-            items,
+            items: generic_items(&dir.join("val_tools.json"), &dir.join("val_queries.jsonl"))?,
         });
     }
     if let Some(file) = &args.validate {
@@ -108,6 +113,7 @@ struct SavedConfig<'a> {
     edge_sha256: &'a str,
     cloud_sha256: &'a str,
     hold_out: &'a [String],
+    generic_sets: &'a [PathBuf],
     examples: usize,
 }
 
@@ -146,6 +152,11 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
         let bfcl = from_items(&super::train::bfcl_items(dir)?);
         println!("{} BFCL train examples", bfcl.len());
         train.extend(bfcl);
+    }
+    for dir in &args.generic_set {
+        let items = generic_items(&dir.join("tools.json"), &dir.join("queries.jsonl"))?;
+        println!("{} examples from {}", items.len(), dir.display());
+        train.extend(items);
     }
     let sets = dev_sets(args)?;
     let every: Vec<&SelectorItem> = train
@@ -249,6 +260,7 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
             edge_sha256: &edge.sha256,
             cloud_sha256: &cloud.sha256,
             hold_out: &args.hold_out,
+            generic_sets: &args.generic_set,
             examples: train_set.examples.len(),
         },
         &log,

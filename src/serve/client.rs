@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest};
+use loragen_protocol::artifact::{selector_path, AdapterSource, CompiledAdapter, Manifest};
 use loragen_protocol::atomic::write_atomic;
 use loragen_protocol::digest::sha256_hex;
 use serde::Deserialize;
@@ -121,8 +121,44 @@ impl RemoteCloud {
             )));
         }
         write_atomic(out, &bytes)?;
+        if let Some(part) = &manifest.selector {
+            self.fetch_selector_part(fingerprint, &part.sha256, out)?;
+        }
         manifest.write(out)?;
         Ok(manifest)
+    }
+
+    /// Downloads the tool selector's part of `fingerprint`'s artifact
+    /// beside `out`; the bytes must hash to `sha256`, the manifest's.
+    fn fetch_selector_part(
+        &self,
+        fingerprint: &str,
+        sha256: &str,
+        out: &Path,
+    ) -> loragen_protocol::Result<()> {
+        let mut response = self
+            .agent
+            .get(&format!("{}/v1/adapters/{fingerprint}/selector", self.url))
+            .call()
+            .map_err(|e| self.error(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ADAPTER_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.error(e))?;
+        if status != 200 {
+            return Err(self.refusal(status, &String::from_utf8_lossy(&body)));
+        }
+        let sha = sha256_hex(&body);
+        if sha != sha256 {
+            return Err(self.error(format!(
+                "the tool selector part's sha256 is {sha}, its manifest says {sha256}"
+            )));
+        }
+        write_atomic(&selector_path(out), &body)?;
+        Ok(())
     }
 }
 

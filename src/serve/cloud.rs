@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use loragen_protocol::artifact::{AdapterSource, CompiledAdapter, Manifest};
-use loragen_protocol::atomic::copy_atomic;
 use tokio::sync::oneshot;
 
 use super::error::{ApiError, Result};
@@ -111,11 +110,6 @@ impl AdapterSource for CloudWorker {
             })
             .map_err(|_| gone())?;
         let compiled = rx.blocking_recv().map_err(|_| gone())??;
-        copy_atomic(&compiled.path, out)?;
-        compiled.manifest.write(out)?;
-        Ok(CompiledAdapter {
-            path: out.to_owned(),
-            ..compiled
-        })
+        compiled.copy_to(out)
     }
 }

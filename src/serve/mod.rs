@@ -7,7 +7,8 @@
 //!   taken from this server's cache or compiled by the cloud role, and the
 //!   message decoded under the call grammar;
 //! - **cloud**: `POST /v1/adapters` compiles a tool list, and
-//!   `GET /v1/adapters/{fingerprint}` serves the artifact;
+//!   `GET /v1/adapters/{fingerprint}` serves the artifact (and
+//!   `.../selector` its tool selector part, when its manifest lists one);
 //! - both: `GET /health` and `GET /metrics` (Prometheus text).
 //!
 //! Generation and compiles run on their own threads ([`EdgeWorker`],
@@ -35,6 +36,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use loragen_protocol::artifact::selector_path;
 use loragen_protocol::ToolSpec;
 use serde::Deserialize;
 use serde_json::json;
@@ -169,6 +171,15 @@ struct AppState {
     cloud: Option<CloudWorker>,
 }
 
+impl AppState {
+    /// The cloud role, which the adapter routes need.
+    fn cloud(&self) -> Result<&CloudWorker, ApiError> {
+        self.cloud
+            .as_ref()
+            .ok_or_else(|| ApiError::not_found("this server has no cloud role"))
+    }
+}
+
 /// A running server; [`Server::shutdown`] stops it gracefully.
 #[derive(Debug)]
 pub struct Server {
@@ -281,7 +292,8 @@ fn router(state: Arc<AppState>) -> Router {
     if state.cloud.is_some() {
         app = app
             .route("/v1/adapters", post(compile))
-            .route("/v1/adapters/{fingerprint}", get(artifact));
+            .route("/v1/adapters/{fingerprint}", get(artifact))
+            .route("/v1/adapters/{fingerprint}/selector", get(selector_part));
     }
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body))
@@ -397,10 +409,7 @@ async fn compile(
     bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let bytes = body(bytes, state.config.max_body)?;
-    let cloud = state
-        .cloud
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("this server has no cloud role"))?;
+    let cloud = state.cloud()?;
     let request: CompileRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("the compile request: {e}")))?;
     let system = match (request.tools, request.registry, request.system) {
@@ -441,16 +450,34 @@ async fn compile(
     })))
 }
 
+/// `GET /v1/adapters/{fingerprint}/selector`: the tool selector's part of
+/// an artifact whose manifest lists one.
+async fn selector_part(
+    State(state): State<Arc<AppState>>,
+    Path(fingerprint): Path<String>,
+) -> Result<Response, ApiError> {
+    let cloud = state.cloud()?;
+    let part = match cloud.artifact(&fingerprint)? {
+        Some((path, manifest)) if manifest.selector.is_some() => selector_path(&path),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no tool selector part compiled for fingerprint `{fingerprint}`"
+            )))
+        }
+    };
+    let bytes = tokio::fs::read(&part)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", part.display())))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
 /// `GET /v1/adapters/{fingerprint}`: the GGUF bytes, the manifest in the
 /// [`MANIFEST_HEADER`] header.
 async fn artifact(
     State(state): State<Arc<AppState>>,
     Path(fingerprint): Path<String>,
 ) -> Result<Response, ApiError> {
-    let cloud = state
-        .cloud
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("this server has no cloud role"))?;
+    let cloud = state.cloud()?;
     let Some((path, manifest)) = cloud.artifact(&fingerprint)? else {
         return Err(ApiError::not_found(format!(
             "no adapter compiled for fingerprint `{fingerprint}`; POST its tools to /v1/adapters first"

@@ -17,8 +17,9 @@ use loragen_protocol::Mode;
 
 use super::config::AgentConfig;
 use super::model::LanguageModel;
+use super::names::{NameDecision, NamePolicy};
 use crate::error::Result;
-use crate::grammar::call_grammar;
+use crate::grammar::{call_grammar, call_grammar_with, CallChoice, GrammarParams};
 use crate::runtime::{FinishReason, GenerateParams, Stats};
 
 /// Something that happened during a turn, in order.
@@ -90,6 +91,13 @@ pub struct Agent<M> {
     config: AgentConfig,
     system: String,
     grammar: Option<String>,
+    /// The grammar of an answer without a call, for a vetoed message.
+    no_call_grammar: String,
+    /// Whether the registry speaks the JSON protocol: only there does a
+    /// selector's "no call" veto a call (GPT4Tools answers without a call
+    /// mostly close a chain of calls, which the edge model decides).
+    json: bool,
+    names: Option<Box<dyn NamePolicy>>,
     history: Vec<(String, String)>,
 }
 
@@ -113,6 +121,10 @@ impl<M: LanguageModel> Agent<M> {
             Box::new(ReactParser)
         };
         let grammar = Some(call_grammar(&specs)?);
+        let no_call_grammar = call_grammar_with(
+            &specs,
+            &GrammarParams::default().with_choice(CallChoice::None),
+        )?;
         Ok(Agent {
             model,
             tools,
@@ -120,8 +132,25 @@ impl<M: LanguageModel> Agent<M> {
             config,
             system,
             grammar,
+            no_call_grammar,
+            json: render::takes_json(&specs),
+            names: None,
             history: Vec::new(),
         })
+    }
+
+    /// The name policy, taken back (to give the next agent of a REPL).
+    pub fn take_name_policy(&mut self) -> Option<Box<dyn NamePolicy>> {
+        self.names.take()
+    }
+
+    /// Decides before each constrained message how tool names are chosen
+    /// (whole-name scoring, a compiled selector's prior) and, in JSON
+    /// registries, whether the selector vetoes a call.
+    #[must_use]
+    pub fn with_name_policy(mut self, policy: Box<dyn NamePolicy>) -> Self {
+        self.names = Some(policy);
+        self
     }
 
     /// Uses another output format.
@@ -203,6 +232,7 @@ impl<M: LanguageModel> Agent<M> {
             } else {
                 None
             });
+        let names: Vec<String> = self.tools.specs().map(|s| s.name.clone()).collect();
         let mut trace = String::new();
         let mut steps = Vec::new();
         let mut failures = 0;
@@ -211,9 +241,22 @@ impl<M: LanguageModel> Agent<M> {
         for step in 0..self.config.max_steps {
             let step_span = tracing::debug_span!(parent: &turn, "agent_step", step);
             let prompt = self.prompt(input, &trace);
+            let decision = match (&mut self.names, self.config.constrained) {
+                (Some(policy), true) => step_span.in_scope(|| policy.decide(&prompt, &names))?,
+                _ => NameDecision::default(),
+            };
+            let vetoed = decision.veto && self.json;
+            let step_params = params
+                .clone()
+                .with_name_choice(decision.name_choice)
+                .with_grammar(if vetoed {
+                    Some(self.no_call_grammar.clone())
+                } else {
+                    params.grammar.clone()
+                });
             let completion = step_span.in_scope(|| {
                 let _span = tracing::debug_span!("generate", prompt_bytes = prompt.len()).entered();
-                self.model.complete(&prompt, &params, &mut |t| {
+                self.model.complete(&prompt, &step_params, &mut |t| {
                     on_event(&Event::Text(t.to_owned()))
                 })
             })?;
