@@ -559,8 +559,10 @@ fn summary(
     Ok(out)
 }
 
-/// The veto margins the selector's part of the summary sweeps.
-const VETO_MARGINS: [f64; 11] = [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0];
+/// The veto margins the selector's part of the summary sweeps, and `train
+/// selector`'s report.
+pub(super) const VETO_MARGINS: [f64; 11] =
+    [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0];
 
 /// The tool selector's part, when it ran: its pass, included in the p50
 /// above and reported apart here, and what a veto at each margin would
@@ -701,10 +703,9 @@ mod tests {
         assert!(!table.contains("| extra |"), "{table}");
     }
 
-    /// Right tool, arguments given the right tool and no-call accuracy are
-    /// each counted over the queries they apply to.
-    #[test]
-    fn the_table_separates_tool_choice_from_arguments() {
+    /// Three queries that call `add` with `a` = 1 (`s_1` to `s_3`) and one
+    /// that needs no call (`s_4`).
+    fn add_queries() -> [Query; 4] {
         let q = |id: &str, expect: &str| -> Query {
             serde_json::from_value(serde_json::json!({
                 "id": id, "messages": [], "expect": expect,
@@ -716,12 +717,19 @@ mod tests {
             }))
             .unwrap()
         };
-        let qs = [
+        [
             q("s_1", "calls"),
             q("s_2", "calls"),
             q("s_3", "calls"),
             q("s_4", "no-call"),
-        ];
+        ]
+    }
+
+    /// Right tool, arguments given the right tool and no-call accuracy are
+    /// each counted over the queries they apply to.
+    #[test]
+    fn the_table_separates_tool_choice_from_arguments() {
+        let qs = add_queries();
         let with = |id: &str, correct: bool, call: Option<(&str, i64)>| {
             let mut r = record(id, Some(correct), 10, 1.0);
             r.calls = call
@@ -753,23 +761,7 @@ mod tests {
     /// has no row.
     #[test]
     fn the_veto_sweep_answers_from_one_runs_margins() {
-        let q = |id: &str, expect: &str| -> Query {
-            serde_json::from_value(serde_json::json!({
-                "id": id, "messages": [], "expect": expect,
-                "answers": if expect == "calls" {
-                    serde_json::json!([{"name": "add", "arguments": {"a": [1]}}])
-                } else {
-                    serde_json::json!([])
-                },
-            }))
-            .unwrap()
-        };
-        let qs = [
-            q("s_1", "calls"),
-            q("s_2", "calls"),
-            q("s_3", "calls"),
-            q("s_4", "no-call"),
-        ];
+        let qs = add_queries();
         let by_id: HashMap<&str, &Query> = qs.iter().map(|q| (q.id.as_str(), q)).collect();
         let with = |id: &str, name: &str, margin: f64| {
             let mut r = record(id, None, 10, 1.0);

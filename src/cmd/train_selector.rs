@@ -27,9 +27,6 @@ use serde::Serialize;
 
 use crate::cli::TrainSelectorArgs;
 
-/// The veto margins the report sweeps, in score units (scaled cosines).
-const VETO_MARGINS: [f32; 7] = [-2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0];
-
 /// One set's items and what to call it in the report.
 struct Set {
     name: String,
@@ -275,8 +272,10 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
     for (set, data) in sets.iter().zip(&dev) {
         let ranked = rank(&selector, data)?;
         rows.push(row(&set.name, Selection::at(&ranked, 0.0)));
-        for margin in VETO_MARGINS {
-            let s = Selection::at(&ranked, margin);
+        // The margins `eval` sweeps (score differences equal differences
+        // of log-probabilities).
+        for margin in super::eval::VETO_MARGINS {
+            let s = Selection::at(&ranked, margin as f32);
             if s.no_calls > 0 {
                 sweep.push_str(&format!(
                     "| {} | {margin:+} | {} | {} |\n",
