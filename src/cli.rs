@@ -139,6 +139,13 @@ pub struct ServeArgs {
     /// /v1/tools`); the calls go back to the client, as with any tools.
     #[arg(long, value_name = "FILE")]
     pub mcp_config: Option<PathBuf>,
+    /// Edge role: score every offered tool's whole name at `Action:` and
+    /// force the best, with the tool selector's prior and "no call" veto
+    /// when there is a selector (compiled artifacts must carry its part).
+    #[arg(long)]
+    pub whole_names: bool,
+    #[command(flatten)]
+    pub selection: SelectorArgs,
 }
 
 #[derive(Debug, Args)]

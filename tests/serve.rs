@@ -59,6 +59,7 @@ impl EdgeBackend for Scripted {
             prompt_tokens: job.prompt.len() / 4,
             completion_tokens: pieces.len(),
             adapter_cached: job.system.as_ref().map(|_| true),
+            vetoed: false,
         })
     }
 }

@@ -8,7 +8,8 @@
 //! the edge server's RSS stays within 10% of its RSS after warm-up. Both
 //! servers stop gracefully on SIGTERM, and once restarted on the same homes
 //! they answer from their caches without compiling again. On a tiny
-//! context, a conversation longer than it gets a 400 that says so.
+//! context, a conversation longer than it gets a 400 that says so. A
+//! server with a tool selector vetoes only the calls left to the model.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use loragen_agent::test_util as common;
@@ -436,4 +437,61 @@ fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
     assert_eq!(body["error"]["param"], "messages");
     edge.stop();
     cloud.stop();
+}
+
+/// With `--whole-names` and a tool selector, the edge role reads the
+/// selector's part of each compiled artifact. A veto margin below any the
+/// selector gives stops every call a request leaves to the model
+/// (`tool_choice` auto), counted in `/metrics`, and none that a request
+/// requires.
+#[test]
+fn a_selectors_veto_stops_the_calls_left_to_the_model_only() {
+    let home = tempfile::tempdir().unwrap();
+    let checkpoint = generator(home.path());
+    let selector = home.path().join("selector");
+    ok(&loragen(home.path())
+        .args(["train", "selector", "--data"])
+        .arg(home.path().join("data/train.json"))
+        .arg("--out")
+        .arg(&selector)
+        .args(["--steps", "10", "--batch", "4", "--negatives", "2"])
+        .output()
+        .unwrap());
+    let mut served = Served::start(
+        home.path(),
+        &[
+            "--generator",
+            checkpoint.to_str().unwrap(),
+            "--whole-names",
+            "--selector",
+            selector.to_str().unwrap(),
+            "--selector-veto=-1000",
+        ],
+    );
+    let tools = &tool_sets()[1];
+    let ask = |choice: &str| {
+        let mut body = chat(1);
+        body["tool_choice"] = json!(choice);
+        let url = format!("{}/v1/chat/completions", served.url);
+        let (status, body) = post(&url, body.to_string().as_bytes());
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let auto = ask("auto");
+    assert!(
+        auto["choices"][0]["message"]["tool_calls"].is_null()
+            && auto["choices"][0]["finish_reason"] != "tool_calls",
+        "{auto}"
+    );
+    assert_eq!(served.metric("loragen_selector_vetoes_total"), 1);
+    let required = ask("required");
+    assert!(
+        required["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .is_some_and(|calls| !calls.is_empty()),
+        "{required}"
+    );
+    check_answer(&required, tools);
+    assert_eq!(served.metric("loragen_selector_vetoes_total"), 1);
+    served.stop();
 }

@@ -15,10 +15,11 @@
 //! `loragen_generator::selector`'s.
 
 use std::ops::Range;
+use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
-use loragen_protocol::artifact::SelectorTools;
+use loragen_protocol::artifact::{Manifest, SelectorTools};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -332,6 +333,31 @@ impl CompiledTools {
             names: part.names,
             embeddings: Tensor::from_vec(flat, (n, out_dim), &Device::Cpu)?,
         })
+    }
+
+    /// The tools of the compiled artifact at `adapter`, read from its
+    /// selector part for the selector whose weights hash to
+    /// `selector_sha256` and which embeds into `out_dim` values. An
+    /// artifact without a manifest or a part, or with another selector's,
+    /// is refused by name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use loragen_agent::selector::CompiledTools;
+    ///
+    /// let err = CompiledTools::from_artifact(Path::new("nowhere/tools.gguf"), "s", 2).unwrap_err();
+    /// assert!(err.to_string().contains("nowhere/tools.gguf"), "{err}");
+    /// ```
+    pub fn from_artifact(adapter: &Path, selector_sha256: &str, out_dim: usize) -> Result<Self> {
+        let manifest = Manifest::read(adapter)?.ok_or_else(|| {
+            Error::InvalidParam(format!("{}: no manifest beside it", adapter.display()))
+        })?;
+        Self::from_part(
+            SelectorTools::read(adapter, &manifest, selector_sha256)?,
+            out_dim,
+        )
     }
 
     /// The part a compiled artifact keeps for the selector whose weights

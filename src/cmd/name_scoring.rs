@@ -12,7 +12,6 @@ use loragen_agent::agent::{NameDecision, NamePolicy, SelectorParams, WholeNames}
 use loragen_agent::selector::{weights_sha256, CompiledTools, EdgeSelector, Selector};
 use loragen_generator::features::{Cloud, FeatureCache, MetaSource};
 use loragen_generator::selector::compile_tools;
-use loragen_protocol::artifact::{Manifest, SelectorTools};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::DecodingArgs;
@@ -50,7 +49,7 @@ pub struct NameScoring {
 }
 
 /// The longest prompt the selector reads, in tokens.
-const SELECTOR_CONTEXT: u32 = 4096;
+pub const SELECTOR_CONTEXT: u32 = 4096;
 
 impl NameScoring {
     /// Name scoring as `decoding` asks, with the selector `models` resolve
@@ -120,13 +119,11 @@ impl NameScoring {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(match artifact {
                 // A compiled artifact carries its registry's tools.
-                Some(adapter) => {
-                    let manifest = Manifest::read(adapter)?.ok_or_else(|| {
-                        anyhow::anyhow!("{}: no manifest beside it", adapter.display())
-                    })?;
-                    let part = SelectorTools::read(adapter, &manifest, &s.setting.sha256)?;
-                    CompiledTools::from_part(part, s.edge.selector().config().out_dim)?
-                }
+                Some(adapter) => CompiledTools::from_artifact(
+                    adapter,
+                    &s.setting.sha256,
+                    s.edge.selector().config().out_dim,
+                )?,
                 None => compile_tools(s.edge.selector(), system, &s.features, &mut s.cloud)?,
             }),
         };

@@ -7,13 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use loragen::serve::{CloudWorker, EdgeWorker, LlamaEdge, Metrics, ServeConfig, Server};
+use loragen::serve::{CloudWorker, EdgeNames, EdgeWorker, LlamaEdge, Metrics, ServeConfig, Server};
 use loragen::setup::{is_url, remote, HomeDir, Setup};
 use loragen_agent::adapter::AdapterCache;
+use loragen_agent::agent::SelectorParams;
 use loragen_agent::runtime::{AdapterHost, SessionParams};
+use loragen_agent::selector::{weights_sha256, EdgeSelector, Selector};
 use loragen_protocol::artifact::AdapterSource;
 
 use crate::cli::{ServeArgs, ServeRole};
+use crate::cmd::name_scoring::SELECTOR_CONTEXT;
 
 pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
     // The servers are asked for their tools, then closed: the calls go
@@ -53,12 +56,14 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
             "--generator {url} is a URL, so this server can only be an edge role (--role edge); the cloud role needs a checkpoint directory"
         );
     }
-    let models = models.with_generator(
-        args.generator
-            .clone()
-            .filter(|g| !is_url(g))
-            .map(PathBuf::from),
-    );
+    let models = models
+        .with_generator(
+            args.generator
+                .clone()
+                .filter(|g| !is_url(g))
+                .map(PathBuf::from),
+        )
+        .with_selector(args.selection.selector.clone());
     let cloud = match url {
         Some(_) => None,
         None => Some(cloud_worker(&models, &metrics)?),
@@ -74,12 +79,27 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
             let edge = models.edge()?.clone();
             let dir = models.dir(HomeDir::EdgeAdapters);
             let session = SessionParams::default().with_n_ctx(args.ctx);
+            let names = edge_names(&args, &models)?;
             println!("loading the edge model {}", edge.path.display());
             Some(EdgeWorker::spawn(
                 move || {
-                    let host = AdapterHost::load(&edge.path)?.with_sha256(edge.sha256);
+                    let host = AdapterHost::load(&edge.path)?.with_sha256(edge.sha256.clone());
                     let adapters = AdapterCache::new(dir, source);
-                    Ok(LlamaEdge::new(host, adapters, session))
+                    let served = LlamaEdge::new(host, adapters, session);
+                    Ok(match names {
+                        None => served,
+                        Some(NamesPlan::Whole) => served.with_names(EdgeNames::whole()),
+                        Some(NamesPlan::Selector {
+                            dir,
+                            sha256,
+                            params,
+                        }) => {
+                            let selector = Selector::load(&dir)?;
+                            let reader =
+                                EdgeSelector::load(&edge.path, selector, SELECTOR_CONTEXT)?;
+                            served.with_names(EdgeNames::with_selector(reader, params, sha256)?)
+                        }
+                    })
                 },
                 config.queue,
                 Arc::clone(&metrics),
@@ -123,6 +143,42 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
         server.shutdown().await?;
         anyhow::Ok(())
     })
+}
+
+/// How the edge role chooses tool names, resolved before its thread
+/// starts (so a bad flag or a missing selector fails at start-up); the
+/// selector itself loads on the model thread.
+enum NamesPlan {
+    Whole,
+    Selector {
+        dir: PathBuf,
+        sha256: String,
+        params: SelectorParams,
+    },
+}
+
+fn edge_names(args: &ServeArgs, models: &Setup) -> anyhow::Result<Option<NamesPlan>> {
+    if !args.whole_names {
+        return Ok(None);
+    }
+    let params = args.selection.params()?;
+    Ok(Some(match models.selector() {
+        None => NamesPlan::Whole,
+        Some(located) => {
+            let sha256 = weights_sha256(&located.dir)?;
+            println!(
+                "tool names: whole, with the {} selector {} ({})",
+                located.origin,
+                located.dir.display(),
+                loragen_protocol::digest::short(&sha256)
+            );
+            NamesPlan::Selector {
+                dir: located.dir,
+                sha256,
+                params,
+            }
+        }
+    }))
 }
 
 /// The compile thread over the setup's generator; its artifacts are kept

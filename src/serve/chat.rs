@@ -206,6 +206,13 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
     } else {
         check_tools(&specs, config)?;
     }
+    // A selector may veto only a call the request leaves to the model.
+    let no_call_grammar = match choice {
+        CallChoice::Auto if !offered.is_empty() => {
+            Some(grammar(&offered, CallChoice::None, max_calls)?)
+        }
+        _ => None,
+    };
     let grammar = grammar(&offered, choice, max_calls)?;
     let max_tokens = request
         .max_completion_tokens
@@ -227,6 +234,8 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
             .with_grammar(Some(grammar))
             .with_jump_forward(true)
             .with_sampling(sampling(request)?),
+        names: offered.iter().map(|s| s.name.clone()).collect(),
+        no_call_grammar,
     })
 }
 
@@ -387,6 +396,7 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens: 1,
             adapter_cached: None,
+            vetoed: false,
         };
         let head = "Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {\"a\":1}\n";
         for cut in [
@@ -457,6 +467,12 @@ mod tests {
             )
         };
         let auto = with(r#""auto""#).unwrap();
+        // Only a call left to the model may be vetoed; it then decodes as
+        // tool_choice "none" would.
+        assert_eq!(auto.names, ["w", "t"]);
+        let none_job = with(r#""none""#).unwrap();
+        assert!(none_job.names.is_empty() && none_job.no_call_grammar.is_none());
+        assert_eq!(auto.no_call_grammar, none_job.params.grammar);
         let grammar = auto.params.grammar.unwrap();
         assert!(grammar.contains("(yes | no)") && grammar.contains("\"w\""));
         assert!(
@@ -466,11 +482,10 @@ mod tests {
         assert!(auto.system.unwrap().contains("\"name\":\"w\""));
         let none = with(r#""none""#).unwrap().params.grammar.unwrap();
         assert!(none.starts_with(r#"root ::= "Thought: Do I need to use a tool? " no"#));
-        let named = with(r#"{"type": "function", "function": {"name": "t"}}"#)
-            .unwrap()
-            .params
-            .grammar
-            .unwrap();
+        let named = with(r#"{"type": "function", "function": {"name": "t"}}"#).unwrap();
+        assert_eq!(named.names, ["t"]);
+        assert!(named.no_call_grammar.is_none());
+        let named = named.params.grammar.unwrap();
         assert!(
             named.contains(" yes\n") && !named.contains("\"w\""),
             "{named}"

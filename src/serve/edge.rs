@@ -3,11 +3,16 @@
 //! generation at a time, taking jobs from a bounded queue; a full queue is
 //! a 503 for the caller, and `/health` and `/metrics` answer meanwhile.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::sync::Arc;
 
 use loragen_agent::adapter::AdapterCache;
+use loragen_agent::agent::{NameDecision, NamePolicy, SelectorParams, WholeNames};
 use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, SessionParams};
+use loragen_agent::selector::{CompiledTools, EdgeSelector};
 use tokio::sync::mpsc;
 
 use super::error::{ApiError, Error, Result};
@@ -21,6 +26,13 @@ pub struct EdgeJob {
     pub prompt: String,
     pub system: Option<String>,
     pub params: GenerateParams,
+    /// The names the message may call (none when `tool_choice` is
+    /// "none"), for a name policy ([`EdgeNames`]).
+    pub names: Vec<String>,
+    /// The grammar of an answer without a call, when the request leaves
+    /// the call to the model (`tool_choice` auto): what a selector's veto
+    /// decodes under.
+    pub no_call_grammar: Option<String>,
 }
 
 /// What a generation produced.
@@ -33,6 +45,8 @@ pub struct Generated {
     pub completion_tokens: usize,
     /// With tools: whether the adapter was already on this server.
     pub adapter_cached: Option<bool>,
+    /// A tool selector vetoed a call: the message answers without one.
+    pub vetoed: bool,
 }
 
 /// What generates for the edge role: the llama.cpp model with compiled
@@ -139,19 +153,88 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
     };
     let result = backend.generate(&work.job, &mut on_text);
     metrics.queued.dec();
-    if let Ok(Generated {
-        adapter_cached: Some(cached),
-        ..
-    }) = &result
-    {
-        let counter = if *cached {
-            &metrics.adapter_cache_hits
-        } else {
-            &metrics.adapter_cache_misses
-        };
-        counter.inc();
+    if let Ok(generated) = &result {
+        if let Some(cached) = generated.adapter_cached {
+            let counter = if cached {
+                &metrics.adapter_cache_hits
+            } else {
+                &metrics.adapter_cache_misses
+            };
+            counter.inc();
+        }
+        if generated.vetoed {
+            metrics.selector_vetoes.inc();
+        }
     }
     let _ = events.send(EdgeEvent::Done(result.map_err(ApiError::from)));
+}
+
+/// How the edge role chooses tool names (`serve --whole-names`): every
+/// offered name is scored whole by the edge model, and with a tool
+/// selector each name also gets the selector's log-probability as a prior,
+/// and "no call" may veto a call that the request leaves to the model. The
+/// selector's tools come from each compiled artifact's selector part,
+/// which must be this selector's.
+#[derive(Debug)]
+pub struct EdgeNames {
+    selector: Option<ServedSelector>,
+}
+
+#[derive(Debug)]
+struct ServedSelector {
+    edge: EdgeSelector,
+    params: SelectorParams,
+    /// sha256 of the selector's weights, which each artifact's part names.
+    sha256: String,
+    /// Each registry's tools by its adapter key, read once.
+    tools: HashMap<String, CompiledTools>,
+}
+
+impl EdgeNames {
+    /// Whole-name scoring alone.
+    pub fn whole() -> Self {
+        EdgeNames { selector: None }
+    }
+
+    /// Whole-name scoring with the selector on `edge`, whose weights hash
+    /// to `sha256`, entering decoding as `params` say.
+    pub fn with_selector(
+        edge: EdgeSelector,
+        params: SelectorParams,
+        sha256: String,
+    ) -> Result<Self> {
+        params.validate()?;
+        Ok(EdgeNames {
+            selector: Some(ServedSelector {
+                edge,
+                params,
+                sha256,
+                tools: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The decision for `prompt` over `names`, in the registry held under
+    /// `key`, whose compiled artifact is at `artifact`.
+    fn decide(
+        &mut self,
+        key: &str,
+        artifact: &Path,
+        prompt: &str,
+        names: &[String],
+    ) -> Result<NameDecision> {
+        let Some(s) = self.selector.as_mut() else {
+            return Ok(WholeNames.decide(prompt, names)?);
+        };
+        let out_dim = s.edge.selector().config().out_dim;
+        let tools = match s.tools.entry(key.to_owned()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                e.insert(CompiledTools::from_artifact(artifact, &s.sha256, out_dim)?)
+            }
+        };
+        Ok(s.params.decide(&mut s.edge, tools, prompt, names)?)
+    }
 }
 
 /// The edge model in llama.cpp with the adapters compiled for the request
@@ -167,6 +250,8 @@ pub struct LlamaEdge {
     /// are made.
     adapters: AdapterCache,
     session: SessionParams,
+    /// How tool names are chosen; `None` decodes them token by token.
+    names: Option<EdgeNames>,
 }
 
 impl std::fmt::Debug for LlamaEdge {
@@ -185,7 +270,15 @@ impl LlamaEdge {
             host,
             adapters,
             session,
+            names: None,
         }
+    }
+
+    /// Chooses tool names by `names` in requests with tools.
+    #[must_use]
+    pub fn with_names(mut self, names: EdgeNames) -> Self {
+        self.names = Some(names);
+        self
     }
 }
 
@@ -205,10 +298,30 @@ impl EdgeBackend for LlamaEdge {
         let registry = ensured.as_ref().map(|e| e.key.clone());
         // Already on this server: loaded, or on disk with a manifest that checks.
         let adapter_cached = ensured.map(|e| e.held || e.on_disk);
+        let (params, vetoed) = match (&mut self.names, &registry) {
+            (Some(names), Some(key)) if !job.names.is_empty() => {
+                let _span = tracing::debug_span!("names", offered = job.names.len()).entered();
+                let artifact = self.adapters.path_of(key);
+                let decision = names.decide(key, &artifact, &job.prompt, &job.names)?;
+                let vetoed = decision.veto && job.no_call_grammar.is_some();
+                tracing::debug!(
+                    vetoed,
+                    none_margin = ?decision.none_margin,
+                    selector_ms = ?decision.selector_ms,
+                    "tool names decided"
+                );
+                let params = job.params.clone().with_name_choice(decision.name_choice);
+                match (&job.no_call_grammar, vetoed) {
+                    (Some(grammar), true) => (params.with_grammar(Some(grammar.clone())), true),
+                    _ => (params, false),
+                }
+            }
+            _ => (job.params.clone(), false),
+        };
         let completion = self
             .host
             .with_session(&self.session, registry.as_deref(), |session| {
-                session.generate_streaming(&job.prompt, &job.params, on_text)
+                session.generate_streaming(&job.prompt, &params, on_text)
             })?;
         Ok(Generated {
             text: completion.text,
@@ -220,6 +333,7 @@ impl EdgeBackend for LlamaEdge {
             prompt_tokens: completion.stats.prompt_tokens,
             completion_tokens: completion.stats.decode_tokens,
             adapter_cached,
+            vetoed,
         })
     }
 }

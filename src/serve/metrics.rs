@@ -36,6 +36,8 @@ pub struct Metrics {
     pub queued: IntGauge,
     /// Requests refused with 503 because the queue was full.
     pub rejected: IntCounter,
+    /// Edge role: calls a tool selector vetoed (`serve --selector-veto`).
+    pub selector_vetoes: IntCounter,
 }
 
 impl Metrics {
@@ -101,6 +103,10 @@ impl Metrics {
             "loragen_rejected_total",
             "Requests refused with 503, the queue full.",
         )?;
+        let selector_vetoes = counter(
+            "loragen_selector_vetoes_total",
+            "Edge: calls the tool selector vetoed.",
+        )?;
         let queued = IntGauge::new(
             "loragen_queued_requests",
             "Edge: requests waiting for or in generation.",
@@ -116,6 +122,7 @@ impl Metrics {
             compile_cache_hits,
             queued,
             rejected,
+            selector_vetoes,
         })
     }
 

@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 
 pub use client::{CompileAnswer, RemoteCloud, MANIFEST_HEADER};
 pub use cloud::CloudWorker;
-pub use edge::{EdgeBackend, EdgeEvent, EdgeJob, EdgeWorker, Generated, LlamaEdge};
+pub use edge::{EdgeBackend, EdgeEvent, EdgeJob, EdgeNames, EdgeWorker, Generated, LlamaEdge};
 pub use error::{ApiError, Error, Result};
 pub use metrics::Metrics;
 pub use openai::ChatRequest;
