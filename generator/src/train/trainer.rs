@@ -207,7 +207,8 @@ impl<'e> Trainer<'e> {
                 // (seed, step), so a resumed run draws the same.
                 let noise_seed =
                     self.config.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let generated = generator.generate(&features, GatePass::Train { noise_seed })?;
+                let generated = tracing::debug_span!("generate")
+                    .in_scope(|| generator.generate(&features, GatePass::Train { noise_seed }))?;
                 let c = &generator.config;
                 (
                     generated.deltas,
@@ -240,9 +241,12 @@ impl<'e> Trainer<'e> {
                 .wrapping_mul(1_000_003)
                 .wrapping_add(step as u64),
         };
-        let hidden = self.edge.hidden(&input, &lengths, Some(&deltas), phase)?;
-        let logits = self.edge.logits(&self.edge.select(&hidden, &at)?)?;
-        let lm = cross_entropy(&logits, &targets)?;
+        let lm =
+            tracing::debug_span!("edge_forward", tokens = at.len()).in_scope(|| -> Result<_> {
+                let hidden = self.edge.hidden(&input, &lengths, Some(&deltas), phase)?;
+                let logits = self.edge.logits(&self.edge.select(&hidden, &at)?)?;
+                Ok(cross_entropy(&logits, &targets)?)
+            })?;
         let (loss, cv) = match &gates {
             Some(gates) => {
                 let cv = cv_loss(gates)?;
@@ -256,11 +260,14 @@ impl<'e> Trainer<'e> {
                 "the loss became {loss_value} at step {step}; lower the learning rate"
             )));
         }
-        let mut grads = loss.backward()?;
-        let grad_norm = self.opt.clip(&mut grads, self.config.clip)?;
+        let mut grads = tracing::debug_span!("backward").in_scope(|| loss.backward())?;
         let lr = self.config.lr_at(step);
-        self.opt.params.lr = lr;
-        self.opt.step(&grads)?;
+        let grad_norm = tracing::debug_span!("optimizer").in_scope(|| -> Result<f64> {
+            let grad_norm = self.opt.clip(&mut grads, self.config.clip)?;
+            self.opt.params.lr = lr;
+            self.opt.step(&grads)?;
+            Ok(grad_norm)
+        })?;
         Ok(StepLog {
             step: step + 1,
             loss: loss_value,
