@@ -211,6 +211,11 @@ pub struct TrainSelectorArgs {
     /// generator/data/mcp-style, MCP-style servers written for this).
     #[arg(long, value_name = "DIR")]
     pub generic_set: Vec<PathBuf>,
+    /// The share of tool mentions in training registries whose name is
+    /// masked in the block the tool side reads, so that it learns from
+    /// descriptions (drawn by --seed; reports are never masked).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+    pub mask_names: f64,
     /// A GPT4Tools-format file to report on: its items that list a
     /// --hold-out tool (e.g. data/gpt4tools/val_seen.json).
     #[arg(long, value_name = "FILE")]
@@ -1046,8 +1051,18 @@ pub struct ReplArgs {
     pub selection: SelectorArgs,
 }
 
+/// A share: a number in [0, 1].
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not a share in [0, 1]")),
+        Err(e) => Err(format!("{text:?} is not a number ({e})")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// clap's own checks of every command: flags that `requires` another
@@ -1057,5 +1072,14 @@ mod tests {
     fn every_command_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_share_is_a_number_in_zero_to_one() {
+        assert_eq!(share("0.25"), Ok(0.25));
+        assert_eq!(share("1"), Ok(1.0));
+        assert!(share("1.5").unwrap_err().contains("not a share"));
+        assert!(share("-0.1").is_err() && share("NaN").is_err());
+        assert!(share("half").unwrap_err().contains("not a number"));
     }
 }

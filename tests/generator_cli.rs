@@ -498,6 +498,26 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
             == std::fs::read(second.join("model.safetensors")).unwrap(),
         "a rerun fits the same selector"
     );
+    // At a share of 1 every training mention is masked: new blocks for the
+    // cloud to encode, and the share is recorded.
+    let masked = dir.path().join("sel-m");
+    let text = ok(&run(&masked, &["--mask-names", "1"]));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("names masked in"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[3], words[5], "{line}");
+    assert!(!text.contains("(0 encoded now)"), "{text}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(masked.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["mask_names"], 1.0);
+    let refused = run(&dir.path().join("y"), &["--mask-names", "1.5"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("not a share"),
+        "{err}"
+    );
 
     let out = dir.path().join("bench");
     let bench = |keep: &[&str]| {

@@ -16,8 +16,8 @@ use loragen::setup::{HomeDir, Setup};
 use loragen_agent::selector::SelectorConfig;
 use loragen_generator::features::{Cloud, FeatureCache, MetaSource};
 use loragen_generator::selector::{
-    fit, rank, tool_inputs, QueryStates, Selection, SelectorItem, SelectorSet, SelectorTraining,
-    Target,
+    fit, mask_names, rank, tool_inputs, QueryStates, Selection, SelectorItem, SelectorSet,
+    SelectorTraining, Target,
 };
 use loragen_generator::train::TrainConfig;
 use loragen_gpt4tools::dataset::{select_listing, Listing};
@@ -111,6 +111,7 @@ struct SavedConfig<'a> {
     cloud_sha256: &'a str,
     hold_out: &'a [String],
     generic_sets: &'a [PathBuf],
+    mask_names: f64,
     examples: usize,
 }
 
@@ -154,6 +155,11 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
         let items = generic_items(&dir.join("tools.json"), &dir.join("queries.jsonl"))?;
         println!("{} examples from {}", items.len(), dir.display());
         train.extend(items);
+    }
+    if args.mask_names > 0.0 {
+        let mentions: usize = train.iter().map(|i| i.tools.len()).sum();
+        let masked = mask_names(&mut train, args.mask_names, args.seed);
+        println!("names masked in {masked} of {mentions} training tool mentions");
     }
     let sets = dev_sets(args)?;
     let every: Vec<&SelectorItem> = train
@@ -258,6 +264,7 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
             cloud_sha256: &cloud.sha256,
             hold_out: &args.hold_out,
             generic_sets: &args.generic_set,
+            mask_names: args.mask_names,
             examples: train_set.examples.len(),
         },
         &log,

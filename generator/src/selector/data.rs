@@ -3,6 +3,9 @@
 
 use std::ops::Range;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use loragen_gpt4tools::generic::{Expect, Query, ToolSet};
 use loragen_gpt4tools::Item;
 use loragen_protocol::react::{conversation_prompt, request_span, ACTION, NO, THOUGHT};
@@ -17,6 +20,60 @@ use crate::features::system_blocks;
 pub struct ToolBlock {
     pub name: String,
     pub block: String,
+}
+
+/// What a masked tool's name becomes in its block.
+pub const MASKED_NAME: &str = "tool";
+
+impl ToolBlock {
+    /// The block with the tool's name, where the block states it, replaced
+    /// by [`MASKED_NAME`], so that the tool side has to read the
+    /// description (name masking, as Hammer trains it, ICLR 2025). The
+    /// tool keeps its name: it is still the answer it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::selector::tool_blocks;
+    ///
+    /// let s = "Intro.\n> Segment: cuts.\n{\"name\":\"f\",\"description\":\"f does\"}\nRules.";
+    /// let masked: Vec<_> = tool_blocks(s).iter().map(|t| t.masked()).collect();
+    /// assert_eq!(masked[0].block, "> tool: cuts.\n");
+    /// assert_eq!(masked[1].block, "{\"name\":\"tool\",\"description\":\"f does\"}\n");
+    /// assert_eq!((masked[0].name.as_str(), masked[1].name.as_str()), ("Segment", "f"));
+    /// ```
+    #[must_use]
+    pub fn masked(&self) -> ToolBlock {
+        let (from, to) = if self.block.starts_with("> ") {
+            (format!("> {}:", self.name), format!("> {MASKED_NAME}:"))
+        } else {
+            let quoted = serde_json::Value::from(self.name.as_str()).to_string();
+            (
+                format!("\"name\":{quoted}"),
+                format!("\"name\":\"{MASKED_NAME}\""),
+            )
+        };
+        ToolBlock {
+            name: self.name.clone(),
+            block: self.block.replacen(&from, &to, 1),
+        }
+    }
+}
+
+/// Masks each tool of each item's registry with probability `share`, in a
+/// draw seeded by `seed` (so a rerun masks the same ones); returns how many
+/// tool mentions were masked. A tool masked in one item may be plain in
+/// the next, so the tool side sees both.
+pub fn mask_names(items: &mut [SelectorItem], share: f64, seed: u64) -> usize {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut masked = 0;
+    for tool in items.iter_mut().flat_map(|i| i.tools.iter_mut()) {
+        if rng.random::<f64>() < share {
+            *tool = tool.masked();
+            masked += 1;
+        }
+    }
+    masked
 }
 
 /// What the next message does.
@@ -184,6 +241,46 @@ mod tests {
             SelectorItem::from_item(&item(&conversation, "garbage")),
             None
         );
+    }
+
+    #[test]
+    fn masking_draws_per_mention_and_keeps_the_answers() {
+        let system = "P.\n> Segment the Image: cuts.\n> Get Photo Description: says.\n\nRules.";
+        let fresh = || {
+            let item = SelectorItem {
+                id: "1".into(),
+                prompt: String::new(),
+                request: 0..0,
+                tools: tool_blocks(system),
+                target: Target::Tools(vec!["Segment the Image".into()]),
+            };
+            vec![item; 200]
+        };
+        let blocks = |items: &[SelectorItem]| -> Vec<String> {
+            items
+                .iter()
+                .flat_map(|i| i.tools.iter().map(|t| t.block.clone()))
+                .collect()
+        };
+        let mut items = fresh();
+        let masked = mask_names(&mut items, 0.25, 7);
+        // 400 mentions at a quarter: binomial, sd about 8.7.
+        assert!((70..=130).contains(&masked), "{masked}");
+        let shown = blocks(&items);
+        assert_eq!(
+            shown.iter().filter(|b| b.starts_with("> tool:")).count(),
+            masked
+        );
+        assert!(items.iter().all(|i| i.tools[0].name == "Segment the Image"
+            && i.tools[1].name == "Get Photo Description"));
+        let mut again = fresh();
+        assert_eq!(mask_names(&mut again, 0.25, 7), masked);
+        assert_eq!(blocks(&again), shown, "the same seed masks the same");
+        let mut other = fresh();
+        mask_names(&mut other, 0.25, 8);
+        assert_ne!(blocks(&other), shown);
+        assert_eq!(mask_names(&mut fresh(), 0.0, 7), 0);
+        assert_eq!(mask_names(&mut fresh(), 1.0, 7), 400);
     }
 
     #[test]

@@ -7,6 +7,6 @@ mod data;
 mod states;
 mod train;
 
-pub use data::{tool_blocks, SelectorItem, Target, ToolBlock};
+pub use data::{mask_names, tool_blocks, SelectorItem, Target, ToolBlock, MASKED_NAME};
 pub use states::{compile_tools, tool_inputs, QueryStates};
 pub use train::{fit, rank, Ranked, Selection, SelectorSet, SelectorTraining, SetExample};
