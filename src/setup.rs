@@ -265,16 +265,29 @@ impl Setup {
     }
 }
 
-/// Whether `generator` names a remote cloud role rather than a checkpoint.
+/// A `--generator DIR|URL` flag split into what it names: a checkpoint
+/// directory, or the URL of a remote cloud role.
 ///
 /// # Examples
 ///
 /// ```
-/// assert!(loragen::setup::is_url("http://127.0.0.1:8080"));
-/// assert!(!loragen::setup::is_url("runs/gen/snapshots/step-3000"));
+/// use std::path::PathBuf;
+/// use loragen::setup::dir_or_url;
+///
+/// let url = "http://127.0.0.1:8080";
+/// assert_eq!(dir_or_url(Some(url)), (None, Some(url.to_owned())));
+/// let dir = "runs/gen/snapshots/step-3000";
+/// assert_eq!(dir_or_url(Some(dir)), (Some(PathBuf::from(dir)), None));
+/// assert_eq!(dir_or_url(None), (None, None));
 /// ```
-pub fn is_url(generator: &str) -> bool {
-    generator.starts_with("http://") || generator.starts_with("https://")
+pub fn dir_or_url(generator: Option<&str>) -> (Option<PathBuf>, Option<String>) {
+    match generator {
+        Some(g) if g.starts_with("http://") || g.starts_with("https://") => {
+            (None, Some(g.to_owned()))
+        }
+        Some(g) => (Some(PathBuf::from(g)), None),
+        None => (None, None),
+    }
 }
 
 /// The client of the cloud role at `url`; HTTPS is refused, since this

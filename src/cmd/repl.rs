@@ -14,7 +14,7 @@ use loragen_agent::runtime::{AdapterHost, Session, SessionParams};
 use loragen_protocol::Mode;
 use rustyline::error::ReadlineError;
 
-use loragen::setup::{is_url, Setup};
+use loragen::setup::{dir_or_url, Setup};
 use loragen_protocol::render::system_prompt;
 
 use super::name_scoring::NameScoring;
@@ -127,14 +127,9 @@ enum Exit {
 }
 
 pub fn run(args: ReplArgs, models: Setup) -> anyhow::Result<()> {
-    let url = args.generator.clone().filter(|g| is_url(g));
+    let (dir, url) = dir_or_url(args.generator.as_deref());
     let models = models
-        .with_generator(
-            args.generator
-                .clone()
-                .filter(|g| !is_url(g))
-                .map(PathBuf::from),
-        )
+        .with_generator(dir)
         .with_selector(args.selection.selector.clone());
     let path = models.model(&args.model)?;
     // The model outlives each agent: `:compile` ends the agent (its

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use loragen::serve::{CloudWorker, EdgeNames, EdgeWorker, LlamaEdge, Metrics, ServeConfig, Server};
-use loragen::setup::{is_url, remote, HomeDir, Setup};
+use loragen::setup::{dir_or_url, remote, HomeDir, Setup};
 use loragen_agent::adapter::AdapterCache;
 use loragen_agent::agent::SelectorParams;
 use loragen_agent::runtime::{AdapterHost, SessionParams};
@@ -49,7 +49,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
     // A URL names a remote cloud role; otherwise the generator is the
     // given directory, LORAGEN_GENERATOR or the shipped one.
-    let url = args.generator.clone().filter(|g| is_url(g));
+    let (dir, url) = dir_or_url(args.generator.as_deref());
     if let Some(url) = &url {
         anyhow::ensure!(
             args.role == ServeRole::Edge,
@@ -57,12 +57,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
         );
     }
     let models = models
-        .with_generator(
-            args.generator
-                .clone()
-                .filter(|g| !is_url(g))
-                .map(PathBuf::from),
-        )
+        .with_generator(dir)
         .with_selector(args.selection.selector.clone());
     let cloud = match url {
         Some(_) => None,
