@@ -13,14 +13,20 @@ build: deps
 models: build
 	$(LORAGEN) models fetch
 
-# The main job on the default models: a completion, the agent, and a short
-# GPT4Tools benchmark (50 items of our test_unseen split, two modes).
+# Compiled mode joins the demo when there is a generator: the shipped one
+# or LORAGEN_GENERATOR's.
+DEMO_COMPILED := $(if $(or $(LORAGEN_GENERATOR),$(wildcard generator/checkpoints/default/config.json)),--mode compiled)
+
+# The main job on the default models: a completion, the agent (compiled
+# mode when there is a generator, its compile timed), and a short GPT4Tools
+# benchmark (50 items of our test_unseen split: in context, with prefix
+# reuse, and compiled).
 demo: models
 	$(CARGO) run --release --quiet --example edge_completion
 	$(CARGO) run --release --quiet --example agent_demo
 	$(LORAGEN) data gpt4tools --out data/gpt4tools
 	$(LORAGEN) bench gpt4tools --data data/gpt4tools/test_unseen.json --mode in-context --mode in-context-cached \
-		--constrained --limit 50 --out runs/demo-gpt4tools
+		$(DEMO_COMPILED) --constrained --limit 50 --out runs/demo-gpt4tools
 
 # The MCP servers the tests run against, pinned, in a prefix of their own.
 MCP_SERVERS := $(CURDIR)/target/mcp-servers

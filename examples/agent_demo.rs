@@ -1,17 +1,23 @@
 //! Run with: cargo run --release --example agent_demo
 //!
-//! The agent on the default edge model with the 23 GPT4Tools tools in
-//! context (InContext mode): a few requests about a picture drawn here,
-//! each with its thought, action, observation, answer and timings.
-//! Constrained decoding (the call grammar) is on.
+//! The agent on the default edge model with the 23 GPT4Tools tools: a few
+//! requests about a picture drawn here, each with its thought, action,
+//! observation, answer and timings. With a generator (the shipped one,
+//! `LORAGEN_GENERATOR`, or `loragen train generator`'s checkpoint there)
+//! the registry is compiled once into an adapter and the agent runs in
+//! compiled mode, without the definitions in its prompt; without one it
+//! runs with them in context. Constrained decoding (the call grammar) is on.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use image::{Rgb, RgbImage};
 use loragen::agent::agent::{Agent, AgentConfig, Event};
-use loragen::agent::runtime::{Model, SessionParams};
-use loragen::agent::store::{ModelStore, Role};
+use loragen::agent::runtime::SessionParams;
+use loragen::protocol::mode::Mode;
+use loragen::protocol::render::system_prompt;
+use loragen::setup::Setup;
 use loragen::tools::gpt4tools::registry;
 
 #[tokio::main]
@@ -28,15 +34,53 @@ async fn main() -> anyhow::Result<()> {
     })
     .save(&picture)?;
 
-    let store = ModelStore::from_env()?;
-    let model = Model::load(store.resolve_role(Role::Edge)?)?;
-    let session = model.session(SessionParams::default())?;
+    let setup = Setup::from_env(None, None, None)?;
+    let tools = Arc::new(registry()?);
+    let mut host = setup.edge_host()?;
+    let adapter = match setup.generator() {
+        Ok(generator) => {
+            println!(
+                "compiling the 23 GPT4Tools tools with the {} generator {}",
+                generator.origin,
+                generator.dir.display()
+            );
+            let specs: Vec<_> = tools.specs().cloned().collect();
+            let mut cache = setup.adapter_cache(setup.adapter_source(None)?);
+            let started = Instant::now();
+            let ensured = cache.ensure(&mut host, &system_prompt(&specs))?;
+            println!(
+                "adapter {} in {:.1} s ({})",
+                ensured.key,
+                started.elapsed().as_secs_f64(),
+                if ensured.on_disk || ensured.held {
+                    "from the cache"
+                } else {
+                    "compiled now"
+                }
+            );
+            Some(ensured.key)
+        }
+        Err(e) => {
+            println!(
+                "{e}
+so the agent runs with the definitions in context"
+            );
+            None
+        }
+    };
+    let mode = if adapter.is_some() {
+        Mode::Compiled
+    } else {
+        Mode::InContext
+    };
+    let session = host.session_with(&SessionParams::default(), adapter.as_deref())?;
     // The base model rarely follows the protocol on its own; the call grammar
     // makes every step a well-formed call or answer.
-    let config = AgentConfig::default()
+    let config = AgentConfig::for_mode(mode)
         .with_max_steps(3)
         .with_constrained(true);
-    let mut agent = Agent::new(session, Arc::new(registry()?), config)?;
+    let mut agent = Agent::new(session, tools, config)?;
+    println!("agent in {mode} mode");
 
     for request in [
         "Show me the edges of this image.",
