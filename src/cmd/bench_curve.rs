@@ -246,6 +246,15 @@ fn validations(run: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The snapshot to keep among (step, SR, items) validations: the highest
+/// SR, ties to the later step, which has trained longer.
+fn best_snapshot(points: &[(u64, f64, usize)]) -> Option<(u64, f64, usize)> {
+    points
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+}
+
 pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
     let mut curves = Vec::new();
     for spec in &args.run {
@@ -265,6 +274,7 @@ pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
         println!("| step | items | SR | IoU | SR change since the previous snapshot (paired) |");
         println!("|---|---|---|---|---|");
         let mut previous: Option<HashMap<String, ItemScores>> = None;
+        let mut points = Vec::new();
         for (step, val) in validations(&dir)? {
             let (_, scores) = scores_of(&val, None)?;
             let mut ids: Vec<&String> = scores.keys().collect();
@@ -292,8 +302,14 @@ pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
                 sr.hi,
                 mean(iou.iter().copied())
             );
+            points.push((step, sr.mean, ids.len()));
             curve.val.push((step as f64, sr));
             previous = Some(scores);
+        }
+        if let Some((step, sr, items)) = best_snapshot(&points) {
+            println!(
+                "\nbest snapshot: step-{step}, SR {sr:.1} on {items} items (the highest; ties go to the later step)"
+            );
         }
         curves.push(curve);
     }
@@ -304,4 +320,18 @@ pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
         args.out.with_extension("png").display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_snapshot_has_the_highest_sr_and_ties_go_to_the_later_step() {
+        assert_eq!(best_snapshot(&[]), None);
+        let points = [(250, 97.0, 200), (500, 99.5, 200), (750, 98.0, 200)];
+        assert_eq!(best_snapshot(&points), Some((500, 99.5, 200)));
+        let tie = [(1000, 99.5, 200), (250, 99.5, 200), (500, 90.0, 200)];
+        assert_eq!(best_snapshot(&tie), Some((1000, 99.5, 200)));
+    }
 }
