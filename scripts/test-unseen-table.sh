@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The test_unseen table of docs/results.md (issue 26): each row's run on
+# all 652 items, its records under docs/runs/test_unseen-table/NAME, then
+# the page assembled from them by `bench report`. A row whose report exists
+# is skipped, and a stopped row resumes its records, so running this again
+# after a stop goes on. Needs the runs of scripts/train-queue.sh and the
+# shipped generator (scripts/ship-default-generator.sh). Benchmark only on
+# an idle machine.
+#
+# Run with: scripts/test-unseen-table.sh   (about 2 h on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+loragen=${LORAGEN:-target/release/loragen}
+data=data/gpt4tools/test_unseen.json
+rows=docs/runs/test_unseen-table
+
+# row NAME ARGS...: `bench gpt4tools` on all of test_unseen into $rows/NAME.
+row() {
+    local name=$1
+    shift
+    if [ -f "$rows/$name/report.json" ]; then
+        echo "== $name: done"
+        return
+    fi
+    echo "== $name ($(date -u '+%F %R UTC'))"
+    "$loragen" bench gpt4tools --data "$data" --out "$rows/$name" "$@"
+}
+
+# lora SNAPSHOT: the plain LoRA snapshot as a GGUF adapter (exported once).
+lora() {
+    [ -f "$1/lora.gguf" ] || "$loragen" adapter export --checkpoint "$1" --out "$1/lora.gguf" >&2
+    echo "$1/lora.gguf"
+}
+
+with_tools=$(lora runs/lora-with-tools/snapshots/step-1000)
+# The BFCL comparator: GPT4Tools plus BFCL, 3,000 steps of 4 (12,000
+# examples); its step 0 has B = 0, the zero adapter.
+without_tools=$(lora runs/bfcl-lora/snapshots/step-3000)
+zero=$(lora runs/bfcl-lora/snapshots/step-0)
+
+row lora-with-tools --mode lora --lora-adapter "$with_tools" --lora-with-system --constrained
+row lora --mode lora --lora-adapter "$without_tools"
+row lora-grammar --mode lora --lora-adapter "$without_tools" --constrained
+row zero-adapter-grammar --mode lora --lora-adapter "$zero" --constrained
+row lora-gen --mode compiled
+row lora-gen-grammar --mode compiled --constrained
+row lora-gen-bfcl-only-grammar --mode compiled --constrained \
+    --generator runs/bfcl-only-generator/snapshots/step-1500
+
+"$loragen" bench report -o docs/results.md --title 'GPT4Tools test_unseen results' \
+    --run 'in context=docs/runs/test_unseen#in-context' \
+    --run 'in context, prefix reuse=docs/runs/test_unseen#in-context-cached' \
+    --run "LoRA with tools=$rows/lora-with-tools" \
+    --run "LoRA without tools=$rows/lora" \
+    --run "LoRA without tools, grammar=$rows/lora-grammar" \
+    --run "zero adapter, grammar=$rows/zero-adapter-grammar" \
+    --run "LoRA-Gen=$rows/lora-gen" \
+    --run "LoRA-Gen, grammar=$rows/lora-gen-grammar" \
+    --run "LoRA-Gen without GPT4Tools training, grammar=$rows/lora-gen-bfcl-only-grammar"
