@@ -36,7 +36,9 @@ mcp-servers:
 
 # Every test, the real-model and real-MCP-server ones included.
 # --no-fail-fast: every test binary runs and every failure is reported,
-# so one red test cannot hide the others. Doctests run as well.
+# so one red test cannot hide the others. Doctests run as well, and the
+# API docs must build without a warning (a broken link is one).
 test: models mcp-servers
 	LORAGEN_MCP_SERVERS=$(MCP_SERVERS) $(CARGO) test --release --workspace --all-targets --no-fail-fast
 	$(CARGO) test --release --workspace --doc --no-fail-fast
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --workspace --no-deps
