@@ -17,12 +17,21 @@ use loragen_agent::test_util as common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use loragen::agent::store::Role;
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The tests of this file run one at a time: the load test's latencies and
+/// RSS are its own only if no other test's servers share the 2 cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn loragen(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_loragen"));
@@ -251,6 +260,7 @@ fn check_answer(body: &Value, tools: &Value) {
 
 #[test]
 fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
+    let _alone = alone();
     let cloud_home = tempfile::tempdir().unwrap();
     let edge_home = tempfile::tempdir().unwrap();
     let checkpoint = generator(cloud_home.path());
@@ -446,6 +456,7 @@ fn split_deployment_compiles_once_shares_the_adapter_and_bears_load() {
 /// requires.
 #[test]
 fn a_selectors_veto_stops_the_calls_left_to_the_model_only() {
+    let _alone = alone();
     let home = tempfile::tempdir().unwrap();
     let checkpoint = generator(home.path());
     let selector = home.path().join("selector");
