@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The tool selector's development fits (issue 29): the four development
+# tools (corpus::HELD_OUT_DEV) held out of training, reported on the
+# val_seen items that list one and on BFCL validation, first without and
+# then with name masking, over GPT4Tools, the allowed BFCL train split and
+# the MCP-style set. The full variant, which ships, is fitted after
+# choosing between the two on these reports. Inputs (cloud features of
+# each tool block, edge states of each prompt) are cached unit by unit,
+# so after the first fit each takes minutes; a fit whose report exists is
+# skipped. Log: runs/NAME.txt.
+#
+# Run with: scripts/train-selectors.sh   (about 1.5 h on 2 cores the first time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+loragen=${LORAGEN:-target/release/loragen}
+common=(--data data/gpt4tools/train.json --bfcl data/bfcl --generic-set generator/data/mcp-style
+    --hold-out "Segment the Image" --hold-out "Get Photo Description"
+    --hold-out "Generate Image Condition On Sketch Image" --hold-out "Remove Something From The Photo"
+    --validate data/gpt4tools/val_seen.json)
+
+fit() {
+    local out=$1
+    shift
+    if [ -f "$out/report.json" ]; then
+        echo "== $out: done"
+        return
+    fi
+    echo "== $out ($(date -u '+%F %R UTC'))"
+    "$loragen" train selector "${common[@]}" "$@" --out "$out" | tee "$out.txt"
+}
+
+fit runs/selector-dev
+fit runs/selector-dev-masked --mask-names 0.25
