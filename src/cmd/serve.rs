@@ -3,7 +3,6 @@
 //! or SIGTERM, then lets in-flight requests finish.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -85,11 +84,10 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
                         None => served,
                         Some(NamesPlan::Whole) => served.with_names(EdgeNames::whole()),
                         Some(NamesPlan::Selector {
-                            dir,
+                            selector,
                             sha256,
                             params,
                         }) => {
-                            let selector = Selector::load(&dir)?;
                             let reader =
                                 EdgeSelector::load(&edge.path, selector, SELECTOR_CONTEXT)?;
                             served.with_names(EdgeNames::with_selector(reader, params, sha256)?)
@@ -140,13 +138,13 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
     })
 }
 
-/// How the edge role chooses tool names, resolved before its thread
-/// starts (so a bad flag or a missing selector fails at start-up); the
-/// selector itself loads on the model thread.
+/// How the edge role chooses tool names, resolved and the selector loaded
+/// before its thread starts (so a bad flag or selector fails at start-up);
+/// the selector's query side loads the edge model on the model thread.
 enum NamesPlan {
     Whole,
     Selector {
-        dir: PathBuf,
+        selector: Selector,
         sha256: String,
         params: SelectorParams,
     },
@@ -168,7 +166,7 @@ fn edge_names(args: &ServeArgs, models: &Setup) -> anyhow::Result<Option<NamesPl
                 loragen_protocol::digest::short(&sha256)
             );
             NamesPlan::Selector {
-                dir: located.dir,
+                selector: Selector::load(&located.dir)?,
                 sha256,
                 params,
             }
