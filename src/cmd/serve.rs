@@ -89,7 +89,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
                             params,
                         }) => {
                             let reader =
-                                EdgeSelector::load(&edge.path, selector, SELECTOR_CONTEXT)?;
+                                EdgeSelector::load(&edge.path, *selector, SELECTOR_CONTEXT)?;
                             served.with_names(EdgeNames::with_selector(reader, params, sha256)?)
                         }
                     })
@@ -144,7 +144,7 @@ pub fn run(args: ServeArgs, models: Setup) -> anyhow::Result<()> {
 enum NamesPlan {
     Whole,
     Selector {
-        selector: Selector,
+        selector: Box<Selector>,
         sha256: String,
         params: SelectorParams,
     },
@@ -166,7 +166,7 @@ fn edge_names(args: &ServeArgs, models: &Setup) -> anyhow::Result<Option<NamesPl
                 loragen_protocol::digest::short(&sha256)
             );
             NamesPlan::Selector {
-                selector: Selector::load(&located.dir)?,
+                selector: Box::new(Selector::load(&located.dir)?),
                 sha256,
                 params,
             }
