@@ -114,9 +114,33 @@ fn two_modes_write_records_report_and_chart_and_a_rerun_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Each run records the processor it was measured on, and the page
+    // names it.
+    let meta_path = run.join("run.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let processor = meta["processor"].as_str().unwrap().to_owned();
+    assert!(processor.contains('('), "{processor}");
+    assert!(text.contains(&format!(" on {processor} with ")), "{text}");
+
     let again = loragen(&args);
     assert!(String::from_utf8_lossy(&again.stdout).contains("already done"));
     assert_eq!(lines(&run.join("records.jsonl")), 6);
+    // Resumed on another processor, a run says its latencies mix two.
+    meta["processor"] = "Another CPU (AVX2, FMA)".into();
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let resumed = loragen(&args);
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("begun on another processor"),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    assert_eq!(
+        meta["processor"].as_str().unwrap(),
+        format!("mixed: Another CPU (AVX2, FMA); {processor}")
+    );
 
     let other = loragen(&[
         "bench",

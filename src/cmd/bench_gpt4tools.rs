@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::adapter::AdapterCache;
 use loragen_agent::grammar::call_grammar_with;
 use loragen_agent::runtime::{FinishReason, GenerateParams, SessionParams};
@@ -23,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::name_scoring::{NameScoring, SelectorSetting};
 use crate::cli::BenchGpt4toolsArgs;
+use crate::progress::Progress;
 use loragen::setup::Setup;
 
 pub fn run(args: BenchGpt4toolsArgs, models: Setup) -> anyhow::Result<()> {
@@ -192,6 +192,10 @@ pub(super) struct RunMeta {
     pub(super) command: Option<String>,
     #[serde(default)]
     pub(super) date: Option<String>,
+    /// The processor the run was measured on ([`super::processor`]);
+    /// absent in older runs. Latency compares only within one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) processor: Option<String>,
     /// sha256 of the generator weights (compiled mode with --generator):
     /// records of another generator must not mix with these.
     #[serde(default)]
@@ -236,6 +240,7 @@ impl RunMeta {
             ),
             command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
             date: Some(chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
+            processor: Some(super::processor()),
         }
     }
 
@@ -325,7 +330,25 @@ impl RunMeta {
             // A mode run here for the first time adds its artifact.
             let mut merged = old.clone();
             merged.artifact_sha256.extend(self.artifact_sha256.clone());
-            if merged.artifact_sha256 == old.artifact_sha256 {
+            // Records from two processors mix their latencies: the run
+            // says so, and no table takes a speed-up from it.
+            let already_mixed = old.processor.as_deref().is_some_and(|p| {
+                p.starts_with("mixed: ")
+                    && self.processor.as_deref().is_some_and(|me| p.contains(me))
+            });
+            if old.processor != self.processor && !already_mixed {
+                let both = format!(
+                    "mixed: {}; {}",
+                    old.processor.as_deref().unwrap_or("not recorded"),
+                    self.processor.as_deref().unwrap_or("not recorded")
+                );
+                eprintln!(
+                    "warning: {} was begun on another processor; its latencies now mix two machines ({both})",
+                    out.display()
+                );
+                merged.processor = Some(both);
+            }
+            if merged.artifact_sha256 == old.artifact_sha256 && merged.processor == old.processor {
                 return Ok(());
             }
             return Ok(super::write_atomic(
@@ -475,7 +498,6 @@ fn run_mode<'a>(
     let todo = groups.iter().map(Vec::len).sum();
     let bar = progress(plan.mode, todo, items.len() - todo);
     let mut scores = Vec::new();
-    let started = Instant::now();
     let mut compile_s = 0.0;
     for group in groups {
         // The group's first record carries what making its adapter took.
@@ -552,16 +574,6 @@ fn run_mode<'a>(
             let a = Aggregate::of(&scores);
             bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));
             bar.inc(1);
-            if bar.is_hidden() && (scores.len() % 50 == 0) {
-                eprintln!(
-                    "{}: {} items in {:.0} s, SR {:.1}, Avg {:.1}",
-                    plan.mode,
-                    scores.len(),
-                    started.elapsed().as_secs_f64(),
-                    a.sr,
-                    a.average
-                );
-            }
         }
     }
     if plan.adapters.is_some() {
@@ -585,17 +597,11 @@ fn partner_systems(items: &[Item], seed: u64) -> anyhow::Result<HashMap<&str, &s
         .collect())
 }
 
-/// The agent's call grammar over the tools this item lists. The runtime
-/// knows its registry in every mode, even when the model's prompt does not.
-fn progress(mode: Mode, todo: usize, done: usize) -> ProgressBar {
-    let bar = ProgressBar::new(todo as u64);
-    let style = ProgressStyle::with_template(
-        "{prefix:>18} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(mode.to_string());
+/// The progress of one mode's `todo` items, `done` of its items being
+/// already in the records.
+fn progress(mode: Mode, todo: usize, done: usize) -> Progress {
+    let bar = Progress::new(mode.to_string(), "items");
+    bar.set_total(todo as u64);
     if done > 0 {
         bar.println(format!("{mode}: resuming, {done} items already done"));
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use loragen_gpt4tools::chart::{write_points, Point};
-use loragen_gpt4tools::table::{markdown, rows, AnswerKind};
+use loragen_gpt4tools::table::{markdown, rows, AnswerKind, RunRecords};
 use loragen_gpt4tools::{Mode, Record, RecordLog};
 use loragen_protocol::render::NameHint;
 
@@ -115,10 +115,14 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
         .iter()
         .map(|i| (i.id.clone(), i.output.clone()))
         .collect();
-    let named: Vec<(String, Vec<Record>)> = specs
+    let named: Vec<RunRecords> = specs
         .iter()
         .zip(&loaded)
-        .map(|(spec, (_, records))| (spec.name.clone(), records.clone()))
+        .map(|(spec, (meta, records))| RunRecords {
+            name: spec.name.clone(),
+            processor: meta.processor.clone(),
+            records: records.clone(),
+        })
         .collect();
     let table = rows(&named, &truth, baseline);
     let points: Vec<Point> = table
@@ -160,7 +164,8 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
         "Columns: SR_t, SR_act, SR_args, SR and IoU follow the GPT4Tools evaluator; Avg is their mean (the LoRA-Gen paper's Average Score). \
          *SR no tool / seen calls / unseen calls* split SR by what the reference answer does (item counts in brackets): answer without a tool, \
          call a tool training data shows, or call one of the 8 tools only `test_unseen` uses. \
-         *prompt tok* is the mean prompt length in edge-model tokens; *compression* and *speed-up* compare with `{}` (mean prompt tokens; p50 latency). \
+         *prompt tok* is the mean prompt length in edge-model tokens; *compression* and *speed-up* compare with `{}` (mean prompt tokens; p50 latency); \
+         speed-up is given only for a run measured on the same processor as that one (– otherwise). \
          Latency is the model time per item, prefill plus decode, with the adapter loaded; *TTFT* is the prefill, whose logits give the first token. \
          *adapter ms* is what making a registry's adapter took (compile and load), per registry, apart from the per-item latency.\n\n\
          ## The runs\n\n",
@@ -168,7 +173,7 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
     ));
     for (spec, (meta, records)) in specs.iter().zip(&loaded) {
         page.push_str(&format!(
-            "- **{}**: `{}` ({} mode, {} records; greedy decoding {}{}, at most {} new tokens, {} threads), made {} with `{}`\n",
+            "- **{}**: `{}` ({} mode, {} records; greedy decoding {}{}, at most {} new tokens, {} threads), made {} on {} with `{}`\n",
             spec.name,
             spec.dir.display(),
             records[0].mode,
@@ -194,6 +199,7 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
             meta.max_tokens,
             meta.threads.map_or_else(|| "?".to_owned(), |t| t.to_string()),
             meta.date.as_deref().unwrap_or("at a date not recorded"),
+            meta.processor.as_deref().unwrap_or("a processor not recorded"),
             meta.command.as_deref().unwrap_or("a command not recorded"),
         ));
     }

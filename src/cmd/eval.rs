@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use loragen_agent::grammar::{call_grammar_with, CallChoice};
 use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
@@ -28,6 +27,7 @@ use loragen_protocol::Mode;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{EvalArgs, SuiteSet};
+use crate::progress::Progress;
 use loragen::setup::Setup;
 
 /// The host's key for the adapter given with `--adapter`.
@@ -126,13 +126,8 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     }
     let mut adapters = compiler.map(|c| models.adapter_cache(Box::new(c)));
 
-    let bar = ProgressBar::new(todo.len() as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix("eval");
+    let bar = Progress::new("eval", "queries");
+    bar.set_total(todo.len() as u64);
     // Each distinct tool list is compiled into its own adapter (through the
     // compile cache) and held by the host under its fingerprint.
     let mut compile_s = 0.0;

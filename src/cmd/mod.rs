@@ -66,6 +66,47 @@ pub fn median(values: &[f64]) -> f64 {
     loragen_gpt4tools::report::quantile(values, 0.5)
 }
 
+/// This machine's processor, as benchmark runs record it: its model name
+/// and the instruction sets the kernels choose between (e.g. `Intel(R)
+/// Xeon(R) Processor (AVX-512, AMX)`). Latency compares only between runs
+/// on one processor.
+pub fn processor() -> String {
+    let name = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(_, name)| name.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    format!("{name} ({})", simd_sets().join(", "))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_sets() -> Vec<&'static str> {
+    let mut sets = Vec::new();
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        sets.push("AVX-512");
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        sets.push("AVX2");
+    }
+    if std::arch::is_x86_feature_detected!("fma") {
+        sets.push("FMA");
+    }
+    // AMX is not in std's detection list; the kernel reports it.
+    if std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|i| i.contains(" amx_tile")) {
+        sets.push("AMX");
+    }
+    sets
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_sets() -> Vec<&'static str> {
+    Vec::new()
+}
+
 /// Resets the kernel's peak-RSS counter of this process (Linux), so each
 /// measured phase reports its own high-water mark.
 pub fn reset_peak_rss() {

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use loragen::setup::HomeDir;
 use loragen_agent::runtime::Model;
 use loragen_generator::checkpoint::{
@@ -27,6 +26,7 @@ use loragen_protocol::react::PREVIOUS_CONVERSATION;
 use loragen_gpt4tools::dataset::{select_listing, Listing};
 
 use crate::cli::TrainCommand;
+use crate::progress::Progress;
 use loragen::setup::Setup;
 
 /// The BFCL train split of `dir` as training items in the JSON protocol.
@@ -226,11 +226,8 @@ pub fn run(cmd: TrainCommand, models: &Setup) -> anyhow::Result<()> {
     );
 
     let stop = super::interrupt_flag()?;
-    let bar = ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {msg} ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = Progress::new("train", "steps");
+    bar.set_total(args.steps as u64);
     bar.set_position(trainer.step() as u64);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -321,26 +318,17 @@ fn registry_features(
 ) -> anyhow::Result<RegistryFeatures> {
     let systems: std::collections::BTreeSet<&str> =
         examples.iter().map(|e| e.system.as_str()).collect();
-    let bar = ProgressBar::hidden();
-    bar.set_style(
-        ProgressStyle::with_template(
-            "cloud features {bar:30} {pos}/{len} blocks, {msg} ({elapsed}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = Progress::new("cloud features", "blocks");
     let (features, encoded) = cache.features_with_progress(
         systems.iter().copied(),
         &mut Cloud::new(cloud_path),
         |p| {
-            if bar.is_hidden() {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                bar.set_length(p.total as u64);
-            }
-            bar.set_position(p.done as u64);
+            bar.set_total(p.total as u64);
             bar.set_message(format!("{} cloud tokens", p.tokens));
+            bar.set_position(p.done as u64);
         },
     )?;
-    bar.finish_and_clear();
+    bar.finish();
     println!(
         "cloud features: {} system parts from {} distinct blocks ({} encoded now, {} cloud tokens; the rest cached)",
         systems.len(),

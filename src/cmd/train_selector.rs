@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use loragen::setup::{HomeDir, Setup};
 use loragen_agent::selector::SelectorConfig;
 use loragen_generator::features::{Cloud, FeatureCache, MetaSource};
@@ -26,19 +25,12 @@ use loragen_protocol::atomic::{write_atomic, write_atomic_with};
 use serde::Serialize;
 
 use crate::cli::TrainSelectorArgs;
+use crate::progress::Progress;
 
 /// One set's items and what to call it in the report.
 struct Set {
     name: String,
     items: Vec<SelectorItem>,
-}
-
-fn bar(template: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 fn from_items(items: &[loragen_gpt4tools::Item]) -> Vec<SelectorItem> {
@@ -178,26 +170,26 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
         MetaSource::CrossAttention,
         0,
     );
-    let progress = bar("cloud features {bar:30} {pos}/{len} blocks ({elapsed}, eta {eta})");
+    let progress = Progress::new("cloud features", "blocks");
     let (features, encoded) = cache.features_with_progress(
         blocks.iter().copied(),
         &mut Cloud::new(&cloud.path),
         |p| {
-            progress.set_length(p.total as u64);
+            progress.set_total(p.total as u64);
             progress.set_position(p.done as u64);
         },
     )?;
-    progress.finish_and_clear();
+    progress.finish();
     println!(
         "{} distinct tool blocks ({} encoded now)",
         encoded.blocks, encoded.computed
     );
 
     let states = QueryStates::new(&models.dir(HomeDir::EdgeStates), &edge.path, &edge.sha256);
-    let progress = bar("edge query states {bar:30} {pos}/{len} prompts ({elapsed}, eta {eta})");
+    let progress = Progress::new("edge query states", "prompts");
     let inputs = |items: &[SelectorItem]| {
         states.inputs(items, |done, total| {
-            progress.set_length(total as u64);
+            progress.set_total(total as u64);
             progress.set_position(done as u64);
         })
     };
@@ -214,7 +206,7 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
             &tool_inputs(&set.items, &features)?,
         )?);
     }
-    progress.finish_and_clear();
+    progress.finish();
 
     let query_dim = train_set.queries.dim(1)? / 2;
     let tool_dim = train_set.tools.dim(1)? / 2;
@@ -240,15 +232,15 @@ pub fn run(args: &TrainSelectorArgs, models: &Setup) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let progress = bar("{bar:30} {pos}/{len} steps, {msg} ({elapsed}, eta {eta})");
-    progress.set_length(args.steps as u64);
+    let progress = Progress::new("selector", "steps");
+    progress.set_total(args.steps as u64);
     let mut log = Vec::new();
     let (vars, selector) = fit(&train_set, &config, &training, |step, loss| {
         progress.set_position(step as u64);
         progress.set_message(format!("loss {loss:.3}"));
         log.push(serde_json::json!({"step": step, "loss": loss}));
     })?;
-    progress.finish_and_clear();
+    progress.finish();
 
     save(
         &args.out,

@@ -82,8 +82,10 @@ pub struct TableRow {
     pub compression: f64,
     pub p50_ms: f64,
     pub p95_ms: f64,
-    /// The baseline row's p50 latency over this row's.
-    pub speedup: f64,
+    /// The baseline row's p50 latency over this row's; `None` when the two
+    /// runs were not measured on one known processor (a ratio across
+    /// machines would measure the machines).
+    pub speedup: Option<f64>,
     /// Time to first token, p50: the prefill (whose logits give the first
     /// token), with the adapter already loaded.
     pub ttft_p50_ms: f64,
@@ -92,17 +94,27 @@ pub struct TableRow {
     pub adapter_ms: Option<f64>,
 }
 
-/// The rows of `runs` (a name and its records each), every row scored on
-/// the items of its records; `truth` maps item ids to reference answers,
-/// and row `baseline` is what compression and speed-up compare with.
+/// One row's input: a learner's name, the processor its run was measured
+/// on (as the run recorded it; `None` if it did not) and its records.
+#[derive(Debug, Clone)]
+pub struct RunRecords {
+    pub name: String,
+    pub processor: Option<String>,
+    pub records: Vec<Record>,
+}
+
+/// The rows of `runs`, every row scored on the items of its records;
+/// `truth` maps item ids to reference answers, and row `baseline` is what
+/// compression and speed-up compare with. Speed-up is given only for runs
+/// measured on the baseline's processor.
 pub fn rows(
-    runs: &[(String, Vec<Record>)],
+    runs: &[RunRecords],
     truth: &HashMap<String, String>,
     baseline: usize,
 ) -> Vec<TableRow> {
     let mut rows: Vec<TableRow> = runs
         .iter()
-        .map(|(name, records)| {
+        .map(|RunRecords { name, records, .. }| {
             let scores: Vec<ItemScores> = records.iter().map(|r| r.scores).collect();
             let latency: Vec<f64> = records.iter().map(Record::latency_ms).collect();
             let prefill: Vec<f64> = records.iter().map(|r| r.prefill_ms).collect();
@@ -129,16 +141,18 @@ pub fn rows(
                 compression: 1.0,
                 p50_ms: quantile(&latency, 0.5),
                 p95_ms: quantile(&latency, 0.95),
-                speedup: 1.0,
+                speedup: None,
                 ttft_p50_ms: quantile(&prefill, 0.5),
                 adapter_ms: (!adapters.is_empty()).then(|| mean(adapters.iter().copied())),
             }
         })
         .collect();
-    if let Some(base) = rows.get(baseline).cloned() {
-        for row in &mut rows {
+    if let (Some(base), Some(base_run)) = (rows.get(baseline).cloned(), runs.get(baseline)) {
+        for (i, (row, run)) in rows.iter_mut().zip(runs).enumerate() {
             row.compression = base.mean_prompt_tokens / row.mean_prompt_tokens.max(1.0);
-            row.speedup = base.p50_ms / row.p50_ms.max(1e-9);
+            let same_processor = i == baseline
+                || (base_run.processor.is_some() && run.processor == base_run.processor);
+            row.speedup = same_processor.then(|| base.p50_ms / row.p50_ms.max(1e-9));
         }
     }
     rows
@@ -157,7 +171,7 @@ pub fn markdown(rows: &[TableRow]) -> String {
             .map(|(_, n, sr)| format!("{sr:.1} ({n})"))
             .collect();
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.2}x | {:.0} | {:.0} | {:.2}x | {:.0} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.2}x | {:.0} | {:.0} | {} | {:.0} | {} |\n",
             r.name,
             r.scores.markdown_cells(),
             kinds.join(" | "),
@@ -165,7 +179,7 @@ pub fn markdown(rows: &[TableRow]) -> String {
             r.compression,
             r.p50_ms,
             r.p95_ms,
-            r.speedup,
+            r.speedup.map_or("–".to_owned(), |x| format!("{x:.2}x")),
             r.ttft_p50_ms,
             r.adapter_ms.map_or("–".to_owned(), |ms| format!("{ms:.0}")),
         ));
@@ -221,10 +235,18 @@ mod tests {
         ];
         compiled[0].adapter_ms = Some(90.0);
         compiled[2].adapter_ms = Some(30.0);
+        let run = |name: &str, processor: Option<&str>, records: &Vec<Record>| RunRecords {
+            name: name.into(),
+            processor: processor.map(str::to_owned),
+            records: records.clone(),
+        };
+        let xeon = Some("Xeon (AVX-512)");
         let rows = rows(
             &[
-                ("in context".into(), in_context),
-                ("compiled".into(), compiled),
+                run("in context", xeon, &in_context),
+                run("compiled", xeon, &compiled),
+                run("elsewhere", Some("EPYC (AVX2, FMA)"), &compiled),
+                run("unrecorded", None, &compiled),
             ],
             &truth,
             0,
@@ -237,11 +259,18 @@ mod tests {
         };
         assert_eq!(kinds(&rows[0]), [(1, 100.0), (1, 100.0), (2, 0.0)]);
         assert_eq!(kinds(&rows[1]), [(1, 100.0), (1, 0.0), (2, 50.0)]);
-        assert_eq!((rows[1].compression, rows[1].speedup), (10.0, 2.5));
+        assert_eq!((rows[1].compression, rows[1].speedup), (10.0, Some(2.5)));
+        assert_eq!(rows[0].speedup, Some(1.0));
+        // Latency measured on another processor, or on one not recorded,
+        // gives no ratio.
+        assert_eq!((rows[2].speedup, rows[3].speedup), (None, None));
+        assert_eq!(rows[2].compression, 10.0);
         assert_eq!(rows[1].ttft_p50_ms, 200.0);
         assert_eq!((rows[0].adapter_ms, rows[1].adapter_ms), (None, Some(60.0)));
         let table = markdown(&rows);
         assert!(table.contains("| compiled | 4 |"), "{table}");
         assert!(table.contains("| 50.0 (2) |"), "{table}");
+        assert!(table.contains("| 400 | 400 | 2.50x |"), "{table}");
+        assert!(table.contains("| 400 | 400 | – |"), "{table}");
     }
 }
