@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The development table of the unseen-tools issues (28 and 29): every
+# control and each training-free gain on the two development sets, one run
+# directory or record file per row under docs/runs/unseen-dev/.
+#
+# - GPT4Tools held-out split: the val_seen items that list one of the four
+#   development tools (corpus::HELD_OUT_DEV), 304 items, 67 calls of them;
+#   learners trained without those tools: runs/heldout-lora (the plain LoRA)
+#   and runs/ablation-default (the generator's development variant).
+# - BFCL validation (360 queries): runs/bfcl-lora (the plain LoRA) and the
+#   default generator (compiled).
+#
+# A row whose learner is not trained yet is skipped and named; a finished
+# row is skipped, a stopped one resumes. Benchmark only on an idle machine.
+#
+# Run with: scripts/unseen-dev.sh   (about 2 h on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+loragen=${LORAGEN:-target/release/loragen}
+out=docs/runs/unseen-dev
+selector=${SELECTOR:-runs/selector-dev}
+mkdir -p "$out"
+
+# lora SNAPSHOT: the plain LoRA snapshot as a GGUF adapter (exported once,
+# when the snapshot exists).
+lora() {
+    [ -d "$1" ] && [ ! -f "$1/lora.gguf" ] &&
+        "$loragen" adapter export --checkpoint "$1" --out "$1/lora.gguf" >&2
+    echo "$1/lora.gguf"
+}
+
+# ready NAME DONE NEEDS...: false (and says why) when the row is done or a
+# learner it needs is missing.
+ready() {
+    local name=$1 done=$2
+    shift 2
+    if [ -e "$done" ]; then
+        echo "== $name: done"
+        return 1
+    fi
+    for need in "$@"; do
+        if [ ! -e "$need" ]; then
+            echo "== $name: waits for $need"
+            return 1
+        fi
+    done
+    echo "== $name ($(date -u '+%F %R UTC'))"
+}
+
+# held NAME NEEDS ARGS...: `bench gpt4tools` on the held-out split.
+held() {
+    local name=$1 needs=$2
+    shift 2
+    ready "$name" "$out/$name/report.json" "$needs" || return 0
+    "$loragen" bench gpt4tools --data data/gpt4tools/val_seen.json \
+        --listing "Segment the Image" --listing "Get Photo Description" \
+        --listing "Generate Image Condition On Sketch Image" \
+        --listing "Remove Something From The Photo" \
+        --constrained --out "$out/$name" "$@"
+}
+
+# bfcl NAME NEEDS ARGS...: `eval` on BFCL validation.
+bfcl() {
+    local name=$1 needs=$2
+    shift 2
+    ready "$name" "$out/$name.txt" "$needs" || return 0
+    "$loragen" eval --tools data/bfcl/val_tools.json --queries data/bfcl/val_queries.jsonl \
+        --constrained --out "$out/$name.jsonl" "$@" | tee "$out/$name.txt.part"
+    mv "$out/$name.txt.part" "$out/$name.txt"
+}
+
+heldout_lora=$(lora runs/heldout-lora/snapshots/step-1000)
+dev_generator=runs/ablation-default/snapshots/step-500
+with_tools=$(lora runs/lora-with-tools/snapshots/step-1000)
+bfcl_lora=$(lora runs/bfcl-lora/snapshots/step-3000)
+shipped=generator/checkpoints/default/config.json
+
+# GPT4Tools held-out split.
+g_lora=(--mode lora --lora-adapter "$heldout_lora")
+g_gen=(--mode compiled --generator "$dev_generator")
+held held-lora "$heldout_lora" "${g_lora[@]}"
+held held-lora-whole "$heldout_lora" "${g_lora[@]}" --whole-names
+held held-lora-field "$heldout_lora" "${g_lora[@]}" --field-aware
+held held-lora-whole-field "$heldout_lora" "${g_lora[@]}" --whole-names --field-aware
+held held-lora-selector "$heldout_lora" "${g_lora[@]}" --whole-names --selector "$selector"
+held held-gen "$dev_generator" "${g_gen[@]}"
+held held-gen-whole "$dev_generator" "${g_gen[@]}" --whole-names
+held held-gen-field "$dev_generator" "${g_gen[@]}" --field-aware
+held held-gen-names "$dev_generator" "${g_gen[@]}" --name-hint names
+held held-gen-keys "$dev_generator" "${g_gen[@]}" --name-hint keys
+held held-gen-selector "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector"
+# The upper bound: every definition in the prompt (this LoRA saw the four
+# tools in training).
+held held-with-tools "$with_tools" --mode lora --lora-adapter "$with_tools" --lora-with-system
+
+# BFCL validation.
+b_lora=(--mode lora --adapter "$bfcl_lora")
+bfcl bfcl-lora-greedy "$bfcl_lora" "${b_lora[@]}"
+bfcl bfcl-lora-whole "$bfcl_lora" "${b_lora[@]}" --whole-names
+bfcl bfcl-lora-selector "$bfcl_lora" "${b_lora[@]}" --whole-names --selector "$selector"
+bfcl bfcl-gen "$shipped" --mode compiled
+bfcl bfcl-gen-whole "$shipped" --mode compiled --whole-names
+bfcl bfcl-gen-names "$shipped" --mode compiled --name-hint names
+bfcl bfcl-gen-keys "$shipped" --mode compiled --name-hint keys
+bfcl bfcl-gen-selector "$shipped" --mode compiled --whole-names --selector "$selector"
