@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 loragen=${LORAGEN:-target/release/loragen}
-out=docs/runs/unseen-dev
+out=docs/runs/unseen-dev/table
 selector=${SELECTOR:-runs/selector-dev}
 mkdir -p "$out"
 
