@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The development table of the unseen-tools issues (28 and 29): every
 # control and each training-free gain on the two development sets, one run
-# directory or record file per row under docs/runs/unseen-dev/.
+# directory or record file per row under docs/runs/unseen-dev/table/.
 #
 # - GPT4Tools held-out split: the val_seen items that list one of the four
 #   development tools (corpus::HELD_OUT_DEV), 304 items, 67 calls of them;
