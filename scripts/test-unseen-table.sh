@@ -15,39 +15,24 @@ loragen=${LORAGEN:-target/release/loragen}
 data=data/gpt4tools/test_unseen.json
 rows=docs/runs/test_unseen-table
 
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+MISSING=0
+
 # row NAME NEEDS ARGS...: `bench gpt4tools` on all of test_unseen into
-# $rows/NAME, once the learner NEEDS (a path) exists; a row whose learner is
-# not trained yet is skipped and named.
+# $rows/NAME, once the learner NEEDS (a path) exists.
 row() {
     local name=$1 needs=$2
     shift 2
-    if [ -f "$rows/$name/report.json" ]; then
-        echo "== $name: done"
-        return
-    fi
-    if [ ! -e "$needs" ]; then
-        echo "== $name: waits for $needs"
-        missing=1
-        return
-    fi
-    echo "== $name ($(date -u '+%F %R UTC'))"
+    row_ready "$name" "$rows/$name/report.json" "$needs" || return 0
     "$loragen" bench gpt4tools --data "$data" --out "$rows/$name" "$@"
 }
-missing=0
 
-# lora SNAPSHOT: the plain LoRA snapshot as a GGUF adapter (exported once,
-# when the snapshot exists).
-lora() {
-    [ -d "$1" ] && [ ! -f "$1/lora.gguf" ] &&
-        "$loragen" adapter export --checkpoint "$1" --out "$1/lora.gguf" >&2
-    echo "$1/lora.gguf"
-}
-
-with_tools=$(lora runs/lora-with-tools/snapshots/step-1000)
+with_tools=$(lora_adapter runs/lora-with-tools/snapshots/step-1000)
 # The BFCL comparator: GPT4Tools plus BFCL, 3,000 steps of 4 (12,000
 # examples); its step 0 has B = 0, the zero adapter.
-without_tools=$(lora runs/bfcl-lora/snapshots/step-3000)
-zero=$(lora runs/bfcl-lora/snapshots/step-0)
+without_tools=$(lora_adapter runs/bfcl-lora/snapshots/step-3000)
+zero=$(lora_adapter runs/bfcl-lora/snapshots/step-0)
 shipped=generator/checkpoints/default/config.json
 bfcl_only=runs/bfcl-only-generator/snapshots/step-1500
 
@@ -62,7 +47,7 @@ row lora-gen "$shipped" --mode compiled
 row lora-gen-grammar "$shipped" --mode compiled --constrained
 row lora-gen-bfcl-only-grammar "$bfcl_only" --mode compiled --constrained --generator "$bfcl_only"
 
-if [ "$missing" = 1 ]; then
+if [ "$MISSING" = 1 ]; then
     echo "rows are missing; docs/results.md is written once every row is done"
     exit 0
 fi

@@ -21,37 +21,14 @@ out=docs/runs/unseen-dev/table
 selector=${SELECTOR:-runs/selector-dev}
 mkdir -p "$out"
 
-# lora SNAPSHOT: the plain LoRA snapshot as a GGUF adapter (exported once,
-# when the snapshot exists).
-lora() {
-    [ -d "$1" ] && [ ! -f "$1/lora.gguf" ] &&
-        "$loragen" adapter export --checkpoint "$1" --out "$1/lora.gguf" >&2
-    echo "$1/lora.gguf"
-}
-
-# ready NAME DONE NEEDS...: false (and says why) when the row is done or a
-# learner it needs is missing.
-ready() {
-    local name=$1 done=$2
-    shift 2
-    if [ -e "$done" ]; then
-        echo "== $name: done"
-        return 1
-    fi
-    for need in "$@"; do
-        if [ ! -e "$need" ]; then
-            echo "== $name: waits for $need"
-            return 1
-        fi
-    done
-    echo "== $name ($(date -u '+%F %R UTC'))"
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # held NAME NEEDS ARGS...: `bench gpt4tools` on the held-out split.
 held() {
     local name=$1 needs=$2
     shift 2
-    ready "$name" "$out/$name/report.json" "$needs" || return 0
+    row_ready "$name" "$out/$name/report.json" "$needs" || return 0
     "$loragen" bench gpt4tools --data data/gpt4tools/val_seen.json \
         --listing "Segment the Image" --listing "Get Photo Description" \
         --listing "Generate Image Condition On Sketch Image" \
@@ -63,16 +40,16 @@ held() {
 bfcl() {
     local name=$1 needs=$2
     shift 2
-    ready "$name" "$out/$name.txt" "$needs" || return 0
+    row_ready "$name" "$out/$name.txt" "$needs" || return 0
     "$loragen" eval --tools data/bfcl/val_tools.json --queries data/bfcl/val_queries.jsonl \
         --constrained --out "$out/$name.jsonl" "$@" | tee "$out/$name.txt.part"
     mv "$out/$name.txt.part" "$out/$name.txt"
 }
 
-heldout_lora=$(lora runs/heldout-lora/snapshots/step-1000)
+heldout_lora=$(lora_adapter runs/heldout-lora/snapshots/step-1000)
 dev_generator=runs/ablation-default/snapshots/step-500
-with_tools=$(lora runs/lora-with-tools/snapshots/step-1000)
-bfcl_lora=$(lora runs/bfcl-lora/snapshots/step-3000)
+with_tools=$(lora_adapter runs/lora-with-tools/snapshots/step-1000)
+bfcl_lora=$(lora_adapter runs/bfcl-lora/snapshots/step-3000)
 shipped=generator/checkpoints/default/config.json
 
 # GPT4Tools held-out split.

@@ -102,7 +102,8 @@ impl Progress {
             Some(state) if last || now.duration_since(state.last) >= LOG_EVERY => state,
             Some(_) => return None,
             // The first update starts the clock: short work writes only
-            // its last line.
+            // its last line, and work that found nothing to do none.
+            None if last && total == 0 => return None,
             None if last => LogState {
                 last: now,
                 first: self.started,
@@ -175,7 +176,10 @@ mod tests {
     }
 
     #[test]
-    fn short_work_writes_only_its_last_line() {
+    fn short_work_writes_only_its_last_line_and_no_work_none() {
+        let idle = Progress::new("cloud features", "blocks");
+        assert_eq!(idle.line_at(idle.started, true), None);
+
         let p = Progress::new("eval", "queries");
         p.set_total(3);
         p.bar.set_position(3);

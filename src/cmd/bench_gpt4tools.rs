@@ -332,21 +332,13 @@ impl RunMeta {
             merged.artifact_sha256.extend(self.artifact_sha256.clone());
             // Records from two processors mix their latencies: the run
             // says so, and no table takes a speed-up from it.
-            let already_mixed = old.processor.as_deref().is_some_and(|p| {
-                p.starts_with("mixed: ")
-                    && self.processor.as_deref().is_some_and(|me| p.contains(me))
-            });
-            if old.processor != self.processor && !already_mixed {
-                let both = format!(
-                    "mixed: {}; {}",
-                    old.processor.as_deref().unwrap_or("not recorded"),
-                    self.processor.as_deref().unwrap_or("not recorded")
-                );
+            merged.processor = mixed_processor(old.processor.as_deref(), self.processor.as_deref());
+            if merged.processor != old.processor {
                 eprintln!(
-                    "warning: {} was begun on another processor; its latencies now mix two machines ({both})",
-                    out.display()
+                    "warning: {} was begun on another processor; its latencies now mix machines ({})",
+                    out.display(),
+                    merged.processor.as_deref().unwrap_or_default()
                 );
-                merged.processor = Some(both);
             }
             if merged.artifact_sha256 == old.artifact_sha256 && merged.processor == old.processor {
                 return Ok(());
@@ -361,6 +353,25 @@ impl RunMeta {
             serde_json::to_string_pretty(self)?.as_bytes(),
         )?)
     }
+}
+
+/// The processor record of a run begun on `old` and resumed on `new`:
+/// `old` when they agree (or `new` is already one of a mixed run's),
+/// otherwise `mixed: A; B; ...`, each processor once.
+fn mixed_processor(old: Option<&str>, new: Option<&str>) -> Option<String> {
+    let name = |p: Option<&str>| p.unwrap_or("not recorded").to_owned();
+    let mut seen: Vec<String> = match old {
+        Some(list) if list.starts_with("mixed: ") => list["mixed: ".len()..]
+            .split("; ")
+            .map(str::to_owned)
+            .collect(),
+        _ if old == new => return old.map(str::to_owned),
+        _ => vec![name(old)],
+    };
+    if !seen.contains(&name(new)) {
+        seen.push(name(new));
+    }
+    Some(format!("mixed: {}", seen.join("; ")))
 }
 
 /// What one mode runs: which model file, adapter and prompt.
@@ -622,4 +633,29 @@ fn write_reports(report: &Report, out: &Path, meta: &RunMeta) -> anyhow::Result<
         eprintln!("warning: {e}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mixed_processor;
+
+    #[test]
+    fn a_run_resumed_on_other_processors_lists_each_once() {
+        let (a, b, c) = (Some("A (AVX-512)"), Some("B (AVX2, FMA)"), Some("C"));
+        assert_eq!(mixed_processor(a, a).as_deref(), a);
+        assert_eq!(mixed_processor(None, None), None);
+        let ab = mixed_processor(a, b);
+        assert_eq!(ab.as_deref(), Some("mixed: A (AVX-512); B (AVX2, FMA)"));
+        // Back on either machine: unchanged; on a third: added once.
+        assert_eq!(mixed_processor(ab.as_deref(), a), ab);
+        assert_eq!(mixed_processor(ab.as_deref(), b), ab);
+        assert_eq!(
+            mixed_processor(ab.as_deref(), c).as_deref(),
+            Some("mixed: A (AVX-512); B (AVX2, FMA); C")
+        );
+        assert_eq!(
+            mixed_processor(None, a).as_deref(),
+            Some("mixed: not recorded; A (AVX-512)")
+        );
+    }
 }

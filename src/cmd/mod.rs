@@ -71,21 +71,22 @@ pub fn median(values: &[f64]) -> f64 {
 /// Xeon(R) Processor (AVX-512, AMX)`). Latency compares only between runs
 /// on one processor.
 pub fn processor() -> String {
-    let name = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .and_then(|rest| rest.split_once(':'))
-                    .map(|(_, name)| name.trim().to_owned())
-            })
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let name = info
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    format!("{name} ({})", simd_sets().join(", "))
+    format!("{name} ({})", simd_sets(&info).join(", "))
 }
 
+/// The SIMD sets of this processor; `cpuinfo` gives what std cannot
+/// detect (AMX).
 #[cfg(target_arch = "x86_64")]
-fn simd_sets() -> Vec<&'static str> {
+fn simd_sets(cpuinfo: &str) -> Vec<&'static str> {
     let mut sets = Vec::new();
     if std::arch::is_x86_feature_detected!("avx512f") {
         sets.push("AVX-512");
@@ -95,15 +96,14 @@ fn simd_sets() -> Vec<&'static str> {
     if std::arch::is_x86_feature_detected!("fma") {
         sets.push("FMA");
     }
-    // AMX is not in std's detection list; the kernel reports it.
-    if std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|i| i.contains(" amx_tile")) {
+    if cpuinfo.contains(" amx_tile") {
         sets.push("AMX");
     }
     sets
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn simd_sets() -> Vec<&'static str> {
+fn simd_sets(_cpuinfo: &str) -> Vec<&'static str> {
     Vec::new()
 }
 
