@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every training run the shipping issue (26) and the unseen-tools issue (28)
 # measure, one after another on the 2 cores: the default generator, then the
-# learners trained without the four development tools, the ablation arms,
-# the BFCL-only generator and the LoRA with tools. Each run resumes where an
+# learners trained without the four development tools, the LoRA with
+# tools, the other ablation arms and the BFCL-only generator. Each run resumes where an
 # interrupted one stopped and is skipped once its last snapshot exists, so
 # running this again after a stop goes on. Log: runs/train-queue.log
 # (append).
@@ -53,16 +53,21 @@ arm() {
     run "runs/ablation-$name" 500 generator "${data[@]}" "${held_out[@]}" "$@"
 }
 arm default
+
+# 4. The LoRA with tools: the definitions in context, so examples are
+#    434-819 tokens and need --max-seq 1024. Before the other arms: the
+#    unseen-tools issues need it as their upper bound, as they need the two
+#    runs above.
+run runs/lora-with-tools 1000 lora --with-tools --max-seq 1024 "${data[@]}"
+
+# 5. The other ablation arms.
 arm gumbel-1 --gumbel-tau 1.0
 arm experts-4 --experts 4
 arm top-1 --top-k 1
 arm cv-off --cv-weight 0
 arm direct-64 --direct-head 64
 
-# 4. LoRA-Gen without GPT4Tools training: the allowed BFCL train split
+# 6. LoRA-Gen without GPT4Tools training: the allowed BFCL train split
 #    alone, 3 times over (5,958 examples, one pass in 1,490 steps).
 run runs/bfcl-only-generator 1500 generator "${data[@]}" --limit 0 --bfcl data/bfcl --bfcl-repeat 3
 
-# 5. The LoRA with tools: the definitions in context, so examples are
-#    434-819 tokens and need --max-seq 1024.
-run runs/lora-with-tools 1000 lora --with-tools --max-seq 1024 "${data[@]}"
