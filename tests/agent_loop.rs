@@ -199,6 +199,25 @@ async fn no_tool_answer() {
 }
 
 #[tokio::test]
+async fn an_answer_that_runs_on_into_a_second_thought_is_cut_there() {
+    // A learner with no end token after its answer repeats the pair up to
+    // the token limit; the second thought ends the message.
+    let repeating = format!(
+        "{}\n{}\nThought: Do I",
+        answer("A red car on a bridge.\nIt is raining."),
+        answer("A red car on a bridge.")
+    );
+    let (out, _, model) = run(&[&repeating], config()).await;
+    assert_eq!(
+        out.answer.as_deref(),
+        Some("A red car on a bridge.\nIt is raining."),
+        "a multi-line answer is kept, the repeat is not"
+    );
+    assert_eq!(out.steps.len(), 1);
+    assert!(model.params[0].stop.iter().any(|s| s == "\nThought:"));
+}
+
+#[tokio::test]
 async fn unknown_tool() {
     let (out, _, _) = run(&[&call("Multiply", "2, 3"), &answer("sorry")], config()).await;
     assert_eq!(out.finish, AgentFinish::Answered);

@@ -16,6 +16,11 @@ macro_rules! question {
         "Do I need to use a tool?"
     };
 }
+macro_rules! thought {
+    () => {
+        "Thought:"
+    };
+}
 macro_rules! human {
     () => {
         "Human:"
@@ -30,7 +35,7 @@ macro_rules! new_input {
 /// The question every message opens with, answered [`YES`] or [`NO`].
 pub const QUESTION: &str = question!();
 /// The opening of every message, before ` Yes` or ` No`.
-pub const THOUGHT: &str = concat!("Thought: ", question!());
+pub const THOUGHT: &str = concat!(thought!(), " ", question!());
 /// The answer to [`QUESTION`] when the message calls tools.
 pub const YES: &str = "Yes";
 /// The answer to [`QUESTION`] when the message answers the user.
@@ -311,12 +316,18 @@ pub fn observation_lines(observations: &[String]) -> String {
         .collect()
 }
 
-/// Where one model message ends: before the tool's observation, or where
-/// the model starts writing the user's next turn.
-pub const STEP_STOPS: [&str; 3] = [
+/// Where one model message ends: before the tool's observation, where
+/// the model starts writing the user's next turn, or where it starts a
+/// second thought. A message holds one thought; a learner trained on
+/// messages without an end token goes on after its answer with another
+/// "Thought: ... No / AI: ..." pair, up to the token limit, which the
+/// answer would otherwise include and the GPT4Tools scorer counts as extra
+/// thoughts.
+pub const STEP_STOPS: [&str; 4] = [
     OBSERVATION,
     concat!("\n", new_input!()),
     concat!("\n", human!()),
+    concat!("\n", thought!()),
 ];
 
 /// The GPT4Tools-style prompt: the system part (absent in compiled mode),
