@@ -2,10 +2,10 @@
 # Every training run the shipping issue (26) and the unseen-tools issue (28)
 # measure, one after another on the 2 cores: the default generator, then the
 # learners trained without the four development tools, the LoRA with
-# tools, the other ablation arms and the BFCL-only generator. Each run resumes where an
-# interrupted one stopped and is skipped once its last snapshot exists, so
-# running this again after a stop goes on. Log: runs/train-queue.log
-# (append).
+# tools, the other ablation arms and the BFCL-only generator. Each run
+# resumes where an interrupted one stopped and is skipped once its last
+# snapshot exists, so running this again after a stop goes on. Log:
+# runs/train-queue.log (append).
 #
 # Run with: scripts/train-queue.sh   (about 20 CPU-hours on 2 cores)
 set -euo pipefail
