@@ -770,6 +770,8 @@ pub enum BenchCommand {
     Compile(BenchCompileArgs),
     /// Two GPT4Tools runs over the same items: each metric's difference with a paired-bootstrap 95% interval.
     Compare(BenchCompareArgs),
+    /// The arms of an ablation in one table: SR on all items, on those listing a held-out tool and on its calls, each against the first arm.
+    Ablation(BenchAblationArgs),
     /// A training run's curves: loss from train.jsonl and validation SR from DIR/val/step-N, charted as SVG and PNG.
     Curve(BenchCurveArgs),
 }
@@ -843,6 +845,25 @@ pub struct BenchCompareArgs {
     /// e.g. the tools a run held out of its training data.
     #[arg(long, value_name = "TOOL")]
     pub calling: Vec<String>,
+    #[arg(long, default_value_t = loragen_gpt4tools::paired::RESAMPLES)]
+    pub resamples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAblationArgs {
+    /// NAME=DIR: a `bench gpt4tools` run of one arm; repeat, the reference
+    /// arm first. The table uses the items every arm scored.
+    #[arg(long, required = true, value_name = "NAME=DIR")]
+    pub arm: Vec<String>,
+    /// A tool the arms were trained without (repeatable): adds the items
+    /// that list one and the items whose answer calls one.
+    #[arg(long, value_name = "TOOL")]
+    pub held_out: Vec<String>,
+    /// Also write the table to this file (Markdown).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value_t = loragen_gpt4tools::paired::RESAMPLES)]
     pub resamples: usize,
     #[arg(long, default_value_t = 0)]

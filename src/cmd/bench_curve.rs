@@ -52,7 +52,7 @@ fn records_of(dir: &Path, mode: Option<Mode>) -> anyhow::Result<(Mode, HashMap<S
 }
 
 /// The per-item scores of one mode of a run directory, by id.
-fn scores_of(
+pub(super) fn scores_of(
     dir: &Path,
     mode: Option<Mode>,
 ) -> anyhow::Result<(Mode, HashMap<String, ItemScores>)> {
@@ -76,7 +76,7 @@ const METRICS: [(&str, Metric); 5] = [
 ];
 
 /// Per-item values of `metric`, in percent, for the ids in order.
-fn column(
+pub(super) fn column(
     scores: &HashMap<String, ItemScores>,
     ids: &[&String],
     metric: fn(&ItemScores) -> f64,
@@ -95,7 +95,7 @@ fn shared_ids<'a>(
     ids
 }
 
-fn fmt(i: &Interval) -> String {
+pub(super) fn fmt_interval(i: &Interval) -> String {
     format!("{:+.1} [{:+.1}, {:+.1}]", i.mean, i.lo, i.hi)
 }
 
@@ -151,7 +151,7 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
             "| {name} | {:.1} | {:.1} | {} |",
             mean(xa.iter().copied()),
             mean(xb.iter().copied()),
-            fmt(&d)
+            fmt_interval(&d)
         );
     }
     let same = ids
@@ -178,8 +178,19 @@ pub fn compare(args: &BenchCompareArgs) -> anyhow::Result<()> {
 /// The tool each item of a run's data file calls in its answer, by id
 /// (items answered without a tool are absent). The data file is the one
 /// the run's `run.json` names.
-fn gold_actions(run: &Path) -> anyhow::Result<HashMap<String, String>> {
+pub(super) fn gold_actions(run: &Path) -> anyhow::Result<HashMap<String, String>> {
     use loragen_protocol::react::{OutputParser, ReactParser, Step};
+    Ok(run_items(run)?
+        .into_iter()
+        .filter_map(|item| match ReactParser.parse(item.output.as_bytes()) {
+            Ok(Step::Calls(calls)) => calls.first().map(|c| (item.id, c.action.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The items of the data file a run's `run.json` names.
+pub(super) fn run_items(run: &Path) -> anyhow::Result<Vec<loragen_gpt4tools::dataset::Item>> {
     let meta_path = run.join("run.json");
     let meta: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&meta_path)
@@ -189,13 +200,7 @@ fn gold_actions(run: &Path) -> anyhow::Result<HashMap<String, String>> {
     let data = meta["data"]
         .as_str()
         .with_context(|| format!("{} names no data file", meta_path.display()))?;
-    Ok(loragen_gpt4tools::dataset::load(Path::new(data))?
-        .into_iter()
-        .filter_map(|item| match ReactParser.parse(item.output.as_bytes()) {
-            Ok(Step::Calls(calls)) => calls.first().map(|c| (item.id, c.action.clone())),
-            _ => None,
-        })
-        .collect())
+    Ok(loragen_gpt4tools::dataset::load(Path::new(data))?)
 }
 
 /// `train.jsonl`'s LM loss, averaged over windows of `window` steps and
@@ -290,7 +295,7 @@ pub fn curve(args: &BenchCurveArgs) -> anyhow::Result<()> {
                         RESAMPLES,
                         args.seed,
                     )?;
-                    format!("{} over {} items", fmt(&d), shared.len())
+                    format!("{} over {} items", fmt_interval(&d), shared.len())
                 }
                 None => "–".into(),
             };

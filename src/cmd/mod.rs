@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod adapter;
+pub mod bench_ablation;
 pub mod bench_calls;
 pub mod bench_compile;
 pub mod bench_curve;
