@@ -28,3 +28,18 @@ row_ready() {
     done
     echo "== $name ($(date -u '+%F %R UTC'))"
 }
+
+# validate OUT ARGS...: `bench gpt4tools ARGS...` on the first 200 val_seen
+# items, constrained (the validation every training run's curve uses),
+# into OUT; skipped once OUT has its report.
+validate() {
+    local out=$1
+    shift
+    if [ -f "$out/report.json" ]; then
+        echo "== $out: done"
+        return
+    fi
+    echo "== $out ($(date -u '+%F %R UTC'))"
+    "$loragen" bench gpt4tools --data data/gpt4tools/val_seen.json --limit 200 \
+        --constrained --out "$out" "$@"
+}

@@ -14,28 +14,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 loragen=${LORAGEN:-target/release/loragen}
 run=runs/default-generator
-val=(--data data/gpt4tools/val_seen.json --limit 200 --mode compiled --constrained)
+
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 [ -d "$run/snapshots/step-3000" ] || { echo "$run has not reached step 3000" >&2; exit 1; }
 
-validate() {
-    local generator=$1 out=$2
-    if [ -f "$out/report.json" ]; then
-        echo "== $out: done"
-        return
-    fi
-    echo "== $out ($(date -u '+%F %R UTC'))"
-    "$loragen" bench gpt4tools "${val[@]}" --generator "$generator" --out "$out"
-}
-
 for snapshot in "$run"/snapshots/step-*; do
     step=${snapshot##*/step-}
-    [ "$step" -gt 0 ] && validate "$snapshot" "$run/val/step-$step"
+    [ "$step" -gt 0 ] && validate "$run/val/step-$step" --mode compiled --generator "$snapshot"
 done
 "$loragen" bench curve --run "default=$run" --out "$run/curve" | tee "$run/curve.md"
 best=$(sed -n 's/^best snapshot: step-\([0-9]*\),.*/\1/p' "$run/curve.md")
 [ -n "$best" ] || { echo "no validated snapshot in $run/val" >&2; exit 1; }
 
 "$loragen" train ship --from "$run/snapshots/step-$best" --command scripts/train-default-generator.sh
-validate generator/checkpoints/default "$run/val/shipped-f16"
+validate "$run/val/shipped-f16" --mode compiled --generator generator/checkpoints/default
 "$loragen" bench compare --a "$run/val/step-$best" --b "$run/val/shipped-f16" | tee "$run/shipped-f16.md"
