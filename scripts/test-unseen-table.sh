@@ -34,7 +34,7 @@ row() {
     "$loragen" bench gpt4tools --data "$data" --out "$rows/$name" "$@"
 }
 
-with_tools=$(lora_adapter runs/lora-with-tools/snapshots/step-1000)
+with_tools=$(lora_adapter runs/lora-with-tools/snapshots/step-1200)
 # The BFCL comparator: GPT4Tools plus BFCL, 3,000 steps of 4 (12,000
 # examples); its step 0 has B = 0, the zero adapter.
 without_tools=$(lora_adapter runs/bfcl-lora/snapshots/step-3000)

@@ -57,8 +57,12 @@ arm default
 # 4. The LoRA with tools: the definitions in context, so examples are
 #    434-819 tokens and need --max-seq 1024. Before the other arms: the
 #    unseen-tools issues need it as their upper bound, as they need the two
-#    runs above.
-run runs/lora-with-tools 1000 lora --with-tools --max-seq 1024 "${data[@]}"
+#    runs above. It gets at least the default generator's training time
+#    (3,000 steps at a median 4.0 s, 3.4 h): a step of 4 padded to 704
+#    tokens took 12.6 s (`loragen bench edge --no-decode --seq 512,704
+#    --batch 4 --path shared --upper-layers 0 --loss-tokens 40`), so 1,200
+#    steps are about 4 h.
+run runs/lora-with-tools 1200 lora --with-tools --max-seq 1024 --snapshot-every 300 "${data[@]}"
 
 # 5. The other ablation arms.
 arm gumbel-1 --gumbel-tau 1.0

@@ -48,7 +48,7 @@ bfcl() {
 
 heldout_lora=$(lora_adapter runs/heldout-lora/snapshots/step-1000)
 dev_generator=runs/ablation-default/snapshots/step-500
-with_tools=$(lora_adapter runs/lora-with-tools/snapshots/step-1000)
+with_tools=$(lora_adapter runs/lora-with-tools/snapshots/step-1200)
 bfcl_lora=$(lora_adapter runs/bfcl-lora/snapshots/step-3000)
 shipped=generator/checkpoints/default/config.json
 
