@@ -9,11 +9,12 @@
 #   and runs/ablation-default (the generator's development variant).
 # - BFCL validation (360 queries): runs/bfcl-lora (the plain LoRA) and the
 #   default generator (compiled).
+# - val_seen (600 items), where no gain may cost SR: the default generator.
 #
 # A row whose learner is not trained yet is skipped and named; a finished
 # row is skipped, a stopped one resumes. Benchmark only on an idle machine.
 #
-# Run with: scripts/unseen-dev.sh   (about 2 h on 2 cores)
+# Run with: scripts/unseen-dev.sh   (about 3 h on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 loragen=${LORAGEN:-target/release/loragen}
@@ -33,6 +34,16 @@ held() {
         --listing "Segment the Image" --listing "Get Photo Description" \
         --listing "Generate Image Condition On Sketch Image" \
         --listing "Remove Something From The Photo" \
+        --constrained --out "$out/$name" "$@"
+}
+
+# seen NAME NEEDS ARGS...: `bench gpt4tools` on all 600 val_seen items,
+# where a training-free gain must not cost SR (issue 28).
+seen() {
+    local name=$1 needs=$2
+    shift 2
+    row_ready "$name" "$out/$name/report.json" "$needs" || return 0
+    "$loragen" bench gpt4tools --data data/gpt4tools/val_seen.json \
         --constrained --out "$out/$name" "$@"
 }
 
@@ -69,6 +80,14 @@ held held-gen-selector "$dev_generator" "${g_gen[@]}" --whole-names --selector "
 # The upper bound: every definition in the prompt (this LoRA saw the four
 # tools in training).
 held held-with-tools "$with_tools" --mode lora --lora-adapter "$with_tools" --lora-with-system
+
+# val_seen, the shipped generator: each gain against greedy constrained
+# decoding.
+seen seen-gen "$shipped" --mode compiled
+seen seen-gen-whole "$shipped" --mode compiled --whole-names
+seen seen-gen-field "$shipped" --mode compiled --field-aware
+seen seen-gen-whole-field "$shipped" --mode compiled --whole-names --field-aware
+seen seen-gen-selector "$shipped" --mode compiled --whole-names --selector "$selector"
 
 # BFCL validation.
 b_lora=(--mode lora --adapter "$bfcl_lora")
