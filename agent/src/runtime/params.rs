@@ -31,30 +31,84 @@ impl Default for SessionParams {
 }
 
 impl SessionParams {
+    /// The context size in tokens: prompt and output together must fit.
+    /// A session refuses fewer than 16.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::SessionParams;
+    ///
+    /// let params = SessionParams::default().with_n_ctx(1024);
+    /// assert_eq!(params.n_ctx, 1024);
+    /// ```
     #[must_use]
     pub fn with_n_ctx(mut self, n_ctx: u32) -> Self {
         self.n_ctx = n_ctx;
         self
     }
 
+    /// The most tokens handed to llama.cpp in one decode call; a longer
+    /// prompt is prefilled in several.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::SessionParams;
+    ///
+    /// let params = SessionParams::default().with_n_batch(512);
+    /// assert_eq!(params.n_batch, 512);
+    /// ```
     #[must_use]
     pub fn with_n_batch(mut self, n_batch: u32) -> Self {
         self.n_batch = n_batch;
         self
     }
 
+    /// Threads of llama.cpp's kernels (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::SessionParams;
+    ///
+    /// let params = SessionParams::default().with_threads(2);
+    /// assert_eq!(params.n_threads, 2);
+    /// ```
     #[must_use]
     pub fn with_threads(mut self, n_threads: usize) -> Self {
         self.n_threads = n_threads;
         self
     }
 
+    /// Whether to keep the KV state of the prefix a prompt shares with the
+    /// last one (on by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::SessionParams;
+    ///
+    /// let cold = SessionParams::default().with_prefix_reuse(false);
+    /// assert!(!cold.reuse_prefix);
+    /// ```
     #[must_use]
     pub fn with_prefix_reuse(mut self, reuse: bool) -> Self {
         self.reuse_prefix = reuse;
         self
     }
 
+    /// Whether the session also computes final-layer hidden states, which
+    /// the tool selector reads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::SessionParams;
+    ///
+    /// let params = SessionParams::default().with_embeddings(true);
+    /// assert!(params.embeddings);
+    /// ```
     #[must_use]
     pub fn with_embeddings(mut self, embeddings: bool) -> Self {
         self.embeddings = embeddings;
@@ -129,42 +183,121 @@ impl Default for GenerateParams {
 }
 
 impl GenerateParams {
+    /// The most tokens to generate (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::GenerateParams;
+    ///
+    /// let params = GenerateParams::default().with_max_tokens(96);
+    /// assert_eq!(params.max_tokens, 96);
+    /// ```
     #[must_use]
     pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
         self.max_tokens = max_tokens;
         self
     }
 
+    /// How each token is chosen; greedy by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::{GenerateParams, Sampling};
+    ///
+    /// let sampling = Sampling::Random { temperature: 0.7, top_p: 0.9, seed: 42 };
+    /// let params = GenerateParams::default().with_sampling(sampling);
+    /// assert_eq!(params.sampling, sampling);
+    /// ```
     #[must_use]
     pub fn with_sampling(mut self, sampling: Sampling) -> Self {
         self.sampling = sampling;
         self
     }
 
+    /// Stop strings: the output ends before the first occurrence of any
+    /// (none may be empty).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::GenerateParams;
+    ///
+    /// let params = GenerateParams::default().with_stop(["\nObservation:"]);
+    /// assert_eq!(params.stop, ["\nObservation:"]);
+    /// ```
     #[must_use]
     pub fn with_stop<S: Into<String>>(mut self, stop: impl IntoIterator<Item = S>) -> Self {
         self.stop = stop.into_iter().map(Into::into).collect();
         self
     }
 
+    /// A GBNF grammar (root rule `root`) the output must follow; `None` for
+    /// free text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::GenerateParams;
+    ///
+    /// let grammar = r#"root ::= "yes" | "no""#.to_owned();
+    /// let params = GenerateParams::default().with_grammar(Some(grammar));
+    /// assert!(params.grammar.is_some());
+    /// ```
     #[must_use]
     pub fn with_grammar(mut self, grammar: Option<String>) -> Self {
         self.grammar = grammar;
         self
     }
 
+    /// Jump-forward decoding: spans the grammar forces are fed in one
+    /// batched decode. Faster; the output can differ, since a forced span
+    /// is tokenised as a whole rather than token by token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::GenerateParams;
+    ///
+    /// let params = GenerateParams::default().with_jump_forward(true);
+    /// assert!(params.jump_forward);
+    /// ```
     #[must_use]
     pub fn with_jump_forward(mut self, jump_forward: bool) -> Self {
         self.jump_forward = jump_forward;
         self
     }
 
+    /// Whole-name scoring of tool names (see [`NameChoice`]); `None`
+    /// decodes names token by token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::{GenerateParams, NameChoice};
+    ///
+    /// let choice = NameChoice::react(["get_weather", "get_time"]);
+    /// let params = GenerateParams::default().with_name_choice(Some(choice));
+    /// assert_eq!(params.name_choice.map(|c| c.names.len()), Some(2));
+    /// ```
     #[must_use]
     pub fn with_name_choice(mut self, name_choice: Option<NameChoice>) -> Self {
         self.name_choice = name_choice;
         self
     }
 
+    /// Whether to prepend BOS when the vocabulary asks for it (on by
+    /// default; off to continue a text).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::GenerateParams;
+    ///
+    /// let params = GenerateParams::default().with_bos(false);
+    /// assert!(!params.add_bos);
+    /// ```
     #[must_use]
     pub fn with_bos(mut self, add_bos: bool) -> Self {
         self.add_bos = add_bos;
@@ -255,7 +388,19 @@ impl NameChoice {
         self
     }
 
-    /// Keeps only the `keep` names of highest prior as candidates.
+    /// Keeps only the `keep` names of highest prior as candidates; it
+    /// needs priors to rank by.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::runtime::NameChoice;
+    ///
+    /// let choice = NameChoice::react(["get_weather", "get_time", "read_file"])
+    ///     .with_prior(vec![-0.2, -1.5, -4.0])
+    ///     .with_keep(Some(2));
+    /// assert_eq!(choice.keep, Some(2));
+    /// ```
     #[must_use]
     pub fn with_keep(mut self, keep: Option<usize>) -> Self {
         self.keep = keep;

@@ -97,72 +97,202 @@ impl Default for GeneratorConfig {
 }
 
 impl GeneratorConfig {
+    /// Width of the cloud model's hidden states: the features' width.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_cloud_dim(896);
+    /// assert_eq!(c.cloud_dim, 896);
+    /// ```
     #[must_use]
     pub fn with_cloud_dim(mut self, cloud_dim: usize) -> Self {
         self.cloud_dim = cloud_dim;
         self
     }
 
+    /// Layers of the edge model: one meta token, router and expert pool
+    /// each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_edge_layers(18);
+    /// assert_eq!(c.edge_layers, 18);
+    /// ```
     #[must_use]
     pub fn with_edge_layers(mut self, edge_layers: usize) -> Self {
         self.edge_layers = edge_layers;
         self
     }
 
+    /// Where the meta tokens come from (see [`MetaSource`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::{GeneratorConfig, MetaSource};
+    ///
+    /// let c = GeneratorConfig::default().with_meta_source(MetaSource::CrossAttention);
+    /// assert_eq!(c.meta_source, MetaSource::CrossAttention);
+    /// ```
     #[must_use]
     pub fn with_meta_source(mut self, meta_source: MetaSource) -> Self {
         self.meta_source = meta_source;
         self
     }
 
+    /// Width of the meta tokens; the meta heads must divide it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_meta_dim(128);
+    /// assert!(c.validate().is_ok());
+    /// assert!(c.with_meta_dim(130).validate().is_err(), "4 heads do not divide 130");
+    /// ```
     #[must_use]
     pub fn with_meta_dim(mut self, meta_dim: usize) -> Self {
         self.meta_dim = meta_dim;
         self
     }
 
+    /// Attention heads of the meta tokens' cross-attention.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_meta_heads(8);
+    /// assert!(c.validate().is_ok());
+    /// ```
     #[must_use]
     pub fn with_meta_heads(mut self, meta_heads: usize) -> Self {
         self.meta_heads = meta_heads;
         self
     }
 
+    /// Hidden width of each layer's router.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_router_hidden(32);
+    /// assert_eq!(c.router_hidden, 32);
+    /// ```
     #[must_use]
     pub fn with_router_hidden(mut self, router_hidden: usize) -> Self {
         self.router_hidden = router_hidden;
         self
     }
 
+    /// LoRA experts per layer, n; at least K.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_experts(4);
+    /// assert!(c.validate().is_ok());
+    /// assert!(c.with_experts(1).validate().is_err(), "K = 2 above n = 1");
+    /// ```
     #[must_use]
     pub fn with_experts(mut self, n_experts: usize) -> Self {
         self.n_experts = n_experts;
         self
     }
 
+    /// Experts each layer keeps, K, with 1 <= K <= n.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_top_k(1);
+    /// assert!(c.validate().is_ok());
+    /// assert!(c.with_top_k(0).validate().is_err());
+    /// ```
     #[must_use]
     pub fn with_top_k(mut self, top_k: usize) -> Self {
         self.top_k = top_k;
         self
     }
 
+    /// Weight of the load-balancing loss, (sigma / mu)^2 of the experts'
+    /// importance; 0 turns it off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_cv_weight(0.0);
+    /// assert!(c.validate().is_ok());
+    /// ```
     #[must_use]
     pub fn with_cv_weight(mut self, cv_weight: f64) -> Self {
         self.cv_weight = cv_weight;
         self
     }
 
+    /// How router logits become gates (see [`Gating`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::{Gating, GeneratorConfig};
+    ///
+    /// let c = GeneratorConfig::default().with_gating(Gating::GumbelTopK { tau: 1.0 });
+    /// assert!(c.validate().is_ok());
+    /// let cold = GeneratorConfig::default().with_gating(Gating::GumbelTopK { tau: 0.0 });
+    /// assert!(cold.validate().is_err());
+    /// ```
     #[must_use]
     pub fn with_gating(mut self, gating: Gating) -> Self {
         self.gating = gating;
         self
     }
 
+    /// Experts or direct generation of the factors (see [`Head`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::model::{GeneratorConfig, Head};
+    ///
+    /// let c = GeneratorConfig::default().with_head(Head::Direct { width: 64 });
+    /// assert!(c.validate().is_ok());
+    /// let empty = GeneratorConfig::default().with_head(Head::Direct { width: 0 });
+    /// assert!(empty.validate().is_err());
+    /// ```
     #[must_use]
     pub fn with_head(mut self, head: Head) -> Self {
         self.head = head;
         self
     }
 
+    /// Rank, alpha, dropout and targets of every expert.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::edge::LoraConfig;
+    /// use loragen_generator::model::GeneratorConfig;
+    ///
+    /// let c = GeneratorConfig::default().with_lora(LoraConfig::default().with_rank(8));
+    /// assert_eq!(c.lora.rank, 8);
+    /// ```
     #[must_use]
     pub fn with_lora(mut self, lora: LoraConfig) -> Self {
         self.lora = lora;

@@ -45,31 +45,93 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Optimiser steps of the run (at least 1); the cosine schedule ends
+    /// at the last.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::train::TrainConfig;
+    ///
+    /// let c = TrainConfig::default().with_steps(3000);
+    /// assert_eq!(c.lr_at(3000), 0.0);
+    /// ```
     #[must_use]
     pub fn with_steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
+    /// Examples per step; at least 2, for the routers' BatchNorm.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::train::TrainConfig;
+    ///
+    /// assert!(TrainConfig::default().with_batch(8).validate().is_ok());
+    /// assert!(TrainConfig::default().with_batch(1).validate().is_err());
+    /// ```
     #[must_use]
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch;
         self
     }
+    /// The peak learning rate, reached after the warm-up (finite, above 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::train::TrainConfig;
+    ///
+    /// let c = TrainConfig::default().with_lr(1e-3).with_warmup(10);
+    /// assert!((c.lr_at(9) - 1e-3).abs() < 1e-12, "the peak at the end of the warm-up");
+    /// ```
     #[must_use]
     pub fn with_lr(mut self, lr: f64) -> Self {
         self.lr = lr;
         self
     }
+    /// Steps of the linear warm-up to the peak learning rate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::train::TrainConfig;
+    ///
+    /// let c = TrainConfig::default().with_lr(1e-3).with_warmup(4);
+    /// assert_eq!(c.lr_at(1), 0.5e-3);
+    /// ```
     #[must_use]
     pub fn with_warmup(mut self, warmup: usize) -> Self {
         self.warmup = warmup;
         self
     }
+    /// The seed of the batches, the dropout masks and the initial weights:
+    /// a run is replayed exactly from it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::train::TrainConfig;
+    ///
+    /// let c = TrainConfig::default().with_seed(7);
+    /// assert_eq!(c.seed, 7);
+    /// ```
     #[must_use]
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
+    /// Steps between checkpoints (at least 1): a stopped run loses at most
+    /// this many.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_generator::train::TrainConfig;
+    ///
+    /// assert!(TrainConfig::default().with_checkpoint_every(0).validate().is_err());
+    /// ```
     #[must_use]
     pub fn with_checkpoint_every(mut self, every: usize) -> Self {
         self.checkpoint_every = every;
