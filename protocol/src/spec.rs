@@ -43,6 +43,20 @@ impl ToolSpec {
         }
     }
 
+    /// How the text after `Action Input:` becomes arguments: a string
+    /// schema (GPT4Tools' free-text tools, `x-fields` comma fields) takes
+    /// the raw text, any other schema a JSON value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_protocol::spec::{text_schema, InputKind, ToolSpec};
+    ///
+    /// let spec = |parameters| ToolSpec { name: "t".into(), description: String::new(), parameters };
+    /// assert_eq!(spec(text_schema(2)).input_kind(), InputKind::Text { fields: 2 });
+    /// let json = serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    /// assert_eq!(spec(json).input_kind(), InputKind::Json);
+    /// ```
     pub fn input_kind(&self) -> InputKind {
         if self.parameters.get("type") == Some(&json!("string")) {
             let fields = self
@@ -59,6 +73,21 @@ impl ToolSpec {
     }
 
     /// The OpenAI-style `{"type": "function", "function": {...}}` form.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_protocol::ToolSpec;
+    ///
+    /// let spec = ToolSpec {
+    ///     name: "get_time".into(),
+    ///     description: "The current time in a city.".into(),
+    ///     parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    /// };
+    /// let openai = spec.to_openai();
+    /// assert_eq!(openai["type"], "function");
+    /// assert_eq!(openai["function"]["name"], "get_time");
+    /// ```
     pub fn to_openai(&self) -> Value {
         json!({"type": "function", "function": {
             "name": self.name, "description": self.description, "parameters": self.parameters}})
@@ -67,6 +96,17 @@ impl ToolSpec {
 
 /// Schema of a free-text input with `fields` comma-separated fields: a
 /// string with at least `fields - 1` commas (the last field may hold more).
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::spec::text_schema;
+///
+/// let schema = text_schema(2);
+/// assert_eq!(schema["type"], "string");
+/// assert_eq!(schema["x-fields"], 2);
+/// assert_eq!(schema["pattern"], "^[^,]+(,[^,]+){1}");
+/// ```
 pub fn text_schema(fields: usize) -> Value {
     let fields = fields.max(1);
     let pattern = if fields == 1 {
@@ -131,6 +171,22 @@ pub fn stated_field_kinds(description: &str, fields: usize) -> Vec<FieldKind> {
 }
 
 /// Writes specs as an OpenAI-style JSON tool list.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::spec::{from_openai_json, to_openai_json};
+/// use loragen_protocol::ToolSpec;
+///
+/// let spec = ToolSpec {
+///     name: "get_time".into(),
+///     description: "The current time in a city.".into(),
+///     parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+/// };
+/// let text = to_openai_json(std::slice::from_ref(&spec))?;
+/// assert_eq!(from_openai_json(&text)?, [spec], "a round trip keeps every field");
+/// # Ok::<(), loragen_protocol::Error>(())
+/// ```
 pub fn to_openai_json(specs: &[ToolSpec]) -> Result<String> {
     Ok(serde_json::to_string_pretty(
         &specs.iter().map(ToolSpec::to_openai).collect::<Vec<_>>(),
@@ -139,6 +195,23 @@ pub fn to_openai_json(specs: &[ToolSpec]) -> Result<String> {
 
 /// Reads an OpenAI-style tool list: an array of `{"type": "function",
 /// "function": {...}}` objects or of bare `{name, description, parameters}`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::spec::from_openai_json;
+///
+/// let wrapped = r#"[{"type": "function", "function": {"name": "get_time", "description": "Time in a city.",
+///     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#;
+/// let bare = r#"[{"name": "get_time"}]"#;
+/// assert_eq!(from_openai_json(wrapped)?[0].name, "get_time");
+/// // A tool without parameters takes an empty object.
+/// assert_eq!(from_openai_json(bare)?[0].parameters["properties"], serde_json::json!({}));
+/// let err = from_openai_json(r#"[{"description": "no name"}]"#).unwrap_err();
+/// assert!(err.to_string().contains("tool 0 has no string `name`"));
+/// assert!(from_openai_json("{}").is_err(), "not an array");
+/// # Ok::<(), loragen_protocol::Error>(())
+/// ```
 pub fn from_openai_json(text: &str) -> Result<Vec<ToolSpec>> {
     let value: Value = serde_json::from_str(text).map_err(|e| Error::Import(e.to_string()))?;
     from_openai_value(&value)

@@ -118,7 +118,30 @@ impl ToolRegistry {
     }
 
     /// A registry of tools known only by their specs (e.g. a benchmark
-    /// item's tool list), for prompts and call grammars.
+    /// item's tool list, or an OpenAI-style file read with
+    /// [`loragen_protocol::spec::from_openai_json`]), for prompts and call
+    /// grammars. Names must be unique, one line, without a comma.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_tools::{ToolRegistry, ToolSpec};
+    ///
+    /// let time = ToolSpec {
+    ///     name: "get_time".into(),
+    ///     description: "The current time in a city.".into(),
+    ///     parameters: serde_json::json!({
+    ///         "type": "object",
+    ///         "properties": {"city": {"type": "string"}},
+    ///         "required": ["city"]
+    ///     }),
+    /// };
+    /// let registry = ToolRegistry::from_specs([time.clone()])?;
+    /// assert_eq!(registry.len(), 1);
+    /// assert!(!registry.can_run("get_time"), "a spec alone cannot run");
+    /// assert!(ToolRegistry::from_specs([time.clone(), time]).is_err(), "duplicate name");
+    /// # Ok::<(), loragen_tools::Error>(())
+    /// ```
     pub fn from_specs(specs: impl IntoIterator<Item = ToolSpec>) -> Result<Self> {
         let mut registry = Self::new();
         for spec in specs {
@@ -188,7 +211,31 @@ impl ToolRegistry {
     }
 
     /// The registry fingerprint ([`loragen_protocol::render::fingerprint`] of its
-    /// [`loragen_protocol::render::system_prompt`]); keys compiled adapters.
+    /// [`loragen_protocol::render::system_prompt`]); keys compiled adapters,
+    /// so any change to a name, description or schema gives a new one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_tools::{ToolRegistry, ToolSpec};
+    ///
+    /// let time = ToolSpec {
+    ///     name: "get_time".into(),
+    ///     description: "The current time in a city.".into(),
+    ///     parameters: serde_json::json!({
+    ///         "type": "object",
+    ///         "properties": {"city": {"type": "string"}},
+    ///         "required": ["city"]
+    ///     }),
+    /// };
+    /// let a = ToolRegistry::from_specs([time.clone()])?;
+    /// let mut edited = time;
+    /// edited.description = "The local time in a city.".into();
+    /// let b = ToolRegistry::from_specs([edited])?;
+    /// assert_eq!(a.fingerprint(), a.fingerprint());
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// # Ok::<(), loragen_tools::Error>(())
+    /// ```
     pub fn fingerprint(&self) -> String {
         let specs: Vec<ToolSpec> = self.specs().cloned().collect();
         loragen_protocol::render::fingerprint(&loragen_protocol::render::system_prompt(&specs))
@@ -196,6 +243,30 @@ impl ToolRegistry {
 
     /// Checks a call the model wrote: the tool must exist and `input` must
     /// satisfy its schema. Failures are messages the model can act on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_tools::{ToolRegistry, ToolSpec};
+    ///
+    /// let time = ToolSpec {
+    ///     name: "get_time".into(),
+    ///     description: "The current time in a city.".into(),
+    ///     parameters: serde_json::json!({
+    ///         "type": "object",
+    ///         "properties": {"city": {"type": "string"}},
+    ///         "required": ["city"]
+    ///     }),
+    /// };
+    /// let registry = ToolRegistry::from_specs([time])?;
+    /// let call = registry.prepare("get_time", r#"{"city": "Tokyo"}"#)?;
+    /// assert_eq!(call.args["city"], "Tokyo");
+    /// let unknown = registry.prepare("get_weather", "{}").unwrap_err();
+    /// assert_eq!(unknown.to_string(), "unknown tool `get_weather`; available tools: get_time");
+    /// let missing = registry.prepare("get_time", "{}").unwrap_err();
+    /// assert!(missing.to_string().contains("\"city\" is a required property"), "{missing}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn prepare(&self, name: &str, input: &str) -> Result<PreparedCall, ToolError> {
         let name = name.trim();
         let Some(entry) = self.index.get(name).map(|&i| &self.entries[i]) else {
