@@ -84,6 +84,79 @@ pub struct Outcome {
 }
 
 /// An agent: a model, the tools it may call and the conversation so far.
+///
+/// # Examples
+///
+/// A turn with a stand-in model that replies from a script; a llama.cpp
+/// [`crate::runtime::Session`] is the real [`LanguageModel`].
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use std::sync::Arc;
+///
+/// use loragen_agent::agent::{Agent, AgentConfig, AgentFinish, Event, LanguageModel, Mode};
+/// use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, Stats};
+/// use loragen_tools::{async_trait, Tool, ToolError, ToolRegistry};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct AddArgs {
+///     a: i64,
+///     b: i64,
+/// }
+///
+/// struct Add;
+///
+/// #[async_trait]
+/// impl Tool for Add {
+///     type Args = AddArgs;
+///     type Output = i64;
+///     fn name(&self) -> String {
+///         "add".into()
+///     }
+///     fn description(&self) -> String {
+///         "Adds two integers.".into()
+///     }
+///     async fn call(&self, args: AddArgs) -> Result<i64, ToolError> {
+///         Ok(args.a + args.b)
+///     }
+/// }
+///
+/// struct Script(Vec<&'static str>);
+///
+/// impl LanguageModel for Script {
+///     fn complete(
+///         &mut self,
+///         _prompt: &str,
+///         _params: &GenerateParams,
+///         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+///     ) -> loragen_agent::Result<Completion> {
+///         let text = self.0.remove(0).to_owned();
+///         let _ = on_text(&text);
+///         let (tokens, stats) = (Vec::new(), Stats::default());
+///         Ok(Completion { text, tokens, finish: FinishReason::EndOfGeneration, stats })
+///     }
+/// }
+///
+/// let model = Script(vec![
+///     "Thought: Do I need to use a tool? Yes\nAction: add\nAction Input: {\"a\": 2, \"b\": 3}",
+///     "Thought: Do I need to use a tool? No\nAI: 2 + 3 = 5",
+/// ]);
+/// let tools = Arc::new(ToolRegistry::new().with(Add)?);
+/// let mut agent = Agent::new(model, tools, AgentConfig::for_mode(Mode::Compiled))?;
+/// let mut observed = Vec::new();
+/// let mut on_event = |event: &Event| {
+///     if let Event::Observation { text, .. } = event {
+///         observed.push(text.clone());
+///     }
+///     ControlFlow::Continue(())
+/// };
+/// let turn = agent.run("What is 2 + 3?", &mut on_event);
+/// let outcome = tokio::runtime::Runtime::new()?.block_on(turn)?;
+/// assert_eq!(outcome.finish, AgentFinish::Answered);
+/// assert_eq!(outcome.answer.as_deref(), Some("2 + 3 = 5"));
+/// assert_eq!(observed, ["5"], "the tool's result, as the model reads it");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Agent<M> {
     model: M,
     tools: Arc<ToolRegistry>,
