@@ -25,6 +25,39 @@ pub trait Tool: Send + Sync + 'static {
 
 /// The free-text input of a GPT4Tools-style tool: one string, with
 /// `N` comma-separated fields when `N > 1`.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
+///
+/// struct Ask;
+///
+/// #[async_trait]
+/// impl Tool for Ask {
+///     type Args = TextInput<2>;
+///     type Output = String;
+///     fn name(&self) -> String {
+///         "Answer Question About The Image".into()
+///     }
+///     fn description(&self) -> String {
+///         "Its input is a comma separated string of two fields: the image path, then the question.".into()
+///     }
+///     async fn call(&self, input: TextInput<2>) -> Result<String, ToolError> {
+///         let fields = input.fields();
+///         Ok(format!("{} asks about {}", fields[1], fields[0]))
+///     }
+/// }
+///
+/// let registry = ToolRegistry::new().with(Ask)?;
+/// let name = "Answer Question About The Image";
+/// assert!(registry.prepare(name, "image.png").is_err(), "one field of two");
+/// let call = registry.prepare(name, "image.png, what is in it, and where?")?;
+/// let answer = tokio::runtime::Runtime::new()?.block_on(call.run())?;
+/// // The last field keeps its commas.
+/// assert_eq!(answer, "what is in it, and where? asks about image.png");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct TextInput<const N: usize = 1>(pub String);
@@ -51,6 +84,37 @@ impl<const N: usize> JsonSchema for TextInput<N> {
 /// registry: its arguments arrive as JSON already validated against its
 /// spec's schema. [`Tool`]s get this form when registered; tools defined
 /// elsewhere (e.g. by an MCP server) implement it directly.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use loragen_tools::{async_trait, JsonTool, ToolError, ToolRegistry, ToolSpec};
+/// use serde_json::{json, Value};
+///
+/// /// A tool whose implementation lives elsewhere, here an echo.
+/// struct Echo;
+///
+/// #[async_trait]
+/// impl JsonTool for Echo {
+///     async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
+///         Ok(args["text"].clone())
+///     }
+/// }
+///
+/// let spec = ToolSpec {
+///     name: "echo".into(),
+///     description: "Says the text back.".into(),
+///     parameters: json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+/// };
+/// let mut registry = ToolRegistry::new();
+/// registry.register_json(spec, Arc::new(Echo))?;
+/// assert!(registry.can_run("echo"));
+/// let call = registry.prepare("echo", r#"{"text": "hi"}"#)?;
+/// assert_eq!(tokio::runtime::Runtime::new()?.block_on(call.run())?, json!("hi"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[async_trait]
 pub trait JsonTool: Send + Sync {
     async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
