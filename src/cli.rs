@@ -608,6 +608,12 @@ pub struct EvalArgs {
     /// accuracy difference, compression and speed-up.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// After the summary, the failures by stage (no call, call count,
+    /// function, arguments, a call where none is due) and N of them in
+    /// full, taken in turn from each stage. With a finished --out it only
+    /// reads the records.
+    #[arg(long, value_name = "N")]
+    pub failures: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

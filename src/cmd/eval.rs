@@ -13,8 +13,8 @@ use anyhow::Context;
 use loragen_agent::grammar::{call_grammar_with, CallChoice};
 use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
-    breakdown, load_queries, parse_calls, score_query, Breakdown, Call, EvalRecord, ParsedCalls,
-    Query, ToolDef, ToolSet,
+    breakdown, failed_stage, load_queries, parse_calls, score_query, Breakdown, Call, EvalRecord,
+    ParsedCalls, Query, Stage, ToolDef, ToolSet,
 };
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
@@ -204,10 +204,75 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
             baseline.as_ref().map(RecordLog::records)
         )?
     );
+    if let Some(n) = args.failures {
+        print!("{}", failures_part(log.records(), &queries, n));
+    }
     if stop.load(Ordering::SeqCst) {
         println!("interrupted: finished queries are kept; run the same command again to resume");
     }
     Ok(())
+}
+
+/// The failed queries by stage, then `n` of them in full, taken in turn
+/// from each stage so that every stage is shown, in query order within one.
+fn failures_part(records: &[EvalRecord], queries: &[Query], n: usize) -> String {
+    let by_id: HashMap<&str, &EvalRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut by_stage: BTreeMap<Stage, Vec<(&Query, &EvalRecord)>> = BTreeMap::new();
+    let mut scored = 0;
+    for query in queries {
+        let Some(record) = by_id.get(query.id.as_str()) else {
+            continue;
+        };
+        scored += usize::from(query.expect.is_some());
+        if let Some(stage) = failed_stage(query, &record.calls) {
+            by_stage.entry(stage).or_default().push((query, record));
+        }
+    }
+    let failed: usize = by_stage.values().map(Vec::len).sum();
+    let mut out = format!(
+        "\nfailures: {failed} of {scored} scored queries\n\n| stage | queries |\n|---|---|\n"
+    );
+    for stage in Stage::ALL {
+        let count = by_stage.get(&stage).map_or(0, Vec::len);
+        out.push_str(&format!("| {} | {count} |\n", stage.label()));
+    }
+    let mut shown = 0;
+    let mut lists: Vec<_> = by_stage.iter().map(|(s, l)| (*s, l.iter())).collect();
+    while shown < n && lists.iter().any(|(_, l)| l.len() > 0) {
+        for (stage, list) in &mut lists {
+            let Some((query, record)) = list.next().filter(|_| shown < n) else {
+                continue;
+            };
+            shown += 1;
+            out.push_str(&failure_text(*stage, query, record));
+        }
+    }
+    out
+}
+
+/// One failure in full: the request, what was due and what was made.
+fn failure_text(stage: Stage, query: &Query, record: &EvalRecord) -> String {
+    let request = query
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map_or("", |m| m.content.as_str());
+    let due = if query.answers.is_empty() {
+        "no call".to_owned()
+    } else {
+        serde_json::to_string(&query.answers).unwrap_or_default()
+    };
+    let made = if record.calls.is_empty() {
+        format!("no call: {:?}", record.output)
+    } else {
+        serde_json::to_string(&record.calls).unwrap_or_default()
+    };
+    format!(
+        "\n{} ({}):\n  request: {request}\n  due:     {due}\n  made:    {made}\n",
+        query.id,
+        stage.label()
+    )
 }
 
 /// What an output file's records were made with, kept beside it as
@@ -749,6 +814,57 @@ mod tests {
             ["4", "25.0%", "66.7%", "50.0%", "0.0%"],
             "{table}"
         );
+    }
+
+    /// Failures are counted by stage and shown in turn from each stage, so
+    /// a small N still shows every stage; a right query is never shown.
+    #[test]
+    fn failures_are_counted_by_stage_and_shown_in_turn() {
+        let mut qs = add_queries().to_vec();
+        qs.extend(add_queries().map(|mut q| {
+            q.id = format!("t{}", q.id);
+            q
+        }));
+        let with = |id: &str, call: Option<(&str, i64)>| {
+            let mut r = record(id, None, 10, 1.0);
+            r.calls = call
+                .map(|(name, a)| {
+                    serde_json::from_value(serde_json::json!({"name": name, "arguments": {"a": a}}))
+                        .unwrap()
+                })
+                .into_iter()
+                .collect();
+            r
+        };
+        let records = [
+            with("s_1", Some(("add", 1))),
+            with("s_2", Some(("add", 2))),
+            with("s_3", Some(("sub", 1))),
+            with("s_4", Some(("add", 1))),
+            with("ts_1", None),
+            with("ts_2", Some(("add", 3))),
+        ];
+        let text = failures_part(&records, &qs, 3);
+        assert!(text.contains("failures: 5 of 6 scored queries"), "{text}");
+        for row in [
+            "| no call where one is due | 1 |",
+            "| wrong number of calls | 0 |",
+            "| wrong function | 1 |",
+            "| right function, wrong arguments | 2 |",
+            "| a call where none is due | 1 |",
+        ] {
+            assert!(text.contains(row), "{row} in {text}");
+        }
+        let shown: Vec<&str> = text
+            .lines()
+            .filter(|l| l.ends_with("):"))
+            .map(|l| l.split_once(' ').unwrap().0)
+            .collect();
+        // One of each stage in stage order: no call, function, arguments.
+        assert_eq!(shown, ["ts_1", "s_3", "s_2"], "{text}");
+        let all = failures_part(&records, &qs, 10);
+        assert_eq!(all.lines().filter(|l| l.ends_with("):")).count(), 5);
+        assert!(!all.contains("\ns_1 "), "a right query is not a failure");
     }
 
     /// One run's margins give every veto's outcome: a vetoed query makes

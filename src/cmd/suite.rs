@@ -190,6 +190,7 @@ fn eval_args(args: &SuiteArgs, set: &Set, files: &Option<(PathBuf, PathBuf)>) ->
         max_calls: 8,
         max_tokens: 256,
         baseline: None,
+        failures: None,
     }
 }
 

@@ -82,6 +82,76 @@ pub fn breakdown(query: &Query, calls: &[Call]) -> Breakdown {
     }
 }
 
+/// Where a scored query went wrong, the first stage that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Calls were due and none was made.
+    NoCall,
+    /// Calls were made, but not as many as were due.
+    CallCount,
+    /// The right number of calls, but of other functions.
+    WrongTool,
+    /// The right functions with wrong, missing or extra arguments.
+    Arguments,
+    /// A call where none was due.
+    FalseCall,
+}
+
+impl Stage {
+    /// Every stage, in the order of a turn.
+    pub const ALL: [Stage; 5] = [
+        Stage::NoCall,
+        Stage::CallCount,
+        Stage::WrongTool,
+        Stage::Arguments,
+        Stage::FalseCall,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::NoCall => "no call where one is due",
+            Stage::CallCount => "wrong number of calls",
+            Stage::WrongTool => "wrong function",
+            Stage::Arguments => "right function, wrong arguments",
+            Stage::FalseCall => "a call where none is due",
+        }
+    }
+}
+
+/// The stage at which `calls` fail `query`; `None` when they answer it or
+/// it has no expectation.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::generic::{failed_stage, Call, Query, Stage};
+///
+/// let query: Query = serde_json::from_value(serde_json::json!({"id": "q", "messages": [],
+///     "expect": "calls", "answers": [{"name": "add", "arguments": {"a": [1]}}]}))?;
+/// let call = |name: &str, a: i64| -> Call {
+///     serde_json::from_value(serde_json::json!({"name": name, "arguments": {"a": a}})).unwrap()
+/// };
+/// assert_eq!(failed_stage(&query, &[call("add", 1)]), None);
+/// assert_eq!(failed_stage(&query, &[]), Some(Stage::NoCall));
+/// assert_eq!(failed_stage(&query, &[call("add", 1), call("add", 1)]), Some(Stage::CallCount));
+/// assert_eq!(failed_stage(&query, &[call("sub", 1)]), Some(Stage::WrongTool));
+/// assert_eq!(failed_stage(&query, &[call("add", 2)]), Some(Stage::Arguments));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn failed_stage(query: &Query, calls: &[Call]) -> Option<Stage> {
+    if score_query(query, calls)? {
+        return None;
+    }
+    Some(match query.expect? {
+        Expect::NoCall => Stage::FalseCall,
+        Expect::AnyCall => Stage::NoCall,
+        Expect::Calls if calls.is_empty() => Stage::NoCall,
+        Expect::Calls if calls.len() != query.answers.len() => Stage::CallCount,
+        Expect::Calls if breakdown(query, calls).selection == Some(false) => Stage::WrongTool,
+        Expect::Calls => Stage::Arguments,
+    })
+}
+
 /// Backtracking search for a one-to-one matching of answers to calls.
 fn assign(answers: &[AcceptedCall], calls: &[Call], used: &mut Vec<bool>) -> bool {
     let Some((first, rest)) = answers.split_first() else {
