@@ -776,6 +776,8 @@ pub enum BenchCommand {
     Compile(BenchCompileArgs),
     /// Two GPT4Tools runs over the same items: each metric's difference with a paired-bootstrap 95% interval.
     Compare(BenchCompareArgs),
+    /// Where a run's items went wrong, by stage (no call, wrong tool, wrong arguments, a call where none is due), with N of them in full.
+    Failures(BenchFailuresArgs),
     /// The arms of an ablation in one table: SR on all items, on those listing a held-out tool and on its calls, each against the first arm.
     Ablation(BenchAblationArgs),
     /// A training run's curves: loss from train.jsonl and validation SR from DIR/val/step-N, charted as SVG and PNG.
@@ -855,6 +857,23 @@ pub struct BenchCompareArgs {
     pub resamples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFailuresArgs {
+    /// A `bench gpt4tools` run directory.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Its mode, when its records hold several.
+    #[arg(long)]
+    pub mode: Option<loragen_protocol::Mode>,
+    /// Only the items whose reference answer calls this tool (repeatable),
+    /// e.g. the tools a learner was trained without.
+    #[arg(long, value_name = "TOOL")]
+    pub calling: Vec<String>,
+    /// Failures shown in full, taken in turn from each stage.
+    #[arg(short, default_value_t = 10)]
+    pub n: usize,
 }
 
 #[derive(Debug, Args)]

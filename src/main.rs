@@ -87,6 +87,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Bench(cli::BenchCommand::Compare(args)) => cmd::bench_curve::compare(&args),
         cli::Command::Bench(cli::BenchCommand::Ablation(args)) => cmd::bench_ablation::run(&args),
+        cli::Command::Bench(cli::BenchCommand::Failures(args)) => cmd::bench_failures::run(&args),
         cli::Command::Bench(cli::BenchCommand::Report(args)) => cmd::bench_report::run(&args),
         cli::Command::Bench(cli::BenchCommand::Curve(args)) => cmd::bench_curve::curve(&args),
         cli::Command::Train(cmd) => cmd::train::run(cmd, &models),

@@ -18,7 +18,10 @@ use loragen_gpt4tools::{ItemScores, Mode, Record, RecordLog};
 use crate::cli::{BenchCompareArgs, BenchCurveArgs};
 
 /// The records of one mode of a benchmark run directory, by id.
-fn records_of(dir: &Path, mode: Option<Mode>) -> anyhow::Result<(Mode, HashMap<String, Record>)> {
+pub(super) fn records_of(
+    dir: &Path,
+    mode: Option<Mode>,
+) -> anyhow::Result<(Mode, HashMap<String, Record>)> {
     let path = dir.join("records.jsonl");
     anyhow::ensure!(
         path.exists(),

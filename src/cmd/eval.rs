@@ -13,8 +13,8 @@ use anyhow::Context;
 use loragen_agent::grammar::{call_grammar_with, CallChoice};
 use loragen_agent::runtime::{Completion, FinishReason, GenerateParams, SessionParams};
 use loragen_gpt4tools::generic::{
-    breakdown, failed_stage, load_queries, parse_calls, score_query, Breakdown, Call, EvalRecord,
-    ParsedCalls, Query, Stage, ToolDef, ToolSet,
+    breakdown, failed_stage, failure_report, load_queries, parse_calls, score_query, Breakdown,
+    Call, EvalRecord, ParsedCalls, Query, ToolDef, ToolSet,
 };
 use loragen_gpt4tools::paired::{paired_bootstrap, RESAMPLES};
 use loragen_gpt4tools::stats::mean;
@@ -213,11 +213,10 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The failed queries by stage, then `n` of them in full, taken in turn
-/// from each stage so that every stage is shown, in query order within one.
+/// The failed queries by stage, and `n` of them in full.
 fn failures_part(records: &[EvalRecord], queries: &[Query], n: usize) -> String {
     let by_id: HashMap<&str, &EvalRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
-    let mut by_stage: BTreeMap<Stage, Vec<(&Query, &EvalRecord)>> = BTreeMap::new();
+    let mut failures = Vec::new();
     let mut scored = 0;
     for query in queries {
         let Some(record) = by_id.get(query.id.as_str()) else {
@@ -225,33 +224,14 @@ fn failures_part(records: &[EvalRecord], queries: &[Query], n: usize) -> String 
         };
         scored += usize::from(query.expect.is_some());
         if let Some(stage) = failed_stage(query, &record.calls) {
-            by_stage.entry(stage).or_default().push((query, record));
+            failures.push((stage, failure_text(query, record)));
         }
     }
-    let failed: usize = by_stage.values().map(Vec::len).sum();
-    let mut out = format!(
-        "\nfailures: {failed} of {scored} scored queries\n\n| stage | queries |\n|---|---|\n"
-    );
-    for stage in Stage::ALL {
-        let count = by_stage.get(&stage).map_or(0, Vec::len);
-        out.push_str(&format!("| {} | {count} |\n", stage.label()));
-    }
-    let mut shown = 0;
-    let mut lists: Vec<_> = by_stage.iter().map(|(s, l)| (*s, l.iter())).collect();
-    while shown < n && lists.iter().any(|(_, l)| l.len() > 0) {
-        for (stage, list) in &mut lists {
-            let Some((query, record)) = list.next().filter(|_| shown < n) else {
-                continue;
-            };
-            shown += 1;
-            out.push_str(&failure_text(*stage, query, record));
-        }
-    }
-    out
+    failure_report(scored, &failures, n)
 }
 
 /// One failure in full: the request, what was due and what was made.
-fn failure_text(stage: Stage, query: &Query, record: &EvalRecord) -> String {
+fn failure_text(query: &Query, record: &EvalRecord) -> String {
     let request = query
         .messages
         .iter()
@@ -269,9 +249,8 @@ fn failure_text(stage: Stage, query: &Query, record: &EvalRecord) -> String {
         serde_json::to_string(&record.calls).unwrap_or_default()
     };
     format!(
-        "\n{} ({}):\n  request: {request}\n  due:     {due}\n  made:    {made}\n",
-        query.id,
-        stage.label()
+        "{}\n  request: {request}\n  due:     {due}\n  made:    {made}",
+        query.id
     )
 }
 
@@ -845,7 +824,7 @@ mod tests {
             with("ts_2", Some(("add", 3))),
         ];
         let text = failures_part(&records, &qs, 3);
-        assert!(text.contains("failures: 5 of 6 scored queries"), "{text}");
+        assert!(text.contains("failures: 5 of 6 scored items"), "{text}");
         for row in [
             "| no call where one is due | 1 |",
             "| wrong number of calls | 0 |",
@@ -857,14 +836,14 @@ mod tests {
         }
         let shown: Vec<&str> = text
             .lines()
-            .filter(|l| l.ends_with("):"))
-            .map(|l| l.split_once(' ').unwrap().0)
+            .filter_map(|l| l.strip_prefix('['))
+            .map(|l| l.split_once("] ").unwrap().1)
             .collect();
         // One of each stage in stage order: no call, function, arguments.
         assert_eq!(shown, ["ts_1", "s_3", "s_2"], "{text}");
         let all = failures_part(&records, &qs, 10);
-        assert_eq!(all.lines().filter(|l| l.ends_with("):")).count(), 5);
-        assert!(!all.contains("\ns_1 "), "a right query is not a failure");
+        assert_eq!(all.lines().filter(|l| l.starts_with('[')).count(), 5);
+        assert!(!all.contains("] s_1\n"), "a right query is not a failure");
     }
 
     /// One run's margins give every veto's outcome: a vetoed query makes

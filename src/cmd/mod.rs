@@ -6,6 +6,7 @@ pub mod bench_calls;
 pub mod bench_compile;
 pub mod bench_curve;
 pub mod bench_edge;
+pub mod bench_failures;
 pub mod bench_gpt4tools;
 pub mod bench_report;
 pub mod bench_runtime;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bleu::bleu1;
 use crate::extract::Extracted;
+use crate::generic::Stage;
 use crate::stats::mean;
 
 /// Scores of one prediction, each in `[0, 1]`.
@@ -76,6 +77,48 @@ pub fn score_item(truth: &str, prediction: &str) -> ItemScores {
             (&args, gt.args.len()),
         ]),
     }
+}
+
+/// The stage at which `prediction` fails the GPT4Tools step `truth`, by
+/// the reference evaluator's rules ([`score_item`]); `None` when it is
+/// right. A message calls one tool, so the call count cannot be wrong.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::generic::Stage;
+/// use loragen_gpt4tools::metrics::failed_stage;
+///
+/// let call = |tool: &str, input: &str| {
+///     format!("Thought: Do I need to use a tool? Yes\nAction: {tool}\nAction Input: {input}")
+/// };
+/// let no = "Thought: Do I need to use a tool? No\nAI: done";
+/// let truth = call("Get Photo Description", "image.png");
+/// assert_eq!(failed_stage(&truth, &truth), None);
+/// assert_eq!(failed_stage(&truth, no), Some(Stage::NoCall));
+/// assert_eq!(failed_stage(&truth, &call("Segment the Image", "image.png")), Some(Stage::WrongTool));
+/// let two_fields = call("Get Photo Description", "image.png, pancakes");
+/// assert_eq!(failed_stage(&truth, &two_fields), Some(Stage::Arguments));
+/// assert_eq!(failed_stage(no, &truth), Some(Stage::FalseCall));
+/// assert_eq!(failed_stage(no, "AI: done"), Some(Stage::Other));
+/// ```
+pub fn failed_stage(truth: &str, prediction: &str) -> Option<Stage> {
+    let scores = score_item(truth, prediction);
+    if scores.acc == 1.0 {
+        return None;
+    }
+    let (gt, pred) = (
+        Extracted::from_text(truth),
+        Extracted::from_text(prediction),
+    );
+    Some(match (gt.actions.is_empty(), pred.actions.is_empty()) {
+        (true, false) => Stage::FalseCall,
+        (true, true) => Stage::Other,
+        (false, true) => Stage::NoCall,
+        (false, false) if scores.action_acc < 1.0 => Stage::WrongTool,
+        (false, false) if scores.action_args_acc < 0.5 => Stage::Arguments,
+        (false, false) => Stage::Other,
+    })
 }
 
 /// The branch for a ground truth that answers without a tool: only the

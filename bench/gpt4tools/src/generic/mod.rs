@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use parse::{parse_calls, ParsedCalls};
-pub use score::{breakdown, call_matches, failed_stage, score_query, Breakdown, Stage};
+pub use score::{
+    breakdown, call_matches, failed_stage, failure_report, score_query, Breakdown, Stage,
+};
 pub use target::{compact, training_items, Skipped, IRRELEVANT_ANSWER};
 
 use crate::error::{Error, Result};

@@ -95,16 +95,20 @@ pub enum Stage {
     Arguments,
     /// A call where none was due.
     FalseCall,
+    /// Anything else: the right call with another thought, or a message
+    /// of neither form (GPT4Tools items only).
+    Other,
 }
 
 impl Stage {
     /// Every stage, in the order of a turn.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::NoCall,
         Stage::CallCount,
         Stage::WrongTool,
         Stage::Arguments,
         Stage::FalseCall,
+        Stage::Other,
     ];
 
     pub fn label(self) -> &'static str {
@@ -114,8 +118,62 @@ impl Stage {
             Stage::WrongTool => "wrong function",
             Stage::Arguments => "right function, wrong arguments",
             Stage::FalseCall => "a call where none is due",
+            Stage::Other => "other (the thought, or the format)",
         }
     }
+}
+
+/// The failures of a run by stage: a table of counts, then `n` of them in
+/// full (`failures` holds each one's stage and text, in item order), taken
+/// in turn from each stage so that a small `n` still shows every stage.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_gpt4tools::generic::{failure_report, Stage};
+///
+/// let failures = [
+///     (Stage::Arguments, "q1: a=2".to_owned()),
+///     (Stage::Arguments, "q2: a=3".to_owned()),
+///     (Stage::NoCall, "q3: no call".to_owned()),
+/// ];
+/// let report = failure_report(10, &failures, 2);
+/// assert!(report.contains("failures: 3 of 10 scored items"));
+/// assert!(report.contains("| right function, wrong arguments | 2 |"));
+/// assert!(report.contains("[no call where one is due] q3: no call\n"));
+/// assert!(report.contains("[right function, wrong arguments] q1: a=2\n"));
+/// assert!(!report.contains("q2"), "two shown, one per stage first");
+/// ```
+pub fn failure_report(scored: usize, failures: &[(Stage, String)], n: usize) -> String {
+    let mut out = format!(
+        "\nfailures: {} of {scored} scored items\n\n| stage | items |\n|---|---|\n",
+        failures.len()
+    );
+    for stage in Stage::ALL {
+        let count = failures.iter().filter(|(s, _)| *s == stage).count();
+        out.push_str(&format!("| {} | {count} |\n", stage.label()));
+    }
+    let mut queues: Vec<_> = Stage::ALL
+        .iter()
+        .map(|stage| failures.iter().filter(move |(s, _)| s == stage))
+        .collect();
+    let mut shown = 0;
+    while shown < n {
+        let before = shown;
+        for queue in &mut queues {
+            if shown == n {
+                break;
+            }
+            if let Some((stage, text)) = queue.next() {
+                out.push_str(&format!("\n[{}] {text}\n", stage.label()));
+                shown += 1;
+            }
+        }
+        if shown == before {
+            break;
+        }
+    }
+    out
 }
 
 /// The stage at which `calls` fail `query`; `None` when they answer it or
