@@ -65,24 +65,86 @@ impl Default for GrammarParams {
 }
 
 impl GrammarParams {
+    /// Calls one message may make (at least 1): 1 for the GPT4Tools
+    /// protocol, more for parallel JSON calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::grammar::call_grammar_with;
+    /// use loragen_agent::grammar::GrammarParams;
+    /// use loragen_protocol::ToolSpec;
+    ///
+    /// let tools = [ToolSpec {
+    ///     name: "ping".into(),
+    ///     description: "Pings a host.".into(),
+    ///     parameters: serde_json::json!({"type": "object", "properties": {"host": {"type": "string"}}}),
+    /// }];
+    /// let one = call_grammar_with(&tools, &GrammarParams::default())?;
+    /// let three = call_grammar_with(&tools, &GrammarParams::default().with_max_calls(3))?;
+    /// assert_ne!(one, three);
+    /// # Ok::<(), loragen_agent::Error>(())
+    /// ```
     #[must_use]
     pub fn with_max_calls(mut self, max_calls: usize) -> Self {
         self.max_calls = max_calls;
         self
     }
 
+    /// Bounds of the compact JSON where a schema sets none (at least one
+    /// array item and one digit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::grammar::{CompactLimits, GrammarParams};
+    ///
+    /// let short = CompactLimits { max_string: 32, ..CompactLimits::default() };
+    /// assert!(GrammarParams::default().with_limits(short).validate().is_ok());
+    /// let none = CompactLimits { max_items: 0, ..CompactLimits::default() };
+    /// assert!(GrammarParams::default().with_limits(none).validate().is_err());
+    /// ```
     #[must_use]
     pub fn with_limits(mut self, limits: CompactLimits) -> Self {
         self.limits = limits;
         self
     }
 
+    /// Whether the message may, must or must not call (see [`CallChoice`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::grammar::{CallChoice, GrammarParams};
+    ///
+    /// let p = GrammarParams::default().with_choice(CallChoice::Required);
+    /// assert_eq!(p.choice, CallChoice::Required);
+    /// ```
     #[must_use]
     pub fn with_choice(mut self, choice: CallChoice) -> Self {
         self.choice = choice;
         self
     }
 
+    /// Free-text fields follow the kinds the tool's description states: a
+    /// path field takes no comma and no space.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::grammar::{call_grammar_with, GrammarParams};
+    /// use loragen_protocol::{spec::text_schema, ToolSpec};
+    ///
+    /// let tools = [ToolSpec {
+    ///     name: "Get Photo Description".into(),
+    ///     description: "The input to this tool should be a string, representing the image_path".into(),
+    ///     parameters: text_schema(1),
+    /// }];
+    /// let plain = call_grammar_with(&tools, &GrammarParams::default())?;
+    /// let aware = call_grammar_with(&tools, &GrammarParams::default().with_field_aware(true))?;
+    /// assert_ne!(plain, aware, "the path field gets its own rule");
+    /// # Ok::<(), loragen_agent::Error>(())
+    /// ```
     #[must_use]
     pub fn with_field_aware(mut self, field_aware: bool) -> Self {
         self.field_aware = field_aware;
