@@ -239,3 +239,146 @@ fn the_suite_names_what_it_lacks_before_running() {
     );
     assert!(one_line_error(&lora).contains("mode lora needs --adapter"));
 }
+
+/// A `bench gpt4tools` run directory made by hand: `run.json` naming
+/// `data` and one record per (id, prediction), scored as the benchmark
+/// scores them.
+fn hand_run(dir: &std::path::Path, data: &std::path::Path, predictions: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let meta = serde_json::json!({"data": data.to_str().unwrap()});
+    std::fs::write(dir.join("run.json"), meta.to_string()).unwrap();
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(data).unwrap()).unwrap();
+    let mut lines = String::new();
+    for (id, prediction) in predictions {
+        let item = items.iter().find(|i| i["id"] == *id).unwrap();
+        let truth = item["output"].as_str().unwrap();
+        let scores = loragen_gpt4tools::score_item(truth, prediction);
+        let record = serde_json::json!({"id": id, "mode": "compiled", "prediction": prediction,
+            "scores": scores, "prompt_tokens": 10, "reused_tokens": 0, "prefill_ms": 1.0,
+            "decode_ms": 1.0, "decode_tokens": 5, "peak_rss_mib": 1.0});
+        lines.push_str(&format!("{record}\n"));
+    }
+    std::fs::write(dir.join("records.jsonl"), lines).unwrap();
+}
+
+#[test]
+fn ablation_and_failure_tables_read_run_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let call = |tool: &str| {
+        format!("Thought: Do I need to use a tool? Yes\nAction: {tool}\nAction Input: image/a.png")
+    };
+    let no = "Thought: Do I need to use a tool? No\nAI: done";
+    let item = |id: &str, tools: &[&str], output: &str| {
+        let listed: String = tools.iter().map(|t| format!("> {t}: a tool\n")).collect();
+        serde_json::json!({"id": id, "input": "",
+            "instruction": format!("Tools:\n{listed}Previous conversation:\nNew input: request {id}\n"),
+            "output": output})
+    };
+    let data = dir.path().join("val.json");
+    let items = [
+        item("1", &["Seen Tool"], &call("Seen Tool")),
+        item("2", &["Seen Tool", "Held Tool"], &call("Held Tool")),
+        item("3", &["Held Tool"], no),
+    ];
+    std::fs::write(&data, serde_json::to_string(&items).unwrap()).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    hand_run(
+        &a,
+        &data,
+        &[
+            ("1", &call("Seen Tool")),
+            ("2", &call("Seen Tool")),
+            ("3", no),
+        ],
+    );
+    hand_run(
+        &b,
+        &data,
+        &[
+            ("1", &call("Seen Tool")),
+            ("2", &call("Held Tool")),
+            ("3", &call("Held Tool")),
+        ],
+    );
+
+    let arm = |name: &str, run: &std::path::Path| format!("{name}={}", run.display());
+    let out = loragen(
+        &[
+            "bench",
+            "ablation",
+            "--arm",
+            &arm("a", &a),
+            "--arm",
+            &arm("b", &b),
+            "--held-out",
+            "Held Tool",
+            "--resamples",
+            "200",
+        ],
+        &[],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(
+        rows[0],
+        "| arm | SR, all items (3) | change | SR, items listing a held-out tool (2) | change | SR, held-out calls (1) | change |"
+    );
+    assert_eq!(rows[1], "| a | 66.7 | – | 50.0 | – | 0.0 | – |");
+    assert!(rows[2].starts_with("| b | 66.7 | +0.0 ["), "{}", rows[2]);
+    assert!(
+        rows[2].ends_with("| 100.0 | +100.0 [+100.0, +100.0] |"),
+        "{}",
+        rows[2]
+    );
+
+    let out = loragen(&["bench", "failures", "--run", a.to_str().unwrap()], &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("failures: 1 of 3 scored items"), "{text}");
+    assert!(text.contains("| wrong function | 1 |"), "{text}");
+    assert!(
+        text.contains("[wrong function] 2\n  request: request 2"),
+        "{text}"
+    );
+    let out = loragen(
+        &[
+            "bench",
+            "failures",
+            "--run",
+            b.to_str().unwrap(),
+            "--calling",
+            "Held Tool",
+        ],
+        &[],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("failures: 0 of 1 scored items"), "{text}");
+
+    let missing = loragen(
+        &[
+            "bench",
+            "ablation",
+            "--arm",
+            &arm("a", &a),
+            "--arm",
+            "b=/no/such/run",
+        ],
+        &[],
+    );
+    assert!(one_line_error(&missing).contains("/no/such/run has no records.jsonl"));
+    let typo = loragen(
+        &[
+            "bench",
+            "ablation",
+            "--arm",
+            &arm("a", &a),
+            "--arm",
+            &arm("b", &b),
+            "--held-out",
+            "Held Tol",
+        ],
+        &[],
+    );
+    assert!(one_line_error(&typo).contains("are the held-out names right?"));
+}
