@@ -69,6 +69,20 @@ pub fn render_system_prompt(tools: &[ToolInfo]) -> String {
 
 /// A full GPT4Tools-style instruction: system part, an image turn and the
 /// user's request, ready for the model to write the next assistant turn.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::gpt4tools::{render_conversation, render_instruction, TOOLS};
+///
+/// let image = Some(("image/ab12cd34.png", "a dog on a beach."));
+/// let full = render_instruction(&TOOLS, image, "Segment this picture.");
+/// let compiled = render_conversation(image, "Segment this picture.");
+/// // In compiled mode the edge model sees only the conversation.
+/// assert!(full.ends_with(&compiled));
+/// assert!(full.contains("> Segment the Image: ") && !compiled.contains("> Segment the Image: "));
+/// assert!(compiled.contains("New input: Segment this picture."));
+/// ```
 pub fn render_instruction(
     tools: &[ToolInfo],
     image: Option<(&str, &str)>,

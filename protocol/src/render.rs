@@ -30,6 +30,16 @@ pub fn gpt4tools_system_prompt<'a>(tools: impl IntoIterator<Item = (&'a str, &'a
 /// Whether any of `specs` takes JSON arguments (rather than free text):
 /// such a set is rendered by [`json_system_prompt`] and its messages may
 /// hold several calls.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::gpt4tools::TOOLS;
+/// use loragen_protocol::render::takes_json;
+///
+/// let gpt4tools: Vec<_> = TOOLS.iter().map(|t| t.spec()).collect();
+/// assert!(!takes_json(&gpt4tools), "every GPT4Tools tool takes free text");
+/// ```
 pub fn takes_json(specs: &[ToolSpec]) -> bool {
     specs.iter().any(|s| s.input_kind() == InputKind::Json)
 }
@@ -92,6 +102,22 @@ pub fn fingerprint(system: &str) -> String {
 }
 
 /// The JSON-schema style: one JSON object per tool, arguments as JSON.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::render::json_system_prompt;
+/// use loragen_protocol::ToolSpec;
+///
+/// let clock = ToolSpec {
+///     name: "get_time".into(),
+///     description: "The time in a timezone.".into(),
+///     parameters: serde_json::json!({"type": "object", "properties": {"timezone": {"type": "string"}}}),
+/// };
+/// let system = json_system_prompt(&[clock]);
+/// assert!(system.starts_with("You are a helpful assistant that can call functions."));
+/// assert!(system.contains(r#""name":"get_time""#));
+/// ```
 pub fn json_system_prompt(specs: &[ToolSpec]) -> String {
     let mut out = String::from(
         "You are a helpful assistant that can call functions. Each function is described by a JSON object with its name, description and JSON Schema parameters:\n\n",
@@ -213,6 +239,32 @@ impl std::str::FromStr for NameHint {
 }
 
 /// The one line a [`NameHint`] puts before a prompt without definitions.
+///
+/// # Examples
+///
+/// ```
+/// use loragen_protocol::render::{tool_names_line, NameHint};
+/// use loragen_protocol::spec::text_schema;
+/// use loragen_protocol::ToolSpec;
+///
+/// let weather = ToolSpec {
+///     name: "get_weather".into(),
+///     description: "Weather of a city.".into(),
+///     parameters: serde_json::json!({"type": "object",
+///         "properties": {"unit": {"type": "string"}, "city": {"type": "string"}}, "required": ["city"]}),
+/// };
+/// let segment = ToolSpec {
+///     name: "Segment the Image".into(),
+///     description: "Its input is a string holding only the image path.".into(),
+///     parameters: text_schema(1),
+/// };
+/// let specs = [weather, segment];
+/// assert_eq!(tool_names_line(&specs, NameHint::Names), "Tools: get_weather, Segment the Image.");
+/// assert_eq!(
+///     tool_names_line(&specs, NameHint::Keys),
+///     "Tools: get_weather(city, unit), Segment the Image(path)."
+/// );
+/// ```
 pub fn tool_names_line(specs: &[ToolSpec], hint: NameHint) -> String {
     let tools: Vec<String> = specs
         .iter()
