@@ -75,6 +75,8 @@ held held-lora-selector "$heldout_lora" "${g_lora[@]}" --whole-names --selector 
 # left to whole-name scoring (issue 29: measure both).
 held held-lora-selector-keep1 "$heldout_lora" "${g_lora[@]}" --whole-names --selector "$selector" --selector-keep 1
 held held-lora-selector-keep2 "$heldout_lora" "${g_lora[@]}" --whole-names --selector "$selector" --selector-keep 2
+# The selector's "no call" margin requiring a call below 0, its own ranking.
+held held-lora-selector-require "$heldout_lora" "${g_lora[@]}" --whole-names --selector "$selector" --selector-require 0
 held held-gen "$dev_generator" "${g_gen[@]}"
 held held-gen-whole "$dev_generator" "${g_gen[@]}" --whole-names
 held held-gen-field "$dev_generator" "${g_gen[@]}" --field-aware
@@ -83,6 +85,7 @@ held held-gen-keys "$dev_generator" "${g_gen[@]}" --name-hint keys
 held held-gen-selector "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector"
 held held-gen-selector-keep1 "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector" --selector-keep 1
 held held-gen-selector-keep2 "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector" --selector-keep 2
+held held-gen-selector-require "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector" --selector-require 0
 # The upper bound: every definition in the prompt (this LoRA saw the four
 # tools in training).
 held held-with-tools "$with_tools" --mode lora --lora-adapter "$with_tools" --lora-with-system
@@ -101,6 +104,7 @@ bfcl bfcl-lora-greedy "$bfcl_lora" "${b_lora[@]}"
 bfcl bfcl-lora-whole "$bfcl_lora" "${b_lora[@]}" --whole-names
 bfcl bfcl-lora-selector "$bfcl_lora" "${b_lora[@]}" --whole-names --selector "$selector"
 bfcl bfcl-lora-selector-keep1 "$bfcl_lora" "${b_lora[@]}" --whole-names --selector "$selector" --selector-keep 1
+bfcl bfcl-lora-selector-require "$bfcl_lora" "${b_lora[@]}" --whole-names --selector "$selector" --selector-require 0
 bfcl bfcl-gen "$shipped" --mode compiled
 bfcl bfcl-gen-whole "$shipped" --mode compiled --whole-names
 bfcl bfcl-gen-names "$shipped" --mode compiled --name-hint names

@@ -456,6 +456,16 @@ pub struct SelectorArgs {
         allow_negative_numbers = true
     )]
     pub selector_veto: Option<f64>,
+    /// When the selector scores the best tool more than MARGIN above "no
+    /// call", the message must call a tool; 0 follows the selector's own
+    /// ranking.
+    #[arg(
+        long,
+        value_name = "MARGIN",
+        requires = "selector",
+        allow_negative_numbers = true
+    )]
+    pub selector_require: Option<f64>,
 }
 
 impl Default for SelectorArgs {
@@ -466,6 +476,7 @@ impl Default for SelectorArgs {
             selector_weight: params.weight,
             selector_keep: params.keep,
             selector_veto: params.veto,
+            selector_require: params.require,
         }
     }
 }
@@ -476,7 +487,8 @@ impl SelectorArgs {
         let params = SelectorParams::default()
             .with_weight(self.selector_weight)
             .with_keep(self.selector_keep)
-            .with_veto(self.selector_veto);
+            .with_veto(self.selector_veto)
+            .with_require(self.selector_require);
         params.validate()?;
         Ok(params)
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use loragen::agent::agent::{
     Agent, AgentConfig, AgentFinish, Event, Mode, NameDecision, NamePolicy, Outcome,
 };
+use loragen::agent::grammar::CallChoice;
 use loragen::agent::runtime::NameChoice;
 use loragen::protocol::react::JsonCallsParser;
 use loragen::tools::{async_trait, TextInput, Tool, ToolError, ToolRegistry};
@@ -523,16 +524,17 @@ async fn a_time_out_in_one_parallel_call_keeps_the_others_result() {
 }
 
 /// A name policy as a compiled selector would be: a prior over the names,
-/// and a veto of every call.
-struct Vetoing;
+/// and the same call decision for every message (a veto, or a required
+/// call).
+struct Selecting(CallChoice);
 
-impl NamePolicy for Vetoing {
+impl NamePolicy for Selecting {
     fn decide(&mut self, _prompt: &str, names: &[String]) -> loragen::agent::Result<NameDecision> {
         Ok(NameDecision {
             name_choice: Some(
                 NameChoice::react(names.iter().cloned()).with_prior(vec![-1.0; names.len()]),
             ),
-            veto: true,
+            call: self.0,
             selector_ms: Some(1.0),
             none_margin: Some(5.0),
         })
@@ -546,7 +548,7 @@ async fn a_selectors_veto_stops_calls_in_json_registries_only() {
         let replies: Vec<&str> = replies.iter().map(String::as_str).collect();
         let mut agent = Agent::new(Scripted::new(&replies), registry, config)
             .unwrap()
-            .with_name_policy(Box::new(Vetoing));
+            .with_name_policy(Box::new(Selecting(CallChoice::None)));
         let outcome = agent
             .run("please help", &mut |_| ControlFlow::Continue(()))
             .await
@@ -586,4 +588,40 @@ async fn a_selectors_veto_stops_calls_in_json_registries_only() {
     // Unconstrained, the policy is not asked.
     let model = policy_run(registry(), config()).await;
     assert!(model.params[0].grammar.is_none() && model.params[0].name_choice.is_none());
+}
+
+#[tokio::test]
+async fn a_selectors_required_call_holds_the_message_to_calls_in_any_registry() {
+    let gpt4tools = Arc::new(
+        ToolRegistry::new()
+            .with(EdgeDetection)
+            .and_then(|r| r.with(CannyToImage))
+            .unwrap(),
+    );
+    for registry in [gpt4tools, registry()] {
+        let replies = [
+            r#"Thought: Do I need to use a tool? Yes
+Action: Edge Detection On Image
+Action Input: image/a.png"#,
+            &answer("done"),
+        ]
+        .map(str::to_owned);
+        let replies: Vec<&str> = replies.iter().map(String::as_str).collect();
+        let mut agent = Agent::new(
+            Scripted::new(&replies),
+            registry,
+            config().with_constrained(true),
+        )
+        .unwrap()
+        .with_name_policy(Box::new(Selecting(CallChoice::Required)));
+        let _ = agent
+            .run("please help", &mut |_| ControlFlow::Continue(()))
+            .await
+            .unwrap();
+        let grammar = agent.model().params[0].grammar.clone().unwrap();
+        assert!(
+            grammar.starts_with(r#"root ::= "Thought: Do I need to use a tool? " yes"#),
+            "{grammar}"
+        );
+    }
 }

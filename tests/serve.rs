@@ -16,6 +16,7 @@ use async_openai::types::chat::{
     ChatCompletionMessageToolCalls, ChatCompletionRequestUserMessageArgs, ChatCompletionTool,
     ChatCompletionTools, CreateChatCompletionRequestArgs, FunctionObjectArgs,
 };
+use loragen::agent::grammar::CallChoice;
 use loragen::protocol::artifact::{AdapterSource, CompiledAdapter, Manifest, PROMPT_FORMAT};
 use loragen::protocol::digest::sha256_hex;
 use loragen::serve::{
@@ -59,7 +60,7 @@ impl EdgeBackend for Scripted {
             prompt_tokens: job.prompt.len() / 4,
             completion_tokens: pieces.len(),
             adapter_cached: job.system.as_ref().map(|_| true),
-            vetoed: false,
+            selector_call: CallChoice::Auto,
         })
     }
 }

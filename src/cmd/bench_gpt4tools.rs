@@ -536,20 +536,20 @@ fn run_mode<'a>(
                 (false, None) => item.compiled_prompt(),
                 (false, Some(line)) => format!("{line}\n\n{}", item.compiled_prompt()),
             };
-            let mut selector_ms = None;
+            let (mut selector_ms, mut none_margin) = (None, None);
             let params = if decoding.constrained {
-                let grammar = call_grammar_with(&specs, &decoding.grammar_params(1))
-                    .with_context(|| format!("item {}", item.id))?;
                 // Under --partner-seed the artifact was compiled from
                 // another registry: its part does not hold these tools.
                 let artifact = artifact.as_deref().filter(|_| args.partner_seed.is_none());
-                let decision = scoring.decide(
-                    item.system_part(),
-                    &prompt,
-                    specs.into_iter().map(|s| s.name).collect(),
-                    artifact,
-                )?;
+                let names = specs.iter().map(|s| s.name.clone()).collect();
+                let decision = scoring.decide(item.system_part(), &prompt, names, artifact)?;
+                // A call the selector requires leaves the model calls alone
+                // (a veto is refused above for these registries).
+                let grammar_params = decoding.grammar_params(1).with_choice(decision.call);
+                let grammar = call_grammar_with(&specs, &grammar_params)
+                    .with_context(|| format!("item {}", item.id))?;
                 selector_ms = decision.selector_ms;
+                none_margin = decision.none_margin;
                 params
                     .clone()
                     .with_grammar(Some(grammar))
@@ -581,6 +581,7 @@ fn run_mode<'a>(
                 peak_rss_mib: super::peak_rss_mib(),
                 adapter_ms: adapter_ms.take(),
                 selector_ms,
+                none_margin,
             })?;
             let a = Aggregate::of(&scores);
             bar.set_message(format!("SR {:.1}  Avg {:.1}", a.sr, a.average));

@@ -158,15 +158,17 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         let names = specs.iter().map(|s| s.name.clone()).collect();
         let decision =
             scoring.decide(&system_prompt(&specs), &prompt, names, artifact.as_deref())?;
-        // A vetoed call leaves the model an answer without one.
-        let grammar = if decision.veto {
-            let params = args
-                .decoding
-                .grammar_params(args.max_calls)
-                .with_choice(CallChoice::None);
-            Some(call_grammar_with(&specs, &params)?)
-        } else {
-            grammars.get(query.id.as_str()).cloned()
+        // A vetoed call leaves the model an answer without one; a required
+        // call, calls alone.
+        let grammar = match decision.call {
+            CallChoice::Auto => grammars.get(query.id.as_str()).cloned(),
+            choice => {
+                let params = args
+                    .decoding
+                    .grammar_params(args.max_calls)
+                    .with_choice(choice);
+                Some(call_grammar_with(&specs, &params)?)
+            }
         };
         let params = GenerateParams::default()
             .with_max_tokens(args.max_tokens)
@@ -181,7 +183,8 @@ pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
         }
         log.append(EvalRecord {
             selector_ms: decision.selector_ms,
-            vetoed: decision.veto,
+            vetoed: decision.call == CallChoice::None,
+            required: decision.call == CallChoice::Required,
             none_margin: decision.none_margin,
             ..score(query, &completion)
         })?;
@@ -400,6 +403,7 @@ fn score(query: &Query, completion: &Completion) -> EvalRecord {
         decode_ms: s.decode_ms,
         selector_ms: None,
         vetoed: false,
+        required: false,
         none_margin: None,
     }
 }
@@ -671,6 +675,7 @@ mod tests {
             decode_ms: ms / 2.0,
             selector_ms: None,
             vetoed: false,
+            required: false,
             none_margin: None,
         }
     }

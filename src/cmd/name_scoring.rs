@@ -1,7 +1,7 @@
 //! How `bench gpt4tools` and `eval` choose tool names, resolved once from
 //! their decoding flags: token by token, whole-name scoring, or whole-name
 //! scoring plus a trained tool selector's log-probabilities (issue 29),
-//! whose "no call" may also veto a call in JSON registries.
+//! whose "no call" may also veto a call in JSON registries, or require one.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -29,6 +29,10 @@ pub struct SelectorSetting {
     /// vetoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub veto: Option<f64>,
+    /// The margin of the best tool over "no call" above which a call is
+    /// required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<f64>,
 }
 
 /// A loaded selector: its query side on the edge, and each registry's
@@ -80,6 +84,7 @@ impl NameScoring {
                         weight: params.weight,
                         keep: params.keep,
                         veto: params.veto,
+                        require: params.require,
                     },
                 })
             }
@@ -98,8 +103,10 @@ impl NameScoring {
 
     /// Whole-name scoring over `names` for the query `prompt`, whose tools
     /// `system` defines; with a selector, each name's prior is its weighted
-    /// log-probability, and with a veto margin "no call" ahead of the best
-    /// tool by more than it vetoes a call. In compiled mode `artifact` is
+    /// log-probability; with a veto margin "no call" ahead of the best tool
+    /// by more than it vetoes a call, and with a require margin the best
+    /// tool ahead of "no call" by more than it requires one. In compiled
+    /// mode `artifact` is
     /// the registry's compiled adapter, whose selector part gives the
     /// tools' embeddings; otherwise they are compiled here.
     pub fn decide(

@@ -330,6 +330,7 @@ mod tests {
             peak_rss_mib: 0.0,
             adapter_ms: None,
             selector_ms: None,
+            none_margin: None,
         }
     }
 

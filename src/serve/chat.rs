@@ -23,7 +23,7 @@ use loragen_tools::ToolRegistry;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::edge::{EdgeEvent, EdgeJob, Generated};
+use super::edge::{ChoiceGrammars, EdgeEvent, EdgeJob, Generated};
 use super::error::ApiError;
 use super::openai::{
     finish_reason, Answer, ChatCompletion, ChatCompletionChunk, ChatRequest, Delta,
@@ -206,11 +206,13 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
     } else {
         check_tools(&specs, config)?;
     }
-    // A selector may veto only a call the request leaves to the model.
-    let no_call_grammar = match choice {
-        CallChoice::Auto if !offered.is_empty() => {
-            Some(grammar(&offered, CallChoice::None, max_calls)?)
-        }
+    // A selector may veto or require only a call the request leaves to
+    // the model.
+    let choice_grammars = match choice {
+        CallChoice::Auto if !offered.is_empty() => Some(ChoiceGrammars {
+            none: grammar(&offered, CallChoice::None, max_calls)?,
+            required: grammar(&offered, CallChoice::Required, max_calls)?,
+        }),
         _ => None,
     };
     let grammar = grammar(&offered, choice, max_calls)?;
@@ -235,7 +237,7 @@ fn job(request: &ChatRequest, config: &ServeConfig) -> Result<EdgeJob, ApiError>
             .with_jump_forward(true)
             .with_sampling(sampling(request)?),
         names: offered.iter().map(|s| s.name.clone()).collect(),
-        no_call_grammar,
+        choice_grammars,
     })
 }
 
@@ -396,7 +398,7 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens: 1,
             adapter_cached: None,
-            vetoed: false,
+            selector_call: CallChoice::Auto,
         };
         let head = "Thought: Do I need to use a tool? Yes\nAction: f\nAction Input: {\"a\":1}\n";
         for cut in [
@@ -467,12 +469,18 @@ mod tests {
             )
         };
         let auto = with(r#""auto""#).unwrap();
-        // Only a call left to the model may be vetoed; it then decodes as
-        // tool_choice "none" would.
+        // Only a call left to the model may be vetoed or required; it then
+        // decodes as tool_choice "none" or "required" would.
         assert_eq!(auto.names, ["w", "t"]);
         let none_job = with(r#""none""#).unwrap();
-        assert!(none_job.names.is_empty() && none_job.no_call_grammar.is_none());
-        assert_eq!(auto.no_call_grammar, none_job.params.grammar);
+        assert!(none_job.names.is_empty() && none_job.choice_grammars.is_none());
+        let required_job = with(r#""required""#).unwrap();
+        let grammars = auto.choice_grammars.as_ref().unwrap();
+        assert_eq!(Some(&grammars.none), none_job.params.grammar.as_ref());
+        assert_eq!(
+            Some(&grammars.required),
+            required_job.params.grammar.as_ref()
+        );
         let grammar = auto.params.grammar.unwrap();
         assert!(grammar.contains("(yes | no)") && grammar.contains("\"w\""));
         assert!(
@@ -484,7 +492,7 @@ mod tests {
         assert!(none.starts_with(r#"root ::= "Thought: Do I need to use a tool? " no"#));
         let named = with(r#"{"type": "function", "function": {"name": "t"}}"#).unwrap();
         assert_eq!(named.names, ["t"]);
-        assert!(named.no_call_grammar.is_none());
+        assert!(named.choice_grammars.is_none());
         let named = named.params.grammar.unwrap();
         assert!(
             named.contains(" yes\n") && !named.contains("\"w\""),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use loragen_agent::adapter::AdapterCache;
 use loragen_agent::agent::{NameDecision, NamePolicy, SelectorParams, WholeNames};
+use loragen_agent::grammar::CallChoice;
 use loragen_agent::runtime::{AdapterHost, FinishReason, GenerateParams, SessionParams};
 use loragen_agent::selector::{CompiledTools, EdgeSelector};
 use tokio::sync::mpsc;
@@ -29,10 +30,18 @@ pub struct EdgeJob {
     /// The names the message may call (none when `tool_choice` is
     /// "none"), for a name policy ([`EdgeNames`]).
     pub names: Vec<String>,
-    /// The grammar of an answer without a call, when the request leaves
-    /// the call to the model (`tool_choice` auto): what a selector's veto
-    /// decodes under.
-    pub no_call_grammar: Option<String>,
+    /// When the request leaves the call to the model (`tool_choice`
+    /// auto): the grammars a selector's decision decodes under.
+    pub choice_grammars: Option<ChoiceGrammars>,
+}
+
+/// The grammars of a message whose call a selector may decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChoiceGrammars {
+    /// An answer without a call: a veto.
+    pub none: String,
+    /// Calls alone: a required call.
+    pub required: String,
 }
 
 /// What a generation produced.
@@ -45,8 +54,10 @@ pub struct Generated {
     pub completion_tokens: usize,
     /// With tools: whether the adapter was already on this server.
     pub adapter_cached: Option<bool>,
-    /// A tool selector vetoed a call: the message answers without one.
-    pub vetoed: bool,
+    /// What a tool selector decided: [`CallChoice::None`] (a veto) or
+    /// [`CallChoice::Required`]; [`CallChoice::Auto`] when it left the call
+    /// to the model or did not run.
+    pub selector_call: CallChoice,
 }
 
 /// What generates for the edge role: the llama.cpp model with compiled
@@ -162,8 +173,10 @@ fn run_one<B: EdgeBackend>(backend: &mut B, work: Work, metrics: &Metrics) {
             };
             counter.inc();
         }
-        if generated.vetoed {
-            metrics.selector_vetoes.inc();
+        match generated.selector_call {
+            CallChoice::None => metrics.selector_vetoes.inc(),
+            CallChoice::Required => metrics.selector_required.inc(),
+            CallChoice::Auto => {}
         }
     }
     let _ = events.send(EdgeEvent::Done(result.map_err(ApiError::from)));
@@ -298,25 +311,33 @@ impl EdgeBackend for LlamaEdge {
         let registry = ensured.as_ref().map(|e| e.key.clone());
         // Already on this server: loaded, or on disk with a manifest that checks.
         let adapter_cached = ensured.map(|e| e.held || e.on_disk);
-        let (params, vetoed) = match (&mut self.names, &registry) {
+        let (params, selector_call) = match (&mut self.names, &registry) {
             (Some(names), Some(key)) if !job.names.is_empty() => {
                 let _span = tracing::debug_span!("names", offered = job.names.len()).entered();
                 let artifact = self.adapters.path_of(key);
                 let decision = names.decide(key, &artifact, &job.prompt, &job.names)?;
-                let vetoed = decision.veto && job.no_call_grammar.is_some();
+                // Only a call the request leaves to the model is decided.
+                let decided = match (&job.choice_grammars, decision.call) {
+                    (Some(grammars), CallChoice::None) => Some((&grammars.none, CallChoice::None)),
+                    (Some(grammars), CallChoice::Required) => {
+                        Some((&grammars.required, CallChoice::Required))
+                    }
+                    _ => None,
+                };
+                let call = decided.map_or(CallChoice::Auto, |(_, call)| call);
                 tracing::debug!(
-                    vetoed,
+                    ?call,
                     none_margin = ?decision.none_margin,
                     selector_ms = ?decision.selector_ms,
                     "tool names decided"
                 );
                 let params = job.params.clone().with_name_choice(decision.name_choice);
-                match (&job.no_call_grammar, vetoed) {
-                    (Some(grammar), true) => (params.with_grammar(Some(grammar.clone())), true),
-                    _ => (params, false),
+                match decided {
+                    Some((grammar, call)) => (params.with_grammar(Some(grammar.clone())), call),
+                    None => (params, CallChoice::Auto),
                 }
             }
-            _ => (job.params.clone(), false),
+            _ => (job.params.clone(), CallChoice::Auto),
         };
         let completion = self
             .host
@@ -333,7 +354,7 @@ impl EdgeBackend for LlamaEdge {
             prompt_tokens: completion.stats.prompt_tokens,
             completion_tokens: completion.stats.decode_tokens,
             adapter_cached,
-            vetoed,
+            selector_call,
         })
     }
 }

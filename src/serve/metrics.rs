@@ -38,6 +38,9 @@ pub struct Metrics {
     pub rejected: IntCounter,
     /// Edge role: calls a tool selector vetoed (`serve --selector-veto`).
     pub selector_vetoes: IntCounter,
+    /// Edge role: messages a tool selector held to calls (`serve
+    /// --selector-require`).
+    pub selector_required: IntCounter,
 }
 
 impl Metrics {
@@ -107,6 +110,10 @@ impl Metrics {
             "loragen_selector_vetoes_total",
             "Edge: calls the tool selector vetoed.",
         )?;
+        let selector_required = counter(
+            "loragen_selector_required_total",
+            "Edge: messages the tool selector held to calls.",
+        )?;
         let queued = IntGauge::new(
             "loragen_queued_requests",
             "Edge: requests waiting for or in generation.",
@@ -123,6 +130,7 @@ impl Metrics {
             queued,
             rejected,
             selector_vetoes,
+            selector_required,
         })
     }
 

@@ -1,12 +1,14 @@
-//! How tool names are decoded and whether a message may call at all,
-//! decided before each model message: whole-name scoring, and a compiled
-//! tool selector's prior over the names and its "no call" veto (issue 29).
+//! How tool names are decoded and whether a message may, must or must not
+//! call, decided before each model message: whole-name scoring, and a
+//! compiled tool selector's prior over the names, its "no call" veto and
+//! its required call (issue 29).
 //! `bench gpt4tools`, `eval` and the agent loop all decide through a
 //! [`NamePolicy`].
 
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::grammar::CallChoice;
 use crate::runtime::NameChoice;
 use crate::selector::{CompiledTools, EdgeSelector};
 
@@ -16,12 +18,14 @@ pub struct NameDecision {
     /// How the name at `Action:` is chosen; `None` decodes it token by
     /// token.
     pub name_choice: Option<NameChoice>,
-    /// The selector vetoes a call: the message must answer without one.
-    pub veto: bool,
+    /// What the selector leaves the message: [`CallChoice::Auto`] (the
+    /// model decides), [`CallChoice::None`] (a veto: it answers without a
+    /// call) or [`CallChoice::Required`] (it calls a tool).
+    pub call: CallChoice,
     /// What the selector's pass took, when it ran.
     pub selector_ms: Option<f64>,
     /// "No call"'s log-probability less the best offered tool's, when the
-    /// selector ran: what a veto margin is compared with.
+    /// selector ran: what the veto and require margins are compared with.
     pub none_margin: Option<f64>,
 }
 
@@ -54,6 +58,8 @@ impl NamePolicy for WholeNames {
 /// let p = SelectorParams::default().with_weight(0.5).with_veto(Some(4.0));
 /// assert_eq!((p.weight, p.keep, p.veto), (0.5, None, Some(4.0)));
 /// assert!(p.validate().is_ok());
+/// assert!(p.with_require(Some(0.0)).validate().is_ok());
+/// assert!(p.with_require(Some(-5.0)).validate().is_err(), "a margin both vetoes and requires");
 /// assert!(SelectorParams::default().with_keep(Some(0)).validate().is_err());
 /// assert!(SelectorParams::default().with_weight(f64::NAN).validate().is_err());
 /// ```
@@ -68,6 +74,9 @@ pub struct SelectorParams {
     /// A call is vetoed when "no call" scores more than this margin above
     /// the best offered tool (a difference of log-probabilities).
     pub veto: Option<f64>,
+    /// A call is required when the best offered tool scores more than this
+    /// margin above "no call"; 0 follows the selector's own ranking.
+    pub require: Option<f64>,
 }
 
 impl Default for SelectorParams {
@@ -76,6 +85,7 @@ impl Default for SelectorParams {
             weight: 1.0,
             keep: None,
             veto: None,
+            require: None,
         }
     }
 }
@@ -99,6 +109,24 @@ impl SelectorParams {
         self
     }
 
+    /// Requires a call when the best offered tool leads "no call" by more
+    /// than `require`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use loragen_agent::agent::SelectorParams;
+    ///
+    /// let p = SelectorParams::default().with_require(Some(0.0));
+    /// assert_eq!(p.require, Some(0.0));
+    /// assert!(SelectorParams::default().with_require(Some(f64::NAN)).validate().is_err());
+    /// ```
+    #[must_use]
+    pub fn with_require(mut self, require: Option<f64>) -> Self {
+        self.require = require;
+        self
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !self.weight.is_finite() || self.weight < 0.0 {
             return Err(Error::InvalidParam(format!(
@@ -115,6 +143,19 @@ impl SelectorParams {
             return Err(Error::InvalidParam(
                 "the selector's veto margin must be finite".into(),
             ));
+        }
+        if self.require.is_some_and(|r| !r.is_finite()) {
+            return Err(Error::InvalidParam(
+                "the selector's require margin must be finite".into(),
+            ));
+        }
+        if let (Some(veto), Some(require)) = (self.veto, self.require) {
+            if veto < -require {
+                return Err(Error::InvalidParam(format!(
+                    "a veto margin of {veto} and a require margin of {require} overlap: a \"no call\" margin between {veto} and {} would both veto and require a call",
+                    -require
+                )));
+            }
         }
         Ok(())
     }
@@ -167,7 +208,13 @@ impl SelectorParams {
                     .with_prior(prior.into_iter().map(|p| self.weight * p).collect())
                     .with_keep(self.keep),
             ),
-            veto: self.veto.is_some_and(|margin| none_margin > margin),
+            call: if self.veto.is_some_and(|margin| none_margin > margin) {
+                CallChoice::None
+            } else if self.require.is_some_and(|margin| none_margin < -margin) {
+                CallChoice::Required
+            } else {
+                CallChoice::Auto
+            },
             selector_ms: None,
             none_margin: Some(none_margin),
         })
@@ -220,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn the_prior_is_the_weighted_log_probability_and_none_vetoes_above_its_margin() {
+    fn the_prior_is_the_weighted_log_probability_and_none_vetoes_or_requires_by_its_margin() {
         let names = ["c".to_owned(), "a".to_owned()];
         // a, b, c, then "no call".
         let log_probs = [-1.0f32, -2.0, -3.0, -0.5];
@@ -230,14 +277,31 @@ mod tests {
         assert_eq!(choice.names, names);
         assert_eq!(choice.prior, [-6.0, -2.0]);
         assert_eq!(d.none_margin, Some(0.5));
-        assert!(!d.veto);
+        assert_eq!(d.call, CallChoice::Auto);
         for (margin, veto) in [(0.4, true), (0.5, false), (-1.0, true)] {
             let d = params
                 .with_veto(Some(margin))
                 .from_log_probs(&tools(), &log_probs, &names)
                 .unwrap();
-            assert_eq!(d.veto, veto, "margin {margin}");
+            assert_eq!(d.call == CallChoice::None, veto, "margin {margin}");
         }
+        // "No call" leads a by 0.5: a call is required only under a margin
+        // below -0.5; 0, the selector's own ranking, leaves it to the model.
+        for (margin, required) in [(0.0, false), (-0.5, false), (-0.6, true)] {
+            let d = params
+                .with_require(Some(margin))
+                .from_log_probs(&tools(), &log_probs, &names)
+                .unwrap();
+            assert_eq!(d.call == CallChoice::Required, required, "margin {margin}");
+        }
+        let ahead = [-1.0f32, -2.0, -3.0, -4.0];
+        let d = params
+            .with_veto(Some(3.0))
+            .with_require(Some(0.0))
+            .from_log_probs(&tools(), &ahead, &names)
+            .unwrap();
+        assert_eq!(d.none_margin, Some(-3.0));
+        assert_eq!(d.call, CallChoice::Required);
         let err = params
             .from_log_probs(&tools(), &log_probs, &["z".to_owned()])
             .unwrap_err()

@@ -166,6 +166,9 @@ pub struct Agent<M> {
     grammar: Option<String>,
     /// The grammar of an answer without a call, for a vetoed message.
     no_call_grammar: String,
+    /// The grammar of calls alone, for a message the selector requires to
+    /// call.
+    required_grammar: String,
     /// Whether the registry speaks the JSON protocol: only there does a
     /// selector's "no call" veto a call (GPT4Tools answers without a call
     /// mostly close a chain of calls, which the edge model decides).
@@ -198,6 +201,10 @@ impl<M: LanguageModel> Agent<M> {
             &specs,
             &GrammarParams::default().with_choice(CallChoice::None),
         )?;
+        let required_grammar = call_grammar_with(
+            &specs,
+            &GrammarParams::default().with_choice(CallChoice::Required),
+        )?;
         Ok(Agent {
             model,
             tools,
@@ -206,6 +213,7 @@ impl<M: LanguageModel> Agent<M> {
             system,
             grammar,
             no_call_grammar,
+            required_grammar,
             json: render::takes_json(&specs),
             names: None,
             history: Vec::new(),
@@ -218,8 +226,9 @@ impl<M: LanguageModel> Agent<M> {
     }
 
     /// Decides before each constrained message how tool names are chosen
-    /// (whole-name scoring, a compiled selector's prior) and, in JSON
-    /// registries, whether the selector vetoes a call.
+    /// (whole-name scoring, a compiled selector's prior), whether the
+    /// selector requires a call and, in JSON registries, whether it vetoes
+    /// one.
     #[must_use]
     pub fn with_name_policy(mut self, policy: Box<dyn NamePolicy>) -> Self {
         self.names = Some(policy);
@@ -318,15 +327,15 @@ impl<M: LanguageModel> Agent<M> {
                 (Some(policy), true) => step_span.in_scope(|| policy.decide(&prompt, &names))?,
                 _ => NameDecision::default(),
             };
-            let vetoed = decision.veto && self.json;
+            let grammar = match decision.call {
+                CallChoice::None if self.json => Some(self.no_call_grammar.clone()),
+                CallChoice::Required => Some(self.required_grammar.clone()),
+                _ => params.grammar.clone(),
+            };
             let step_params = params
                 .clone()
                 .with_name_choice(decision.name_choice)
-                .with_grammar(if vetoed {
-                    Some(self.no_call_grammar.clone())
-                } else {
-                    params.grammar.clone()
-                });
+                .with_grammar(grammar);
             let completion = step_span.in_scope(|| {
                 let _span = tracing::debug_span!("generate", prompt_bytes = prompt.len()).entered();
                 self.model.complete(&prompt, &step_params, &mut |t| {

@@ -254,6 +254,7 @@ mod tests {
             peak_rss_mib: 1.0,
             adapter_ms: None,
             selector_ms: None,
+            none_margin: None,
         };
         let report = Report::from_records(
             &[

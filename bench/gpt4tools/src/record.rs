@@ -34,6 +34,11 @@ pub struct Record {
     /// The tool selector's pass over the prompt, when one ran (`--selector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector_ms: Option<f64>,
+    /// The selector's "no call" log-probability less the best listed
+    /// tool's, when it ran: a require margin `m` makes the message call
+    /// when this is below `-m`, so one run tells every margin's reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub none_margin: Option<f64>,
 }
 
 impl Record {
@@ -223,6 +228,7 @@ mod tests {
             peak_rss_mib: 4.0,
             adapter_ms: None,
             selector_ms: None,
+            none_margin: None,
         }
     }
 

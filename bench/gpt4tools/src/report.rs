@@ -141,6 +141,7 @@ mod tests {
             peak_rss_mib: 10.0,
             adapter_ms: None,
             selector_ms: None,
+            none_margin: None,
         }
     }
 

@@ -114,6 +114,9 @@ pub struct EvalRecord {
     /// The selector's "no call" vetoed a call (`--selector-veto`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub vetoed: bool,
+    /// The selector required a call (`--selector-require`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
     /// The selector's "no call" log-probability less the best offered
     /// tool's, when it ran: a veto margin below it vetoes the call, so one
     /// run gives every margin's outcome.
