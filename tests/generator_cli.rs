@@ -557,7 +557,7 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
     // In JSON registries a veto below every margin stops every call, and
     // one above them stops none; each query records the selector's pass.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let eval = |veto: &str, out: &Path| {
+    let eval_with = |flag: &str, margin: &str, out: &Path| {
         loragen(
             dir.path(),
             &[
@@ -574,13 +574,14 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
                 "--whole-names",
                 "--selector",
                 first.to_str().unwrap(),
-                "--selector-veto",
-                veto,
+                flag,
+                margin,
                 "--out",
                 out.to_str().unwrap(),
             ],
         )
     };
+    let eval = |veto: &str, out: &Path| eval_with("--selector-veto", veto, out);
     let records = |out: &Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(out)
             .unwrap()
@@ -590,7 +591,10 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
     };
     let vetoed = dir.path().join("vetoed.jsonl");
     let report = ok(&eval("-1000", &vetoed));
-    assert!(report.contains("it vetoed a call in 2"), "{report}");
+    assert!(
+        report.contains("it vetoed a call in 2 and required one in 0"),
+        "{report}"
+    );
     for r in records(&vetoed) {
         assert_eq!(r["vetoed"], true, "{r}");
         assert_eq!(r["calls"], serde_json::json!([]), "{r}");
@@ -611,6 +615,23 @@ fn a_selector_trains_on_cached_inputs_reports_and_scores_names() {
     // The margin is part of the run's settings.
     let err = failed(&eval("0", &free));
     assert!(err.contains("selector"), "{err}");
+    // A require margin below every margin holds every message to calls.
+    let required = dir.path().join("required.jsonl");
+    let report = ok(&eval_with("--selector-require", "-1000", &required));
+    assert!(
+        report.contains("it vetoed a call in 0 and required one in 2"),
+        "{report}"
+    );
+    for r in records(&required) {
+        assert_eq!(r["required"], true, "{r}");
+        assert!(
+            r["output"]
+                .as_str()
+                .unwrap()
+                .starts_with("Thought: Do I need to use a tool? Yes"),
+            "{r}"
+        );
+    }
 }
 
 /// A compile with a tool selector writes the registry's part beside the

@@ -619,8 +619,9 @@ fn selector_part(records: &[EvalRecord], by_id: &HashMap<&str, &Query>) -> Strin
     }
     let q = |p| loragen_gpt4tools::report::quantile(&ms, p);
     let vetoed = records.iter().filter(|r| r.vetoed).count();
+    let required = records.iter().filter(|r| r.required).count();
     let mut out = format!(
-        "\nthe tool selector's pass (included above): p50 {:.0} ms, p95 {:.0} ms over {} queries; it vetoed a call in {vetoed}\n",
+        "\nthe tool selector's pass (included above): p50 {:.0} ms, p95 {:.0} ms over {} queries; it vetoed a call in {vetoed} and required one in {required}\n",
         q(0.5),
         q(0.95),
         ms.len()
