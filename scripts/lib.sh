@@ -35,11 +35,7 @@ row_ready() {
 validate() {
     local out=$1
     shift
-    if [ -f "$out/report.json" ]; then
-        echo "== $out: done"
-        return
-    fi
-    echo "== $out ($(date -u '+%F %R UTC'))"
+    row_ready "$out" "$out/report.json" || return 0
     "$loragen" bench gpt4tools --data data/gpt4tools/val_seen.json --limit 200 \
         --constrained --out "$out" "$@"
 }
