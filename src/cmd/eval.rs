@@ -750,6 +750,18 @@ mod tests {
 
     /// Three queries that call `add` with `a` = 1 (`s_1` to `s_3`) and one
     /// that needs no call (`s_4`).
+    /// `r` having made `call` (a function and its argument `a`), or none.
+    fn calling(mut r: EvalRecord, call: Option<(&str, i64)>) -> EvalRecord {
+        r.calls = call
+            .map(|(name, a)| {
+                serde_json::from_value(serde_json::json!({"name": name, "arguments": {"a": a}}))
+                    .unwrap()
+            })
+            .into_iter()
+            .collect();
+        r
+    }
+
     fn add_queries() -> [Query; 4] {
         let q = |id: &str, expect: &str| -> Query {
             serde_json::from_value(serde_json::json!({
@@ -776,15 +788,7 @@ mod tests {
     fn the_table_separates_tool_choice_from_arguments() {
         let qs = add_queries();
         let with = |id: &str, correct: bool, call: Option<(&str, i64)>| {
-            let mut r = record(id, Some(correct), 10, 1.0);
-            r.calls = call
-                .map(|(name, a)| {
-                    serde_json::from_value(serde_json::json!({"name": name, "arguments": {"a": a}}))
-                        .unwrap()
-                })
-                .into_iter()
-                .collect();
-            r
+            calling(record(id, Some(correct), 10, 1.0), call)
         };
         let records = [
             with("s_1", true, Some(("add", 1))),
@@ -810,17 +814,7 @@ mod tests {
             q.id = format!("t{}", q.id);
             q
         }));
-        let with = |id: &str, call: Option<(&str, i64)>| {
-            let mut r = record(id, None, 10, 1.0);
-            r.calls = call
-                .map(|(name, a)| {
-                    serde_json::from_value(serde_json::json!({"name": name, "arguments": {"a": a}}))
-                        .unwrap()
-                })
-                .into_iter()
-                .collect();
-            r
-        };
+        let with = |id: &str, call: Option<(&str, i64)>| calling(record(id, None, 10, 1.0), call);
         let records = [
             with("s_1", Some(("add", 1))),
             with("s_2", Some(("add", 2))),
