@@ -35,6 +35,28 @@ macro_rules! by_dtype {
     };
 }
 
+/// The `CustomOp2` of a backward kernel over (the forward's input or
+/// output, the gradient): its name and `$run::<T>(op, sx, lx, sg, lg)`.
+macro_rules! backward_op {
+    ($op:ident, $name:literal, $run:ident) => {
+        impl CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                sx: &CpuStorage,
+                lx: &Layout,
+                sg: &CpuStorage,
+                lg: &Layout,
+            ) -> Res<(CpuStorage, Shape)> {
+                by_dtype!(self.name(), sx, $run(self, sx, lx, sg, lg))
+            }
+        }
+    };
+}
+
 /// The elements of a contiguous tensor.
 fn slice<'a, T: Float>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Res<&'a [T]> {
     let data = storage.as_slice::<T>()?;
@@ -153,21 +175,7 @@ struct RmsNormBackward {
     eps: f32,
 }
 
-impl CustomOp2 for RmsNormBackward {
-    fn name(&self) -> &'static str {
-        "fused-rms-norm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sx: &CpuStorage,
-        lx: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
-    ) -> Res<(CpuStorage, Shape)> {
-        by_dtype!(self.name(), sx, rms_norm_bwd(self, sx, lx, sg, lg))
-    }
-}
+backward_op!(RmsNormBackward, "fused-rms-norm-backward", rms_norm_bwd);
 
 fn rms_norm_bwd<T: Float>(
     op: &RmsNormBackward,
@@ -250,29 +258,16 @@ fn gelu_fwd<T: Float>(s: &CpuStorage, l: &Layout) -> Res<(CpuStorage, Shape)> {
 
 struct GeluTanhBackward;
 
-impl CustomOp2 for GeluTanhBackward {
-    fn name(&self) -> &'static str {
-        "fused-gelu-tanh-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sx: &CpuStorage,
-        lx: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
-    ) -> Res<(CpuStorage, Shape)> {
-        by_dtype!(self.name(), sx, gelu_bwd(sx, lx, sg, lg))
-    }
-}
+backward_op!(GeluTanhBackward, "fused-gelu-tanh-backward", gelu_bwd);
 
 fn gelu_bwd<T: Float>(
+    op: &GeluTanhBackward,
     sx: &CpuStorage,
     lx: &Layout,
     sg: &CpuStorage,
     lg: &Layout,
 ) -> Res<(CpuStorage, Shape)> {
-    let name = "fused-gelu-tanh-backward";
+    let name = op.name();
     let (x, g) = (slice::<T>(sx, lx, name)?, slice::<T>(sg, lg, name)?);
     let (k, c, two, three) = (
         T::from_f64(SQRT_2_OVER_PI),
@@ -436,7 +431,7 @@ fn cross_entropy_bwd<T: Float>(
     sg: &CpuStorage,
     lg: &Layout,
 ) -> Res<(CpuStorage, Shape)> {
-    let name = "fused-cross-entropy-backward";
+    let name = op.name();
     let (x, g) = (slice::<T>(sx, lx, name)?, slice::<T>(sg, lg, name)?);
     let vocab = lx.dims()[1];
     let scale = g[0] / T::from_f64(op.targets.len() as f64);
@@ -453,21 +448,11 @@ fn cross_entropy_bwd<T: Float>(
     Ok(output(dx, lx))
 }
 
-impl CustomOp2 for CrossEntropyBackward {
-    fn name(&self) -> &'static str {
-        "fused-cross-entropy-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sx: &CpuStorage,
-        lx: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
-    ) -> Res<(CpuStorage, Shape)> {
-        by_dtype!(self.name(), sx, cross_entropy_bwd(self, sx, lx, sg, lg))
-    }
-}
+backward_op!(
+    CrossEntropyBackward,
+    "fused-cross-entropy-backward",
+    cross_entropy_bwd
+);
 
 /// Rotary embedding of `x` (batch, heads, seq, head_dim) with tables
 /// `cos`, `sin` (seq, head_dim / 2): NEOX pairs `(i, i + d/2)` or
@@ -616,29 +601,16 @@ fn masked_softmax_fwd<T: Float>(
 /// `dx = y (g - sum(g y))` per row.
 struct SoftmaxBackward;
 
-impl CustomOp2 for SoftmaxBackward {
-    fn name(&self) -> &'static str {
-        "fused-softmax-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        sy: &CpuStorage,
-        ly: &Layout,
-        sg: &CpuStorage,
-        lg: &Layout,
-    ) -> Res<(CpuStorage, Shape)> {
-        by_dtype!(self.name(), sy, softmax_bwd(sy, ly, sg, lg))
-    }
-}
+backward_op!(SoftmaxBackward, "fused-softmax-backward", softmax_bwd);
 
 fn softmax_bwd<T: Float>(
+    op: &SoftmaxBackward,
     sy: &CpuStorage,
     ly: &Layout,
     sg: &CpuStorage,
     lg: &Layout,
 ) -> Res<(CpuStorage, Shape)> {
-    let name = "fused-softmax-backward";
+    let name = op.name();
     let (y, g) = (slice::<T>(sy, ly, name)?, slice::<T>(sg, lg, name)?);
     let n = ly.dims().last().copied().unwrap_or(1);
     let dx = par_rows2(y, g, n, |dx, y, g| {
