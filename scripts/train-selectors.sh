@@ -20,14 +20,13 @@ dev=("${all[@]}"
     --hold-out "Generate Image Condition On Sketch Image" --hold-out "Remove Something From The Photo"
     --validate data/gpt4tools/val_seen.json)
 
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
 fit() {
     local out=$1
     shift
-    if [ -f "$out/report.json" ]; then
-        echo "== $out: done"
-        return
-    fi
-    echo "== $out ($(date -u '+%F %R UTC'))"
+    row_ready "$out" "$out/report.json" || return 0
     "$loragen" train selector "$@" --out "$out" | tee "$out.txt"
 }
 
