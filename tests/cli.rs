@@ -302,21 +302,19 @@ fn ablation_and_failure_tables_read_run_directories() {
         ],
     );
 
-    let arm = |name: &str, run: &std::path::Path| format!("{name}={}", run.display());
-    let out = loragen(
-        &[
-            "bench",
-            "ablation",
-            "--arm",
-            &arm("a", &a),
-            "--arm",
-            &arm("b", &b),
-            "--held-out",
-            "Held Tool",
-            "--resamples",
-            "200",
-        ],
-        &[],
+    // `bench ablation` over arms NAME=RUN, then the given arguments.
+    let ablation = |arms: &[(&str, &std::path::Path)], rest: &[&str]| {
+        let mut args = vec!["bench".to_owned(), "ablation".to_owned()];
+        for (name, run) in arms {
+            args.push("--arm".to_owned());
+            args.push(format!("{name}={}", run.display()));
+        }
+        args.extend(rest.iter().map(|a| (*a).to_owned()));
+        loragen(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+    let out = ablation(
+        &[("a", &a), ("b", &b)],
+        &["--held-out", "Held Tool", "--resamples", "200"],
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{text}");
@@ -355,30 +353,11 @@ fn ablation_and_failure_tables_read_run_directories() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("failures: 0 of 1 scored items"), "{text}");
 
-    let missing = loragen(
-        &[
-            "bench",
-            "ablation",
-            "--arm",
-            &arm("a", &a),
-            "--arm",
-            "b=/no/such/run",
-        ],
+    let missing = ablation(
+        &[("a", &a), ("b", std::path::Path::new("/no/such/run"))],
         &[],
     );
     assert!(one_line_error(&missing).contains("/no/such/run has no records.jsonl"));
-    let typo = loragen(
-        &[
-            "bench",
-            "ablation",
-            "--arm",
-            &arm("a", &a),
-            "--arm",
-            &arm("b", &b),
-            "--held-out",
-            "Held Tol",
-        ],
-        &[],
-    );
+    let typo = ablation(&[("a", &a), ("b", &b)], &["--held-out", "Held Tol"]);
     assert!(one_line_error(&typo).contains("are the held-out names right?"));
 }
