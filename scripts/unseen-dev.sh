@@ -77,6 +77,10 @@ held held-lora-selector-keep1 "$heldout_lora" "${g_lora[@]}" --whole-names --sel
 held held-lora-selector-keep2 "$heldout_lora" "${g_lora[@]}" --whole-names --selector "$selector" --selector-keep 2
 # The selector's "no call" margin requiring a call below 0, its own ranking.
 held held-lora-selector-require "$heldout_lora" "${g_lora[@]}" --whole-names --selector "$selector" --selector-require 0
+# Every training-free part at once: whole names, the field-aware grammar,
+# the selector at weight 1 and its required call below margin 0.
+combined=(--whole-names --field-aware --selector "$selector" --selector-require 0)
+held held-lora-combined "$heldout_lora" "${g_lora[@]}" "${combined[@]}"
 held held-gen "$dev_generator" "${g_gen[@]}"
 held held-gen-whole "$dev_generator" "${g_gen[@]}" --whole-names
 held held-gen-field "$dev_generator" "${g_gen[@]}" --field-aware
@@ -86,6 +90,7 @@ held held-gen-selector "$dev_generator" "${g_gen[@]}" --whole-names --selector "
 held held-gen-selector-keep1 "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector" --selector-keep 1
 held held-gen-selector-keep2 "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector" --selector-keep 2
 held held-gen-selector-require "$dev_generator" "${g_gen[@]}" --whole-names --selector "$selector" --selector-require 0
+held held-gen-combined "$dev_generator" "${g_gen[@]}" "${combined[@]}"
 # The upper bound: every definition in the prompt (this LoRA saw the four
 # tools in training).
 held held-with-tools "$with_tools" --mode lora --lora-adapter "$with_tools" --lora-with-system
@@ -97,6 +102,8 @@ seen seen-gen-whole "$shipped" --mode compiled --whole-names
 seen seen-gen-field "$shipped" --mode compiled --field-aware
 seen seen-gen-whole-field "$shipped" --mode compiled --whole-names --field-aware
 seen seen-gen-selector "$shipped" --mode compiled --whole-names --selector "$selector"
+seen seen-gen-selector-require "$shipped" --mode compiled --whole-names --selector "$selector" --selector-require 0
+seen seen-gen-combined "$shipped" --mode compiled "${combined[@]}"
 
 # BFCL validation.
 b_lora=(--mode lora --adapter "$bfcl_lora")
