@@ -10,11 +10,18 @@ lora_adapter() {
 }
 
 # row_ready NAME DONE NEEDS...: whether row NAME is to run now: not when
+# ROWS (a space-separated list of names) is set and leaves it out, nor when
 # DONE (its finished output) exists, nor while a learner it NEEDS is
-# missing (then MISSING=1). Says which, or that it starts.
+# missing (the first and the last set MISSING=1). Says which, or that it
+# starts.
 row_ready() {
     local name=$1 done=$2
     shift 2
+    if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $name "* ]]; then
+        echo "== $name: not in ROWS"
+        MISSING=1
+        return 1
+    fi
     if [ -e "$done" ]; then
         echo "== $name: done"
         return 1

@@ -15,6 +15,7 @@
 # row is skipped, a stopped one resumes. Benchmark only on an idle machine.
 #
 # Run with: scripts/unseen-dev.sh   (about 3 h on 2 cores)
+#      or: ROWS="bfcl-gen seen-gen" scripts/unseen-dev.sh   (those rows only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 loragen=${LORAGEN:-target/release/loragen}
