@@ -786,6 +786,8 @@ pub enum BenchCommand {
     Calls(BenchCallsArgs),
     /// Compile time of the GPT4Tools registry, cold and warm, against a bare cloud prefill of the same text.
     Compile(BenchCompileArgs),
+    /// The agent on the 23-tool GPT4Tools registry, as the REPL runs it: prompt tokens and time to first token per mode, against cold in context.
+    Agent(BenchAgentArgs),
     /// Two GPT4Tools runs over the same items: each metric's difference with a paired-bootstrap 95% interval.
     Compare(BenchCompareArgs),
     /// Where a run's items went wrong, by stage (no call, wrong tool, wrong arguments, a call where none is due), with N of them in full.
@@ -825,6 +827,27 @@ pub struct BenchCompileArgs {
     pub checkpoint: Option<PathBuf>,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAgentArgs {
+    /// in-context, in-context-cached or compiled (repeatable; default all
+    /// three). The first is the baseline of the ratios.
+    #[arg(long)]
+    pub mode: Vec<loragen_protocol::Mode>,
+    /// Compiled mode: the generator that compiles the registry (default:
+    /// $LORAGEN_GENERATOR, else the shipped one).
+    #[arg(long, value_name = "DIR", conflicts_with = "adapter")]
+    pub generator: Option<PathBuf>,
+    /// Compiled mode: an adapter compiled from the registry before.
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// Rounds over the 8 requests; each makes every mode's agent afresh.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

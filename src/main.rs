@@ -85,6 +85,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Bench(cli::BenchCommand::Compile(args)) => {
             cmd::bench_compile::run(&args, models)
         }
+        cli::Command::Bench(cli::BenchCommand::Agent(args)) => cmd::bench_agent::run(&args, models),
         cli::Command::Bench(cli::BenchCommand::Compare(args)) => cmd::bench_curve::compare(&args),
         cli::Command::Bench(cli::BenchCommand::Ablation(args)) => cmd::bench_ablation::run(&args),
         cli::Command::Bench(cli::BenchCommand::Failures(args)) => cmd::bench_failures::run(&args),

@@ -361,3 +361,12 @@ fn ablation_and_failure_tables_read_run_directories() {
     let typo = ablation(&[("a", &a), ("b", &b)], &["--held-out", "Held Tol"]);
     assert!(one_line_error(&typo).contains("are the held-out names right?"));
 }
+
+/// `bench agent` refuses what it does not measure before loading a model.
+#[test]
+fn bench_agent_refuses_lora_mode_and_zero_rounds() {
+    let lora = loragen(&["bench", "agent", "--mode", "lora"], &[]);
+    assert!(one_line_error(&lora).contains("lora is not among them"));
+    let rounds = loragen(&["bench", "agent", "--rounds", "0"], &[]);
+    assert!(one_line_error(&rounds).contains("--rounds must be positive"));
+}

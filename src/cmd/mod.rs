@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod bench_ablation;
+pub mod bench_agent;
 pub mod bench_calls;
 pub mod bench_compile;
 pub mod bench_curve;
