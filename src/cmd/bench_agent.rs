@@ -142,6 +142,7 @@ pub fn run(args: &BenchAgentArgs, models: Setup) -> anyhow::Result<()> {
         }
         eprintln!("round {round} of {} done", args.rounds);
     }
+    println!("processor: {}", super::processor());
     print!("{}", table(&runs, specs.len()));
     Ok(())
 }
