@@ -1155,6 +1155,111 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The `loragen ...` lines of the shell blocks in README.md and docs/,
+    /// continuations joined, each with its optional `[...]` parts dropped,
+    /// the first of `a|b` alternatives taken and anything after a pipe,
+    /// redirect or comment cut: (file, line) pairs.
+    fn documented_commands() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        docs.sort();
+        files.extend(docs);
+        let mut commands = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let name = file.strip_prefix(root).unwrap().display().to_string();
+            for block in text.split("```sh\n").skip(1) {
+                let block = block.split("```").next().unwrap().replace("\\\n", " ");
+                for line in block.lines() {
+                    let line = line.trim();
+                    // Environment assignments before the command.
+                    let line = line
+                        .split_whitespace()
+                        .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    if line.starts_with("loragen ") && !line.contains("[@]") {
+                        commands.push((name.clone(), line));
+                    }
+                }
+            }
+        }
+        commands
+    }
+
+    /// A documented line as arguments: optional parts dropped, the first
+    /// alternative kept, quotes honoured, cut at `|`, `>`, `&&` or `#`.
+    fn arguments(line: &str) -> Vec<String> {
+        let mut text = line.to_owned();
+        while let Some(open) = text.rfind('[') {
+            let Some(close) = text[open..].find(']') else {
+                break;
+            };
+            text.replace_range(open..open + close + 1, "");
+        }
+        let (mut args, mut word, mut quote) = (Vec::new(), String::new(), None);
+        for c in text.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => quote = Some(c),
+                (None, c) if c.is_whitespace() => {
+                    if !word.is_empty() {
+                        args.push(std::mem::take(&mut word));
+                    }
+                }
+                (None, c) => word.push(c),
+            }
+        }
+        args.push(word);
+        args.into_iter()
+            .filter(|w| !w.is_empty())
+            .take_while(|w| !matches!(w.as_str(), "|" | ">" | ">>" | "&&" | "#" | ";"))
+            .filter(|w| w != "...")
+            .map(|w| match w.split_once('|') {
+                Some((first, _)) if !w.contains(' ') => first.to_owned(),
+                _ => w,
+            })
+            .collect()
+    }
+
+    /// Every command the docs show parses with today's flags: a renamed
+    /// or removed flag fails here, naming the file and the line.
+    #[test]
+    fn every_documented_command_parses() {
+        let commands = documented_commands();
+        assert!(commands.len() > 50, "{} commands found", commands.len());
+        let failures: Vec<String> = commands
+            .iter()
+            .filter_map(|(file, line)| {
+                Cli::try_parse_from(arguments(line)).err().map(|e| {
+                    format!(
+                        "{file}: {line}\n  {}",
+                        e.to_string().lines().next().unwrap_or("")
+                    )
+                })
+            })
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn documented_lines_become_arguments() {
+        assert_eq!(
+            arguments("loragen repl [--mode in-context|compiled] --out 'a b' | tee log"),
+            ["loragen", "repl", "--out", "a b"]
+        );
+        assert_eq!(
+            arguments("loragen models fetch edge|cloud # why"),
+            ["loragen", "models", "fetch", "edge"]
+        );
+    }
+
     #[test]
     fn a_share_is_a_number_in_zero_to_one() {
         assert_eq!(share("0.25"), Ok(0.25));
