@@ -5,11 +5,14 @@
 //! away from the base model.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::loragen;
+
 use loragen_agent::test_util as common;
 
 use std::io::BufReader;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
@@ -20,13 +23,6 @@ use loragen::generator::checkpoint::lora::{self as checkpoint, CheckpointConfig}
 use loragen::generator::edge::{agreement, random_lora, EdgeModel, FixedLora, LoraConfig, Target};
 use loragen::generator::gguf_lora::{read_lora_adapter, write_lora_adapter};
 use loragen::protocol::gpt4tools::{render_instruction, TOOLS};
-
-fn loragen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -3,17 +3,13 @@
 //! redoing work, Ctrl-C keeps what is done, and the report is written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::loragen;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn loragen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count())

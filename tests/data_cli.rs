@@ -2,15 +2,10 @@
 //! pass `data check`, and bad files are named, not panicked on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+use support::loragen;
 
-fn loragen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use std::path::Path;
 
 fn build(dir: &Path, seed: &str) {
     let out = loragen(&[

@@ -5,10 +5,12 @@
 //! patching its header, so each one differs from a good file in one way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::loragen;
+
 use loragen_agent::test_util as common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 use loragen::agent::runtime::Model;
@@ -240,13 +242,6 @@ fn malformed_gguf_files_are_clear_errors_in_every_loader() {
         .to_string();
     assert!(err.contains("`qwen2`") && err.contains("`gemma3`"), "{err}");
     assert!(!f.out.exists(), "a failed merge must write nothing");
-}
-
-fn loragen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_loragen"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
