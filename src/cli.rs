@@ -1192,8 +1192,9 @@ mod tests {
         commands
     }
 
-    /// A documented line as arguments: optional parts dropped, the first
-    /// alternative kept, quotes honoured, cut at `|`, `>`, `&&` or `#`.
+    /// A documented line as arguments: optional parts dropped, split as a
+    /// shell would (quotes honoured, `#` comments dropped), cut at a pipe,
+    /// redirect or `&&`, and the first of `a|b` alternatives kept.
     fn arguments(line: &str) -> Vec<String> {
         let mut text = line.to_owned();
         while let Some(open) = text.rfind('[') {
@@ -1202,24 +1203,10 @@ mod tests {
             };
             text.replace_range(open..open + close + 1, "");
         }
-        let (mut args, mut word, mut quote) = (Vec::new(), String::new(), None);
-        for c in text.chars() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), c) => word.push(c),
-                (None, '\'' | '"') => quote = Some(c),
-                (None, c) if c.is_whitespace() => {
-                    if !word.is_empty() {
-                        args.push(std::mem::take(&mut word));
-                    }
-                }
-                (None, c) => word.push(c),
-            }
-        }
-        args.push(word);
-        args.into_iter()
-            .filter(|w| !w.is_empty())
-            .take_while(|w| !matches!(w.as_str(), "|" | ">" | ">>" | "&&" | "#" | ";"))
+        shlex::split(&text)
+            .unwrap_or_default()
+            .into_iter()
+            .take_while(|w| !matches!(w.as_str(), "|" | ">" | ">>" | "&&" | ";"))
             .filter(|w| w != "...")
             .map(|w| match w.split_once('|') {
                 Some((first, _)) if !w.contains(' ') => first.to_owned(),

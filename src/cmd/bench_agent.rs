@@ -19,10 +19,9 @@ use loragen_protocol::render::system_prompt;
 use loragen_protocol::Mode;
 use loragen_tools::gpt4tools::registry;
 
+use super::{median, GIVEN_ADAPTER};
 use crate::cli::BenchAgentArgs;
 use loragen::setup::Setup;
-
-const GIVEN_ADAPTER: &str = "--adapter";
 
 /// What the REPL's user shares before asking, as `:image` does.
 const IMAGE_TURN: (&str, &str) = (
@@ -158,9 +157,9 @@ fn table(runs: &[ModeRuns], tools: usize) -> String {
         let latency: Vec<f64> = r.first.iter().map(Stats::latency_ms).collect();
         (
             tokens,
-            quantile(&ttft, 0.5),
+            median(&ttft),
             quantile(&ttft, 0.95),
-            quantile(&latency, 0.5),
+            median(&latency),
         )
     };
     let mut out = format!(

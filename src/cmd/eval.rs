@@ -4,6 +4,7 @@
 //! and scores them where the queries carry answers.
 
 use super::name_scoring::{NameScoring, SelectorSetting};
+use super::GIVEN_ADAPTER;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
@@ -29,9 +30,6 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{EvalArgs, SuiteSet};
 use crate::progress::Progress;
 use loragen::setup::Setup;
-
-/// The host's key for the adapter given with `--adapter`.
-const GIVEN_ADAPTER: &str = "--adapter";
 
 pub fn run(args: EvalArgs, models: Setup) -> anyhow::Result<()> {
     let suite = match args.suite {

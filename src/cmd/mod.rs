@@ -57,6 +57,10 @@ pub fn until(stop: &AtomicBool) -> impl FnMut(&str) -> ControlFlow<()> + '_ {
 
 pub use loragen_protocol::atomic::write_atomic;
 
+/// The host key under which a command holds the adapter its `--adapter`
+/// flag names.
+pub const GIVEN_ADAPTER: &str = "--adapter";
+
 pub const MIB: f64 = 1024.0 * 1024.0;
 
 /// Size of a file in MiB (0 if it cannot be read).

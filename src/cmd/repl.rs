@@ -18,6 +18,7 @@ use loragen::setup::{dir_or_url, Setup};
 use loragen_protocol::render::system_prompt;
 
 use super::name_scoring::NameScoring;
+use super::GIVEN_ADAPTER;
 use crate::cli::{DecodingArgs, ReplArgs};
 use loragen_agent::toolset::Toolset;
 
@@ -40,9 +41,6 @@ fn missing_adapter_warning(mode: Mode, has_adapter: bool) -> Option<String> {
         )
     })
 }
-
-/// The key the host holds a `--adapter` file under.
-const GIVEN_ADAPTER: &str = "--adapter";
 
 /// Where the REPL's adapter comes from.
 enum AdapterPlan {
